@@ -1,0 +1,21 @@
+"""Content digest of a constitution: sha256 over a canonical JSON form of the validated model.
+
+Comments, whitespace, key order and spelling out a default value do not change it; any change to
+a value does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from charter.constitution.model import Constitution
+
+
+def canonical_json(constitution: Constitution) -> str:
+    data = constitution.model_dump(mode="json")
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def constitution_digest(constitution: Constitution) -> str:
+    return "sha256:" + hashlib.sha256(canonical_json(constitution).encode("utf-8")).hexdigest()
