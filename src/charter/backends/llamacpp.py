@@ -1,0 +1,295 @@
+"""GGUF models through llama.cpp (llama-cpp-python), with parallel sequences.
+
+llama-cpp-python's high-level ``Llama`` class decodes one sequence at a time; this backend drives
+llama.cpp's batch API directly so that up to ``batch_size`` sequences share every decode call
+(prefill of new prompts is mixed with decoding of running ones, continuous-batching style).
+Sampling happens here in numpy with one generator per sequence, so outputs depend on each
+sequence's own seed, not on what else was in the batch.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from charter.backends.base import (
+    Backend,
+    BackendInfo,
+    Conversation,
+    Generation,
+    SamplingConfig,
+    ScoreRequest,
+    file_digest,
+    seeds_for,
+)
+from charter.errors import BackendError
+
+_LOG_CALLBACK = None  # keep the ctypes callback alive for the process lifetime
+
+
+def _silence_llama_logs(llama_cpp) -> None:
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is None:
+        _LOG_CALLBACK = llama_cpp.llama_log_callback(lambda level, text, user_data: None)
+        llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
+
+
+@dataclass
+class _Job:
+    index: int
+    tokens: list[int]  # prompt (and, for scoring, the continuation)
+    max_new: int = 0
+    rng: np.random.Generator | None = None
+    score_from: int | None = None  # scoring: first continuation position
+    # state
+    fed: int = 0
+    out: list[int] = field(default_factory=list)
+    logprob: float = 0.0
+    finish: str = "length"
+
+
+class LlamaCppBackend(Backend):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        spec: str | None = None,
+        n_ctx: int = 4096,
+        batch_size: int = 8,
+        n_threads: int | None = None,
+    ):
+        try:
+            import llama_cpp
+        except ImportError:
+            raise BackendError(
+                "llama-cpp-python is not installed (pip install 'charter[llamacpp]')", source=spec or "llamacpp"
+            ) from None
+        src = Path(path).expanduser()
+        if not src.is_file():
+            raise BackendError("no such GGUF file", source=str(src))
+        self._L = L = llama_cpp
+        _silence_llama_logs(L)
+        L.llama_backend_init()
+        self.n_parallel = max(1, int(batch_size))
+        self.n_ctx_per_seq = int(n_ctx)
+        threads = n_threads or max(1, os.cpu_count() or 1)
+        self.model = L.llama_model_load_from_file(str(src).encode(), L.llama_model_default_params())
+        if not self.model:
+            raise BackendError("llama.cpp could not load this file as a model", source=str(src))
+        self.vocab = L.llama_model_get_vocab(self.model)
+        self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
+        cp = L.llama_context_default_params()
+        cp.n_ctx = self.n_ctx_per_seq * self.n_parallel
+        cp.n_batch = 2048
+        cp.n_ubatch = 512
+        cp.n_seq_max = self.n_parallel
+        cp.n_outputs_max = cp.n_batch
+        cp.n_outputs_max_per_seq = cp.n_batch
+        cp.kv_unified = True  # one shared KV pool: short and long sequences balance out
+        cp.n_threads = cp.n_threads_batch = threads
+        self.ctx = L.llama_init_from_model(self.model, cp)
+        if not self.ctx:
+            raise BackendError("llama.cpp could not create a context", source=str(src))
+        self.mem = L.llama_get_memory(self.ctx)
+        self.n_batch = cp.n_batch
+        self._batch = L.llama_batch_init(self.n_batch, 0, 1)
+        template = L.llama_model_chat_template(self.model, None)
+        self._template = _compile_template(template.decode() if template else None)
+        self._bos = self._piece(L.llama_vocab_bos(self.vocab), special=True)
+        self._eos = self._piece(L.llama_vocab_eos(self.vocab), special=True)
+        self.info = BackendInfo(
+            spec=spec or f"llamacpp:{src}",
+            backend="llamacpp",
+            model=str(src),
+            digest=file_digest(src),
+            options={"n_ctx": self.n_ctx_per_seq, "batch_size": self.n_parallel, "n_threads": threads},
+        )
+
+    # -- tokens ----------------------------------------------------------------------------------
+    def tokenize(self, text: str, special: bool = True) -> list[int]:
+        data = text.encode("utf-8")
+        cap = len(data) + 8
+        buf = (self._L.llama_token * cap)()
+        n = self._L.llama_tokenize(self.vocab, data, len(data), buf, cap, False, special)
+        if n < 0:
+            buf = (self._L.llama_token * -n)()
+            n = self._L.llama_tokenize(self.vocab, data, len(data), buf, -n, False, special)
+        return list(buf[:n])
+
+    def _piece(self, token: int, special: bool = False) -> str:
+        return self._piece_bytes(token, special).decode("utf-8", errors="replace")
+
+    def _piece_bytes(self, token: int, special: bool = False) -> bytes:
+        buf = ctypes.create_string_buffer(64)
+        n = self._L.llama_token_to_piece(self.vocab, token, buf, 64, 0, special)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = self._L.llama_token_to_piece(self.vocab, token, buf, -n, 0, special)
+        return buf.raw[:n]
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return b"".join(self._piece_bytes(t) for t in tokens).decode("utf-8", errors="replace")
+
+    def render(self, conversation: Conversation) -> str:
+        return self._template.render(
+            messages=conversation, add_generation_prompt=True, bos_token=self._bos, eos_token=self._eos
+        )
+
+    # -- engine ----------------------------------------------------------------------------------
+    def _run(self, jobs: list[_Job], config: SamplingConfig | None) -> None:
+        """Continuous batching over ``n_parallel`` sequence slots until every job is done."""
+        L = self._L
+        for j in jobs:
+            limit = self.n_ctx_per_seq - j.max_new
+            if len(j.tokens) > limit:
+                raise BackendError(
+                    f"prompt of {len(j.tokens)} tokens does not fit n_ctx={self.n_ctx_per_seq} with "
+                    f"{j.max_new} new tokens (raise it: llamacpp:PATH?n_ctx=8192)",
+                    source=self.info.spec,
+                )
+        pending = deque(jobs)
+        slots: dict[int, _Job] = {}
+        free = list(range(self.n_parallel))[::-1]
+        batch = self._batch
+        while pending or slots:
+            while pending and free:
+                seq = free.pop()
+                L.llama_memory_seq_rm(self.mem, seq, -1, -1)
+                slots[seq] = pending.popleft()
+            n = 0
+            wanted: list[tuple[int, int, int]] = []  # (batch position, seq, token position)
+            # Decoding sequences first (1 token each), then prompt chunks fill the rest.
+            for seq, job in sorted(slots.items(), key=lambda kv: kv[1].fed < len(kv[1].tokens)):
+                if job.fed < len(job.tokens):
+                    take = min(len(job.tokens) - job.fed, self.n_batch - n)
+                    if take <= 0:
+                        continue
+                    for k in range(job.fed, job.fed + take):
+                        last = k == len(job.tokens) - 1
+                        need = (job.score_from is not None and k >= job.score_from - 1 and not last) or (
+                            last and job.max_new > 0
+                        )
+                        self._add(n, job.tokens[k], k, seq, need)
+                        if need:
+                            wanted.append((n, seq, k))
+                        n += 1
+                    job.fed += take
+                else:
+                    pos = len(job.tokens) + len(job.out) - 1
+                    self._add(n, job.out[-1], pos, seq, True)
+                    wanted.append((n, seq, pos))
+                    n += 1
+            batch.n_tokens = n
+            rc = L.llama_decode(self.ctx, batch)
+            if rc != 0:
+                raise BackendError(f"llama_decode failed (code {rc}); try a larger n_ctx", source=self.info.spec)
+            for i, seq, pos in wanted:
+                job = slots[seq]
+                logits = np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, i), shape=(self.n_vocab,))
+                if job.score_from is not None:
+                    target = job.tokens[pos + 1]
+                    m = logits.max()
+                    job.logprob += float(logits[target] - m - np.log(np.exp(logits - m).sum()))
+                    continue
+                token = self._sample(logits, config, job.rng)  # type: ignore[arg-type]
+                if L.llama_vocab_is_eog(self.vocab, token):
+                    job.finish = "stop"
+                    job.max_new = len(job.out)  # done
+                else:
+                    job.out.append(token)
+            for seq in [s for s, j in slots.items() if j.fed >= len(j.tokens) and (j.score_from is not None or len(j.out) >= j.max_new)]:
+                del slots[seq]
+                free.append(seq)
+
+    def _add(self, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
+        b = self._batch
+        b.token[i] = token
+        b.pos[i] = pos
+        b.n_seq_id[i] = 1
+        b.seq_id[i][0] = seq
+        b.logits[i] = 1 if logits else 0
+
+    @staticmethod
+    def _sample(logits: np.ndarray, config: SamplingConfig, rng: np.random.Generator) -> int:
+        if config.greedy:
+            return int(np.argmax(logits))
+        scores = logits.astype(np.float64) / config.temperature
+        if config.top_p < 1.0:
+            order = np.argsort(-scores)
+            probs = np.exp(scores[order] - scores[order[0]])
+            probs /= probs.sum()
+            keep = (np.cumsum(probs) - probs) <= config.top_p
+            mask = np.full_like(scores, -np.inf)
+            mask[order[keep]] = 0.0
+            scores = scores + mask
+        gumbel = -np.log(-np.log(np.clip(rng.random(scores.shape[0]), 1e-300, 1.0)))
+        return int(np.argmax(scores + gumbel))
+
+    # -- Backend API -----------------------------------------------------------------------------
+    def generate(self, conversations, config: SamplingConfig, seeds=None) -> list[Generation]:
+        seeds = seeds_for(config, len(conversations), seeds)
+        jobs = [
+            _Job(i, self.tokenize(self.render(c)), config.max_new_tokens, np.random.default_rng(s))
+            for i, (c, s) in enumerate(zip(conversations, seeds))
+        ]
+        self._run(jobs, config)
+        return [
+            Generation(self.detokenize(j.out).strip(), len(j.tokens), len(j.out), j.finish) for j in jobs
+        ]
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
+        jobs, where = [], []
+        for r_i, req in enumerate(requests):
+            ctx = self.tokenize(req.context if isinstance(req.context, str) else self.render(req.context))
+            if not ctx:
+                ctx = [self._L.llama_vocab_bos(self.vocab)]
+            for c_i, cont in enumerate(req.continuations):
+                cont_ids = self.tokenize(cont, special=False)
+                jobs.append(_Job(len(jobs), ctx + cont_ids, 0, score_from=len(ctx)))
+                where.append((r_i, c_i))
+        self._run(jobs, None)
+        out = [[0.0] * len(r.continuations) for r in requests]
+        for (r_i, c_i), job in zip(where, jobs):
+            out[r_i][c_i] = job.logprob
+        return out
+
+    def close(self) -> None:
+        L = getattr(self, "_L", None)
+        if L is None:
+            return
+        if getattr(self, "_batch", None) is not None:
+            L.llama_batch_free(self._batch)
+            self._batch = None
+        if getattr(self, "ctx", None):
+            L.llama_free(self.ctx)
+            self.ctx = None
+        if getattr(self, "model", None):
+            L.llama_model_free(self.model)
+            self.model = None
+
+    def __del__(self):  # pragma: no cover - best effort
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def _compile_template(source: str | None):
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    from charter.backends.hf import FALLBACK_CHAT_TEMPLATE
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, loader=jinja2.BaseLoader())
+
+    def raise_exception(message):
+        raise jinja2.TemplateError(message)
+
+    env.globals["raise_exception"] = raise_exception
+    return env.from_string(source or FALLBACK_CHAT_TEMPLATE)

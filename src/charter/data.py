@@ -1,0 +1,184 @@
+"""Prompt files in (CSV / JSONL / JSON / TXT) and append-only JSONL out.
+
+Shared by every stage that reads prompt sets or writes resumable record files.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from charter.errors import InputError
+
+# Tried in order when no --column is given; covers the dev sets in shared/data
+# (AdvBench `goal`, XSTest and CValues `prompt`, HH-RLHF `chosen` transcripts).
+DEFAULT_COLUMNS = ("prompt", "goal", "question", "instruction", "text", "input", "chosen")
+
+_HUMAN_TURN = re.compile(r"\n\nHuman:(.*?)(?=\n\nAssistant:|\n\nHuman:|$)", re.S)
+
+
+@dataclass(frozen=True)
+class PromptRecord:
+    id: str  # stable across runs: source file stem, row number and a hash of the text
+    text: str
+    source: str
+    row: int
+
+
+def _first_human_turn(text: str) -> str:
+    """HH-RLHF transcripts ("\\n\\nHuman: ...\\n\\nAssistant: ...") -> the first human turn."""
+    m = _HUMAN_TURN.search(text if text.startswith("\n\n") else "\n\n" + text)
+    return m.group(1).strip() if m else text
+
+
+def _pick_column(columns: list[str], column: str | None, source: str) -> str:
+    if column is not None:
+        if column not in columns:
+            raise InputError(f"unknown column {column!r} (columns: {', '.join(columns)})", source=source)
+        return column
+    for c in DEFAULT_COLUMNS:
+        if c in columns:
+            return c
+    if len(columns) == 1:
+        return columns[0]
+    raise InputError(f"cannot tell which column holds the prompts; pass --column (columns: {', '.join(columns)})", source=source)
+
+
+def load_prompts(path: str | os.PathLike, column: str | None = None, limit: int | None = None) -> list[PromptRecord]:
+    p = Path(path)
+    source = str(p)
+    if not p.exists():
+        raise InputError("no such prompt file", source=source)
+    if not p.is_file():
+        raise InputError("not a file", source=source)
+    try:
+        raw = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", source=source) from None
+    if not raw.strip():
+        raise InputError("prompt file is empty", source=source)
+    suffix = p.suffix.lower()
+    rows: list[tuple[int, str]] = []  # (line number, prompt text)
+    if suffix == ".csv" or suffix == ".tsv":
+        reader = csv.DictReader(raw.splitlines(), delimiter="\t" if suffix == ".tsv" else ",")
+        columns = list(reader.fieldnames or [])
+        if not columns:
+            raise InputError("CSV file has no header row", source=source)
+        col = _pick_column(columns, column, source)
+        try:
+            for i, row in enumerate(reader, start=2):
+                if None in row:
+                    raise InputError(f"row has more fields than the header ({len(columns)})", source=source, line=reader.line_num)
+                rows.append((i, row.get(col) or ""))
+        except csv.Error as exc:
+            raise InputError(f"malformed CSV: {exc}", source=source, line=reader.line_num) from None
+    elif suffix in (".jsonl", ".ndjson", ".json"):
+        objects: list[tuple[int, object]] = []
+        if suffix == ".json":
+            try:
+                data = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"malformed JSON: {exc.msg}", source=source, line=exc.lineno) from None
+            if not isinstance(data, list):
+                raise InputError("a .json prompt file must hold a list", source=source)
+            objects = [(i + 1, o) for i, o in enumerate(data)]
+        else:
+            for n, line in enumerate(raw.splitlines(), start=1):
+                if not line.strip():
+                    continue
+                try:
+                    objects.append((n, json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"malformed JSON line: {exc.msg}", source=source, line=n) from None
+        if all(isinstance(o, str) for _, o in objects):
+            if column is not None:
+                raise InputError(f"--column {column!r} given but the file holds plain strings", source=source)
+            rows = [(n, o) for n, o in objects]  # type: ignore[misc]
+        else:
+            first_bad = next(((n, o) for n, o in objects if not isinstance(o, dict)), None)
+            if first_bad:
+                raise InputError("every record must be a JSON object (or every one a string)", source=source, line=first_bad[0])
+            columns = list(dict.fromkeys(k for _, o in objects for k in o))  # type: ignore[union-attr]
+            col = _pick_column(columns, column, source)
+            for n, o in objects:
+                value = o.get(col)  # type: ignore[union-attr]
+                if value is not None and not isinstance(value, str):
+                    raise InputError(f"field {col!r} is not a string", source=source, line=n)
+                rows.append((n, value or ""))
+    elif suffix in (".txt", ""):
+        rows = [(n, line) for n, line in enumerate(raw.splitlines(), start=1)]
+    else:
+        raise InputError(f"unsupported prompt file type {suffix!r} (use .csv, .tsv, .jsonl, .json or .txt)", source=source)
+
+    out: list[PromptRecord] = []
+    for n, text in rows:
+        text = _first_human_turn(text).strip() if "\n\nHuman:" in text or text.startswith("Human:") else text.strip()
+        if not text:
+            continue
+        h = hashlib.sha256(text.encode()).hexdigest()[:10]
+        out.append(PromptRecord(id=f"{p.stem}:{n}:{h}", text=text, source=source, row=n))
+        if limit is not None and len(out) >= limit:
+            break
+    if not out:
+        raise InputError("no prompts found (all rows empty)", source=source)
+    return out
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
+# -- append-only JSONL ----------------------------------------------------------------------------
+
+
+def repair_jsonl(path: Path) -> int:
+    """Drop a torn last line left by a kill mid-write; return the number of intact records."""
+    if not path.exists():
+        return 0
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        with open(path, "r+b") as f:
+            f.truncate(cut)
+        data = data[:cut]
+    return data.count(b"\n")
+
+
+def read_jsonl(path: Path) -> Iterator[dict]:
+    if not path.exists():
+        return
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+def append_jsonl(path: Path, records: Iterable[dict]) -> None:
+    """Append records in one write + fsync, so a kill leaves at most one torn line."""
+    payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    if not payload:
+        return
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_jsonl_atomic(path: Path, records: Iterable[dict]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
