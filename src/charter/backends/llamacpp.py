@@ -98,6 +98,8 @@ class LlamaCppBackend(Backend):
             raise BackendError("llama.cpp could not create a context", source=str(src))
         self.mem = L.llama_get_memory(self.ctx)
         self.n_batch = cp.n_batch
+        self._kv_tokens: list[list[int]] = [[] for _ in range(self.n_parallel)]
+        self.cached_tokens = 0  # prompt tokens served from the KV cache instead of prefilled
         self._batch = L.llama_batch_init(self.n_batch, 0, 1)
         template = L.llama_model_chat_template(self.model, None)
         self._template = _compile_template(template.decode() if template else None)
@@ -159,9 +161,10 @@ class LlamaCppBackend(Backend):
         batch = self._batch
         while pending or slots:
             while pending and free:
-                seq = free.pop()
-                L.llama_memory_seq_rm(self.mem, seq, -1, -1)
-                slots[seq] = pending.popleft()
+                job = pending.popleft()
+                seq = self._assign(job, free, slots)
+                free.remove(seq)
+                slots[seq] = job
             n = 0
             wanted: list[tuple[int, int, int]] = []  # (batch position, seq, token position)
             # Decoding sequences first (1 token each), then prompt chunks fill the rest.
@@ -176,6 +179,7 @@ class LlamaCppBackend(Backend):
                             last and job.max_new > 0
                         )
                         self._add(n, job.tokens[k], k, seq, need)
+                        self._kv_tokens[seq].append(job.tokens[k])
                         if need:
                             wanted.append((n, seq, k))
                         n += 1
@@ -183,10 +187,13 @@ class LlamaCppBackend(Backend):
                 else:
                     pos = len(job.tokens) + len(job.out) - 1
                     self._add(n, job.out[-1], pos, seq, True)
+                    self._kv_tokens[seq].append(job.out[-1])
                     wanted.append((n, seq, pos))
                     n += 1
             batch.n_tokens = n
             rc = L.llama_decode(self.ctx, batch)
+            if rc == 1 and self._evict_idle(slots):
+                rc = L.llama_decode(self.ctx, batch)  # retry after freeing cached prefixes
             if rc != 0:
                 raise BackendError(f"llama_decode failed (code {rc}); try a larger n_ctx", source=self.info.spec)
             for i, seq, pos in wanted:
@@ -206,6 +213,52 @@ class LlamaCppBackend(Backend):
             for seq in [s for s, j in slots.items() if j.fed >= len(j.tokens) and (j.score_from is not None or len(j.out) >= j.max_new)]:
                 del slots[seq]
                 free.append(seq)
+
+    def _assign(self, job: _Job, free: list[int], busy: dict[int, _Job]) -> int:
+        """Pick a free slot for a job, reusing cached KV of the longest matching token prefix.
+
+        The revision turn extends the critique turn's context, and few-shot dialogues repeat
+        across prompts: like llama.cpp server's prompt cache, only the new suffix is prefilled.
+        A prefix held by another slot is shared through ``llama_memory_seq_cp`` (no copy in a
+        unified KV cache).
+        """
+        L = self._L
+        # Tokens whose logits we need are always fed: the last prompt token, or for scoring the
+        # whole continuation and the token before it.
+        cap = len(job.tokens) - 1 if job.score_from is None else job.score_from - 1
+
+        def common(seq: int) -> int:
+            a, b = self._kv_tokens[seq], job.tokens
+            n = min(len(a), cap)
+            i = 0
+            while i < n and a[i] == b[i]:
+                i += 1
+            return i
+
+        own = max(free, key=common)
+        own_len = common(own)
+        donor = max((s for s in range(self.n_parallel) if s != own), key=common, default=None)
+        if donor is not None and common(donor) > own_len + 16:
+            keep = common(donor)
+            L.llama_memory_seq_rm(self.mem, own, -1, -1)
+            L.llama_memory_seq_cp(self.mem, donor, own, 0, keep)
+            self._kv_tokens[own] = job.tokens[:keep]
+        else:
+            keep = own_len
+            if not L.llama_memory_seq_rm(self.mem, own, keep, -1):
+                L.llama_memory_seq_rm(self.mem, own, -1, -1)
+                keep = 0
+            del self._kv_tokens[own][keep:]
+        job.fed = keep
+        self.cached_tokens += keep
+        return own
+
+    def _evict_idle(self, busy: dict[int, _Job]) -> bool:
+        idle = [s for s in range(self.n_parallel) if s not in busy and self._kv_tokens[s]]
+        for s in idle:
+            self._L.llama_memory_seq_rm(self.mem, s, -1, -1)
+            self._kv_tokens[s] = []
+        return bool(idle)
 
     def _add(self, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
         b = self._batch

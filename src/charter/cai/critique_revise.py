@@ -1,0 +1,322 @@
+"""SL-CAI: critique -> revision data (Bai et al. 2022, section 3).
+
+For each red-team prompt the policy answers; then for N rounds a principle is sampled at random,
+the critic critiques the current answer against it and revises it, with few-shot dialogues from the
+constitution shown as earlier turns. Helpfulness prompts are answered without critique and mixed
+in. Every stage runs on a whole batch of prompts at once, so the backend always sees a batch.
+
+Output (``out/``): ``chains.jsonl`` (full chains, the source of truth), ``sft.jsonl`` (TRL's
+conversational ``messages`` format, derived from the chains) and ``run.json`` (the arguments, so a
+restarted run continues only when nothing that shapes the data changed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from charter import __version__
+from charter.backends import Backend, Conversation, SamplingConfig, load_backend
+from charter.constitution import Constitution, CritiqueExample, Principle, constitution_digest, load_constitution
+from charter.data import (
+    PromptRecord,
+    append_jsonl,
+    file_sha256,
+    load_prompts,
+    read_jsonl,
+    repair_jsonl,
+    write_jsonl_atomic,
+)
+from charter.errors import InputError
+
+CHAINS = "chains.jsonl"
+SFT = "sft.jsonl"
+RUN = "run.json"
+
+
+@dataclass
+class CritiqueRevisionConfig:
+    """Arguments of ``charter cai critique-revise`` (one field per CLI flag)."""
+
+    constitution: str
+    prompts: str
+    out: str
+    model: str = "embedded"
+    critic: str | None = None  # writes critiques and revisions; defaults to the policy model
+    column: str | None = None
+    revisions: int = 1
+    limit: int | None = None
+    seed: int = 0
+    helpful: str | None = None
+    helpful_column: str | None = None
+    few_shot: int = 1
+    batch_size: int = 8
+    max_new_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 0.95
+
+    def validate(self) -> None:
+        if self.revisions < 1:
+            raise InputError("--revisions must be at least 1 (the paper used up to 4)", source="--revisions")
+        if self.limit is not None and self.limit < 1:
+            raise InputError("--limit must be at least 1", source="--limit")
+        if self.batch_size < 1:
+            raise InputError("--batch-size must be at least 1", source="--batch-size")
+        if self.few_shot < 0:
+            raise InputError("--few-shot cannot be negative", source="--few-shot")
+        if self.max_new_tokens < 1:
+            raise InputError("--max-new-tokens must be at least 1", source="--max-new-tokens")
+        if self.temperature < 0:
+            raise InputError("--temperature cannot be negative", source="--temperature")
+
+
+@dataclass
+class _Item:
+    prompt: PromptRecord
+    kind: str  # "harmless" (red-team, critiqued) or "helpful" (answered only)
+    rng: random.Random = field(repr=False, default=None)  # type: ignore[assignment]
+    response: str = ""
+    initial: str = ""
+    rounds: list[dict] = field(default_factory=list)
+    started: str = ""
+
+
+def _stable_seed(*parts: object) -> int:
+    h = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(h[:4], "little")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class CritiqueReviser:
+    """Runs SL-CAI data generation; resumable and deterministic for a given seed and batch size."""
+
+    def __init__(
+        self,
+        config: CritiqueRevisionConfig,
+        *,
+        constitution: Constitution | None = None,
+        model: Backend | None = None,
+        critic: Backend | None = None,
+    ):
+        config.validate()
+        self.config = config
+        self.constitution = constitution or load_constitution(config.constitution)
+        # Read every input before touching the output directory or loading a model, so bad input
+        # fails fast and leaves the output as it was.
+        self.prompts = load_prompts(config.prompts, config.column, config.limit)
+        self.helpful = (
+            load_prompts(config.helpful, config.helpful_column, config.limit) if config.helpful else []
+        )
+        self.out = Path(config.out)
+        if self.out.exists() and not self.out.is_dir():
+            raise InputError("output path exists and is not a directory", source=str(self.out))
+        self._model = model
+        self._critic = critic
+
+    # -- run metadata ----------------------------------------------------------------------------
+    def run_manifest(self) -> dict:
+        c = self.config
+        shaping = {
+            "constitution_digest": constitution_digest(self.constitution),
+            "prompts_sha256": file_sha256(c.prompts),
+            "helpful_sha256": file_sha256(c.helpful) if c.helpful else None,
+            **{k: getattr(c, k) for k in (
+                "column", "helpful_column", "model", "critic", "revisions", "limit", "seed",
+                "few_shot", "batch_size", "max_new_tokens", "temperature", "top_p",
+            )},
+        }
+        return {"task": "sl-cai/critique-revise", "charter_version": __version__, "arguments": shaping}
+
+    def _check_resume(self) -> None:
+        manifest = self.run_manifest()
+        path = self.out / RUN
+        if path.exists():
+            try:
+                old = json.loads(path.read_text())["arguments"]
+            except (ValueError, KeyError):
+                raise InputError("run.json is unreadable; use a new --out", source=str(path)) from None
+            diff = [k for k, v in manifest["arguments"].items() if old.get(k) != v]
+            if diff:
+                raise InputError(
+                    f"this output directory holds a run with different {', '.join(diff)}; "
+                    "rerun with the same arguments to resume, or use a new --out",
+                    source=str(self.out),
+                )
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(manifest | {"created": _now()}, indent=2) + "\n")
+        tmp.replace(path)
+
+    # -- prompts ---------------------------------------------------------------------------------
+    def _items(self) -> list[_Item]:
+        items = [_Item(p, "harmless") for p in self.prompts] + [_Item(p, "helpful") for p in self.helpful]
+        # Mix helpfulness prompts in (as the paper does) in a seed-determined order.
+        random.Random(_stable_seed(self.config.seed, "order")).shuffle(items)
+        for it in items:
+            it.rng = random.Random(_stable_seed(self.config.seed, it.kind, it.prompt.id))
+        return items
+
+    def _few_shot(self, item: _Item, principle: Principle) -> list[CritiqueExample]:
+        pool = list(self.constitution.examples_for(principle))
+        k = min(self.config.few_shot, len(pool))
+        return item.rng.sample(pool, k) if k else []
+
+    @staticmethod
+    def _shot_turns(ex: CritiqueExample, principle: Principle) -> Conversation:
+        return [
+            {"role": "user", "content": ex.prompt},
+            {"role": "assistant", "content": ex.response},
+            {"role": "user", "content": ex.critique_request or principle.critique},
+            {"role": "assistant", "content": ex.critique},
+            {"role": "user", "content": ex.revision_request or principle.revision},
+            {"role": "assistant", "content": ex.revision},
+        ]
+
+    # -- the run ---------------------------------------------------------------------------------
+    def run(self, progress: Callable[[int, int, str], None] | None = None) -> dict:
+        """Generate the data; returns counts. ``progress(done, total, stage)`` is called as it goes."""
+        c = self.config
+        self._check_resume()
+        chains_path, sft_path = self.out / CHAINS, self.out / SFT
+        repair_jsonl(chains_path)
+        done_ids = {r["id"] for r in read_jsonl(chains_path)}
+        items = self._items()
+        todo = [it for it in items if it.prompt.id not in done_ids]
+        total, done = len(items), len(items) - len(todo)
+        if progress:
+            progress(done, total, "starting")
+        self._write_sft(chains_path, sft_path)  # sft.jsonl always mirrors chains.jsonl
+        if todo:
+            model = self._model or load_backend(c.model)
+            critic = self._critic or (load_backend(c.critic) if c.critic and c.critic != c.model else model)
+            self._model, self._critic = model, critic
+        for start in range(0, len(todo), c.batch_size):
+            batch = todo[start : start + c.batch_size]
+            self._process(batch, lambda stage: progress and progress(done, total, stage))
+            records = [self._record(it) for it in batch]
+            append_jsonl(chains_path, records)
+            append_jsonl(sft_path, [self.sft_record(r) for r in records])
+            done += len(batch)
+            if progress:
+                progress(done, total, "written")
+        return {"records": total, "generated": len(todo), "resumed_from": total - len(todo), "out": str(self.out)}
+
+    def _sampling(self, stage: str, it: _Item, round_: int = 0) -> int:
+        return _stable_seed(self.config.seed, stage, round_, it.prompt.id)
+
+    def _process(self, batch: list[_Item], stage: Callable[[str], None]) -> None:
+        c = self.config
+        sampling = SamplingConfig(c.max_new_tokens, c.temperature, c.top_p, c.seed)
+        for it in batch:
+            it.started = _now()
+        stage("initial responses")
+        gens = self._model.generate(  # type: ignore[union-attr]
+            [[{"role": "user", "content": it.prompt.text}] for it in batch],
+            sampling,
+            [self._sampling("initial", it) for it in batch],
+        )
+        for it, g in zip(batch, gens):
+            it.initial = it.response = g.text
+        harmless = [it for it in batch if it.kind == "harmless"]
+        for r in range(c.revisions):
+            if not harmless:
+                break
+            principles = [it.rng.choice(self.constitution.principles) for it in harmless]
+            contexts = []
+            for it, p in zip(harmless, principles):
+                shots = [t for ex in self._few_shot(it, p) for t in self._shot_turns(ex, p)]
+                contexts.append(
+                    shots
+                    + [
+                        {"role": "user", "content": it.prompt.text},
+                        {"role": "assistant", "content": it.response},
+                        {"role": "user", "content": p.critique},
+                    ]
+                )
+            stage(f"critiques, round {r + 1}/{c.revisions}")
+            critiques = self._critic.generate(  # type: ignore[union-attr]
+                contexts, sampling, [self._sampling("critique", it, r) for it in harmless]
+            )
+            for ctx, crit, p in zip(contexts, critiques, principles):
+                ctx += [{"role": "assistant", "content": crit.text}, {"role": "user", "content": p.revision}]
+            stage(f"revisions, round {r + 1}/{c.revisions}")
+            revisions = self._critic.generate(  # type: ignore[union-attr]
+                contexts, sampling, [self._sampling("revision", it, r) for it in harmless]
+            )
+            for it, p, crit, rev in zip(harmless, principles, critiques, revisions):
+                # An empty revision keeps the previous answer rather than training on nothing.
+                revised = rev.text or it.response
+                it.rounds.append(
+                    {
+                        "principle": p.id,
+                        "critique_request": p.critique,
+                        "critique": crit.text,
+                        "revision_request": p.revision,
+                        "revision": revised,
+                        "revision_empty": not rev.text,
+                    }
+                )
+                it.response = revised
+
+    def _record(self, it: _Item) -> dict:
+        return {
+            "id": it.prompt.id,
+            "kind": it.kind,
+            "prompt": it.prompt.text,
+            "source": it.prompt.source,
+            "row": it.prompt.row,
+            "initial_response": it.initial,
+            "rounds": it.rounds,
+            "final_response": it.response,
+            "model": self._model.info.to_dict(),  # type: ignore[union-attr]
+            "critic": self._critic.info.to_dict(),  # type: ignore[union-attr]
+            "constitution": {
+                "name": self.constitution.name,
+                "version": self.constitution.version,
+                "digest": constitution_digest(self.constitution),
+            },
+            "seed": self.config.seed,
+            "started": it.started,
+            "finished": _now(),
+            "charter_version": __version__,
+        }
+
+    @staticmethod
+    def sft_record(chain: dict) -> dict:
+        return {
+            "messages": [
+                {"role": "user", "content": chain["prompt"]},
+                {"role": "assistant", "content": chain["final_response"]},
+            ],
+            "id": chain["id"],
+            "kind": chain["kind"],
+            "principles": [r["principle"] for r in chain["rounds"]],
+        }
+
+    def _write_sft(self, chains_path: Path, sft_path: Path) -> None:
+        write_jsonl_atomic(sft_path, (self.sft_record(r) for r in read_jsonl(chains_path)))
+
+    def close(self) -> None:
+        for b in {id(x): x for x in (self._model, self._critic) if x is not None}.values():
+            b.close()
+
+
+def run_critique_revision(config: CritiqueRevisionConfig, progress=None) -> dict:
+    reviser = CritiqueReviser(config)
+    try:
+        return reviser.run(progress)
+    finally:
+        reviser.close()
+
+
+__all__ = ["CritiqueRevisionConfig", "CritiqueReviser", "run_critique_revision"]

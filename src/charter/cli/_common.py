@@ -1,0 +1,92 @@
+"""What every command shares: one-line errors with the right exit code, and progress bars."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from charter.errors import CharterError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def handle_errors(fn):
+    """Turn CharterError into ``error: <one line>`` on stderr and its exit code (2 for input)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        # Nothing Charter runs may reach a hub; the user configures every endpoint explicitly.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+        logging.getLogger("transformers").setLevel(logging.ERROR)
+        try:
+            return fn(*args, **kwargs)
+        except CharterError as exc:
+            msg = " ".join(str(exc).split())
+            err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted; rerun the same command to resume", highlight=False)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+class RateColumn(ProgressColumn):
+    """Records per minute (a CAI record takes seconds, so per-second rates read as 0.0)."""
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        if not speed:
+            return Text("-- rec/min", style="progress.data.speed")
+        return Text(f"{speed * 60:.1f} rec/min", style="progress.data.speed")
+
+
+@contextmanager
+def record_progress(description: str):
+    """Yields ``update(done, total, stage)`` driving a rich bar with rate and ETA."""
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[stage]}"),
+        console=err_console,
+        disable=os.environ.get("CHARTER_PROGRESS") == "0",
+    )
+    task = progress.add_task(description, total=None, stage="")
+    first = {"done": None}
+
+    def update(done: int, total: int, stage: str) -> None:
+        if first["done"] is None:
+            # Records restored from an earlier run are not counted into the rate.
+            first["done"] = done
+            progress.update(task, total=total, completed=done, stage=stage)
+            progress.reset(task, total=total, completed=done)
+        progress.update(task, total=total, completed=done, stage=stage)
+
+    with progress:
+        yield update

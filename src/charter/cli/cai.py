@@ -1,0 +1,88 @@
+"""``charter cai critique-revise`` (SL-CAI data)."""
+
+from __future__ import annotations
+
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from charter.cli._common import console, handle_errors, record_progress
+
+app = typer.Typer(help="Constitutional AI data generation.", no_args_is_help=True)
+
+MODEL_HELP = "embedded | hf:PATH | gguf:PATH | llamacpp:PATH | openai:URL#MODEL (options after '?')"
+
+
+@app.command("critique-revise")
+@handle_errors
+def critique_revise(
+    constitution: str = typer.Option(..., "--constitution", "-c", help="Constitution TOML file or bundled name."),
+    prompts: Path = typer.Option(..., "--prompts", "-p", help="Red-team prompts: CSV, TSV, JSONL, JSON or TXT."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory (chains.jsonl, sft.jsonl, run.json)."),
+    model: str = typer.Option("embedded", "--model", "-m", help=f"Policy model. {MODEL_HELP}"),
+    critic: Optional[str] = typer.Option(None, "--critic", help="Model that writes critiques and revisions (default: the policy model)."),
+    column: Optional[str] = typer.Option(None, "--column", help="Column/field holding the prompt (default: prompt, goal, question, ...)."),
+    revisions: int = typer.Option(1, "--revisions", "-n", help="Critique->revision rounds, a new random principle each round."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use at most this many prompts (per file)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for principle sampling and generation."),
+    helpful: Optional[Path] = typer.Option(None, "--helpful", help="Helpfulness prompts answered without critique and mixed in."),
+    helpful_column: Optional[str] = typer.Option(None, "--helpful-column", help="Column of the --helpful file."),
+    few_shot: int = typer.Option(1, "--few-shot", help="Few-shot critique dialogues shown before each critique."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Prompts that move through the stages together."),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="Token limit of each generation."),
+    temperature: float = typer.Option(0.7, "--temperature", help="Sampling temperature (0 = greedy)."),
+    top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling threshold."),
+) -> None:
+    """Critique -> revision data (SL-CAI): chains.jsonl plus TRL-format sft.jsonl. Resumable."""
+    from charter.cai import CritiqueRevisionConfig, CritiqueReviser
+
+    config = CritiqueRevisionConfig(
+        constitution=constitution, prompts=str(prompts), out=str(out), model=model, critic=critic,
+        column=column, revisions=revisions, limit=limit, seed=seed,
+        helpful=str(helpful) if helpful else None, helpful_column=helpful_column, few_shot=few_shot,
+        batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+    )
+    reviser = CritiqueReviser(config)
+    try:
+        with record_progress("critique-revise") as update:
+            summary = reviser.run(update)
+    finally:
+        reviser.close()
+    console.print(
+        f"{summary['records']} records in {out} ({summary['generated']} generated now, "
+        f"{summary['resumed_from']} from an earlier run): chains.jsonl, sft.jsonl",
+        highlight=False,
+    )
+
+
+@app.command("show-chain")
+@handle_errors
+def show_chain(
+    out: Path = typer.Argument(..., help="Output directory of critique-revise."),
+    index: int = typer.Option(0, "--index", "-i", help="Which record (0-based) to show."),
+    kind: str = typer.Option("harmless", "--kind", help="harmless (critiqued) or helpful."),
+) -> None:
+    """Print one chain: prompt, initial answer, each critique and revision."""
+    from charter.data import read_jsonl
+    from charter.errors import InputError
+
+    path = out / "chains.jsonl"
+    if not path.is_file():
+        raise InputError("no chains.jsonl here", source=str(out))
+    chains = [c for c in read_jsonl(path) if c["kind"] == kind]
+    if not 0 <= index < len(chains):
+        raise InputError(f"--index {index} out of range (0..{len(chains) - 1} {kind} records)", source=str(path))
+    c = chains[index]
+    console.rule(f"[bold]{c['id']}[/]")
+    console.print(f"[bold cyan]Prompt[/]\n{c['prompt']}\n", highlight=False)
+    console.print(f"[bold yellow]Initial response[/] ({c['model']['spec']})\n{c['initial_response']}\n", highlight=False)
+    for i, r in enumerate(c["rounds"], 1):
+        console.print(f"[bold magenta]Round {i}: principle {r['principle']}[/]", highlight=False)
+        console.print(f"[dim]{r['critique_request']}[/]", highlight=False)
+        console.print(f"[bold]Critique[/] ({c['critic']['spec']})\n{r['critique']}\n", highlight=False)
+        console.print(f"[dim]{r['revision_request']}[/]", highlight=False)
+        console.print(f"[bold green]Revision[/]\n{r['revision']}\n", highlight=False)
+    if not c["rounds"]:
+        console.print("(helpfulness prompt: answered without critique)")

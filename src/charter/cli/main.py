@@ -1,0 +1,36 @@
+"""The ``charter`` command line: parses flags and calls the library, nothing more."""
+
+from __future__ import annotations
+
+import typer
+
+from charter import __version__
+from charter.cli import cai, constitution, models
+
+app = typer.Typer(
+    name="charter",
+    help="One written constitution -> an aligned, verifiable and governed open-weight model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(constitution.app, name="constitution")
+app.add_typer(cai.app, name="cai")
+app.add_typer(models.app, name="models")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"charter {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Charter: align (SL-CAI, RLAIF), govern, seal, guard and prove a model from one constitution."""
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
