@@ -37,7 +37,7 @@ install: $(VENV)/.base-installed
 install-dev: $(VENV)/.dev-installed
 
 demo: $(VENV)/.base-installed
-	$(PY) examples/demo.py --out $(DEMO_OUT)
+	CHARTER=$(VENV)/bin/charter bash examples/demo.sh $(DEMO_OUT)
 
 test: $(VENV)/.dev-installed
 	$(PY) -m pytest -q

@@ -132,5 +132,11 @@ def locate(text: str, loc: tuple) -> int | None:
         for n in range(start + 1, own_keys_end(start, end)):
             if key_re.match(lines[n]):
                 return n + 1
+        if any(start < n < end and name.startswith(dotted + ".") for n, _, name in headers):
+            # Only sub-tables exist ([[categories.prohibited]] with no [categories]): descend.
+            prefix = dotted
+            if index is not None:
+                parts.insert(0, index)
+            continue
         return best
     return best
