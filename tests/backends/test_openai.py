@@ -95,9 +95,9 @@ def test_unknown_model_is_not_retried(server):
 
 def test_unreachable_endpoint_is_a_backend_error():
     port = free_port()  # nothing listens here
-    remote = load_backend(f"openai:http://127.0.0.1:{port}/v1#m?retries=1&backoff=0.01&timeout=2")
-    with pytest.raises(BackendError, match="cannot reach"):
-        remote.generate(CONVS[:1], SamplingConfig(max_new_tokens=3))
+    with pytest.raises(BackendError, match="cannot reach") as info:
+        load_backend(f"openai:http://127.0.0.1:{port}/v1#m?retries=1&backoff=0.01&timeout=2")
+    assert "\n" not in str(info.value)
 
 
 def test_async_api_is_usable_inside_an_event_loop(server):

@@ -59,6 +59,27 @@ class OpenAIBackend(Backend):
             model=f"{self.base_url}#{model}",
             options={"concurrency": self.concurrency, "timeout": self.timeout, "retries": self.retries},
         )
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # not inside an event loop: check the endpoint now
+            self._run(self._ping())
+
+    async def _ping(self) -> None:
+        """Fail at load time, in one line, when the endpoint cannot be reached at all."""
+        url = f"{self.base_url}/models"
+        async with self._client() as client:
+            for attempt in range(self.retries + 1):
+                try:
+                    await client.get(url)
+                    return  # any HTTP answer (even 404) shows a server is there
+                except httpx.TransportError as exc:
+                    if attempt == self.retries:
+                        raise BackendError(
+                            f"cannot reach {url}: {type(exc).__name__}: {exc or 'no response'}"
+                            f" (after {self.retries + 1} attempts)",
+                            source=self.info.spec,
+                        ) from None
+                await asyncio.sleep(random.uniform(0, self.backoff * 2**attempt))
 
     # -- transport -------------------------------------------------------------------------------
     def _client(self) -> httpx.AsyncClient:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from charter import __version__
-from charter.backends import Backend, Conversation, SamplingConfig, load_backend
+from charter.backends import Backend, Conversation, ModelSpec, SamplingConfig, load_backend
 from charter.constitution import Constitution, CritiqueExample, Principle, constitution_digest, load_constitution
 from charter.data import (
     PromptRecord,
@@ -116,6 +116,9 @@ class CritiqueReviser:
         self.helpful = (
             load_prompts(config.helpful, config.helpful_column, config.limit) if config.helpful else []
         )
+        for spec in (config.model, config.critic):
+            if spec is not None:
+                ModelSpec.parse(spec)  # a typo in a spec fails here, before any work
         self.out = Path(config.out)
         if self.out.exists() and not self.out.is_dir():
             raise InputError("output path exists and is not a directory", source=str(self.out))
@@ -136,25 +139,29 @@ class CritiqueReviser:
         }
         return {"task": "sl-cai/critique-revise", "charter_version": __version__, "arguments": shaping}
 
-    def _check_resume(self) -> None:
-        manifest = self.run_manifest()
+    def _check_resume(self) -> bool:
+        """Read-only: True if ``out`` already holds this run; raises if it holds a different one."""
         path = self.out / RUN
-        if path.exists():
-            try:
-                old = json.loads(path.read_text())["arguments"]
-            except (ValueError, KeyError):
-                raise InputError("run.json is unreadable; use a new --out", source=str(path)) from None
-            diff = [k for k, v in manifest["arguments"].items() if old.get(k) != v]
-            if diff:
-                raise InputError(
-                    f"this output directory holds a run with different {', '.join(diff)}; "
-                    "rerun with the same arguments to resume, or use a new --out",
-                    source=str(self.out),
-                )
-            return
+        if not path.exists():
+            return False
+        try:
+            old = json.loads(path.read_text())["arguments"]
+        except (ValueError, KeyError):
+            raise InputError("run.json is unreadable; use a new --out", source=str(path)) from None
+        diff = [k for k, v in self.run_manifest()["arguments"].items() if old.get(k) != v]
+        if diff:
+            raise InputError(
+                f"this output directory holds a run with different {', '.join(diff)}; "
+                "rerun with the same arguments to resume, or use a new --out",
+                source=str(self.out),
+            )
+        return True
+
+    def _write_manifest(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
+        path = self.out / RUN
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(manifest | {"created": _now()}, indent=2) + "\n")
+        tmp.write_text(json.dumps(self.run_manifest() | {"created": _now()}, indent=2) + "\n")
         tmp.replace(path)
 
     # -- prompts ---------------------------------------------------------------------------------
@@ -186,20 +193,27 @@ class CritiqueReviser:
     def run(self, progress: Callable[[int, int, str], None] | None = None) -> dict:
         """Generate the data; returns counts. ``progress(done, total, stage)`` is called as it goes."""
         c = self.config
-        self._check_resume()
+        resuming = self._check_resume()
         chains_path, sft_path = self.out / CHAINS, self.out / SFT
-        repair_jsonl(chains_path)
-        done_ids = {r["id"] for r in read_jsonl(chains_path)}
+        done_ids = {r["id"] for r in read_jsonl(chains_path)} if resuming else set()
         items = self._items()
         todo = [it for it in items if it.prompt.id not in done_ids]
         total, done = len(items), len(items) - len(todo)
-        if progress:
-            progress(done, total, "starting")
-        self._write_sft(chains_path, sft_path)  # sft.jsonl always mirrors chains.jsonl
+        # Models load (and remote endpoints are checked) before anything is written, so a bad
+        # model spec or a dead endpoint leaves the output directory exactly as it was.
         if todo:
             model = self._model or load_backend(c.model)
             critic = self._critic or (load_backend(c.critic) if c.critic and c.critic != c.model else model)
             self._model, self._critic = model, critic
+        if not resuming:
+            self._write_manifest()
+        repair_jsonl(chains_path)
+        done_ids = {r["id"] for r in read_jsonl(chains_path)}
+        todo = [it for it in items if it.prompt.id not in done_ids]
+        done = total - len(todo)
+        if progress:
+            progress(done, total, "starting")
+        self._write_sft(chains_path, sft_path)  # sft.jsonl always mirrors chains.jsonl
         for start in range(0, len(todo), c.batch_size):
             batch = todo[start : start + c.batch_size]
             self._process(batch, lambda stage: progress and progress(done, total, stage))

@@ -77,16 +77,19 @@ def record_progress(description: str):
         console=err_console,
         disable=os.environ.get("CHARTER_PROGRESS") == "0",
     )
-    task = progress.add_task(description, total=None, stage="")
-    first = {"done": None}
+    state = {"task": None, "first": None}
 
     def update(done: int, total: int, stage: str) -> None:
-        if first["done"] is None:
+        # The bar appears at the first report, after inputs and models were checked, so an
+        # input error stays a single line.
+        if state["task"] is None:
+            progress.start()
             # Records restored from an earlier run are not counted into the rate.
-            first["done"] = done
-            progress.update(task, total=total, completed=done, stage=stage)
-            progress.reset(task, total=total, completed=done)
-        progress.update(task, total=total, completed=done, stage=stage)
+            state["task"] = progress.add_task(description, total=total, completed=done, stage=stage)
+        progress.update(state["task"], total=total, completed=done, stage=stage)
 
-    with progress:
+    try:
         yield update
+    finally:
+        if state["task"] is not None:
+            progress.stop()
