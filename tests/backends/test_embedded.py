@@ -50,10 +50,14 @@ def test_hf_embedded_answers_and_scores(hf_embedded):
 
 @needs_llamacpp
 def test_llamacpp_parallel_generation_and_seeds():
-    b = load_backend("embedded:llamacpp?batch_size=4")
     convs = [FRANCE] + [[{"role": "user", "content": f"Count to {n}."}] for n in (3, 4, 5, 6, 7)]
     cfg = SamplingConfig(max_new_tokens=24, temperature=0.8)
+    # Same inputs and seeds on a fresh engine give the same text. (Within one engine the prompt
+    # cache changes which kernels computed a prefix, and Q4 rounding differs slightly.)
+    b = load_backend("embedded:llamacpp?batch_size=4")
     first = b.generate(convs, cfg, seeds=list(range(6)))
+    b.close()
+    b = load_backend("embedded:llamacpp?batch_size=4")
     again = b.generate(convs, cfg, seeds=list(range(6)))
     assert [g.text for g in first] == [g.text for g in again]
     assert all(g.completion_tokens > 0 for g in first)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 import hashlib
 from dataclasses import dataclass, field
-from typing import Sequence, Union
+from typing import Hashable, Sequence, Union
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..."}
 Conversation = list[Message]
@@ -89,6 +89,31 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def score(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
         """Total log-probability of each continuation given its context (natural log)."""
+
+    # -- incremental API ---------------------------------------------------------------------------
+    # A scheduler that runs many multi-stage chains (SL-CAI) submits each chain's next request as
+    # soon as its previous one finishes, and calls step() until nothing is busy. Backends with
+    # continuous batching (llama.cpp) start a submitted request at the next decode step; the
+    # default here batches whatever has been submitted into one generate() call per step.
+
+    def submit(self, key: Hashable, conversation: Conversation, config: SamplingConfig, seed: int) -> None:
+        self.__dict__.setdefault("_submitted", []).append((key, conversation, config, seed))
+
+    def step(self) -> list[tuple[Hashable, Generation]]:
+        """Advance generation; return ``(key, generation)`` for every request that finished."""
+        queue = self.__dict__.get("_submitted") or []
+        self.__dict__["_submitted"] = []
+        by_config: dict[SamplingConfig, list] = {}
+        for entry in queue:
+            by_config.setdefault(entry[2], []).append(entry)
+        out = []
+        for config, entries in by_config.items():
+            gens = self.generate([e[1] for e in entries], config, [e[3] for e in entries])
+            out += [(e[0], g) for e, g in zip(entries, gens)]
+        return out
+
+    def busy(self) -> bool:
+        return bool(self.__dict__.get("_submitted"))
 
     @property
     def supports_exact_scoring(self) -> bool:

@@ -47,6 +47,8 @@ class _Job:
     max_new: int = 0
     rng: np.random.Generator | None = None
     score_from: int | None = None  # scoring: first continuation position
+    config: SamplingConfig | None = None
+    key: object = None  # set for jobs submitted through the incremental API
     # state
     fed: int = 0
     out: list[int] = field(default_factory=list)
@@ -99,6 +101,10 @@ class LlamaCppBackend(Backend):
         self.mem = L.llama_get_memory(self.ctx)
         self.n_batch = cp.n_batch
         self._kv_tokens: list[list[int]] = [[] for _ in range(self.n_parallel)]
+        self._pending: deque[_Job] = deque()
+        self._slots: dict[int, _Job] = {}
+        self._free = list(range(self.n_parallel))[::-1]
+        self._finished: list[_Job] = []
         self.cached_tokens = 0  # prompt tokens served from the KV cache instead of prefilled
         self._batch = L.llama_batch_init(self.n_batch, 0, 1)
         template = L.llama_model_chat_template(self.model, None)
@@ -144,75 +150,136 @@ class LlamaCppBackend(Backend):
         )
 
     # -- engine ----------------------------------------------------------------------------------
-    def _run(self, jobs: list[_Job], config: SamplingConfig | None) -> None:
-        """Continuous batching over ``n_parallel`` sequence slots until every job is done."""
-        L = self._L
+    def _enqueue(self, job: _Job) -> None:
+        limit = self.n_ctx_per_seq - job.max_new
+        if len(job.tokens) > limit:
+            raise BackendError(
+                f"prompt of {len(job.tokens)} tokens does not fit n_ctx={self.n_ctx_per_seq} with "
+                f"{job.max_new} new tokens (raise it: llamacpp:PATH?n_ctx=8192)",
+                source=self.info.spec,
+            )
+        self._pending.append(job)
+
+    def _run(self, jobs: list[_Job]) -> None:
+        """Run jobs to completion (jobs already queued by ``submit`` run alongside them)."""
         for j in jobs:
-            limit = self.n_ctx_per_seq - j.max_new
-            if len(j.tokens) > limit:
-                raise BackendError(
-                    f"prompt of {len(j.tokens)} tokens does not fit n_ctx={self.n_ctx_per_seq} with "
-                    f"{j.max_new} new tokens (raise it: llamacpp:PATH?n_ctx=8192)",
-                    source=self.info.spec,
-                )
-        pending = deque(jobs)
-        slots: dict[int, _Job] = {}
-        free = list(range(self.n_parallel))[::-1]
-        batch = self._batch
-        while pending or slots:
-            while pending and free:
-                job = pending.popleft()
-                seq = self._assign(job, free, slots)
-                free.remove(seq)
-                slots[seq] = job
-            n = 0
-            wanted: list[tuple[int, int, int]] = []  # (batch position, seq, token position)
-            # Decoding sequences first (1 token each), then prompt chunks fill the rest.
-            for seq, job in sorted(slots.items(), key=lambda kv: kv[1].fed < len(kv[1].tokens)):
-                if job.fed < len(job.tokens):
-                    take = min(len(job.tokens) - job.fed, self.n_batch - n)
-                    if take <= 0:
-                        continue
-                    for k in range(job.fed, job.fed + take):
-                        last = k == len(job.tokens) - 1
-                        need = (job.score_from is not None and k >= job.score_from - 1 and not last) or (
-                            last and job.max_new > 0
-                        )
-                        self._add(n, job.tokens[k], k, seq, need)
-                        self._kv_tokens[seq].append(job.tokens[k])
-                        if need:
-                            wanted.append((n, seq, k))
-                        n += 1
-                    job.fed += take
-                else:
-                    pos = len(job.tokens) + len(job.out) - 1
-                    self._add(n, job.out[-1], pos, seq, True)
-                    self._kv_tokens[seq].append(job.out[-1])
-                    wanted.append((n, seq, pos))
-                    n += 1
-            batch.n_tokens = n
-            rc = L.llama_decode(self.ctx, batch)
-            if rc == 1 and self._evict_idle(slots):
-                rc = L.llama_decode(self.ctx, batch)  # retry after freeing cached prefixes
-            if rc != 0:
-                raise BackendError(f"llama_decode failed (code {rc}); try a larger n_ctx", source=self.info.spec)
-            for i, seq, pos in wanted:
-                job = slots[seq]
-                logits = np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, i), shape=(self.n_vocab,))
-                if job.score_from is not None:
-                    target = job.tokens[pos + 1]
-                    m = logits.max()
-                    job.logprob += float(logits[target] - m - np.log(np.exp(logits - m).sum()))
+            self._enqueue(j)
+        waiting = {id(j) for j in jobs}
+        while waiting:
+            for job in self._step():
+                waiting.discard(id(job))
+                if job.key is not None:
+                    self._finished.append(job)
+
+    def _step(self) -> list[_Job]:
+        """One llama_decode over every active slot; returns the jobs that finished.
+
+        Continuous batching: free slots take queued jobs at once, decoding sequences add one
+        token each and prompt prefill fills the rest of the batch.
+        """
+        L = self._L
+        slots, free = self._slots, self._free
+        deferred = []
+        while self._pending and free:
+            job = self._pending.popleft()
+            if self._prefix_in_flight(job, slots):
+                deferred.append(job)  # wait one step and copy the prefix instead of recomputing it
+                continue
+            seq = self._assign(job, free, slots)
+            free.remove(seq)
+            slots[seq] = job
+        self._pending.extendleft(reversed(deferred))
+        if not slots:
+            return []
+        n = 0
+        wanted: list[tuple[int, int, int]] = []  # (batch position, seq, token position)
+        # Decoding sequences first (1 token each), then prompt chunks fill the rest.
+        for seq, job in sorted(slots.items(), key=lambda kv: kv[1].fed < len(kv[1].tokens)):
+            if job.fed < len(job.tokens):
+                take = min(len(job.tokens) - job.fed, self.n_batch - n)
+                if take <= 0:
                     continue
-                token = self._sample(logits, config, job.rng)  # type: ignore[arg-type]
-                if L.llama_vocab_is_eog(self.vocab, token):
-                    job.finish = "stop"
-                    job.max_new = len(job.out)  # done
-                else:
-                    job.out.append(token)
-            for seq in [s for s, j in slots.items() if j.fed >= len(j.tokens) and (j.score_from is not None or len(j.out) >= j.max_new)]:
-                del slots[seq]
-                free.append(seq)
+                for k in range(job.fed, job.fed + take):
+                    last = k == len(job.tokens) - 1
+                    need = (job.score_from is not None and k >= job.score_from - 1 and not last) or (
+                        last and job.max_new > 0
+                    )
+                    self._add(n, job.tokens[k], k, seq, need)
+                    self._kv_tokens[seq].append(job.tokens[k])
+                    if need:
+                        wanted.append((n, seq, k))
+                    n += 1
+                job.fed += take
+            else:
+                pos = len(job.tokens) + len(job.out) - 1
+                self._add(n, job.out[-1], pos, seq, True)
+                self._kv_tokens[seq].append(job.out[-1])
+                wanted.append((n, seq, pos))
+                n += 1
+        self._batch.n_tokens = n
+        rc = L.llama_decode(self.ctx, self._batch)
+        if rc == 1 and self._evict_idle(slots):
+            rc = L.llama_decode(self.ctx, self._batch)  # retry after freeing cached prefixes
+        if rc != 0:
+            raise BackendError(f"llama_decode failed (code {rc}); try a larger n_ctx", source=self.info.spec)
+        for i, seq, pos in wanted:
+            job = slots[seq]
+            logits = np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, i), shape=(self.n_vocab,))
+            if job.score_from is not None:
+                target = job.tokens[pos + 1]
+                m = logits.max()
+                job.logprob += float(logits[target] - m - np.log(np.exp(logits - m).sum()))
+                continue
+            token = self._sample(logits, job.config, job.rng)  # type: ignore[arg-type]
+            if L.llama_vocab_is_eog(self.vocab, token):
+                job.finish = "stop"
+                job.max_new = len(job.out)  # done
+            else:
+                job.out.append(token)
+        done = [
+            s for s, j in slots.items()
+            if j.fed >= len(j.tokens) and (j.score_from is not None or len(j.out) >= j.max_new)
+        ]
+        finished = []
+        for seq in done:
+            finished.append(slots.pop(seq))
+            free.append(seq)
+        return finished
+
+    # -- incremental API (continuous batching across pipeline stages) ----------------------------
+    def submit(self, key, conversation: Conversation, config: SamplingConfig, seed: int) -> None:
+        self._enqueue(
+            _Job(-1, self.tokenize(self.render(conversation)), config.max_new_tokens,
+                 np.random.default_rng(seed), config=config, key=key)
+        )
+
+    def step(self) -> list:
+        finished = self._finished + [j for j in self._step() if j.key is not None]
+        self._finished = []
+        return [(j.key, self._generation(j)) for j in finished]
+
+    def busy(self) -> bool:
+        return bool(self._pending or self._slots or self._finished)
+
+    def _generation(self, j: _Job) -> Generation:
+        return Generation(self.detokenize(j.out).strip(), len(j.tokens), len(j.out), j.finish)
+
+    def _prefix_in_flight(self, job: _Job, busy: dict[int, _Job], min_gain: int = 64) -> bool:
+        """True when a running job is about to prefill a long prefix this job shares (a few-shot
+        block, say) that no slot holds yet: better to wait a step and share it."""
+        cap = self._reuse_cap(job)
+        cached = max((_common_prefix(t, job.tokens, cap) for t in self._kv_tokens), default=0)
+        for other in busy.values():
+            shared = _common_prefix(other.tokens, job.tokens, cap)
+            if shared > cached + min_gain and other.fed < shared:
+                return True
+        return False
+
+    @staticmethod
+    def _reuse_cap(job: _Job) -> int:
+        # Tokens whose logits we need are always fed: the last prompt token, or for scoring the
+        # whole continuation and the token before it.
+        return len(job.tokens) - 1 if job.score_from is None else job.score_from - 1
 
     def _assign(self, job: _Job, free: list[int], busy: dict[int, _Job]) -> int:
         """Pick a free slot for a job, reusing cached KV of the longest matching token prefix.
@@ -223,19 +290,14 @@ class LlamaCppBackend(Backend):
         unified KV cache).
         """
         L = self._L
-        # Tokens whose logits we need are always fed: the last prompt token, or for scoring the
-        # whole continuation and the token before it.
-        cap = len(job.tokens) - 1 if job.score_from is None else job.score_from - 1
+        cap = self._reuse_cap(job)
 
         def common(seq: int) -> int:
-            a, b = self._kv_tokens[seq], job.tokens
-            n = min(len(a), cap)
-            i = 0
-            while i < n and a[i] == b[i]:
-                i += 1
-            return i
+            return _common_prefix(self._kv_tokens[seq], job.tokens, cap)
 
-        own = max(free, key=common)
+        # Best match first; among equal matches the slot with the least cached work to lose, so a
+        # chain's context (wanted by its next turn) is not evicted by an unrelated prompt.
+        own = max(free, key=lambda seq: (common(seq), -len(self._kv_tokens[seq])))
         own_len = common(own)
         donor = max((s for s in range(self.n_parallel) if s != own), key=common, default=None)
         if donor is not None and common(donor) > own_len + 16:
@@ -270,31 +332,17 @@ class LlamaCppBackend(Backend):
 
     @staticmethod
     def _sample(logits: np.ndarray, config: SamplingConfig, rng: np.random.Generator) -> int:
-        if config.greedy:
-            return int(np.argmax(logits))
-        scores = logits.astype(np.float64) / config.temperature
-        if config.top_p < 1.0:
-            order = np.argsort(-scores)
-            probs = np.exp(scores[order] - scores[order[0]])
-            probs /= probs.sum()
-            keep = (np.cumsum(probs) - probs) <= config.top_p
-            mask = np.full_like(scores, -np.inf)
-            mask[order[keep]] = 0.0
-            scores = scores + mask
-        gumbel = -np.log(-np.log(np.clip(rng.random(scores.shape[0]), 1e-300, 1.0)))
-        return int(np.argmax(scores + gumbel))
+        return sample_token(logits, config, rng)
 
     # -- Backend API -----------------------------------------------------------------------------
     def generate(self, conversations, config: SamplingConfig, seeds=None) -> list[Generation]:
         seeds = seeds_for(config, len(conversations), seeds)
         jobs = [
-            _Job(i, self.tokenize(self.render(c)), config.max_new_tokens, np.random.default_rng(s))
+            _Job(i, self.tokenize(self.render(c)), config.max_new_tokens, np.random.default_rng(s), config=config)
             for i, (c, s) in enumerate(zip(conversations, seeds))
         ]
-        self._run(jobs, config)
-        return [
-            Generation(self.detokenize(j.out).strip(), len(j.tokens), len(j.out), j.finish) for j in jobs
-        ]
+        self._run(jobs)
+        return [self._generation(j) for j in jobs]
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
         jobs, where = [], []
@@ -306,7 +354,7 @@ class LlamaCppBackend(Backend):
                 cont_ids = self.tokenize(cont, special=False)
                 jobs.append(_Job(len(jobs), ctx + cont_ids, 0, score_from=len(ctx)))
                 where.append((r_i, c_i))
-        self._run(jobs, None)
+        self._run(jobs)
         out = [[0.0] * len(r.continuations) for r in requests]
         for (r_i, c_i), job in zip(where, jobs):
             out[r_i][c_i] = job.logprob
@@ -331,6 +379,44 @@ class LlamaCppBackend(Backend):
             self.close()
         except Exception:
             pass
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int], cap: int) -> int:
+    n = min(len(a), len(b), cap)
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def sample_token(logits: np.ndarray, config: SamplingConfig, rng: np.random.Generator, k: int = 256) -> int:
+    """Temperature + top-p sampling with one uniform draw from the sequence's own generator.
+
+    Only the top ``k`` logits are sorted (argpartition is O(vocab)); the full sort runs only when
+    they do not reach ``top_p`` of the mass. The result equals sampling from the full filtered
+    distribution.
+    """
+    if config.greedy:
+        return int(np.argmax(logits))
+    scores = logits.astype(np.float64) / config.temperature
+    m = scores.max()
+    weights = np.exp(scores - m)
+    total = weights.sum()
+    k = min(k, scores.shape[0])
+    top = np.argpartition(-scores, k - 1)[:k]
+    order = top[np.argsort(-scores[top], kind="stable")]
+    probs = weights[order] / total
+    cum = np.cumsum(probs)
+    if config.top_p < 1.0 and cum[-1] >= config.top_p:
+        keep = int(np.searchsorted(cum, config.top_p) + 1)  # smallest prefix with mass >= top_p
+    else:
+        order = np.argsort(-scores, kind="stable")
+        probs = weights[order] / total
+        cum = np.cumsum(probs)
+        keep = int(np.searchsorted(cum, config.top_p) + 1) if config.top_p < 1.0 else len(order)
+    keep = min(keep, len(order))
+    u = rng.random() * cum[keep - 1]
+    return int(order[min(int(np.searchsorted(cum[:keep], u, side="right")), keep - 1)])
 
 
 def _compile_template(source: str | None):

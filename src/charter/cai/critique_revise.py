@@ -19,10 +19,10 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Generator
 
 from charter import __version__
-from charter.backends import Backend, Conversation, ModelSpec, SamplingConfig, load_backend
+from charter.backends import Backend, Conversation, Generation, ModelSpec, SamplingConfig, load_backend
 from charter.constitution import Constitution, CritiqueExample, Principle, constitution_digest, load_constitution
 from charter.data import (
     PromptRecord,
@@ -56,7 +56,11 @@ class CritiqueRevisionConfig:
     helpful: str | None = None
     helpful_column: str | None = None
     few_shot: int = 1
-    batch_size: int = 8
+    # "critique": few-shot dialogues precede each critique/revision turn only, and the initial
+    # answer sees just the prompt (the paper). "chain": they precede the whole conversation, which
+    # then grows turn by turn (the H4 recipe); a prompt cache then prefills only new turns.
+    few_shot_scope: str = "critique"
+    batch_size: int = 8  # prompts in flight at once
     max_new_tokens: int = 256
     temperature: float = 0.7
     top_p: float = 0.95
@@ -134,7 +138,7 @@ class CritiqueReviser:
             "helpful_sha256": file_sha256(c.helpful) if c.helpful else None,
             **{k: getattr(c, k) for k in (
                 "column", "helpful_column", "model", "critic", "revisions", "limit", "seed",
-                "few_shot", "batch_size", "max_new_tokens", "temperature", "top_p",
+                "few_shot", "few_shot_scope", "batch_size", "max_new_tokens", "temperature", "top_p",
             )},
         }
         return {"task": "sl-cai/critique-revise", "charter_version": __version__, "arguments": shaping}
@@ -214,73 +218,107 @@ class CritiqueReviser:
         if progress:
             progress(done, total, "starting")
         self._write_sft(chains_path, sft_path)  # sft.jsonl always mirrors chains.jsonl
-        for start in range(0, len(todo), c.batch_size):
-            batch = todo[start : start + c.batch_size]
-            self._process(batch, lambda stage: progress and progress(done, total, stage))
-            records = [self._record(it) for it in batch]
+
+        def write(records: list[dict]) -> None:
+            nonlocal done
             append_jsonl(chains_path, records)
             append_jsonl(sft_path, [self.sft_record(r) for r in records])
-            done += len(batch)
+            done += len(records)
             if progress:
                 progress(done, total, "written")
+
+        self._schedule(todo, write, lambda stage: progress and progress(done, total, stage))
         return {"records": total, "generated": len(todo), "resumed_from": total - len(todo), "out": str(self.out)}
 
-    def _sampling(self, stage: str, it: _Item, round_: int = 0) -> int:
+    def _seed(self, stage: str, it: _Item, round_: int = 0) -> int:
         return _stable_seed(self.config.seed, stage, round_, it.prompt.id)
 
-    def _process(self, batch: list[_Item], stage: Callable[[str], None]) -> None:
+    def _chain(self, it: _Item) -> Generator[tuple[str, Conversation, int, str], Generation, dict]:
+        """One prompt's whole chain. Yields (role, conversation, seed, stage) for each generation
+        it needs and receives the result; returns the finished record."""
+        it.started = _now()
+        chain_scope = self.config.few_shot_scope == "chain"
+        conv: Conversation = []
+        if chain_scope:
+            pool = list(self.constitution.examples) or [e for p in self.constitution.principles for e in p.examples]
+            for ex in it.rng.sample(pool, min(self.config.few_shot, len(pool))):
+                conv += self._shot_turns(ex, self.constitution.principles[0])
+        conv = conv + [{"role": "user", "content": it.prompt.text}]
+        g = yield "model", conv, self._seed("initial", it), "initial"
+        it.initial = it.response = g.text
+        if it.kind != "harmless":
+            return self._record(it)
+        for r in range(self.config.revisions):
+            p = it.rng.choice(self.constitution.principles)  # resampled every round
+            if chain_scope:
+                # One growing conversation, as in the paper's multi-round prompts.
+                ctx = conv + [{"role": "assistant", "content": it.response}, {"role": "user", "content": p.critique}]
+            else:
+                shots = [t for ex in self._few_shot(it, p) for t in self._shot_turns(ex, p)]
+                ctx = shots + [
+                    {"role": "user", "content": it.prompt.text},
+                    {"role": "assistant", "content": it.response},
+                    {"role": "user", "content": p.critique},
+                ]
+            crit = yield "critic", ctx, self._seed("critique", it, r), "critique"
+            # The revision turn extends the critique turn, so backends with a prompt cache
+            # prefill only the new tokens.
+            ctx = ctx + [{"role": "assistant", "content": crit.text}, {"role": "user", "content": p.revision}]
+            rev = yield "critic", ctx, self._seed("revision", it, r), "revision"
+            # An empty revision keeps the previous answer rather than training on nothing.
+            revised = rev.text or it.response
+            it.rounds.append(
+                {
+                    "principle": p.id,
+                    "critique_request": p.critique,
+                    "critique": crit.text,
+                    "revision_request": p.revision,
+                    "revision": revised,
+                    "revision_empty": not rev.text,
+                }
+            )
+            it.response = revised
+            if chain_scope:
+                conv = ctx
+        return self._record(it)
+
+    def _schedule(self, todo: list[_Item], write: Callable[[list[dict]], None], stage: Callable[[str], None]) -> None:
+        """Pipeline the chains: up to ``batch_size`` prompts are in flight, each submitting its
+        next generation as soon as the previous one returns, so a continuous-batching backend
+        never waits at a stage boundary. Single-threaded and deterministic for given inputs."""
         c = self.config
         sampling = SamplingConfig(c.max_new_tokens, c.temperature, c.top_p, c.seed)
-        for it in batch:
-            it.started = _now()
-        stage("initial responses")
-        gens = self._model.generate(  # type: ignore[union-attr]
-            [[{"role": "user", "content": it.prompt.text}] for it in batch],
-            sampling,
-            [self._sampling("initial", it) for it in batch],
-        )
-        for it, g in zip(batch, gens):
-            it.initial = it.response = g.text
-        harmless = [it for it in batch if it.kind == "harmless"]
-        for r in range(c.revisions):
-            if not harmless:
-                break
-            principles = [it.rng.choice(self.constitution.principles) for it in harmless]
-            contexts = []
-            for it, p in zip(harmless, principles):
-                shots = [t for ex in self._few_shot(it, p) for t in self._shot_turns(ex, p)]
-                contexts.append(
-                    shots
-                    + [
-                        {"role": "user", "content": it.prompt.text},
-                        {"role": "assistant", "content": it.response},
-                        {"role": "user", "content": p.critique},
-                    ]
-                )
-            stage(f"critiques, round {r + 1}/{c.revisions}")
-            critiques = self._critic.generate(  # type: ignore[union-attr]
-                contexts, sampling, [self._sampling("critique", it, r) for it in harmless]
-            )
-            for ctx, crit, p in zip(contexts, critiques, principles):
-                ctx += [{"role": "assistant", "content": crit.text}, {"role": "user", "content": p.revision}]
-            stage(f"revisions, round {r + 1}/{c.revisions}")
-            revisions = self._critic.generate(  # type: ignore[union-attr]
-                contexts, sampling, [self._sampling("revision", it, r) for it in harmless]
-            )
-            for it, p, crit, rev in zip(harmless, principles, critiques, revisions):
-                # An empty revision keeps the previous answer rather than training on nothing.
-                revised = rev.text or it.response
-                it.rounds.append(
-                    {
-                        "principle": p.id,
-                        "critique_request": p.critique,
-                        "critique": crit.text,
-                        "revision_request": p.revision,
-                        "revision": revised,
-                        "revision_empty": not rev.text,
-                    }
-                )
-                it.response = revised
+        backends = {"model": self._model, "critic": self._critic}
+        queue = list(reversed(todo))
+        active: dict[int, tuple[Generator, str]] = {}
+        next_key = 0
+
+        def advance(chain: Generator, value: Generation | None, finished: list[dict]) -> None:
+            nonlocal next_key
+            try:
+                role, conv, seed, name = chain.send(value)  # type: ignore[arg-type]
+            except StopIteration as stop:
+                finished.append(stop.value)
+                return
+            key, next_key = next_key, next_key + 1
+            backends[role].submit(key, conv, sampling, seed)  # type: ignore[union-attr]
+            active[key] = (chain, name)
+
+        while queue or active:
+            finished: list[dict] = []
+            while queue and len(active) < c.batch_size:
+                advance(self._chain(queue.pop()), None, finished)
+            counts: dict[str, int] = {}
+            for _, name in active.values():
+                counts[name] = counts.get(name, 0) + 1
+            stage(", ".join(f"{n} {k}" for k, n in counts.items()))
+            for backend in {id(b): b for b in backends.values()}.values():
+                if backend.busy():  # type: ignore[union-attr]
+                    for key, gen in backend.step():  # type: ignore[union-attr]
+                        chain, _ = active.pop(key)
+                        advance(chain, gen, finished)
+            if finished:
+                write(finished)
 
     def _record(self, it: _Item) -> dict:
         return {

@@ -30,7 +30,8 @@ def critique_revise(
     helpful: Optional[Path] = typer.Option(None, "--helpful", help="Helpfulness prompts answered without critique and mixed in."),
     helpful_column: Optional[str] = typer.Option(None, "--helpful-column", help="Column of the --helpful file."),
     few_shot: int = typer.Option(1, "--few-shot", help="Few-shot critique dialogues shown before each critique."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Prompts that move through the stages together."),
+    few_shot_scope: str = typer.Option("critique", "--few-shot-scope", help="critique: few-shot dialogues before critique/revision turns only (paper); chain: before the whole conversation (H4 recipe, faster with a prompt cache)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Prompts in flight at once (each moves to its next stage as soon as it can)."),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="Token limit of each generation."),
     temperature: float = typer.Option(0.7, "--temperature", help="Sampling temperature (0 = greedy)."),
     top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling threshold."),
@@ -41,7 +42,7 @@ def critique_revise(
     config = CritiqueRevisionConfig(
         constitution=constitution, prompts=str(prompts), out=str(out), model=model, critic=critic,
         column=column, revisions=revisions, limit=limit, seed=seed,
-        helpful=str(helpful) if helpful else None, helpful_column=helpful_column, few_shot=few_shot,
+        helpful=str(helpful) if helpful else None, helpful_column=helpful_column, few_shot=few_shot, few_shot_scope=few_shot_scope,
         batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
     )
     reviser = CritiqueReviser(config)
