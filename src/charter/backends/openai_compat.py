@@ -115,6 +115,7 @@ class OpenAIBackend(Backend):
             asyncio.get_running_loop()
         except RuntimeError:
             return asyncio.run(coro)
+        coro.close()
         raise RuntimeError("called from a running event loop: use the async methods (agenerate/ascore)")
 
     # -- generation ------------------------------------------------------------------------------

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Literal, Union
+from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # The 2026 reason-based constitution's priority order, highest first.
 DEFAULT_TIERS: tuple[tuple[str, str], ...] = (
@@ -27,21 +27,24 @@ ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 PrincipleKind = Literal["hard_constraint", "default_behaviour", "style"]
 
 
+def _check_id(v: str) -> str:
+    if not ID_PATTERN.match(v):
+        raise ValueError(f"id {v!r} must be lower-case letters, digits, '_', '-' or '.'")
+    return v
+
+
+Slug = Annotated[str, AfterValidator(_check_id)]
+
+
 class _Strict(BaseModel):
     # Unknown keys are typos in a hand-edited file: reject them rather than ignore them.
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
 
 
 class Tier(_Strict):
-    id: str
+    id: Slug
     description: str = ""
 
-    @field_validator("id")
-    @classmethod
-    def _slug(cls, v: str) -> str:
-        if not ID_PATTERN.match(v):
-            raise ValueError(f"tier id {v!r} must be lower-case letters, digits, '_', '-' or '.'")
-        return v
 
 
 class CritiqueExample(_Strict):
@@ -69,7 +72,7 @@ DepthHint = Union[Literal["deep", "middle", "shallow"], tuple[float, float]]
 
 
 class Principle(_Strict):
-    id: str
+    id: Slug
     tier: str
     kind: PrincipleKind = "default_behaviour"
     statement: str = Field(min_length=1)
@@ -84,12 +87,6 @@ class Principle(_Strict):
     examples: tuple[CritiqueExample, ...] = ()
     preference_examples: tuple[PreferenceExample, ...] = ()
 
-    @field_validator("id")
-    @classmethod
-    def _slug(cls, v: str) -> str:
-        if not ID_PATTERN.match(v):
-            raise ValueError(f"principle id {v!r} must be lower-case letters, digits, '_', '-' or '.'")
-        return v
 
     @field_validator("kind", mode="before")
     @classmethod
@@ -131,16 +128,10 @@ class Principle(_Strict):
 
 
 class ContentCategory(_Strict):
-    id: str
+    id: Slug
     description: str = Field(min_length=1)
     examples: tuple[str, ...] = ()
 
-    @field_validator("id")
-    @classmethod
-    def _slug(cls, v: str) -> str:
-        if not ID_PATTERN.match(v):
-            raise ValueError(f"category id {v!r} must be lower-case letters, digits, '_', '-' or '.'")
-        return v
 
 
 class ContentCategories(_Strict):
