@@ -156,6 +156,32 @@ def raw_transformers(calls, model_dir: Path, batch_size: int) -> dict:
     return {"seconds": t["s"], "tokens": tokens}
 
 
+def plot(results: dict, path: Path) -> Path:
+    """Bar chart of records/min and generated tokens/s per run, next to the JSON."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = results["runs"]
+    names = list(runs)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.6 * len(names) + 1.5), sharey=True)
+    for ax, key, label in ((axes[0], "records_per_min", "records / min"), (axes[1], "tokens_per_s", "generated tokens / s")):
+        values = [runs[n][key] for n in names]
+        colors = ["#888" if n.startswith(("naive", "raw")) else "#2a6f97" for n in names]
+        ax.barh(names, values, color=colors)
+        for y, v in enumerate(values):
+            ax.text(v, y, f" {v:.1f}", va="center", fontsize=8)
+        ax.set_xlabel(label)
+        ax.invert_yaxis()
+    cfg = results["config"]
+    fig.suptitle(f"SL-CAI throughput, embedded SmolLM2-135M, {cfg['n']} prompts, {cfg['max_new_tokens']} new tokens/turn (grey: baselines)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prompts", type=Path, default=ROOT / "examples/data/advbench_sample.csv")
@@ -166,7 +192,14 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--naive-n", type=int, default=8, help="prompts for the (slow, linear) naive loop")
     ap.add_argument("--skip-naive", action="store_true")
+    ap.add_argument("--plot-only", action="store_true", help="redraw the PNG from the last JSON")
     args = ap.parse_args()
+    json_path = Path(__file__).parent / "results" / "cai_throughput.json"
+    if args.plot_only:
+        import json
+
+        print(f"wrote {plot(json.loads(json_path.read_text()), json_path.with_suffix('.png'))}")
+        return
 
     from charter.data import load_prompts
 
@@ -237,7 +270,8 @@ def main() -> None:
     print()
     for k, v in ratios.items():
         print(f"{k}: {v:.2f}")
-    print(f"wrote {write_results('cai_throughput', results)}")
+    path = write_results("cai_throughput", results)
+    print(f"wrote {path} and {plot(results, path.with_suffix('.png'))}")
 
 
 if __name__ == "__main__":

@@ -127,3 +127,10 @@ def test_console_script_exit_code_in_a_real_process(tmp_path):
     r = subprocess.run([sys.executable, "-m", "charter.cli.main", "constitution", "validate", tmp_path / "none.toml"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.strip().startswith("error:") and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_models_check_loads_and_answers(tiny_model_dir):
+    r = invoke("models", "check", f"hf:{tiny_model_dir}", "--max-new-tokens", "4")
+    assert r.exit_code == 0, r.output
+    assert '"backend": "hf"' in r.output and "tok/s" in r.output
+    _one_error_line(invoke("models", "check", "hf:/no/such/model"))
