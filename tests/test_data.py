@@ -71,3 +71,12 @@ def test_repair_drops_a_torn_last_line(tmp_path):
         fh.write('{"a": 3, "b"')
     assert repair_jsonl(f) == 2
     assert [r["a"] for r in read_jsonl(f)] == [1, 2]
+
+
+def test_multiline_csv_fields_and_unicode_line_separators(tmp_path):
+    f = tmp_path / "m.csv"
+    f.write_text('prompt\n"line one\nline two"\n"page\x0cbreak"\n', newline="")
+    assert [p.text for p in load_prompts(f)] == ["line one\nline two", "page\x0cbreak"]
+    g = tmp_path / "u.jsonl"
+    g.write_text(json.dumps({"prompt": "a\u2028b"}, ensure_ascii=False) + "\n")
+    assert [p.text for p in load_prompts(g)] == ["a\u2028b"]

@@ -6,6 +6,7 @@ Shared by every stage that reads prompt sets or writes resumable record files.
 from __future__ import annotations
 
 import csv
+import io
 import hashlib
 import json
 import os
@@ -25,7 +26,7 @@ _HUMAN_TURN = re.compile(r"\n\nHuman:(.*?)(?=\n\nAssistant:|\n\nHuman:|$)", re.S
 
 @dataclass(frozen=True)
 class PromptRecord:
-    id: str  # stable across runs: source file stem, row number and a hash of the text
+    id: str  # stable across runs and renames: row number and a hash of the text
     text: str
     source: str
     row: int
@@ -66,7 +67,8 @@ def load_prompts(path: str | os.PathLike, column: str | None = None, limit: int 
     suffix = p.suffix.lower()
     rows: list[tuple[int, str]] = []  # (line number, prompt text)
     if suffix == ".csv" or suffix == ".tsv":
-        reader = csv.DictReader(raw.splitlines(), delimiter="\t" if suffix == ".tsv" else ",")
+        # newline="" keeps line breaks inside quoted fields (multi-line prompts) intact.
+        reader = csv.DictReader(io.StringIO(raw, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
         columns = list(reader.fieldnames or [])
         if not columns:
             raise InputError("CSV file has no header row", source=source)
@@ -89,7 +91,8 @@ def load_prompts(path: str | os.PathLike, column: str | None = None, limit: int 
                 raise InputError("a .json prompt file must hold a list", source=source)
             objects = [(i + 1, o) for i, o in enumerate(data)]
         else:
-            for n, line in enumerate(raw.splitlines(), start=1):
+            # Split on "\n" only: JSON strings may hold U+2028 or \x85, which splitlines() breaks on.
+            for n, line in enumerate(raw.split("\n"), start=1):
                 if not line.strip():
                     continue
                 try:
@@ -122,7 +125,7 @@ def load_prompts(path: str | os.PathLike, column: str | None = None, limit: int 
         if not text:
             continue
         h = hashlib.sha256(text.encode()).hexdigest()[:10]
-        out.append(PromptRecord(id=f"{p.stem}:{n}:{h}", text=text, source=source, row=n))
+        out.append(PromptRecord(id=f"r{n}-{h}", text=text, source=source, row=n))
         if limit is not None and len(out) >= limit:
             break
     if not out:

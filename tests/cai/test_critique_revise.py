@@ -23,7 +23,7 @@ def _prompts(tmp_path: Path, n: int, name: str = "red.csv") -> Path:
 def _run(tmp_path, tiny_model_dir, out="out", **kw) -> Path:
     cfg = CritiqueRevisionConfig(
         constitution=kw.pop("constitution", "cai-2022"),
-        prompts=str(kw.pop("prompts", _prompts(tmp_path, 5))),
+        prompts=str(kw.pop("prompts", None) or _prompts(tmp_path, 5)),
         out=str(tmp_path / out),
         model=f"hf:{tiny_model_dir}",
         max_new_tokens=kw.pop("max_new_tokens", 12),
@@ -166,3 +166,40 @@ def test_embedded_model_on_two_prompts(tmp_path, shared_data):
         assert c["model"]["digest"].startswith("sha256:")
         assert c["initial_response"] and c["rounds"][0]["critique"]
         assert len(c["final_response"]) > 0
+
+
+def test_resume_repairs_a_torn_last_line(tmp_path, tiny_model_dir):
+    out = _run(tmp_path, tiny_model_dir)
+    lines = (out / "chains.jsonl").read_text().splitlines(keepends=True)
+    (out / "chains.jsonl").write_text("".join(lines[:-1]) + lines[-1][:30])  # killed mid-write
+    _run(tmp_path, tiny_model_dir)
+    chains = _chains(out)
+    assert len(chains) == 5 and len({c["id"] for c in chains}) == 5
+    assert len((out / "sft.jsonl").read_text().splitlines()) == 5
+
+
+def test_renamed_prompt_file_resumes_without_duplicates(tmp_path, tiny_model_dir):
+    prompts = _prompts(tmp_path, 4)
+    out = _run(tmp_path, tiny_model_dir, prompts=prompts)
+    moved = prompts.rename(tmp_path / "moved.csv")
+    _run(tmp_path, tiny_model_dir, prompts=moved)
+    assert len(_chains(out)) == 4
+
+
+def test_a_prompt_too_long_for_the_model_is_recorded_not_fatal(tmp_path, tiny_model_dir):
+    f = tmp_path / "long.csv"
+    f.write_text('goal\n"short one"\n"' + "bread " * 5000 + '"\n"another short one"\n')
+    out = _run(tmp_path, tiny_model_dir, prompts=f, batch_size=2)
+    chains = _chains(out)
+    assert len(chains) == 3
+    failed = [c for c in chains if "error" in c]
+    assert len(failed) == 1 and "exceeds the model's 4096 positions" in failed[0]["error"]
+    sft = (out / "sft.jsonl").read_text().splitlines()
+    assert len(sft) == 2
+
+
+def test_chain_scope_builds_one_growing_conversation(tmp_path, tiny_model_dir):
+    out = _run(tmp_path, tiny_model_dir, few_shot_scope="chain", revisions=2, few_shot=1)
+    chains = _chains(out)
+    assert len(chains) == 5 and all(len(c["rounds"]) == 2 for c in chains)
+    assert json.loads((out / "run.json").read_text())["arguments"]["few_shot_scope"] == "chain"

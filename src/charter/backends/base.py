@@ -115,6 +115,10 @@ class Backend(abc.ABC):
     def busy(self) -> bool:
         return bool(self.__dict__.get("_submitted"))
 
+    #: True where step() advances generation by one decode step (requests join and leave
+    #: between steps); False where step() runs everything submitted to completion.
+    continuous_batching: bool = False
+
     @property
     def supports_exact_scoring(self) -> bool:
         """False where only the first token of a continuation can be scored (chat APIs)."""

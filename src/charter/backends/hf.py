@@ -6,6 +6,7 @@ Python costs ~20 s per load while the safetensors copy loads in ~2 s with identi
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
@@ -25,7 +26,7 @@ from charter.backends.base import (
     file_digest,
     seeds_for,
 )
-from charter.errors import BackendError
+from charter.errors import BackendError, ContextLengthError
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,17 @@ def dequantised_gguf_dir(gguf_path: Path) -> Path:
     target = cache_root() / "gguf" / f"{gguf_path.stem}-{digest[:16]}"
     if (target / "COMPLETE").exists():
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # One process converts; others wait on the lock and then find the finished cache.
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / "COMPLETE").exists():
+            return target
+        _dequantise_into(gguf_path, target, digest)
+    return target
+
+
+def _dequantise_into(gguf_path: Path, target: Path, digest: str) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("dequantising %s once into %s", gguf_path, target)
@@ -56,19 +68,17 @@ def dequantised_gguf_dir(gguf_path: Path) -> Path:
     # The weights are plain fp32 after loading; the flag only blocks save_pretrained().
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer.remove_quantization_config(model)
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / "SOURCE").write_text(f"{gguf_path}\nsha256:{digest}\n")
         (tmp / "COMPLETE").write_text("ok\n")
-        if target.exists():  # a crashed earlier attempt
+        if target.exists():  # a crashed earlier attempt (no COMPLETE)
             shutil.rmtree(target)
-        os.replace(tmp, target)  # atomic: a concurrent reader never sees half a cache
+        os.replace(tmp, target)  # atomic: a reader never sees half a cache
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 class _SeededSampler:
@@ -173,6 +183,14 @@ class HFBackend(Backend):
 
         seeds = seeds_for(config, len(conversations), seeds)
         prompts = [self._encode(self.render(c)) for c in conversations]
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        for p in prompts:
+            if limit and len(p) + config.max_new_tokens > limit:
+                raise ContextLengthError(
+                    f"prompt of {len(p)} tokens plus {config.max_new_tokens} new tokens exceeds the "
+                    f"model's {limit} positions",
+                    source=self.info.spec,
+                )
         # Longest first, so each micro-batch holds similar lengths and pads little.
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         results: list[Generation | None] = [None] * len(prompts)
@@ -215,7 +233,9 @@ class HFBackend(Backend):
         for r_i, req in enumerate(requests):
             ctx_text = req.context if isinstance(req.context, str) else self.render(req.context)
             ctx = self._encode(ctx_text)
-            if not ctx and self.tokenizer.bos_token_id is not None:
+            if not ctx:
+                if self.tokenizer.bos_token_id is None:
+                    raise BackendError("cannot score after an empty context: the tokenizer has no BOS token", source=self.info.spec)
                 ctx = [self.tokenizer.bos_token_id]
             for c_i, cont in enumerate(req.continuations):
                 rows.append((r_i, c_i, ctx + self._encode(cont), len(ctx)))

@@ -28,7 +28,7 @@ from charter.backends.base import (
     file_digest,
     seeds_for,
 )
-from charter.errors import BackendError
+from charter.errors import BackendError, ContextLengthError
 
 _LOG_CALLBACK = None  # keep the ctypes callback alive for the process lifetime
 
@@ -150,20 +150,20 @@ class LlamaCppBackend(Backend):
         )
 
     # -- engine ----------------------------------------------------------------------------------
-    def _enqueue(self, job: _Job) -> None:
+    def _check_fits(self, job: _Job) -> None:
         limit = self.n_ctx_per_seq - job.max_new
         if len(job.tokens) > limit:
-            raise BackendError(
+            raise ContextLengthError(
                 f"prompt of {len(job.tokens)} tokens does not fit n_ctx={self.n_ctx_per_seq} with "
                 f"{job.max_new} new tokens (raise it: llamacpp:PATH?n_ctx=8192)",
                 source=self.info.spec,
             )
-        self._pending.append(job)
 
     def _run(self, jobs: list[_Job]) -> None:
         """Run jobs to completion (jobs already queued by ``submit`` run alongside them)."""
-        for j in jobs:
-            self._enqueue(j)
+        for j in jobs:  # all or nothing: no half-queued call
+            self._check_fits(j)
+        self._pending.extend(jobs)
         waiting = {id(j) for j in jobs}
         while waiting:
             for job in self._step():
@@ -221,6 +221,7 @@ class LlamaCppBackend(Backend):
         if rc == 1 and self._evict_idle(slots):
             rc = L.llama_decode(self.ctx, self._batch)  # retry after freeing cached prefixes
         if rc != 0:
+            self._reset()  # the batch's bookkeeping was advanced: start clean for the next call
             raise BackendError(f"llama_decode failed (code {rc}); try a larger n_ctx", source=self.info.spec)
         for i, seq, pos in wanted:
             job = slots[seq]
@@ -247,11 +248,13 @@ class LlamaCppBackend(Backend):
         return finished
 
     # -- incremental API (continuous batching across pipeline stages) ----------------------------
+    continuous_batching = True
+
     def submit(self, key, conversation: Conversation, config: SamplingConfig, seed: int) -> None:
-        self._enqueue(
-            _Job(-1, self.tokenize(self.render(conversation)), config.max_new_tokens,
-                 np.random.default_rng(seed), config=config, key=key)
-        )
+        job = _Job(-1, self.tokenize(self.render(conversation)), config.max_new_tokens,
+                   np.random.default_rng(seed), config=config, key=key)
+        self._check_fits(job)
+        self._pending.append(job)
 
     def step(self) -> list:
         finished = self._finished + [j for j in self._step() if j.key is not None]
@@ -315,6 +318,14 @@ class LlamaCppBackend(Backend):
         self.cached_tokens += keep
         return own
 
+    def _reset(self) -> None:
+        self._L.llama_memory_clear(self.mem, True)
+        self._kv_tokens = [[] for _ in range(self.n_parallel)]
+        self._pending.clear()
+        self._slots.clear()
+        self._free = list(range(self.n_parallel))[::-1]
+        self._finished = []
+
     def _evict_idle(self, busy: dict[int, _Job]) -> bool:
         idle = [s for s in range(self.n_parallel) if s not in busy and self._kv_tokens[s]]
         for s in idle:
@@ -349,7 +360,10 @@ class LlamaCppBackend(Backend):
         for r_i, req in enumerate(requests):
             ctx = self.tokenize(req.context if isinstance(req.context, str) else self.render(req.context))
             if not ctx:
-                ctx = [self._L.llama_vocab_bos(self.vocab)]
+                bos = self._L.llama_vocab_bos(self.vocab)
+                if bos < 0:
+                    raise BackendError("cannot score after an empty context: the model has no BOS token", source=self.info.spec)
+                ctx = [bos]
             for c_i, cont in enumerate(req.continuations):
                 cont_ids = self.tokenize(cont, special=False)
                 jobs.append(_Job(len(jobs), ctx + cont_ids, 0, score_from=len(ctx)))

@@ -102,7 +102,10 @@ class OpenAIBackend(Backend):
                     ) from None
             else:
                 if resp.status_code < 400:
-                    return resp.json()
+                    try:
+                        return resp.json()
+                    except ValueError:
+                        raise BackendError(f"{url} answered with something that is not JSON", source=self.info.spec) from None
                 if resp.status_code not in RETRY_STATUS or last:
                     detail = resp.text[:200].replace("\n", " ")
                     raise BackendError(f"{url} answered HTTP {resp.status_code}: {detail}", source=self.info.spec)
@@ -172,12 +175,25 @@ class OpenAIBackend(Backend):
                 }
                 async with sem:
                     data = await self._post(client, "/completions", body)
-                lp = data["choices"][0]["logprobs"]
-                total = 0.0
-                for offset, value in zip(lp["text_offset"], lp["token_logprobs"]):
-                    if offset >= len(context) and value is not None:
-                        total += float(value)
-                return total
+                start, end = len(context), len(context) + len(cont)
+                try:
+                    lp = data["choices"][0]["logprobs"]
+                    offsets, values = lp["text_offset"], lp["token_logprobs"]
+                    tokens = lp.get("tokens") or [""] * len(offsets)
+                    total = 0.0
+                    for offset, value, tok in zip(offsets, values, tokens):
+                        # A token counts when it covers continuation text: one that straddles the
+                        # boundary (" Yes" after "Answer:") belongs to the continuation; tokens
+                        # past the end (a server that generated anyway) do not.
+                        if offset < end and offset + max(len(tok), 1) > start and value is not None:
+                            total += float(value)
+                    return total
+                except (KeyError, IndexError, TypeError) as exc:
+                    raise BackendError(
+                        f"server gave no prompt logprobs for scoring ({type(exc).__name__}: {exc}); "
+                        "it needs /completions with echo and logprobs",
+                        source=self.info.spec,
+                    ) from None
 
             async def chat(req: ScoreRequest) -> list[float]:
                 firsts = [c.lstrip() for c in req.continuations]
@@ -191,7 +207,13 @@ class OpenAIBackend(Backend):
                 }
                 async with sem:
                     data = await self._post(client, "/chat/completions", body)
-                top = data["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+                try:
+                    top = data["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+                except (KeyError, IndexError, TypeError) as exc:
+                    raise BackendError(
+                        f"server gave no top_logprobs for scoring ({type(exc).__name__}: {exc})",
+                        source=self.info.spec,
+                    ) from None
                 scores = []
                 for cont in firsts:
                     # The candidate token that covers the longest prefix of this continuation.

@@ -13,6 +13,7 @@ restarted run continues only when nothing that shapes the data changed).
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 import json
 import random
 
@@ -33,7 +34,7 @@ from charter.data import (
     repair_jsonl,
     write_jsonl_atomic,
 )
-from charter.errors import InputError
+from charter.errors import ContextLengthError, InputError
 
 CHAINS = "chains.jsonl"
 SFT = "sft.jsonl"
@@ -89,6 +90,11 @@ class _Item:
     initial: str = ""
     rounds: list[dict] = field(default_factory=list)
     started: str = ""
+
+    @property
+    def id(self) -> str:
+        # The kind keeps a prompt that appears in both files two records.
+        return f"{self.kind}/{self.prompt.id}"
 
 
 def _stable_seed(*parts: object) -> int:
@@ -174,7 +180,7 @@ class CritiqueReviser:
         # Mix helpfulness prompts in (as the paper does) in a seed-determined order.
         random.Random(_stable_seed(self.config.seed, "order")).shuffle(items)
         for it in items:
-            it.rng = random.Random(_stable_seed(self.config.seed, it.kind, it.prompt.id))
+            it.rng = random.Random(_stable_seed(self.config.seed, it.id))
         return items
 
     def _few_shot(self, item: _Item, principle: Principle) -> list[CritiqueExample]:
@@ -199,9 +205,11 @@ class CritiqueReviser:
         c = self.config
         resuming = self._check_resume()
         chains_path, sft_path = self.out / CHAINS, self.out / SFT
+        if resuming:
+            repair_jsonl(chains_path)  # a kill mid-write leaves a torn last line
         done_ids = {r["id"] for r in read_jsonl(chains_path)} if resuming else set()
         items = self._items()
-        todo = [it for it in items if it.prompt.id not in done_ids]
+        todo = [it for it in items if it.id not in done_ids]
         total, done = len(items), len(items) - len(todo)
         # Models load (and remote endpoints are checked) before anything is written, so a bad
         # model spec or a dead endpoint leaves the output directory exactly as it was.
@@ -211,10 +219,6 @@ class CritiqueReviser:
             self._model, self._critic = model, critic
         if not resuming:
             self._write_manifest()
-        repair_jsonl(chains_path)
-        done_ids = {r["id"] for r in read_jsonl(chains_path)}
-        todo = [it for it in items if it.prompt.id not in done_ids]
-        done = total - len(todo)
         if progress:
             progress(done, total, "starting")
         self._write_sft(chains_path, sft_path)  # sft.jsonl always mirrors chains.jsonl
@@ -222,16 +226,17 @@ class CritiqueReviser:
         def write(records: list[dict]) -> None:
             nonlocal done
             append_jsonl(chains_path, records)
-            append_jsonl(sft_path, [self.sft_record(r) for r in records])
+            append_jsonl(sft_path, [self.sft_record(r) for r in records if "error" not in r])
             done += len(records)
             if progress:
                 progress(done, total, "written")
 
-        self._schedule(todo, write, lambda stage: progress and progress(done, total, stage))
+        if todo:
+            self._schedule(todo, write, lambda stage: progress and progress(done, total, stage))
         return {"records": total, "generated": len(todo), "resumed_from": total - len(todo), "out": str(self.out)}
 
     def _seed(self, stage: str, it: _Item, round_: int = 0) -> int:
-        return _stable_seed(self.config.seed, stage, round_, it.prompt.id)
+        return _stable_seed(self.config.seed, stage, round_, it.id)
 
     def _chain(self, it: _Item) -> Generator[tuple[str, Conversation, int, str], Generation, dict]:
         """One prompt's whole chain. Yields (role, conversation, seed, stage) for each generation
@@ -240,9 +245,13 @@ class CritiqueReviser:
         chain_scope = self.config.few_shot_scope == "chain"
         conv: Conversation = []
         if chain_scope:
-            pool = list(self.constitution.examples) or [e for p in self.constitution.principles for e in p.examples]
-            for ex in it.rng.sample(pool, min(self.config.few_shot, len(pool))):
-                conv += self._shot_turns(ex, self.constitution.principles[0])
+            # Shared dialogues carry their own requests; a principle's own examples use its requests.
+            first = self.constitution.principles[0]
+            pool = [(e, first) for e in self.constitution.examples] or [
+                (e, p) for p in self.constitution.principles for e in p.examples
+            ]
+            for ex, owner in it.rng.sample(pool, min(self.config.few_shot, len(pool))):
+                conv += self._shot_turns(ex, owner)
         conv = conv + [{"role": "user", "content": it.prompt.text}]
         g = yield "model", conv, self._seed("initial", it), "initial"
         it.initial = it.response = g.text
@@ -285,15 +294,28 @@ class CritiqueReviser:
     def _schedule(self, todo: list[_Item], write: Callable[[list[dict]], None], stage: Callable[[str], None]) -> None:
         """Pipeline the chains: up to ``batch_size`` prompts are in flight, each submitting its
         next generation as soon as the previous one returns, so a continuous-batching backend
-        never waits at a stage boundary. Single-threaded and deterministic for given inputs."""
+        never waits at a stage boundary.
+
+        Continuous-batching backends (llama.cpp) are stepped one decode at a time on this thread.
+        A backend that finishes a whole batch per call (transformers, remote servers) gets the
+        requests queued for it as one batch; when it is paired with a continuous one (a local
+        policy and a remote critic, say) it runs in a worker thread so neither waits for the
+        other. With no such pairing everything runs on this thread, deterministically.
+        """
         c = self.config
         sampling = SamplingConfig(c.max_new_tokens, c.temperature, c.top_p, c.seed)
-        backends = {"model": self._model, "critic": self._critic}
+        roles = {"model": self._model, "critic": self._critic}
+        unique = list({id(b): b for b in roles.values()}.values())
+        stepwise = [b for b in unique if b.continuous_batching]  # type: ignore[union-attr]
+        batched = [b for b in unique if not b.continuous_batching]  # type: ignore[union-attr]
+        pool = ThreadPoolExecutor(max_workers=len(batched)) if stepwise and batched else None
+        queued: dict[int, list] = {id(b): [] for b in batched}
+        running: dict[int, Future] = {}
         queue = list(reversed(todo))
-        active: dict[int, tuple[Generator, str]] = {}
+        active: dict[int, tuple[Generator, _Item, str]] = {}
         next_key = 0
 
-        def advance(chain: Generator, value: Generation | None, finished: list[dict]) -> None:
+        def advance(chain: Generator, it: _Item, value: Generation | None, finished: list[dict]) -> None:
             nonlocal next_key
             try:
                 role, conv, seed, name = chain.send(value)  # type: ignore[arg-type]
@@ -301,28 +323,83 @@ class CritiqueReviser:
                 finished.append(stop.value)
                 return
             key, next_key = next_key, next_key + 1
-            backends[role].submit(key, conv, sampling, seed)  # type: ignore[union-attr]
-            active[key] = (chain, name)
+            backend = roles[role]
+            if id(backend) in queued:
+                queued[id(backend)].append((key, conv, seed))
+            else:
+                try:
+                    backend.submit(key, conv, sampling, seed)  # type: ignore[union-attr]
+                except ContextLengthError as exc:
+                    finished.append(self._record(it) | {"error": str(exc)})
+                    return
+            active[key] = (chain, it, name)
 
-        while queue or active:
-            finished: list[dict] = []
-            while queue and len(active) < c.batch_size:
-                advance(self._chain(queue.pop()), None, finished)
-            counts: dict[str, int] = {}
-            for _, name in active.values():
-                counts[name] = counts.get(name, 0) + 1
-            stage(", ".join(f"{n} {k}" for k, n in counts.items()))
-            for backend in {id(b): b for b in backends.values()}.values():
-                if backend.busy():  # type: ignore[union-attr]
-                    for key, gen in backend.step():  # type: ignore[union-attr]
-                        chain, _ = active.pop(key)
-                        advance(chain, gen, finished)
-            if finished:
-                write(finished)
+        def run_batch(backend: Backend, entries: list) -> tuple[list, dict]:
+            for key, conv, seed in entries:
+                backend.submit(key, conv, sampling, seed)
+            try:
+                return backend.step(), {}
+            except ContextLengthError:
+                # Find the offending requests one by one; the others still run.
+                out, failed = [], {}
+                for key, conv, seed in entries:
+                    try:
+                        backend.submit(key, conv, sampling, seed)
+                        out += backend.step()
+                    except ContextLengthError as exc:
+                        failed[key] = str(exc)
+                return out, failed
+
+        try:
+            while queue or active:
+                finished: list[dict] = []
+                while queue and len(active) < c.batch_size:
+                    it = queue.pop()
+                    advance(self._chain(it), it, None, finished)
+                counts: dict[str, int] = {}
+                for _, _, name in active.values():
+                    counts[name] = counts.get(name, 0) + 1
+                stage(", ".join(f"{n} {k}" for k, n in counts.items()))
+
+                results: list = []
+                failures: dict = {}
+                for b in stepwise:
+                    if b.busy():  # type: ignore[union-attr]
+                        results += b.step()  # type: ignore[union-attr]
+                for b in batched:
+                    bid = id(b)
+                    if bid in running and running[bid].done():
+                        out, failed = running.pop(bid).result()
+                        results += out
+                        failures |= failed
+                    if bid not in running and queued[bid]:
+                        entries, queued[bid] = queued[bid], []
+                        if pool is None:
+                            out, failed = run_batch(b, entries)  # type: ignore[arg-type]
+                            results += out
+                            failures |= failed
+                        else:
+                            running[bid] = pool.submit(run_batch, b, entries)
+                if pool is not None and not results and not failures and running:
+                    if not any(b.busy() for b in stepwise):  # type: ignore[union-attr]
+                        wait(running.values(), return_when=FIRST_COMPLETED)
+
+                for key, gen in results:
+                    chain, it, _ = active.pop(key)
+                    advance(chain, it, gen, finished)
+                for key, message in failures.items():
+                    chain, it, _ = active.pop(key)
+                    chain.close()
+                    finished.append(self._record(it) | {"error": message})
+                if finished:
+                    write(finished)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
 
     def _record(self, it: _Item) -> dict:
         return {
-            "id": it.prompt.id,
+            "id": it.id,
             "kind": it.kind,
             "prompt": it.prompt.text,
             "source": it.prompt.source,
@@ -356,7 +433,7 @@ class CritiqueReviser:
         }
 
     def _write_sft(self, chains_path: Path, sft_path: Path) -> None:
-        write_jsonl_atomic(sft_path, (self.sft_record(r) for r in read_jsonl(chains_path)))
+        write_jsonl_atomic(sft_path, (self.sft_record(r) for r in read_jsonl(chains_path) if "error" not in r))
 
     def close(self) -> None:
         for b in {id(x): x for x in (self._model, self._critic) if x is not None}.values():
