@@ -153,6 +153,9 @@ class CritiqueReviser:
         """Read-only: True if ``out`` already holds this run; raises if it holds a different one."""
         path = self.out / RUN
         if not path.exists():
+            chains = self.out / CHAINS
+            if chains.exists() and chains.stat().st_size:
+                raise InputError("holds chains.jsonl but no run.json, so it cannot be resumed safely; use a new --out", source=str(self.out))
             return False
         try:
             old = json.loads(path.read_text())["arguments"]
