@@ -39,6 +39,7 @@ class RecordingBackend(Backend):
 
     def __init__(self, inner: Backend):
         self.inner, self.info, self.calls, self._pending = inner, inner.info, [], {}
+        self.continuous_batching = inner.continuous_batching
 
     def generate(self, conversations, config, seeds=None):
         out = self.inner.generate(conversations, config, seeds)

@@ -341,7 +341,10 @@ class CritiqueReviser:
             for key, conv, seed in entries:
                 backend.submit(key, conv, sampling, seed)
             try:
-                return backend.step(), {}
+                out = backend.step()
+                while backend.busy():  # a backend whose step() is incremental: run it dry
+                    out += backend.step()
+                return out, {}
             except ContextLengthError:
                 # Find the offending requests one by one; the others still run.
                 out, failed = [], {}
