@@ -6,8 +6,8 @@ Shared by every stage that reads prompt sets or writes resumable record files.
 from __future__ import annotations
 
 import csv
-import io
 import hashlib
+import io
 import json
 import os
 import re

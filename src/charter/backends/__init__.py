@@ -9,7 +9,12 @@ from charter.backends.base import (
     SamplingConfig,
     ScoreRequest,
 )
-from charter.backends.spec import ModelSpec, embedded_gguf_path, llamacpp_available, load_backend
+from charter.backends.spec import (
+    ModelSpec,
+    embedded_gguf_path,
+    llamacpp_available,
+    load_backend,
+)
 
 __all__ = [
     "Backend",

@@ -13,32 +13,42 @@ restarted run continues only when nothing that shapes the data changed).
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-import json
 import random
-
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Generator
 
 from charter import __version__
-from charter.backends import Backend, Conversation, Generation, ModelSpec, SamplingConfig, load_backend
-from charter.constitution import Constitution, CritiqueExample, Principle, constitution_digest, load_constitution
+from charter.backends import (
+    Backend,
+    Conversation,
+    Generation,
+    ModelSpec,
+    SamplingConfig,
+    load_backend,
+)
+from charter.cai.rundir import RunDirectory
+from charter.cai.rundir import now as _now
+from charter.constitution import (
+    Constitution,
+    CritiqueExample,
+    Principle,
+    constitution_digest,
+    load_constitution,
+)
 from charter.data import (
     PromptRecord,
     append_jsonl,
     file_sha256,
     load_prompts,
     read_jsonl,
-    repair_jsonl,
     write_jsonl_atomic,
 )
 from charter.errors import ContextLengthError, InputError
 
 CHAINS = "chains.jsonl"
 SFT = "sft.jsonl"
-RUN = "run.json"
 
 
 @dataclass
@@ -102,8 +112,6 @@ def _stable_seed(*parts: object) -> int:
     return int.from_bytes(h[:4], "little")
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 class CritiqueReviser:
@@ -130,8 +138,7 @@ class CritiqueReviser:
             if spec is not None:
                 ModelSpec.parse(spec)  # a typo in a spec fails here, before any work
         self.out = Path(config.out)
-        if self.out.exists() and not self.out.is_dir():
-            raise InputError("output path exists and is not a directory", source=str(self.out))
+        RunDirectory(self.out, CHAINS, {})  # fails fast on an output path that is a file
         self._model = model
         self._critic = critic
 
@@ -148,34 +155,6 @@ class CritiqueReviser:
             )},
         }
         return {"task": "sl-cai/critique-revise", "charter_version": __version__, "arguments": shaping}
-
-    def _check_resume(self) -> bool:
-        """Read-only: True if ``out`` already holds this run; raises if it holds a different one."""
-        path = self.out / RUN
-        if not path.exists():
-            chains = self.out / CHAINS
-            if chains.exists() and chains.stat().st_size:
-                raise InputError("holds chains.jsonl but no run.json, so it cannot be resumed safely; use a new --out", source=str(self.out))
-            return False
-        try:
-            old = json.loads(path.read_text())["arguments"]
-        except (ValueError, KeyError):
-            raise InputError("run.json is unreadable; use a new --out", source=str(path)) from None
-        diff = [k for k, v in self.run_manifest()["arguments"].items() if old.get(k) != v]
-        if diff:
-            raise InputError(
-                f"this output directory holds a run with different {', '.join(diff)}; "
-                "rerun with the same arguments to resume, or use a new --out",
-                source=str(self.out),
-            )
-        return True
-
-    def _write_manifest(self) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
-        path = self.out / RUN
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.run_manifest() | {"created": _now()}, indent=2) + "\n")
-        tmp.replace(path)
 
     # -- prompts ---------------------------------------------------------------------------------
     def _items(self) -> list[_Item]:
@@ -206,11 +185,10 @@ class CritiqueReviser:
     def run(self, progress: Callable[[int, int, str], None] | None = None) -> dict:
         """Generate the data; returns counts. ``progress(done, total, stage)`` is called as it goes."""
         c = self.config
-        resuming = self._check_resume()
+        rundir = RunDirectory(self.out, CHAINS, self.run_manifest())
+        resuming = rundir.check()
         chains_path, sft_path = self.out / CHAINS, self.out / SFT
-        if resuming:
-            repair_jsonl(chains_path)  # a kill mid-write leaves a torn last line
-        done_ids = {r["id"] for r in read_jsonl(chains_path)} if resuming else set()
+        done_ids = rundir.done_ids(resuming)
         items = self._items()
         todo = [it for it in items if it.id not in done_ids]
         total, done = len(items), len(items) - len(todo)
@@ -221,7 +199,7 @@ class CritiqueReviser:
             critic = self._critic or (load_backend(c.critic) if c.critic and c.critic != c.model else model)
             self._model, self._critic = model, critic
         if not resuming:
-            self._write_manifest()
+            rundir.write_manifest()
         if progress:
             progress(done, total, "starting")
         self._write_sft(chains_path, sft_path)  # sft.jsonl always mirrors chains.jsonl

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from pathlib import Path
 from typing import Optional
 
@@ -37,7 +36,7 @@ def critique_revise(
     top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling threshold."),
 ) -> None:
     """Critique -> revision data (SL-CAI): chains.jsonl plus TRL-format sft.jsonl. Resumable."""
-    from charter.cai import CritiqueRevisionConfig, CritiqueReviser
+    from charter.cai import CritiqueReviser, CritiqueRevisionConfig
 
     config = CritiqueRevisionConfig(
         constitution=constitution, prompts=str(prompts), out=str(out), model=model, critic=critic,

@@ -5,7 +5,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 # The 2026 reason-based constitution's priority order, highest first.
 DEFAULT_TIERS: tuple[tuple[str, str], ...] = (
