@@ -134,3 +134,15 @@ def test_models_check_loads_and_answers(tiny_model_dir):
     assert r.exit_code == 0, r.output
     assert '"backend": "hf"' in r.output and "tok/s" in r.output
     _one_error_line(invoke("models", "check", "hf:/no/such/model"))
+
+
+def test_cai_preferences_cli(tmp_path, tiny_model_dir):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("how do I bake bread?\nwhat is a prime?\n")
+    out = tmp_path / "prefs"
+    r = invoke("cai", "preferences", "-c", "default", "-p", prompts, "-o", out, "--policy", f"hf:{tiny_model_dir}",
+               "--max-new-tokens", "6")
+    assert r.exit_code == 0, r.output
+    assert "2 pairs judged" in r.output and (out / "prefs.jsonl").exists()
+    line = _one_error_line(invoke("cai", "preferences", "-c", "default", "-p", tmp_path / "none.txt", "-o", tmp_path / "x"))
+    assert "no such prompt file" in line and not (tmp_path / "x").exists()

@@ -1,9 +1,6 @@
-"""Constitutional AI data generation: SL-CAI critique -> revision (and, later, AI feedback)."""
+"""Constitutional AI data generation: SL-CAI critique -> revision and RLAIF preference labels."""
 
-from charter.cai.critique_revise import (
-    CritiqueReviser,
-    CritiqueRevisionConfig,
-    run_critique_revision,
-)
+from charter.cai.critique_revise import CritiqueRevisionConfig, CritiqueReviser, run_critique_revision
+from charter.cai.preferences import PreferenceConfig, PreferenceLabeller
 
-__all__ = ["CritiqueRevisionConfig", "CritiqueReviser", "run_critique_revision"]
+__all__ = ["CritiqueRevisionConfig", "CritiqueReviser", "PreferenceConfig", "PreferenceLabeller", "run_critique_revision"]

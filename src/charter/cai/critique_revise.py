@@ -141,6 +141,7 @@ class CritiqueReviser:
         RunDirectory(self.out, CHAINS, {})  # fails fast on an output path that is a file
         self._model = model
         self._critic = critic
+        self._given = {id(x) for x in (model, critic) if x is not None}
 
     # -- run metadata ----------------------------------------------------------------------------
     def run_manifest(self) -> dict:
@@ -420,8 +421,9 @@ class CritiqueReviser:
         write_jsonl_atomic(sft_path, (self.sft_record(r) for r in read_jsonl(chains_path) if "error" not in r))
 
     def close(self) -> None:
-        for b in {id(x): x for x in (self._model, self._critic) if x is not None}.values():
-            b.close()
+        # Only what this object loaded: a backend handed in belongs to the caller.
+        for backend in {id(x): x for x in (self._model, self._critic) if x is not None and id(x) not in self._given}.values():
+            backend.close()
 
 
 def run_critique_revision(config: CritiqueRevisionConfig, progress=None) -> dict:

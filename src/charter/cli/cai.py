@@ -57,6 +57,48 @@ def critique_revise(
     )
 
 
+@app.command("preferences")
+@handle_errors
+def preferences(
+    constitution: str = typer.Option(..., "--constitution", "-c", help="Constitution TOML file or bundled name."),
+    prompts: Path = typer.Option(..., "--prompts", "-p", help="Prompts: CSV, TSV, JSONL, JSON or TXT."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory (judgements.jsonl, prefs.jsonl, run.json)."),
+    policy: str = typer.Option("embedded", "--policy", help=f"Model whose responses are compared. {MODEL_HELP}"),
+    judge: Optional[str] = typer.Option(None, "--judge", help="Model that reads the constitution and compares (default: the policy; pass a stronger one)."),
+    column: Optional[str] = typer.Option(None, "--column", help="Column/field holding the prompt."),
+    samples: int = typer.Option(2, "--samples", help="Responses sampled per prompt; every pair is judged."),
+    cot: bool = typer.Option(False, "--cot", help="Judge reasons step by step first; probabilities clamped to [0.4, 0.6]."),
+    margin: float = typer.Option(0.0, "--margin", help="Drop pairs with |p - 0.5| below this (near-ties)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use at most this many prompts."),
+    seed: int = typer.Option(0, "--seed", help="Seed for sampling and principle choice."),
+    few_shot: int = typer.Option(1, "--few-shot", help="Preference examples shown first, where the principle has them."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Prompts labelled together."),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="Token limit of each sampled response."),
+    cot_max_new_tokens: int = typer.Option(256, "--cot-max-new-tokens", help="Token limit of the judge's reasoning."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Policy sampling temperature (> 0)."),
+    top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling threshold."),
+) -> None:
+    """AI-feedback preference labels (RLAIF): prefs.jsonl in TRL's DPO format with soft labels. Resumable."""
+    from charter.cai import PreferenceConfig, PreferenceLabeller
+
+    config = PreferenceConfig(
+        constitution=constitution, prompts=str(prompts), out=str(out), policy=policy, judge=judge, column=column,
+        samples=samples, cot=cot, margin=margin, limit=limit, seed=seed, few_shot=few_shot, batch_size=batch_size,
+        max_new_tokens=max_new_tokens, cot_max_new_tokens=cot_max_new_tokens, temperature=temperature, top_p=top_p,
+    )
+    labeller = PreferenceLabeller(config)
+    try:
+        with record_progress("preferences") as update:
+            summary = labeller.run(update)
+    finally:
+        labeller.close()
+    console.print(
+        f"{summary['prompts']} prompts, {summary['pairs']} pairs judged, {summary['kept']} kept, "
+        f"{summary['dropped_near_ties']} near-ties dropped: {out}/prefs.jsonl",
+        highlight=False,
+    )
+
+
 @app.command("show-chain")
 @handle_errors
 def show_chain(

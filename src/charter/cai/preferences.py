@@ -1,0 +1,267 @@
+"""RLAIF preference labels (Bai et al. 2022, section 4): a judge that reads the constitution.
+
+For each prompt the policy samples responses; each pair is put to the judge under one randomly
+sampled principle's ``preference`` question in the paper's multiple-choice form. The preference
+is the normalised probability of the choice tokens read from log-probs (never parsed from text),
+scored in both orders and averaged to cancel position bias. With ``cot`` the judge first reasons
+step by step and the probability is clamped to [0.4, 0.6] as in the paper.
+
+Output (``out/``): ``judgements.jsonl`` (every pair, both orders' probabilities; the source of
+truth), ``prefs.jsonl`` (TRL DPO format: ``prompt``, ``chosen``, ``rejected`` as conversations,
+plus ``p_chosen``, principle, judge, constitution digest; near-ties dropped) and ``run.json``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from charter import __version__
+from charter.backends import Backend, Conversation, ModelSpec, SamplingConfig, ScoreRequest, load_backend
+from charter.cai.critique_revise import _stable_seed
+from charter.cai.rundir import RunDirectory, now
+from charter.constitution import Constitution, PreferenceExample, Principle, constitution_digest, load_constitution
+from charter.data import append_jsonl, file_sha256, load_prompts, read_jsonl, write_jsonl_atomic
+from charter.errors import InputError
+
+JUDGEMENTS = "judgements.jsonl"
+PREFS = "prefs.jsonl"
+CHOICES = ("A", "B")
+COT_CLAMP = (0.4, 0.6)
+
+
+@dataclass
+class PreferenceConfig:
+    """Arguments of ``charter cai preferences`` (one field per CLI flag)."""
+
+    constitution: str
+    prompts: str
+    out: str
+    policy: str = "embedded"
+    judge: str | None = None  # defaults to the policy model (a weak judge: pass a stronger one)
+    column: str | None = None
+    samples: int = 2
+    cot: bool = False
+    margin: float = 0.0  # pairs with |p - 0.5| < margin are dropped as near-ties
+    limit: int | None = None
+    seed: int = 0
+    few_shot: int = 1
+    batch_size: int = 8
+    max_new_tokens: int = 256
+    cot_max_new_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 0.95
+
+    def validate(self) -> None:
+        if self.samples < 2:
+            raise InputError("--samples must be at least 2 (responses are compared in pairs)", source="--samples")
+        if not 0.0 <= self.margin < 0.5:
+            raise InputError("--margin must be in [0, 0.5)", source="--margin")
+        if self.temperature <= 0:
+            raise InputError("--temperature must be > 0: the pair must differ", source="--temperature")
+        for name in ("batch_size", "max_new_tokens", "cot_max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be at least 1", source=f"--{name.replace('_', '-')}")
+        if self.limit is not None and self.limit < 1:
+            raise InputError("--limit must be at least 1", source="--limit")
+
+
+def choice_probability(logp_a: float, logp_b: float) -> float:
+    """P(A) normalised over the two choice tokens (a softmax over their log-probs)."""
+    if math.isinf(logp_a) and math.isinf(logp_b):
+        return 0.5
+    m = max(logp_a, logp_b)
+    ea, eb = math.exp(logp_a - m), math.exp(logp_b - m)
+    return ea / (ea + eb)
+
+
+def combine_orders(p_first_as_a: float, p_first_as_b: float, *, cot: bool = False) -> float:
+    """Preference for the first response: P(A) when it was option A, averaged with P(B) when it
+    was option B; with chain-of-thought, clamped to [0.4, 0.6] (the paper: CoT probabilities are
+    overconfident)."""
+    p = 0.5 * (p_first_as_a + p_first_as_b)
+    return min(max(p, COT_CLAMP[0]), COT_CLAMP[1]) if cot else p
+
+
+def question_text(prompt: str, principle: Principle, option_a: str, option_b: str) -> str:
+    question = principle.preference or f"Which response better follows this principle: {principle.statement}"
+    return (
+        "Consider the following conversation between a human and an assistant:\n"
+        f"Human: {prompt}\n\n"
+        f"{question}\n"
+        "Options:\n"
+        f"(A) {option_a}\n"
+        f"(B) {option_b}\n"
+    )
+
+
+ANSWER = "Reply with a single letter, A or B.\nThe answer is:"
+COT = "Let's think step by step about which option is better."
+AFTER_COT = "So which option is better? Reply with a single letter, A or B.\nThe answer is:"
+
+
+def judge_context(
+    prompt: str, principle: Principle, option_a: str, option_b: str, examples: list[PreferenceExample], reasoning: str | None = None, cot: bool = False
+) -> Conversation:
+    """The judge's conversation; the next assistant token is scored as "A" vs "B"."""
+    conv: Conversation = []
+    for ex in examples:
+        q = question_text(ex.conversation, principle, ex.option_a, ex.option_b)
+        if cot and ex.reasoning:
+            conv += [{"role": "user", "content": q + COT}, {"role": "assistant", "content": ex.reasoning},
+                     {"role": "user", "content": AFTER_COT}]
+        else:
+            conv += [{"role": "user", "content": q + ANSWER}]
+        conv += [{"role": "assistant", "content": ex.answer}]
+    q = question_text(prompt, principle, option_a, option_b)
+    if cot:
+        conv += [{"role": "user", "content": q + COT}]
+        if reasoning is not None:
+            conv += [{"role": "assistant", "content": reasoning}, {"role": "user", "content": AFTER_COT}]
+        return conv
+    return conv + [{"role": "user", "content": q + ANSWER}]
+
+
+class PreferenceLabeller:
+    """Samples response pairs from a policy and labels them with a constitution-reading judge."""
+
+    def __init__(self, config: PreferenceConfig, *, constitution: Constitution | None = None,
+                 policy: Backend | None = None, judge: Backend | None = None):
+        config.validate()
+        self.config = config
+        self.constitution = constitution or load_constitution(config.constitution)
+        self.prompts = load_prompts(config.prompts, config.column, config.limit)
+        for spec in (config.policy, config.judge):
+            if spec is not None:
+                ModelSpec.parse(spec)
+        self.out = Path(config.out)
+        self.rundir = RunDirectory(self.out, JUDGEMENTS, self.run_manifest())
+        self._policy, self._judge = policy, judge
+        self._given = {id(x) for x in (policy, judge) if x is not None}
+
+    def run_manifest(self) -> dict:
+        c = self.config
+        args = {k: getattr(c, k) for k in (
+            "column", "policy", "judge", "samples", "cot", "margin", "limit", "seed", "few_shot",
+            "batch_size", "max_new_tokens", "cot_max_new_tokens", "temperature", "top_p")}
+        return {"task": "rlaif/preferences", "charter_version": __version__, "arguments": args | {
+            "constitution_digest": constitution_digest(self.constitution),
+            "prompts_sha256": file_sha256(c.prompts)}}
+
+    def run(self, progress: Callable[[int, int, str], None] | None = None) -> dict:
+        c = self.config
+        resuming = self.rundir.check()
+        done_ids = self.rundir.done_ids(resuming)
+        todo = [p for p in self.prompts if p.id not in done_ids]
+        total, done = len(self.prompts), len(self.prompts) - len(todo)
+        if todo:
+            self._policy = self._policy or load_backend(c.policy)
+            self._judge = self._judge or (load_backend(c.judge) if c.judge and c.judge != c.policy else self._policy)
+        if not resuming:
+            self.rundir.write_manifest()
+        prefs_path = self.out / PREFS
+        write_jsonl_atomic(prefs_path, (r for j in read_jsonl(self.rundir.records) for r in self._prefs(j)))
+        if progress:
+            progress(done, total, "starting")
+        for start in range(0, len(todo), c.batch_size):
+            batch = todo[start:start + c.batch_size]
+            if progress:
+                progress(done, total, "sampling")
+            records = self._label(batch, lambda s: progress and progress(done, total, s))
+            append_jsonl(self.rundir.records, records)
+            append_jsonl(prefs_path, [r for j in records for r in self._prefs(j)])
+            done += len(batch)
+            if progress:
+                progress(done, total, "written")
+        judged = list(read_jsonl(self.rundir.records))
+        pairs = sum(len(j["pairs"]) for j in judged)
+        kept = sum(1 for j in judged for p in j["pairs"] if not p["dropped"])
+        return {"prompts": total, "generated": len(todo), "pairs": pairs, "kept": kept,
+                "dropped_near_ties": pairs - kept, "out": str(self.out)}
+
+    def _label(self, batch, stage) -> list[dict]:
+        c = self.config
+        sampling = SamplingConfig(c.max_new_tokens, c.temperature, c.top_p, c.seed)
+        convs, seeds = [], []
+        for p in batch:
+            for k in range(c.samples):
+                convs.append([{"role": "user", "content": p.text}])
+                seeds.append(_stable_seed(c.seed, "sample", k, p.id))
+        gens = self._policy.generate(convs, sampling, seeds)  # type: ignore[union-attr]
+        responses = [[g.text for g in gens[i * c.samples:(i + 1) * c.samples]] for i in range(len(batch))]
+
+        jobs = []  # (prompt index, pair (i, j), principle, examples)
+        for b, p in enumerate(batch):
+            rng = random.Random(_stable_seed(c.seed, "judge", p.id))
+            for i, j in itertools.combinations(range(c.samples), 2):
+                principle = rng.choice(self.constitution.principles)
+                pool = list(principle.preference_examples)
+                examples = rng.sample(pool, min(c.few_shot, len(pool)))
+                jobs.append((b, (i, j), principle, examples))
+
+        def contexts(reasonings=None):
+            out = []
+            for n, (b, (i, j), pr, ex) in enumerate(jobs):
+                r0, r1 = responses[b][i], responses[b][j]
+                for k, (oa, ob) in enumerate(((r0, r1), (r1, r0))):
+                    rs = reasonings[2 * n + k] if reasonings else None
+                    out.append(judge_context(batch[b].text, pr, oa, ob, ex, rs, c.cot))
+            return out
+
+        reasonings = None
+        if c.cot:
+            stage("judge reasoning")
+            cot_cfg = SamplingConfig(c.cot_max_new_tokens, 0.0)
+            reasonings = [g.text for g in self._judge.generate(contexts(), cot_cfg)]  # type: ignore[union-attr]
+        stage("judging")
+        scores = self._judge.score([ScoreRequest(ctx, CHOICES) for ctx in contexts(reasonings)])  # type: ignore[union-attr]
+
+        records = []
+        for b, p in enumerate(batch):
+            records.append({"id": p.id, "prompt": p.text, "source": p.source, "row": p.row,
+                            "responses": responses[b], "pairs": [], "policy": self._policy.info.to_dict(),  # type: ignore[union-attr]
+                            "judge": self._judge.info.to_dict(),  # type: ignore[union-attr]
+                            "constitution": {"name": self.constitution.name, "version": self.constitution.version,
+                                             "digest": constitution_digest(self.constitution)},
+                            "seed": c.seed, "cot": c.cot, "finished": now()})
+        for n, (b, (i, j), pr, _) in enumerate(jobs):
+            (a_fwd, b_fwd), (a_rev, b_rev) = scores[2 * n], scores[2 * n + 1]
+            p_i_as_a = choice_probability(a_fwd, b_fwd)
+            p_i_as_b = 1.0 - choice_probability(a_rev, b_rev)
+            p_i = combine_orders(p_i_as_a, p_i_as_b, cot=c.cot)
+            pair = {"pair": [i, j], "principle": pr.id, "p_first": p_i, "p_first_as_a": p_i_as_a,
+                    "p_first_as_b": p_i_as_b, "dropped": abs(p_i - 0.5) < c.margin}
+            if reasonings:
+                pair["reasoning"] = [reasonings[2 * n], reasonings[2 * n + 1]]
+            records[b]["pairs"].append(pair)
+        return records
+
+    @staticmethod
+    def _prefs(judgement: dict) -> list[dict]:
+        out = []
+        for pair in judgement["pairs"]:
+            if pair["dropped"]:
+                continue
+            i, j = pair["pair"]
+            first_wins = pair["p_first"] >= 0.5
+            chosen, rejected = (i, j) if first_wins else (j, i)
+            out.append({
+                "prompt": [{"role": "user", "content": judgement["prompt"]}],
+                "chosen": [{"role": "assistant", "content": judgement["responses"][chosen]}],
+                "rejected": [{"role": "assistant", "content": judgement["responses"][rejected]}],
+                "p_chosen": pair["p_first"] if first_wins else 1.0 - pair["p_first"],
+                "id": f"{judgement['id']}#{i}-{j}",
+                "principle": pair["principle"],
+                "judge": judgement["judge"]["spec"],
+                "constitution_digest": judgement["constitution"]["digest"],
+            })
+        return out
+
+    def close(self) -> None:
+        # Only what this object loaded: a backend handed in belongs to the caller.
+        for backend in {id(x): x for x in (self._policy, self._judge) if x is not None and id(x) not in self._given}.values():
+            backend.close()
