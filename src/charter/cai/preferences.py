@@ -126,6 +126,55 @@ def judge_context(
     return conv + [{"role": "user", "content": q + ANSWER}]
 
 
+@dataclass
+class PairJudgement:
+    p_first: float  # preference for the first response, both orders averaged (clamped with CoT)
+    p_first_as_a: float
+    p_first_as_b: float
+    reasoning: tuple[str, str] | None = None
+
+
+@dataclass
+class Comparison:
+    prompt: str
+    first: str
+    second: str
+    principle: Principle
+    examples: tuple[PreferenceExample, ...] = ()
+
+
+class ConstitutionJudge:
+    """Compares response pairs under constitution principles, from choice-token log-probs."""
+
+    def __init__(self, backend: Backend, *, cot: bool = False, cot_max_new_tokens: int = 256):
+        self.backend, self.cot, self.cot_max_new_tokens = backend, cot, cot_max_new_tokens
+
+    def _contexts(self, items: list[Comparison], reasonings: list[str] | None = None) -> list[Conversation]:
+        out = []
+        for n, c in enumerate(items):
+            for k, (oa, ob) in enumerate(((c.first, c.second), (c.second, c.first))):
+                rs = reasonings[2 * n + k] if reasonings else None
+                out.append(judge_context(c.prompt, c.principle, oa, ob, list(c.examples), rs, self.cot))
+        return out
+
+    def judge(self, items: list[Comparison]) -> list[PairJudgement]:
+        reasonings = None
+        if self.cot:
+            cfg = SamplingConfig(self.cot_max_new_tokens, 0.0)
+            reasonings = [g.text for g in self.backend.generate(self._contexts(items), cfg)]
+        scores = self.backend.score([ScoreRequest(ctx, CHOICES) for ctx in self._contexts(items, reasonings)])
+        out = []
+        for n in range(len(items)):
+            (a_fwd, b_fwd), (a_rev, b_rev) = scores[2 * n], scores[2 * n + 1]
+            p_as_a = choice_probability(a_fwd, b_fwd)
+            p_as_b = 1.0 - choice_probability(a_rev, b_rev)
+            out.append(PairJudgement(
+                combine_orders(p_as_a, p_as_b, cot=self.cot), p_as_a, p_as_b,
+                (reasonings[2 * n], reasonings[2 * n + 1]) if reasonings else None,
+            ))
+        return out
+
+
 class PreferenceLabeller:
     """Samples response pairs from a policy and labels them with a constitution-reading judge."""
 
@@ -203,22 +252,11 @@ class PreferenceLabeller:
                 examples = rng.sample(pool, min(c.few_shot, len(pool)))
                 jobs.append((b, (i, j), principle, examples))
 
-        def contexts(reasonings=None):
-            out = []
-            for n, (b, (i, j), pr, ex) in enumerate(jobs):
-                r0, r1 = responses[b][i], responses[b][j]
-                for k, (oa, ob) in enumerate(((r0, r1), (r1, r0))):
-                    rs = reasonings[2 * n + k] if reasonings else None
-                    out.append(judge_context(batch[b].text, pr, oa, ob, ex, rs, c.cot))
-            return out
-
-        reasonings = None
-        if c.cot:
-            stage("judge reasoning")
-            cot_cfg = SamplingConfig(c.cot_max_new_tokens, 0.0)
-            reasonings = [g.text for g in self._judge.generate(contexts(), cot_cfg)]  # type: ignore[union-attr]
         stage("judging")
-        scores = self._judge.score([ScoreRequest(ctx, CHOICES) for ctx in contexts(reasonings)])  # type: ignore[union-attr]
+        judge = ConstitutionJudge(self._judge, cot=c.cot, cot_max_new_tokens=c.cot_max_new_tokens)  # type: ignore[arg-type]
+        verdicts = judge.judge([
+            Comparison(batch[b].text, responses[b][i], responses[b][j], pr, tuple(ex)) for b, (i, j), pr, ex in jobs
+        ])
 
         records = []
         for b, p in enumerate(batch):
@@ -228,15 +266,11 @@ class PreferenceLabeller:
                             "constitution": {"name": self.constitution.name, "version": self.constitution.version,
                                              "digest": constitution_digest(self.constitution)},
                             "seed": c.seed, "cot": c.cot, "finished": now()})
-        for n, (b, (i, j), pr, _) in enumerate(jobs):
-            (a_fwd, b_fwd), (a_rev, b_rev) = scores[2 * n], scores[2 * n + 1]
-            p_i_as_a = choice_probability(a_fwd, b_fwd)
-            p_i_as_b = 1.0 - choice_probability(a_rev, b_rev)
-            p_i = combine_orders(p_i_as_a, p_i_as_b, cot=c.cot)
-            pair = {"pair": [i, j], "principle": pr.id, "p_first": p_i, "p_first_as_a": p_i_as_a,
-                    "p_first_as_b": p_i_as_b, "dropped": abs(p_i - 0.5) < c.margin}
-            if reasonings:
-                pair["reasoning"] = [reasonings[2 * n], reasonings[2 * n + 1]]
+        for (b, (i, j), pr, _), v in zip(jobs, verdicts):
+            pair = {"pair": [i, j], "principle": pr.id, "p_first": v.p_first, "p_first_as_a": v.p_first_as_a,
+                    "p_first_as_b": v.p_first_as_b, "dropped": abs(v.p_first - 0.5) < c.margin}
+            if v.reasoning:
+                pair["reasoning"] = list(v.reasoning)
             records[b]["pairs"].append(pair)
         return records
 
