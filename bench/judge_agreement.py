@@ -25,7 +25,7 @@ from _util import print_table, timer, write_results  # noqa: E402
 from charter.backends import load_backend  # noqa: E402
 from charter.cai import Comparison, ConstitutionJudge  # noqa: E402
 from charter.constitution import load_constitution  # noqa: E402
-from charter.data import _first_human_turn  # noqa: E402
+from charter.data import first_human_turn  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-dev" / "harmless_base_test_first400.jsonl"
 
@@ -55,7 +55,7 @@ def main() -> None:
     args = ap.parse_args()
 
     rows = [json.loads(l) for l in args.data.read_text().splitlines()[: args.n]]
-    pairs = [(_first_human_turn(r["chosen"]), last_assistant(r["chosen"]), last_assistant(r["rejected"])) for r in rows]
+    pairs = [(first_human_turn(r["chosen"]), last_assistant(r["chosen"]), last_assistant(r["rejected"])) for r in rows]
     pairs = [p for p in pairs if p[1] != p[2]]
     principle = load_constitution(args.constitution).principle(args.principle)
     judge = ConstitutionJudge(load_backend(args.judge))

@@ -32,7 +32,7 @@ class PromptRecord:
     row: int
 
 
-def _first_human_turn(text: str) -> str:
+def first_human_turn(text: str) -> str:
     """HH-RLHF transcripts ("\\n\\nHuman: ...\\n\\nAssistant: ...") -> the first human turn."""
     m = _HUMAN_TURN.search(text if text.startswith("\n\n") else "\n\n" + text)
     return m.group(1).strip() if m else text
@@ -121,7 +121,7 @@ def load_prompts(path: str | os.PathLike, column: str | None = None, limit: int 
 
     out: list[PromptRecord] = []
     for n, text in rows:
-        text = _first_human_turn(text).strip() if "\n\nHuman:" in text or text.startswith("Human:") else text.strip()
+        text = first_human_turn(text).strip() if "\n\nHuman:" in text or text.startswith("Human:") else text.strip()
         if not text:
             continue
         h = hashlib.sha256(text.encode()).hexdigest()[:10]

@@ -12,7 +12,6 @@ restarted run continues only when nothing that shapes the data changed).
 
 from __future__ import annotations
 
-import hashlib
 import random
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from charter.backends import (
 )
 from charter.cai.rundir import RunDirectory
 from charter.cai.rundir import now as _now
+from charter.cai.seeding import stable_seed
 from charter.constitution import (
     Constitution,
     CritiqueExample,
@@ -107,9 +107,6 @@ class _Item:
         return f"{self.kind}/{self.prompt.id}"
 
 
-def _stable_seed(*parts: object) -> int:
-    h = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(h[:4], "little")
 
 
 
@@ -161,9 +158,9 @@ class CritiqueReviser:
     def _items(self) -> list[_Item]:
         items = [_Item(p, "harmless") for p in self.prompts] + [_Item(p, "helpful") for p in self.helpful]
         # Mix helpfulness prompts in (as the paper does) in a seed-determined order.
-        random.Random(_stable_seed(self.config.seed, "order")).shuffle(items)
+        random.Random(stable_seed(self.config.seed, "order")).shuffle(items)
         for it in items:
-            it.rng = random.Random(_stable_seed(self.config.seed, it.id))
+            it.rng = random.Random(stable_seed(self.config.seed, it.id))
         return items
 
     def _few_shot(self, item: _Item, principle: Principle) -> list[CritiqueExample]:
@@ -218,7 +215,7 @@ class CritiqueReviser:
         return {"records": total, "generated": len(todo), "resumed_from": total - len(todo), "out": str(self.out)}
 
     def _seed(self, stage: str, it: _Item, round_: int = 0) -> int:
-        return _stable_seed(self.config.seed, stage, round_, it.id)
+        return stable_seed(self.config.seed, stage, round_, it.id)
 
     def _chain(self, it: _Item) -> Generator[tuple[str, Conversation, int, str], Generation, dict]:
         """One prompt's whole chain. Yields (role, conversation, seed, stage) for each generation

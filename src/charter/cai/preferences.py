@@ -22,8 +22,8 @@ from typing import Callable
 
 from charter import __version__
 from charter.backends import Backend, Conversation, ModelSpec, SamplingConfig, ScoreRequest, load_backend
-from charter.cai.critique_revise import _stable_seed
 from charter.cai.rundir import RunDirectory, now
+from charter.cai.seeding import stable_seed
 from charter.constitution import Constitution, PreferenceExample, Principle, constitution_digest, load_constitution
 from charter.data import append_jsonl, file_sha256, load_prompts, read_jsonl, write_jsonl_atomic
 from charter.errors import InputError
@@ -239,13 +239,13 @@ class PreferenceLabeller:
         for p in batch:
             for k in range(c.samples):
                 convs.append([{"role": "user", "content": p.text}])
-                seeds.append(_stable_seed(c.seed, "sample", k, p.id))
+                seeds.append(stable_seed(c.seed, "sample", k, p.id))
         gens = self._policy.generate(convs, sampling, seeds)  # type: ignore[union-attr]
         responses = [[g.text for g in gens[i * c.samples:(i + 1) * c.samples]] for i in range(len(batch))]
 
         jobs = []  # (prompt index, pair (i, j), principle, examples)
         for b, p in enumerate(batch):
-            rng = random.Random(_stable_seed(c.seed, "judge", p.id))
+            rng = random.Random(stable_seed(c.seed, "judge", p.id))
             for i, j in itertools.combinations(range(c.samples), 2):
                 principle = rng.choice(self.constitution.principles)
                 pool = list(principle.preference_examples)
