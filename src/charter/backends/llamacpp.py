@@ -42,7 +42,6 @@ def _silence_llama_logs(llama_cpp) -> None:
 
 @dataclass
 class _Job:
-    index: int
     tokens: list[int]  # prompt (and, for scoring, the continuation)
     max_new: int = 0
     rng: np.random.Generator | None = None
@@ -251,7 +250,7 @@ class LlamaCppBackend(Backend):
     continuous_batching = True
 
     def submit(self, key, conversation: Conversation, config: SamplingConfig, seed: int) -> None:
-        job = _Job(-1, self.tokenize(self.render(conversation)), config.max_new_tokens,
+        job = _Job(self.tokenize(self.render(conversation)), config.max_new_tokens,
                    np.random.default_rng(seed), config=config, key=key)
         self._check_fits(job)
         self._pending.append(job)
@@ -349,8 +348,8 @@ class LlamaCppBackend(Backend):
     def generate(self, conversations, config: SamplingConfig, seeds=None) -> list[Generation]:
         seeds = seeds_for(config, len(conversations), seeds)
         jobs = [
-            _Job(i, self.tokenize(self.render(c)), config.max_new_tokens, np.random.default_rng(s), config=config)
-            for i, (c, s) in enumerate(zip(conversations, seeds))
+            _Job(self.tokenize(self.render(c)), config.max_new_tokens, np.random.default_rng(s), config=config)
+            for c, s in zip(conversations, seeds)
         ]
         self._run(jobs)
         return [self._generation(j) for j in jobs]
@@ -366,7 +365,7 @@ class LlamaCppBackend(Backend):
                 ctx = [bos]
             for c_i, cont in enumerate(req.continuations):
                 cont_ids = self.tokenize(cont, special=False)
-                jobs.append(_Job(len(jobs), ctx + cont_ids, 0, score_from=len(ctx)))
+                jobs.append(_Job(ctx + cont_ids, 0, score_from=len(ctx)))
                 where.append((r_i, c_i))
         self._run(jobs)
         out = [[0.0] * len(r.continuations) for r in requests]

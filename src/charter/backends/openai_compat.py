@@ -66,20 +66,8 @@ class OpenAIBackend(Backend):
 
     async def _ping(self) -> None:
         """Fail at load time, in one line, when the endpoint cannot be reached at all."""
-        url = f"{self.base_url}/models"
         async with self._client() as client:
-            for attempt in range(self.retries + 1):
-                try:
-                    await client.get(url)
-                    return  # any HTTP answer (even 404) shows a server is there
-                except httpx.TransportError as exc:
-                    if attempt == self.retries:
-                        raise BackendError(
-                            f"cannot reach {url}: {type(exc).__name__}: {exc or 'no response'}"
-                            f" (after {self.retries + 1} attempts)",
-                            source=self.info.spec,
-                        ) from None
-                await asyncio.sleep(random.uniform(0, self.backoff * 2**attempt))
+            await self._request(client, "GET", "/models", None, any_status=True)
 
     # -- transport -------------------------------------------------------------------------------
     def _client(self) -> httpx.AsyncClient:
@@ -88,12 +76,18 @@ class OpenAIBackend(Backend):
         return httpx.AsyncClient(timeout=self.timeout, headers=headers, limits=limits)
 
     async def _post(self, client: httpx.AsyncClient, path: str, body: dict) -> dict:
+        return await self._request(client, "POST", path, body)
+
+    async def _request(self, client: httpx.AsyncClient, method: str, path: str, body: dict | None,
+                       any_status: bool = False) -> dict:
+        """One request with retries (transport errors, 408/429/5xx) and jittered backoff.
+        ``any_status``: any HTTP answer is success (a reachability check)."""
         url = f"{self.base_url}{path}"
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
             try:
-                resp = await client.post(url, json=body)
-            except (httpx.TransportError,) as exc:
+                resp = await client.request(method, url, json=body)
+            except httpx.TransportError as exc:
                 if last:
                     raise BackendError(
                         f"cannot reach {url}: {type(exc).__name__}: {exc or 'no response'}"
@@ -101,6 +95,8 @@ class OpenAIBackend(Backend):
                         source=self.info.spec,
                     ) from None
             else:
+                if any_status:
+                    return {}
                 if resp.status_code < 400:
                     try:
                         return resp.json()

@@ -1,6 +1,6 @@
 """Constitutional AI data generation: SL-CAI critique -> revision and RLAIF preference labels."""
 
-from charter.cai.critique_revise import CritiqueRevisionConfig, CritiqueReviser, run_critique_revision
+from charter.cai.critique_revise import CritiqueRevisionConfig, CritiqueReviser
 from charter.cai.preferences import Comparison, ConstitutionJudge, PairJudgement, PreferenceConfig, PreferenceLabeller
 
-__all__ = ["Comparison", "ConstitutionJudge", "PairJudgement", "CritiqueRevisionConfig", "CritiqueReviser", "PreferenceConfig", "PreferenceLabeller", "run_critique_revision"]
+__all__ = ["Comparison", "ConstitutionJudge", "PairJudgement", "CritiqueRevisionConfig", "CritiqueReviser", "PreferenceConfig", "PreferenceLabeller"]

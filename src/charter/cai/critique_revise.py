@@ -423,12 +423,5 @@ class CritiqueReviser:
             backend.close()
 
 
-def run_critique_revision(config: CritiqueRevisionConfig, progress=None) -> dict:
-    reviser = CritiqueReviser(config)
-    try:
-        return reviser.run(progress)
-    finally:
-        reviser.close()
 
-
-__all__ = ["CritiqueRevisionConfig", "CritiqueReviser", "run_critique_revision"]
+__all__ = ["CritiqueRevisionConfig", "CritiqueReviser"]

@@ -76,7 +76,7 @@ def record_progress(description: str):
         console=err_console,
         disable=os.environ.get("CHARTER_PROGRESS") == "0",
     )
-    state = {"task": None, "first": None}
+    state = {"task": None}
 
     def update(done: int, total: int, stage: str) -> None:
         # The bar appears at the first report, after inputs and models were checked, so an
@@ -92,3 +92,12 @@ def record_progress(description: str):
     finally:
         if state["task"] is not None:
             progress.stop()
+
+
+def run_with_progress(task, description: str) -> dict:
+    """Run a CAI task object (``run(progress)`` / ``close()``) behind a progress bar."""
+    try:
+        with record_progress(description) as update:
+            return task.run(update)
+    finally:
+        task.close()

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from charter.cli._common import console, handle_errors, record_progress
+from charter.cli._common import console, handle_errors, run_with_progress
 
 app = typer.Typer(help="Constitutional AI data generation.", no_args_is_help=True)
 
@@ -44,12 +44,7 @@ def critique_revise(
         helpful=str(helpful) if helpful else None, helpful_column=helpful_column, few_shot=few_shot, few_shot_scope=few_shot_scope,
         batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
     )
-    reviser = CritiqueReviser(config)
-    try:
-        with record_progress("critique-revise") as update:
-            summary = reviser.run(update)
-    finally:
-        reviser.close()
+    summary = run_with_progress(CritiqueReviser(config), "critique-revise")
     console.print(
         f"{summary['records']} records in {out} ({summary['generated']} generated now, "
         f"{summary['resumed_from']} from an earlier run): chains.jsonl, sft.jsonl",
@@ -86,12 +81,7 @@ def preferences(
         samples=samples, cot=cot, margin=margin, limit=limit, seed=seed, few_shot=few_shot, batch_size=batch_size,
         max_new_tokens=max_new_tokens, cot_max_new_tokens=cot_max_new_tokens, temperature=temperature, top_p=top_p,
     )
-    labeller = PreferenceLabeller(config)
-    try:
-        with record_progress("preferences") as update:
-            summary = labeller.run(update)
-    finally:
-        labeller.close()
+    summary = run_with_progress(PreferenceLabeller(config), "preferences")
     console.print(
         f"{summary['prompts']} prompts, {summary['pairs']} pairs judged, {summary['kept']} kept, "
         f"{summary['dropped_near_ties']} near-ties dropped: {out}/prefs.jsonl",
