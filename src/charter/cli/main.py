@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from charter import __version__
-from charter.cli import cai, constitution, models
+from charter.cli import cai, constitution, models, train
 
 app = typer.Typer(
     name="charter",
@@ -16,6 +16,7 @@ app = typer.Typer(
 )
 app.add_typer(constitution.app, name="constitution")
 app.add_typer(cai.app, name="cai")
+app.add_typer(train.app, name="train")
 app.add_typer(models.app, name="models")
 
 
