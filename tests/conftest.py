@@ -32,3 +32,6 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("CHARTER_CACHE", os.environ.get("CHARTER_TEST_CACHE") or str(tmp_path_factory.getbasetemp() / "cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+from tests.train_fixtures import pref_rows, routed_constitution, sft_rows, six_block_model  # noqa: E402,F401

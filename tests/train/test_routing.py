@@ -5,7 +5,7 @@ from charter.constitution import parse_constitution
 from charter.errors import InputError
 from charter.train.routing import UNROUTED, GradientRouter, RoutingPlan, block_index, group_key
 from charter.train.sampler import GroupedBatchSampler
-from tests.train.conftest import ROUTED_CONSTITUTION
+from tests.train_fixtures import ROUTED_CONSTITUTION
 
 
 def test_block_index_reads_plain_and_peft_names():

@@ -10,7 +10,7 @@ from transformers import TrainerCallback
 from charter.errors import InputError
 from charter.train import DPOTrainConfig, SFTTrainConfig, TrainingRun
 from charter.train.routing import block_index
-from tests.train.conftest import write_jsonl
+from tests.train_fixtures import write_jsonl
 
 
 def _weights(model_dir):
@@ -103,6 +103,11 @@ def test_lora_adapter_can_be_kept_unmerged(tmp_path, six_block_model, routed_con
     from peft import PeftConfig
 
     assert PeftConfig.from_pretrained(tmp_path / "sft").target_modules
+    from charter.backends import SamplingConfig
+    from charter.backends.hf import HFBackend
+
+    gen = HFBackend(tmp_path / "sft").generate([[{"role": "user", "content": "hi"}]], SamplingConfig(max_new_tokens=2, temperature=0.0))
+    assert gen[0].completion_tokens >= 1
 
 
 class _Interrupt(TrainerCallback):

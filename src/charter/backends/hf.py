@@ -81,6 +81,21 @@ def _dequantise_into(gguf_path: Path, target: Path, digest: str) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _load_adapter(src: Path, dtype: torch.dtype):
+    """A PEFT LoRA directory (``charter train --no-merge-lora``): base model + adapter, merged for
+    inference. The base is the local path recorded in adapter_config.json; nothing is downloaded."""
+    import json
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = json.loads((src / "adapter_config.json").read_text()).get("base_model_name_or_path") or ""
+    if not (Path(base) / "config.json").exists():
+        raise BackendError(f"the adapter's base model {base!r} is not a local model directory", source=str(src))
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    return PeftModel.from_pretrained(model, src).merge_and_unload()
+
+
 class _SeededSampler:
     """Per-sequence seeded sampling inside ``generate``: Gumbel-max over temperature-scaled,
     top-p-filtered logits. Each row draws from its own generator, so a sequence's output depends
@@ -127,7 +142,8 @@ class HFBackend(Backend):
             digest = file_digest(src)
             model_dir = dequantised_gguf_dir(src)
         else:
-            if not (src / "config.json").exists():
+            adapter = (src / "adapter_config.json").exists() and not (src / "config.json").exists()
+            if not adapter and not (src / "config.json").exists():
                 raise BackendError("not a transformers model directory (no config.json)", source=str(src))
             model_dir = src
         if device == "auto":
@@ -142,7 +158,10 @@ class HFBackend(Backend):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if not getattr(self.tokenizer, "chat_template", None):
             self.tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype).to(self.device)
+        if not gguf and adapter:
+            self.model = _load_adapter(src, torch_dtype).to(self.device)
+        else:
+            self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype).to(self.device)
         self.model.eval()
         self.batch_size = max(1, int(batch_size))
         self.info = BackendInfo(

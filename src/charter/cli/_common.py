@@ -37,6 +37,7 @@ def handle_errors(fn):
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
         logging.getLogger("transformers").setLevel(logging.ERROR)
+        _quiet_libraries()
         try:
             return fn(*args, **kwargs)
         except CharterError as exc:
@@ -48,6 +49,27 @@ def handle_errors(fn):
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def _quiet_libraries() -> None:
+    """Library deprecation warnings and per-file loading bars are noise to a CLI user; our own
+    progress bars stay."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
 
 
 class RateColumn(ProgressColumn):

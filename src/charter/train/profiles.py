@@ -18,6 +18,8 @@ import torch
 
 from charter.train.routing import block_index, group_principles
 
+NO_PRINCIPLE = "(no principle)"  # the row of examples that carry no principle (e.g. helpfulness data)
+
 
 def entropy_bits(dist: Sequence[float]) -> float:
     total = float(sum(dist))
@@ -68,18 +70,17 @@ class AbsorptionProfiler:
         """Called before a micro-batch's forward pass."""
         self.flush()
         self._pending_group = group
-        for pid in group_principles(group):
+        for pid in group_principles(group) or [NO_PRINCIPLE]:
             self.examples[pid] = self.examples.get(pid, 0) + n_examples
 
     def flush(self) -> None:
         if self._pending is not None and self._pending_group is not None:
-            principles = group_principles(self._pending_group)
-            if principles:
-                share = (self._pending / len(principles)).tolist()
-                for pid in principles:
-                    row = self.mass.setdefault(pid, [0.0] * self.n_blocks)
-                    for i, v in enumerate(share):
-                        row[i] += v
+            principles = group_principles(self._pending_group) or [NO_PRINCIPLE]
+            share = (self._pending / len(principles)).tolist()
+            for pid in principles:
+                row = self.mass.setdefault(pid, [0.0] * self.n_blocks)
+                for i, v in enumerate(share):
+                    row[i] += v
         self._pending = None
 
     def remove(self) -> None:
@@ -120,7 +121,7 @@ class AbsorptionProfiler:
                 "centroid_depth": centroid(row),
                 "peak_block": max(range(len(row)), key=row.__getitem__) if total > 0 else None,
             }
-            if routing:
+            if routing and pid != NO_PRINCIPLE:
                 blocks = set(routing["principles"].get(pid, {}).get("blocks", []))
                 out["principles"][pid]["mass_in_routed_blocks"] = sum(d for i, d in enumerate(dist) if i in blocks)
         return out

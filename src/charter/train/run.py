@@ -203,6 +203,9 @@ class TrainingRun:
             self.echo(f"resuming from {resume}")
 
         trainer = self._trainer(model, tokenizer, data, plan)
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # prints every log dict; the bar and train_log.jsonl carry them
         from charter.train.callbacks import JsonlLogCallback, ProfileStateCallback, TqdmProgressCallback
 
         trainer.add_callback(JsonlLogCallback(self.out / LOG, resume_step=_step_of(resume)))

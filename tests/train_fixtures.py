@@ -1,3 +1,5 @@
+"""Fixtures and helpers for training tests (tiny six-block model, a two-principle routed constitution, data rows)."""
+
 import json
 from pathlib import Path
 
