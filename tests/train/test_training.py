@@ -187,3 +187,16 @@ def test_bad_training_input(tmp_path, six_block_model, routed_constitution, sft_
     cfg = SFTTrainConfig(data=str(unknown), out=str(tmp_path / "o"), model=f"hf:{notamodel}")
     with pytest.raises(InputError, match="cannot be trained as a causal language model"):
         TrainingRun(cfg).run()
+
+
+def test_bf16_mixed_precision_trains_and_saves_fp32_weights(tmp_path, six_block_model, routed_constitution, pref_rows):
+    data = write_jsonl(tmp_path / "prefs.jsonl", pref_rows("deep-one", n=2))
+    cfg = DPOTrainConfig(data=str(data), out=str(tmp_path / "dpo"), model=f"hf:{six_block_model}",
+                         constitution=str(routed_constitution), batch_size=2, max_length=64, lora=False,
+                         dtype="bfloat16", learning_rate=1e-3)
+    TrainingRun(cfg).run()
+    trained = _weights(tmp_path / "dpo")
+    assert all(w.dtype == torch.float32 for w in trained.values())
+    changed, non_block = _changed_blocks(_weights(six_block_model), trained)
+    assert changed == {4, 5} and non_block == []
+    assert json.loads((tmp_path / "dpo" / "train_config.json").read_text())["arguments"]["dtype"] == "bfloat16"
