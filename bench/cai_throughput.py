@@ -185,7 +185,7 @@ def plot(results: dict, path: Path) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--prompts", type=Path, default=ROOT / "examples/data/advbench_sample.csv")
+    ap.add_argument("--prompts", type=Path, default=ROOT / "src/charter/evals/data/advbench_sample.csv")
     ap.add_argument("--constitution", default="default")
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--max-new-tokens", type=int, default=128)

@@ -12,8 +12,8 @@ run "$CHARTER" constitution validate src/charter/constitution/bundled/default.to
 # 1. SL-CAI: red-team prompts answered, critiqued and revised under sampled principles.
 run "$CHARTER" cai critique-revise \
     --constitution default \
-    --prompts examples/data/advbench_sample.csv --column goal --limit "${DEMO_PROMPTS:-6}" \
-    --helpful examples/data/xstest_safe_sample.csv --helpful-column prompt \
+    --prompts src/charter/evals/data/advbench_sample.csv --column goal --limit "${DEMO_PROMPTS:-6}" \
+    --helpful src/charter/evals/data/xstest_safe_sample.csv --helpful-column prompt \
     --model embedded --revisions 1 --max-new-tokens "${DEMO_TOKENS:-128}" --seed 0 \
     --out "$OUT/sl-cai"
 run "$CHARTER" cai show-chain "$OUT/sl-cai" --index 0
@@ -24,7 +24,7 @@ run "$CHARTER" train sft --data "$OUT/sl-cai/sft.jsonl" --model embedded --const
 
 # 3. RLAIF: the SFT model answers twice, the judge compares under a sampled principle (log-probs of (A)/(B)).
 run "$CHARTER" cai preferences --constitution default \
-    --prompts examples/data/advbench_sample.csv --column goal --limit "${DEMO_PREF_PROMPTS:-6}" \
+    --prompts src/charter/evals/data/advbench_sample.csv --column goal --limit "${DEMO_PREF_PROMPTS:-6}" \
     --policy "hf:$OUT/sft" --judge "${DEMO_JUDGE:-embedded}" --samples 2 \
     --max-new-tokens "${DEMO_TOKENS:-128}" --seed 1 --out "$OUT/prefs"
 

@@ -11,7 +11,7 @@ import io
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -30,6 +30,7 @@ class PromptRecord:
     text: str
     source: str
     row: int
+    fields: dict = field(default_factory=dict, compare=False, hash=False)  # the --keep columns
 
 
 def first_human_turn(text: str) -> str:
@@ -51,7 +52,18 @@ def _pick_column(columns: list[str], column: str | None, source: str) -> str:
     raise InputError(f"cannot tell which column holds the prompts; pass --column (columns: {', '.join(columns)})", source=source)
 
 
-def load_prompts(path: str | os.PathLike, column: str | None = None, limit: int | None = None) -> list[PromptRecord]:
+def load_prompts(
+    path: str | os.PathLike,
+    column: str | None = None,
+    limit: int | None = None,
+    *,
+    keep: tuple[str, ...] = (),
+    where: dict[str, str] | None = None,
+    skip: int = 0,
+) -> list[PromptRecord]:
+    """Prompts from a file. ``keep``: extra columns copied into ``PromptRecord.fields`` (missing
+    ones are an error); ``where``: keep only rows whose columns equal these values; ``skip``: drop
+    the first N prompts (after filtering), e.g. those used for training."""
     p = Path(path)
     source = str(p)
     if not p.exists():
@@ -66,6 +78,8 @@ def load_prompts(path: str | os.PathLike, column: str | None = None, limit: int 
         raise InputError("prompt file is empty", source=source)
     suffix = p.suffix.lower()
     rows: list[tuple[int, str]] = []  # (line number, prompt text)
+    extras: dict[int, dict] = {}  # line number -> the row's other columns
+    wanted = tuple(keep) + tuple(where or {})
     if suffix == ".csv" or suffix == ".tsv":
         # newline="" keeps line breaks inside quoted fields (multi-line prompts) intact.
         reader = csv.DictReader(io.StringIO(raw, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
@@ -73,11 +87,13 @@ def load_prompts(path: str | os.PathLike, column: str | None = None, limit: int 
         if not columns:
             raise InputError("CSV file has no header row", source=source)
         col = _pick_column(columns, column, source)
+        _check_columns(wanted, columns, source)
         try:
             for i, row in enumerate(reader, start=2):
                 if None in row:
                     raise InputError(f"row has more fields than the header ({len(columns)})", source=source, line=reader.line_num)
                 rows.append((i, row.get(col) or ""))
+                extras[i] = {k: row.get(k) for k in wanted}
         except csv.Error as exc:
             raise InputError(f"malformed CSV: {exc}", source=source, line=reader.line_num) from None
     elif suffix in (".jsonl", ".ndjson", ".json"):
@@ -102,6 +118,7 @@ def load_prompts(path: str | os.PathLike, column: str | None = None, limit: int 
         if all(isinstance(o, str) for _, o in objects):
             if column is not None:
                 raise InputError(f"--column {column!r} given but the file holds plain strings", source=source)
+            _check_columns(wanted, [], source)
             rows = [(n, o) for n, o in objects]  # type: ignore[misc]
         else:
             first_bad = next(((n, o) for n, o in objects if not isinstance(o, dict)), None)
@@ -109,28 +126,45 @@ def load_prompts(path: str | os.PathLike, column: str | None = None, limit: int 
                 raise InputError("every record must be a JSON object (or every one a string)", source=source, line=first_bad[0])
             columns = list(dict.fromkeys(k for _, o in objects for k in o))  # type: ignore[union-attr]
             col = _pick_column(columns, column, source)
+            _check_columns(wanted, columns, source)
             for n, o in objects:
                 value = o.get(col)  # type: ignore[union-attr]
                 if value is not None and not isinstance(value, str):
                     raise InputError(f"field {col!r} is not a string", source=source, line=n)
                 rows.append((n, value or ""))
+                extras[n] = {k: o.get(k) for k in wanted}  # type: ignore[union-attr]
     elif suffix in (".txt", ""):
+        _check_columns(wanted, [], source)
         rows = [(n, line) for n, line in enumerate(raw.splitlines(), start=1)]
     else:
         raise InputError(f"unsupported prompt file type {suffix!r} (use .csv, .tsv, .jsonl, .json or .txt)", source=source)
 
     out: list[PromptRecord] = []
+    skipped = 0
     for n, text in rows:
         text = first_human_turn(text).strip() if "\n\nHuman:" in text or text.startswith("Human:") else text.strip()
         if not text:
             continue
+        extra = extras.get(n, {})
+        if where and any(str(extra.get(k)) != v for k, v in where.items()):
+            continue
+        if skipped < skip:
+            skipped += 1
+            continue
         h = hashlib.sha256(text.encode()).hexdigest()[:10]
-        out.append(PromptRecord(id=f"r{n}-{h}", text=text, source=source, row=n))
+        out.append(PromptRecord(id=f"r{n}-{h}", text=text, source=source, row=n, fields={k: extra.get(k) for k in keep}))
         if limit is not None and len(out) >= limit:
             break
     if not out:
-        raise InputError("no prompts found (all rows empty)", source=source)
+        why = " after filtering" if where or skip else " (all rows empty)"
+        raise InputError(f"no prompts found{why}", source=source)
     return out
+
+
+def _check_columns(wanted: tuple[str, ...], columns: list[str], source: str) -> None:
+    missing = [c for c in wanted if c not in columns]
+    if missing:
+        raise InputError(f"unknown column {missing[0]!r} (columns: {', '.join(columns) or 'none: plain text'})", source=source)
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from charter import __version__
-from charter.cli import cai, constitution, models, train
+from charter.cli import cai, constitution, evals, models, train
 
 app = typer.Typer(
     name="charter",
@@ -17,6 +17,7 @@ app = typer.Typer(
 app.add_typer(constitution.app, name="constitution")
 app.add_typer(cai.app, name="cai")
 app.add_typer(train.app, name="train")
+app.add_typer(evals.app, name="eval")
 app.add_typer(models.app, name="models")
 
 
