@@ -80,3 +80,17 @@ def test_hf_spec_loads_with_options(tiny_model_dir):
 def test_bad_local_models_raise_backend_error(spec, needle):
     with pytest.raises(BackendError, match=needle):
         load_backend(spec)
+
+
+def test_single_token_choices_read_one_position_and_match_a_manual_pass(backend):
+    # "A"/"B" are one token each: one forward of the context, left-padded beside a longer one.
+    reqs = [ScoreRequest(CONVS[0], ["A", "B"]), ScoreRequest(CONVS[0] + [{"role": "assistant", "content": "ok"},
+                                                                           {"role": "user", "content": "and now?"}], ["A", "B"])]
+    got = backend.score(reqs)
+    for req, row in zip(reqs, got):
+        ctx_ids = backend._encode(backend.render(req.context))
+        with torch.inference_mode():
+            logp = torch.log_softmax(backend.model(input_ids=torch.tensor([ctx_ids])).logits[0, -1].float(), -1)
+        for cont, value in zip(req.continuations, row):
+            [tok] = backend._encode(cont)
+            assert value == pytest.approx(float(logp[tok]), abs=1e-3)

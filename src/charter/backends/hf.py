@@ -248,7 +248,11 @@ class HFBackend(Backend):
     # -- scoring ---------------------------------------------------------------------------------
     @torch.inference_mode()
     def score(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
-        rows: list[tuple[int, int, list[int], int]] = []  # (request, continuation, ids, n_ctx)
+        out = [[0.0] * len(r.continuations) for r in requests]
+        # Requests whose continuations are all one token (judges' "A"/"B") need one forward pass
+        # of the context, read at its last position; others score each continuation in full.
+        single: list[tuple[int, list[int], list[int]]] = []  # (request, context ids, one token per continuation)
+        multi: list[tuple[int, int, list[int], int]] = []  # (request, continuation, ids, n_ctx)
         for r_i, req in enumerate(requests):
             ctx_text = req.context if isinstance(req.context, str) else self.render(req.context)
             ctx = self._encode(ctx_text)
@@ -256,28 +260,49 @@ class HFBackend(Backend):
                 if self.tokenizer.bos_token_id is None:
                     raise BackendError("cannot score after an empty context: the tokenizer has no BOS token", source=self.info.spec)
                 ctx = [self.tokenizer.bos_token_id]
-            for c_i, cont in enumerate(req.continuations):
-                rows.append((r_i, c_i, ctx + self._encode(cont), len(ctx)))
-        out = [[0.0] * len(r.continuations) for r in requests]
-        pad = self.tokenizer.pad_token_id
-        for start in range(0, len(rows), self.batch_size):
-            chunk = rows[start : start + self.batch_size]
-            width = max(len(ids) for _, _, ids, _ in chunk)
-            # Right padding: positions stay 0..n-1, so no position ids are needed.
-            input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for k, (_, _, ids, _) in enumerate(chunk):
-                input_ids[k, : len(ids)] = torch.tensor(ids)
-                mask[k, : len(ids)] = 1
-            logits = self.model(
-                input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)
-            ).logits.float()
-            logp = torch.log_softmax(logits, dim=-1)
+            conts = [self._encode(c) for c in req.continuations]
+            if conts and all(len(c) == 1 for c in conts):
+                single.append((r_i, ctx, [c[0] for c in conts]))
+            else:
+                multi.extend((r_i, c_i, ctx + c, len(ctx)) for c_i, c in enumerate(conts))
+
+        single.sort(key=lambda x: len(x[1]))  # similar lengths share a batch: less padding
+        for start in range(0, len(single), self.batch_size):
+            chunk = single[start : start + self.batch_size]
+            logp = torch.log_softmax(self._forward([ids for _, ids, _ in chunk], keep=1)[:, -1].float(), dim=-1)
+            for k, (r_i, _, tokens) in enumerate(chunk):
+                for c_i, tok in enumerate(tokens):
+                    out[r_i][c_i] = float(logp[k, tok])
+
+        multi.sort(key=lambda x: len(x[2]))
+        for start in range(0, len(multi), self.batch_size):
+            chunk = multi[start : start + self.batch_size]
+            keep = max(len(ids) - n_ctx for _, _, ids, n_ctx in chunk) + 1
+            logp = torch.log_softmax(self._forward([ids for _, _, ids, _ in chunk], keep=keep).float(), dim=-1)
             for k, (r_i, c_i, ids, n_ctx) in enumerate(chunk):
+                n_cont = len(ids) - n_ctx
+                # Left padding aligns every row's end: the last n_cont + 1 kept positions
+                # (but the final one) predict the continuation tokens.
+                preds = logp[k, keep - n_cont - 1 : keep - 1]
                 targets = torch.tensor(ids[n_ctx:], device=logp.device)
-                preds = logp[k, n_ctx - 1 : len(ids) - 1]
                 out[r_i][c_i] = float(preds.gather(-1, targets[:, None]).sum())
         return out
+
+    def _forward(self, seqs: list[list[int]], keep: int) -> torch.Tensor:
+        """Logits of the last ``keep`` positions of left-padded sequences (only those positions go
+        through the LM head, so a judge's 49k-way softmax is taken once per row, not per token)."""
+        width = max(len(ids) for ids in seqs)
+        input_ids = torch.full((len(seqs), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for k, ids in enumerate(seqs):
+            input_ids[k, width - len(ids):] = torch.tensor(ids)
+            mask[k, width - len(ids):] = 1
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            return self.model(
+                input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+                position_ids=position_ids.to(self.device), logits_to_keep=keep,
+            ).logits
 
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]

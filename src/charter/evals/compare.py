@@ -110,6 +110,13 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _plot_frontier(table: list[dict], path: Path) -> Path | None:
     points = [m for m in table if m["over_refusal"] and (m["asr_refusal"] or m["asr_judge"])]
     if not points:
@@ -133,10 +140,7 @@ def _plot_frontier(table: list[dict], path: Path) -> Path | None:
     ax.set_title("Helpful–harmless frontier (95% Wilson intervals)", fontsize=10)
     ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def _plot_categories(summaries: list[dict], path: Path) -> Path | None:
@@ -164,10 +168,7 @@ def _plot_categories(summaries: list[dict], path: Path) -> Path | None:
     ax.set_ylabel("rate (ASR or over-refusal)")
     ax.set_ylim(0, 1.05)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def _plot_winrates(pairs: list[dict], path: Path) -> Path | None:
@@ -182,7 +183,4 @@ def _plot_winrates(pairs: list[dict], path: Path) -> Path | None:
     ax.axvline(0.5, color="grey", ls="--")
     ax.set_xlim(0, 1)
     ax.set_xlabel("helpfulness win rate (ties count half)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
