@@ -94,3 +94,17 @@ def test_single_token_choices_read_one_position_and_match_a_manual_pass(backend)
         for cont, value in zip(req.continuations, row):
             [tok] = backend._encode(cont)
             assert value == pytest.approx(float(logp[tok]), abs=1e-3)
+
+
+def test_a_shared_prefix_is_computed_once_with_the_same_scores(backend):
+    long_system = "You judge answers under these principles: " + "be honest, be harmless, be helpful; " * 6
+    reqs = [ScoreRequest([{"role": "system", "content": long_system}, {"role": "user", "content": q}], ["A", "B"])
+            for q in ("Which is better?", "Pick one, (A) or (B), please.", "Answer:")]
+    n, _ = backend._shared_prefix([backend._encode(backend.render(r.context)) for r in reqs])
+    assert n >= backend.MIN_SHARED_PREFIX
+    together = backend.score(reqs)
+    for req, row in zip(reqs, together):
+        ctx_ids = backend._encode(backend.render(req.context))
+        with torch.inference_mode():
+            logp = torch.log_softmax(backend.model(input_ids=torch.tensor([ctx_ids])).logits[0, -1].float(), -1)
+        assert row == pytest.approx([float(logp[backend._encode(c)[0]]) for c in req.continuations], abs=1e-3)

@@ -267,9 +267,10 @@ class HFBackend(Backend):
                 multi.extend((r_i, c_i, ctx + c, len(ctx)) for c_i, c in enumerate(conts))
 
         single.sort(key=lambda x: len(x[1]))  # similar lengths share a batch: less padding
+        prefix = self._shared_prefix([ids for _, ids, _ in single])
         for start in range(0, len(single), self.batch_size):
             chunk = single[start : start + self.batch_size]
-            logp = torch.log_softmax(self._forward([ids for _, ids, _ in chunk], keep=1)[:, -1].float(), dim=-1)
+            logp = torch.log_softmax(self._last_logits([ids for _, ids, _ in chunk], prefix).float(), dim=-1)
             for k, (r_i, _, tokens) in enumerate(chunk):
                 for c_i, tok in enumerate(tokens):
                     out[r_i][c_i] = float(logp[k, tok])
@@ -287,6 +288,61 @@ class HFBackend(Backend):
                 targets = torch.tensor(ids[n_ctx:], device=logp.device)
                 out[r_i][c_i] = float(preds.gather(-1, targets[:, None]).sum())
         return out
+
+    MIN_SHARED_PREFIX = 16  # tokens; below this a shared prefix is not worth a separate pass
+
+    @property
+    def _cache_kwarg(self) -> str:
+        # transformers renamed ``past_key_values`` to ``cache`` (5.2x); accept either.
+        import inspect
+
+        return "cache" if "cache" in inspect.signature(self.model.model.forward).parameters else "past_key_values"
+
+    def _shared_prefix(self, seqs: list[list[int]]):
+        """(length, KV cache) of the prefix every context shares (a judge's instructions and
+        principles), computed once per ``score`` call; None when short or unsupported."""
+        if len(seqs) < 2 or not hasattr(self.model, "model") or self.model.get_output_embeddings() is None:
+            return None
+        n = min(len(s) for s in seqs) - 1  # every row keeps at least one token of its own
+        first = seqs[0]
+        for s in seqs[1:]:
+            k = 0
+            while k < n and s[k] == first[k]:
+                k += 1
+            n = k
+        if n < self.MIN_SHARED_PREFIX:
+            return None
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.tensor([first[:n]], device=self.device), use_cache=True)
+        cache = getattr(out, "cache", None)
+        return n, cache if cache is not None else out.past_key_values
+
+    def _last_logits(self, seqs: list[list[int]], prefix) -> torch.Tensor:
+        """Next-token logits after each sequence, (batch, vocab)."""
+        if prefix is None:
+            return self._forward(seqs, keep=1)[:, -1]
+        import copy
+
+        n, cache = prefix
+        cache = copy.deepcopy(cache)
+        cache.batch_repeat_interleave(len(seqs))
+        suffixes = [s[n:] for s in seqs]
+        width = max(len(x) for x in suffixes)
+        # Right padding after the shared prefix: real tokens keep their positions n, n+1, ...
+        input_ids = torch.full((len(seqs), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), n + width), dtype=torch.long)
+        mask[:, :n] = 1
+        for k, x in enumerate(suffixes):
+            input_ids[k, : len(x)] = torch.tensor(x)
+            mask[k, n : n + len(x)] = 1
+        position_ids = torch.arange(n, n + width).expand(len(seqs), -1)
+        with torch.inference_mode():
+            hidden = self.model.model(
+                input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+                position_ids=position_ids.to(self.device), use_cache=True, **{self._cache_kwarg: cache},
+            ).last_hidden_state
+            last = hidden[torch.arange(len(seqs)), torch.tensor([len(x) - 1 for x in suffixes])]
+            return self.model.get_output_embeddings()(last)
 
     def _forward(self, seqs: list[list[int]], keep: int) -> torch.Tensor:
         """Logits of the last ``keep`` positions of left-padded sequences (only those positions go
