@@ -125,3 +125,13 @@ def test_bad_eval_input(tmp_path, tiny_model_dir):
         EvalRun(_cfg(tmp_path, tiny_model_dir, "harmlessness", limit=2, max_new_tokens=7)).run()
     with pytest.raises(InputError, match="not an evaluation directory"):
         summarize(tmp_path)
+
+
+def test_bundled_defaults_load():
+    from charter.data import load_prompts
+    from charter.evals.run import DEFAULT_PROMPTS, DEFAULT_TEMPLATES, load_templates
+
+    templates = load_templates(DEFAULT_TEMPLATES)
+    assert len(templates) == 4 and all("{prompt}" in t["template"] for t in templates)
+    assert len(load_prompts(DEFAULT_PROMPTS["harmlessness"])) == 20
+    assert len(load_prompts(DEFAULT_PROMPTS["over-refusal"], where={"label": "safe"})) == 25

@@ -123,16 +123,19 @@ def _plot_frontier(table: list[dict], path: Path) -> Path | None:
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 5))
-    for m in points:
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, m in enumerate(points):
         x = m["over_refusal"]
+        dodge = 0.012 * (k - (len(points) - 1) / 2)  # models at the same point stay visible
         for key, marker, name in (("asr_refusal", "o", "detector"), ("asr_judge", "s", "judge")):
             y = m[key]
             if not y:
                 continue
-            ax.errorbar(x["rate"], y["rate"],
+            ax.errorbar(x["rate"] + dodge, y["rate"],
                         xerr=[[x["rate"] - x["ci95"][0]], [x["ci95"][1] - x["rate"]]],
                         yerr=[[y["rate"] - y["ci95"][0]], [y["ci95"][1] - y["rate"]]],
-                        fmt=marker, capsize=3, label=f"{m['label']} ({name})")
+                        fmt=marker, color=colors[k % len(colors)], capsize=3, alpha=0.85,
+                        label=f"{m['label']} ({name} ASR)")
     ax.set_xlim(-0.03, 1.03)
     ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel("over-refusal on safe prompts (lower = more helpful)")
