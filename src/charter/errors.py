@@ -33,3 +33,9 @@ class BackendError(InputError):
 
 class ContextLengthError(BackendError):
     """A prompt does not fit the model's context window: that one request fails, not the run."""
+
+
+class VerificationError(CharterError):
+    """A signature, digest or binding did not verify: the artifact is not what was sealed (exit 1)."""
+
+    exit_code = 1

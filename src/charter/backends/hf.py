@@ -81,6 +81,17 @@ def _dequantise_into(gguf_path: Path, target: Path, digest: str) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _check_seal(src: Path, public_key: str | os.PathLike) -> str:
+    """Sealed loading: the directory's seal must verify with this key before any weight is read."""
+    from charter.errors import VerificationError
+    from charter.provenance import verify_model
+
+    try:
+        return verify_model(src, public_key).statement_digest
+    except VerificationError as exc:
+        raise VerificationError(f"refusing to load {src}: {exc}") from None
+
+
 def _load_adapter(src: Path, dtype: torch.dtype):
     """A PEFT LoRA directory (``charter train --no-merge-lora``): base model + adapter, merged for
     inference. The base is the local path recorded in adapter_config.json; nothing is downloaded."""
@@ -129,12 +140,16 @@ class HFBackend(Backend):
         dtype: str = "float32",
         device: str = "auto",
         batch_size: int = 8,
+        require_seal: str | os.PathLike | None = None,
     ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         src = Path(path).expanduser()
         if not src.exists():
             raise BackendError(f"no such model {'file' if gguf else 'directory'}", source=str(src))
+        seal = None
+        if require_seal is not None:
+            seal = _check_seal(src, require_seal)
         digest = None
         if gguf:
             if not src.is_file():
@@ -169,7 +184,8 @@ class HFBackend(Backend):
             backend="gguf" if gguf else "hf",
             model=str(src),
             digest=digest,
-            options={"dtype": dtype, "device": device, "batch_size": self.batch_size},
+            options={"dtype": dtype, "device": device, "batch_size": self.batch_size}
+            | ({"seal_statement_sha256": seal} if seal else {}),
         )
         self._eos_ids = self._stop_token_ids()
 

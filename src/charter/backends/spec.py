@@ -34,6 +34,7 @@ _OPTION_TYPES = {
     "top_logprobs": int,
     "dtype": str,
     "device": str,
+    "require_seal": str,  # hf: refuse the model unless its seal verifies with this public key
 }
 
 
@@ -117,7 +118,8 @@ def load_backend(spec: str | ModelSpec) -> Backend:
     if s.kind in ("hf", "gguf"):
         from charter.backends.hf import HFBackend
 
-        return HFBackend(s.target, spec=s.text, gguf=s.kind == "gguf", **_only(opts, s, "dtype", "device", "batch_size"))
+        allowed = ("dtype", "device", "batch_size") + (("require_seal",) if s.kind == "hf" else ())
+        return HFBackend(s.target, spec=s.text, gguf=s.kind == "gguf", **_only(opts, s, *allowed))
     if s.kind == "llamacpp":
         from charter.backends.llamacpp import LlamaCppBackend
 

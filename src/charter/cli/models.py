@@ -18,10 +18,13 @@ def check(
     spec: str = typer.Argument("embedded", help="embedded | hf:PATH | gguf:PATH | llamacpp:PATH | openai:URL#MODEL"),
     prompt: str = typer.Option("Say hello in one short sentence.", "--prompt"),
     max_new_tokens: int = typer.Option(32, "--max-new-tokens"),
+    require_seal: str = typer.Option(None, "--require-seal", help="hf: only: refuse the model unless its seal verifies with this public key."),
 ) -> None:
     """Load a model, generate one greedy answer and print its identity and speed."""
     from charter.backends import SamplingConfig, load_backend
 
+    if require_seal:
+        spec += ("&" if "?" in spec else "?") + f"require_seal={require_seal}"
     t0 = time.perf_counter()
     with load_backend(spec) as backend:
         load_s = time.perf_counter() - t0

@@ -1,0 +1,51 @@
+"""Signed response receipts: (statement digest, request id, sha256 of prompt and of output, time).
+
+A gateway signs one per answer with a runtime key; anyone with the public key can later show that
+this sealed model produced that output for that prompt at that time, without storing the texts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from charter.cai.rundir import now
+from charter.errors import InputError, VerificationError
+from charter.provenance.dsse import read_envelope_json, sign_envelope, verify_envelope
+from charter.provenance.keys import load_public_key
+
+RECEIPT_TYPE = "application/vnd.charter.receipt.v1+json"
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def sign_receipt(private_key: ec.EllipticCurvePrivateKey, *, statement_digest: str, request_id: str,
+                 prompt: str, output: str, time: str | None = None) -> dict:
+    body = {"statement_digest": statement_digest, "request_id": request_id, "prompt_sha256": sha256_text(prompt),
+            "output_sha256": sha256_text(output), "time": time or now()}
+    return sign_envelope(json.dumps(body, sort_keys=True, separators=(",", ":")).encode(), RECEIPT_TYPE, private_key)
+
+
+def verify_receipt(receipt_path: str | Path, public_key_path: str | Path, *, prompt: str | None = None,
+                   output: str | None = None, statement_digest: str | None = None) -> dict:
+    p = Path(receipt_path)
+    if not p.is_file():
+        raise InputError("no such receipt file", source=str(p))
+    try:
+        envelope = json.loads(p.read_text())
+    except ValueError:
+        raise InputError("receipt is not JSON", source=str(p)) from None
+    if envelope.get("payloadType") != RECEIPT_TYPE:
+        raise VerificationError(f"{p} is not a Charter receipt (payloadType {envelope.get('payloadType')!r})")
+    body = read_envelope_json(verify_envelope(envelope, load_public_key(public_key_path), what="receipt"), what="receipt")
+    for name, text in (("prompt", prompt), ("output", output)):
+        if text is not None and sha256_text(text) != body[f"{name}_sha256"]:
+            raise VerificationError(f"the {name} given is not the one this receipt was signed for")
+    if statement_digest is not None and statement_digest != body["statement_digest"]:
+        raise VerificationError("the receipt was signed for another sealed model (statement digest differs)")
+    return body

@@ -1,0 +1,146 @@
+"""``charter seal``: sign every model file and the provenance statement that binds them.
+
+Layers, each replaceable (after sigstore/model-transparency): hashing and the file signature are
+model-signing's (a Sigstore bundle over a manifest of per-file sha256 digests, EC private key);
+the provenance statement (statement.py) names the manifest's root digest as its subject; DSSE
+(dsse.py) signs the statement with the same key. Everything lands in ``MODEL_DIR/charter-seal/``,
+which the file signature leaves out.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from charter.constitution import constitution_text, load_constitution
+from charter.errors import InputError, VerificationError
+from charter.provenance.dsse import INTOTO, sign_envelope
+from charter.provenance.keys import load_private_key
+from charter.provenance.statement import build_statement, dataset_entry, statement_digest, training_entry
+
+SEAL_DIR = "charter-seal"
+MODEL_SIGNATURE = "model.sig"
+ENVELOPE = "provenance.dsse.json"
+
+
+def hashing_config(max_workers: int | None = None):
+    from model_signing import hashing
+
+    return (hashing.Config()
+            .use_file_serialization(hashing_algorithm="sha256", max_workers=max_workers)
+            .set_ignored_paths(paths=[SEAL_DIR], ignore_git_paths=True))
+
+
+def bundle_root_digest(signature_path: Path) -> str:
+    """The root digest the model-signing bundle signs (its in-toto statement's subject)."""
+    try:
+        bundle = json.loads(signature_path.read_text())
+        statement = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+        return statement["subject"][0]["digest"]["sha256"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        raise VerificationError(f"{signature_path} is not a model-signing bundle") from None
+
+
+def read_envelope(seal_dir: Path) -> dict:
+    path = seal_dir / ENVELOPE
+    if not path.is_file():
+        raise VerificationError(f"no provenance statement ({path} missing): the model is not sealed")
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        raise VerificationError(f"{path} is not JSON") from None
+
+
+def unverified_statement(model_dir: Path) -> tuple[dict, bytes]:
+    """The statement and its payload bytes, *without* checking the signature (lineage display)."""
+    env = read_envelope(Path(model_dir) / SEAL_DIR)
+    payload = base64.b64decode(env["payload"])
+    return json.loads(payload), payload
+
+
+@dataclass
+class SealConfig:
+    """Arguments of ``charter seal`` (one field per CLI flag)."""
+
+    model_dir: str
+    constitution: str
+    key: str
+    parent: str | None = None
+    data: tuple[str, ...] = ()
+    training: str | None = None  # default: MODEL_DIR itself when it is a training output
+    evals: tuple[str, ...] = ()
+    max_workers: int | None = None
+    overwrite: bool = False
+
+
+@dataclass
+class Sealer:
+    config: SealConfig
+    passphrase: bytes | None = field(default=None, repr=False)
+
+    def seal(self) -> dict:
+        import model_signing
+
+        c = self.config
+        model_dir = Path(c.model_dir)
+        if not model_dir.is_dir():
+            raise InputError("no such model directory", source=str(model_dir))
+        seal_dir = model_dir / SEAL_DIR
+        if seal_dir.exists() and not c.overwrite:
+            raise InputError("is already sealed; pass --overwrite to seal it again", source=str(model_dir))
+        constitution = load_constitution(c.constitution)
+        text = constitution_text(c.constitution)
+        key = load_private_key(c.key, self.passphrase)  # fail on a wrong passphrase before hashing
+        datasets = [dataset_entry(d) for d in c.data]
+        training_dir = Path(c.training) if c.training else (model_dir if (model_dir / "train_config.json").exists() else None)
+        training = training_entry(training_dir) if training_dir else None
+        evaluations = [self._evaluation(Path(e)) for e in c.evals]
+        parent = self._parent(Path(c.parent)) if c.parent else None
+        base = (training or {}).get("config", {}).get("base_model")
+
+        seal_dir.mkdir(parents=True, exist_ok=True)
+        sig_path = seal_dir / MODEL_SIGNATURE
+        tmp_sig = seal_dir / (MODEL_SIGNATURE + ".tmp")
+        (model_signing.signing.Config()
+         .set_hashing_config(hashing_config(c.max_workers))
+         .use_elliptic_key_signer(private_key=c.key, password=self.passphrase)
+         .sign(model_dir, tmp_sig))
+        os.replace(tmp_sig, sig_path)
+        root = bundle_root_digest(sig_path)
+
+        statement = build_statement(
+            model_name=model_dir.resolve().name, root_digest=root, constitution=constitution, constitution_text=text,
+            datasets=datasets, training=training, evaluations=evaluations, parent=parent, base_model=base,
+            signature_file=f"{SEAL_DIR}/{MODEL_SIGNATURE}",
+        )
+        payload = json.dumps(statement, sort_keys=True, separators=(",", ":")).encode()
+        envelope = sign_envelope(payload, INTOTO, key)
+        tmp = seal_dir / (ENVELOPE + ".tmp")
+        tmp.write_text(json.dumps(envelope, indent=2) + "\n")
+        os.replace(tmp, seal_dir / ENVELOPE)
+        return {"model_dir": str(model_dir), "root_digest": root, "statement_digest": statement_digest(payload),
+                "signature": str(sig_path), "statement": str(seal_dir / ENVELOPE),
+                "constitution": f"{constitution.name} {constitution.version}", "datasets": len(datasets),
+                "parent": parent["path"] if parent else None}
+
+    @staticmethod
+    def _parent(parent_dir: Path) -> dict:
+        if not (parent_dir / SEAL_DIR).is_dir():
+            raise InputError("the parent is not a sealed model (no charter-seal/)", source=str(parent_dir))
+        statement, payload = unverified_statement(parent_dir)
+        return {"path": str(parent_dir.resolve()), "statement_digest": statement_digest(payload),
+                "subject_digest": statement["subject"][0]["digest"]["sha256"]}
+
+    @staticmethod
+    def _evaluation(eval_dir: Path) -> dict:
+        path = eval_dir / "summary.json"
+        if not path.is_file():
+            raise InputError("not an evaluation directory (no summary.json)", source=str(eval_dir))
+        summary = json.loads(path.read_text())
+        return {"dir": str(eval_dir), "suite": summary.get("suite"), "model": summary.get("model"),
+                "judge": summary.get("judge"), "summary_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                "figures": {k: summary.get(k) for k in ("asr_refusal", "asr_judge", "over_refusal", "labels", "pairs", "elo") if k in summary}}

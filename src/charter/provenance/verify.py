@@ -1,0 +1,155 @@
+"""``charter verify`` and ``charter lineage``: offline checks with nothing but the public key.
+
+Order: the model-signing signature over the files (names exactly which file changed, appeared or
+went missing), then the DSSE signature over the statement, then the binding between them (the
+statement's subject must be the root digest the file signature signs, so a statement cannot be
+swapped onto other weights), then, when given, the constitution.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from charter.constitution import constitution_digest, load_constitution
+from charter.errors import InputError, VerificationError
+from charter.provenance.dsse import read_envelope_json, verify_envelope
+from charter.provenance.keys import load_public_key
+from charter.provenance.seal import (
+    MODEL_SIGNATURE, SEAL_DIR, bundle_root_digest, hashing_config, read_envelope, unverified_statement,
+)
+from charter.provenance.statement import PREDICATE_TYPE, STATEMENT_TYPE, statement_digest
+
+
+@dataclass
+class VerifiedModel:
+    model_dir: str
+    root_digest: str
+    statement_digest: str
+    statement: dict
+    checks: list[str] = field(default_factory=list)
+
+    @property
+    def predicate(self) -> dict:
+        return self.statement["predicate"]
+
+    def summary_lines(self) -> list[str]:
+        p = self.predicate
+        c = p["constitution"]
+        lines = [f"sealed model: {self.model_dir}",
+                 f"  root digest      sha256:{self.root_digest}",
+                 f"  statement digest sha256:{self.statement_digest}",
+                 f"  constitution     {c['name']} {c['version']} ({c['digest'][:23]}…)"]
+        base = p.get("base_model")
+        if base:
+            lines.append(f"  base model       {base.get('spec', '')} {('sha256:' + base['sha256'].split(':')[-1][:16] + '…') if base.get('sha256') else base.get('path', '')}")
+        if p.get("parent"):
+            lines.append(f"  parent           {p['parent']['path']} (statement sha256:{p['parent']['statement_digest'][:16]}…)")
+        for d in p.get("datasets", []):
+            task = (d.get("lineage") or {}).get("task")
+            lines.append(f"  dataset          {d['name']} sha256:{d['sha256'][:16]}…" + (f" from {task}" if task else ""))
+        t = p.get("training") or {}
+        if t:
+            cfg = t.get("config", {})
+            args = cfg.get("arguments", {})
+            lines.append(f"  training         {cfg.get('method', '?')} {'LoRA' if args.get('lora') else 'full'}, "
+                         f"routing {'on' if args.get('routing') else 'off'}, {t.get('summary', {}).get('steps', '?')} steps")
+            for pid, prof in (t.get("profiles") or {}).get("principles", {}).items():
+                lines.append(f"    profile {pid}: entropy {prof['entropy_bits']:.2f} bits, centroid {prof['centroid_depth']:.2f}")
+        for e in p.get("evaluations", []):
+            lines.append(f"  evaluation       {e['suite']} ({e['dir']})")
+        lines += [f"  ok: {c}" for c in self.checks]
+        return lines
+
+
+def verify_model(model_dir: str | Path, public_key_path: str | Path, *, constitution: str | None = None,
+                 max_workers: int | None = None) -> VerifiedModel:
+    import model_signing
+
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise InputError("no such model directory", source=str(model_dir))
+    public_key = load_public_key(public_key_path)
+    seal_dir = model_dir / SEAL_DIR
+    sig = seal_dir / MODEL_SIGNATURE
+    if not sig.is_file():
+        raise VerificationError(f"{model_dir} is not sealed (no {SEAL_DIR}/{MODEL_SIGNATURE})")
+    checks = []
+    try:
+        (model_signing.verifying.Config()
+         .set_hashing_config(hashing_config(max_workers))
+         .use_elliptic_key_verifier(public_key=public_key_path)
+         .verify(model_dir, sig))
+    except Exception as exc:  # model-signing raises ValueError and library-specific errors
+        raise VerificationError(_model_signing_failure(exc)) from None
+    root = bundle_root_digest(sig)
+    checks.append("every model file matches the model-signing signature")
+
+    payload = verify_envelope(read_envelope(seal_dir), public_key, what="provenance statement")
+    statement = read_envelope_json(payload, what="provenance statement")
+    if statement.get("_type") != STATEMENT_TYPE or statement.get("predicateType") != PREDICATE_TYPE:
+        raise VerificationError("provenance statement has an unexpected type")
+    checks.append("provenance statement signature verifies")
+    subject = statement.get("subject", [{}])[0].get("digest", {}).get("sha256")
+    if subject != root:
+        raise VerificationError(f"provenance statement is about other weights (subject sha256:{subject} ≠ signed root sha256:{root})")
+    checks.append("statement subject = signed root digest")
+    if constitution is not None:
+        want = statement["predicate"]["constitution"]["digest"]
+        got = constitution_digest(load_constitution(constitution))
+        if got != want:
+            raise VerificationError(f"constitution {constitution} ({got[:23]}…) is not the sealed one ({want[:23]}…)")
+        checks.append(f"constitution {constitution} matches the sealed digest")
+    return VerifiedModel(str(model_dir), root, statement_digest(payload), statement, checks)
+
+
+def lineage(model_dir: str | Path, public_key_path: str | Path | None = None) -> list[dict]:
+    """The chain of seals from this model back through its parents (verified when a key is given)."""
+    chain, current, expected_digest = [], Path(model_dir), None
+    seen = set()
+    while True:
+        if public_key_path:
+            v = verify_model(current, public_key_path)
+            statement, digest = v.statement, v.statement_digest
+        else:
+            statement, payload = unverified_statement(current)
+            digest = statement_digest(payload)
+        if expected_digest and digest != expected_digest:
+            raise VerificationError(f"{current}: its statement (sha256:{digest[:16]}…) is not the one its child recorded "
+                                    f"(sha256:{expected_digest[:16]}…): the parent was re-sealed or replaced")
+        p = statement["predicate"]
+        chain.append({"model_dir": str(current), "statement_digest": digest,
+                      "root_digest": statement["subject"][0]["digest"]["sha256"],
+                      "method": ((p.get("training") or {}).get("config") or {}).get("method"),
+                      "constitution": f"{p['constitution']['name']} {p['constitution']['version']}",
+                      "base_model": p.get("base_model"), "verified": bool(public_key_path)})
+        parent = p.get("parent")
+        if not parent:
+            return chain
+        if parent["path"] in seen:
+            raise VerificationError("lineage loops back on itself")
+        seen.add(parent["path"])
+        current, expected_digest = Path(parent["path"]), parent["statement_digest"]
+        if not current.is_dir():
+            raise VerificationError(f"parent {current} recorded in the seal is not on this machine")
+
+
+def _model_signing_failure(exc: BaseException) -> str:
+    """model-signing's failure, said as what changed: files changed, added or missing, or the key."""
+    text = " ".join(str(exc).split())
+    if "Key mismatch" in text or "public key" in text.lower() and "match" in text.lower():
+        return "the model signature was not made with this public key (wrong key)"
+    parts = []
+    changed = re.findall(r"Hash mismatch for \\?'([^'\\]+)\\?'", text)
+    if changed:
+        parts.append("changed: " + ", ".join(changed))
+    for label, pattern in (("added", r"Extra files found in model '[^']*': ([^\]\"']+)"),
+                           ("missing", r"Missing files in model '[^']*': ([^\]\"']+)")):
+        m = re.search(pattern, text)
+        if m:
+            parts.append(f"{label}: {m.group(1).strip()}")
+    if parts:
+        return "model files do not match the signature — " + "; ".join(parts)
+    return f"the model signature does not verify: {text[:300]}"
