@@ -61,7 +61,7 @@ def seal(
                      evals=tuple(str(e) for e in eval_dirs), max_workers=workers, overwrite=overwrite)
     r = Sealer(cfg, passphrase=_passphrase()).seal()
     console.print(f"sealed {r['model_dir']} under {r['constitution']}\n  root digest      sha256:{r['root_digest']}\n"
-                  f"  statement digest sha256:{r['statement_digest']}\n  files: {r['signature']}, {r['statement']}", highlight=False)
+                  f"  statement digest sha256:{r['statement_digest']}\n  files: {r['signature']}, {r['statement']}", highlight=False, soft_wrap=True)
 
 
 def verify(
@@ -77,7 +77,7 @@ def verify(
     if as_json:
         console.print_json(json.dumps({"root_digest": v.root_digest, "statement_digest": v.statement_digest, "statement": v.statement}))
     else:
-        console.print("\n".join(v.summary_lines()), highlight=False)
+        console.print("\n".join(v.summary_lines()), highlight=False, soft_wrap=True)
 
 
 def lineage(
