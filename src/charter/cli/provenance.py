@@ -61,7 +61,7 @@ def seal(
                      evals=tuple(str(e) for e in eval_dirs), max_workers=workers, overwrite=overwrite)
     r = Sealer(cfg, passphrase=_passphrase()).seal()
     console.print(f"sealed {r['model_dir']} under {r['constitution']}\n  root digest      sha256:{r['root_digest']}\n"
-                  f"  statement digest sha256:{r['statement_digest']}\n  files: {r['signature']}, {r['statement']}", highlight=False, soft_wrap=True)
+                  f"  statement digest sha256:{r['statement_digest']}\n  files: {r['signature']}, {r['statement']}", highlight=False, markup=False, soft_wrap=True)
 
 
 def verify(
@@ -77,7 +77,7 @@ def verify(
     if as_json:
         console.print_json(json.dumps({"root_digest": v.root_digest, "statement_digest": v.statement_digest, "statement": v.statement}))
     else:
-        console.print("\n".join(v.summary_lines()), highlight=False, soft_wrap=True)
+        console.print("\n".join(v.summary_lines()), highlight=False, markup=False, soft_wrap=True)
 
 
 def lineage(
@@ -92,7 +92,7 @@ def lineage(
         console.print(f"{'  ' * depth}{'└─ ' if depth else ''}{link['model_dir']}  [{link['method'] or 'model'}] "
                       f"{link['constitution']}  statement sha256:{link['statement_digest'][:16]}…"
                       f"{'  verified' if link['verified'] else ''}"
-                      f"{('  base ' + str(base.get('spec'))) if base else ''}", highlight=False)
+                      f"{('  base ' + str(base.get('spec'))) if base else ''}", highlight=False, markup=False, soft_wrap=True)
 
 
 def sign_receipt(
@@ -130,7 +130,7 @@ def verify_receipt(
                  output=output_file.read_text(encoding="utf-8") if output_file else None,
                  statement_digest=statement_digest)
     console.print(f"receipt ok: request {body['request_id']} at {body['time']}, model statement sha256:{body['statement_digest'][:16]}…",
-                  highlight=False)
+                  highlight=False, markup=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
