@@ -1,0 +1,57 @@
+"""``charter guard train | check`` (constitutional classifiers; more stages to come, issue 6)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from charter.cli._common import console, handle_errors
+from charter.errors import InputError
+
+app = typer.Typer(help="Constitutional classifiers: train and run the guard.", no_args_is_help=True)
+
+
+@app.command("train")
+@handle_errors
+def train(
+    data: Path = typer.Option(..., "--data", "-d", help="Directory with train.jsonl and val.jsonl (text, label, side, category)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Guard directory (guard.json)."),
+    target_fpr: float = typer.Option(0.01, "--target-fpr", help="Block threshold: this false-positive rate on benign validation texts."),
+    escalation_fpr: float = typer.Option(0.05, "--escalation-fpr", help="Escalation threshold: benign share sent to stage 2."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing guard."),
+) -> None:
+    """Train stage-1 embedding classifiers (inputs, outputs) and calibrate their thresholds."""
+    from charter.guard.model import GuardTrainConfig, GuardTrainer
+
+    metrics = GuardTrainer(GuardTrainConfig(data=str(data), out=str(out), target_fpr=target_fpr,
+                                            escalation_fpr=escalation_fpr, overwrite=overwrite)).train()
+    for side, m in metrics.items():
+        console.print(f"{side}: AUROC {m['auroc']:.3f}, TPR {m['tpr']:.3f} at FPR {m['fpr']:.3f} "
+                      f"(validation: {m['n_harmful']} harmful, {m['n_benign']} benign)", highlight=False)
+    console.print(f"guard: {out / 'guard.json'}", highlight=False)
+
+
+@app.command("check")
+@handle_errors
+def check(
+    guard: Path = typer.Option(..., "--guard", "-g", help="Guard directory."),
+    text: Optional[str] = typer.Option(None, "--text", "-t", help="Text to check."),
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help="File whose text to check."),
+    side: str = typer.Option("input", "--side", help="input (a user prompt) or output (an assistant output)."),
+) -> None:
+    """Check one text; prints the decision with stage scores and latency. Exit 3 when blocked."""
+    from charter.guard.model import Guard
+
+    if (text is None) == (file is None):
+        raise InputError("give exactly one of --text or --file", source="--text")
+    if file is not None and not file.is_file():
+        raise InputError("no such file", source=str(file))
+    content = text if text is not None else file.read_text(encoding="utf-8")  # type: ignore[union-attr]
+    g = Guard.load(guard)
+    decision = g.check_input(content) if side == "input" else g.check_output(content)
+    console.print_json(json.dumps(decision.to_dict()))
+    if decision.block:
+        raise typer.Exit(3)
