@@ -4,14 +4,48 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
-from charter.cli._common import console, handle_errors
+from charter.cli._common import console, handle_errors, run_with_progress
 from charter.errors import InputError
 
 app = typer.Typer(help="Constitutional classifiers: train and run the guard.", no_args_is_help=True)
+
+
+@app.command("synth")
+@handle_errors
+def synth(
+    constitution: str = typer.Option(..., "--constitution", "-c", help="Constitution whose content categories define the data."),
+    generator: str = typer.Option(..., "--generator", help="Model that writes requests and answers (embedded | hf:PATH | openai:URL#MODEL ...)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Directory for train.jsonl, val.jsonl, synth.json."),
+    per_category: int = typer.Option(8, "--per-category", help="Requests asked for per category and round."),
+    rounds: int = typer.Option(1, "--rounds", help="Generations per category request (different seeds)."),
+    category: List[str] = typer.Option([], "--category", help="Only these categories (repeatable)."),
+    outputs: bool = typer.Option(True, "--outputs/--no-outputs", help="Also generate assistant outputs (output classifier data)."),
+    augmentations: bool = typer.Option(True, "--augment/--no-augment", help="Jailbreak-style variants of harmful requests."),
+    translator: Optional[str] = typer.Option(None, "--translator", help="Model that translates requests (adds translated variants)."),
+    mix_harmful: List[Path] = typer.Option([], "--mix-harmful", help="Prompt file(s) mixed in as harmful (e.g. AdvBench)."),
+    mix_benign: List[Path] = typer.Option([], "--mix-benign", help="Prompt file(s) mixed in as benign (XSTest: label=safe rows)."),
+    val_fraction: float = typer.Option(0.2, "--val-fraction", help="Validation share within each category."),
+    dedupe_threshold: float = typer.Option(0.95, "--dedupe-threshold", help="Cosine similarity above which near-duplicates are dropped."),
+    seed: int = typer.Option(0, "--seed"),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output directory."),
+) -> None:
+    """Synthetic classifier data from the constitution's prohibited and allowed categories."""
+    from charter.guard.synth import SynthConfig, Synthesizer
+
+    cfg = SynthConfig(constitution=constitution, generator=generator, out=str(out), per_category=per_category, rounds=rounds,
+                      categories=tuple(category), outputs=outputs, augmentations=augmentations, translator=translator,
+                      mix_harmful=tuple(str(m) for m in mix_harmful), mix_benign=tuple(str(m) for m in mix_benign),
+                      val_fraction=val_fraction, dedupe_threshold=dedupe_threshold, seed=seed,
+                      max_new_tokens=max_new_tokens, batch_size=batch_size, overwrite=overwrite)
+    summary = run_with_progress(Synthesizer(cfg), "guard synth")
+    console.print(f"{summary['train']} train / {summary['val']} validation records, {summary['duplicates_dropped']} "
+                  f"near-duplicates dropped -> {out}", highlight=False)
 
 
 @app.command("train")

@@ -1,0 +1,261 @@
+"""``charter guard synth``: classifier training data generated from the constitution's categories.
+
+For every prohibited category: requests that fall under it, harmless look-alikes close to its
+boundary (they hold false positives down), and jailbreak-style variants of the harmful requests
+(augment.py; translations when a translator model is given). For every allowed category: benign
+requests. Each request is answered by the generator to get assistant outputs; an answer to a
+harmful request counts as harmful output only when it is not a refusal. The constitution's own
+examples and labelled files (``--mix-harmful``, ``--mix-benign``) are mixed in. Near-duplicates
+are dropped by embedding similarity; train/validation are split within each category.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from charter import __version__
+from charter.backends import Backend, ModelSpec, SamplingConfig, load_backend
+from charter.cai.rundir import now
+from charter.cai.seeding import stable_seed
+from charter.constitution import constitution_digest, load_constitution
+from charter.data import load_prompts
+from charter.errors import InputError
+from charter.evals.refusal import RefusalDetector
+from charter.guard.augment import KINDS, augment
+
+ASK_HARMFUL = ("Write {n} different requests a user might send to an AI assistant that fall under this category: "
+               "{description}\nExamples:\n{examples}\nWrite one request per line, no numbering, nothing else.")
+ASK_LOOKALIKE = ("Write {n} different requests a user might send to an AI assistant that look similar to requests about "
+                 "\"{description}\" but are clearly harmless (history, fiction, safety, homonyms, everyday meanings).\n"
+                 "Write one request per line, no numbering, nothing else.")
+ASK_BENIGN = ("Write {n} different requests a user might send to an AI assistant about: {description}\nExamples:\n{examples}\n"
+              "Write one request per line, no numbering, nothing else.")
+TRANSLATE = "Translate into {language}. Reply with the translation only.\n\n{text}"
+_NUMBERING = re.compile(r"^\s*(?:\d+[.)]|[-*•]|\(\d+\))\s*")
+
+
+@dataclass
+class SynthConfig:
+    """Arguments of ``charter guard synth`` (one field per CLI flag)."""
+
+    constitution: str
+    generator: str
+    out: str
+    per_category: int = 8
+    rounds: int = 1  # generations per category request, each with its own seed
+    outputs: bool = True
+    augmentations: bool = True
+    translator: str | None = None
+    languages: tuple[str, ...] = ("French", "Spanish")
+    mix_harmful: tuple[str, ...] = ()
+    mix_benign: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    val_fraction: float = 0.2
+    dedupe_threshold: float = 0.95
+    seed: int = 0
+    max_new_tokens: int = 256
+    temperature: float = 0.9
+    batch_size: int = 8
+    overwrite: bool = False
+
+
+def parse_lines(text: str) -> list[str]:
+    out = []
+    for line in text.split("\n"):
+        line = _NUMBERING.sub("", line).strip().strip('"').strip()
+        if len(line) >= 10 and not line.lower().startswith(("here are", "sure", "examples")):
+            out.append(line)
+    return out
+
+
+class Synthesizer:
+    def __init__(self, config: SynthConfig, *, generator: Backend | None = None, translator: Backend | None = None, embedder=None):
+        c = self.config = config
+        if c.per_category < 1 or c.rounds < 1 or not 0.0 < c.val_fraction < 1.0:
+            raise InputError("need --per-category >= 1, --rounds >= 1 and 0 < --val-fraction < 1", source="--per-category")
+        for spec in (c.generator, c.translator):
+            if spec:
+                ModelSpec.parse(spec)
+        self.constitution = load_constitution(c.constitution)
+        cats = [(cat, "prohibited") for cat in self.constitution.categories.prohibited] + \
+               [(cat, "allowed") for cat in self.constitution.categories.allowed]
+        if c.categories:
+            known = {cat.id for cat, _ in cats}
+            unknown = [x for x in c.categories if x not in known]
+            if unknown:
+                raise InputError(f"unknown category {unknown[0]!r} (the constitution has: {', '.join(sorted(known)) or 'none'})", source="--category")
+            cats = [(cat, kind) for cat, kind in cats if cat.id in c.categories]
+        if not cats:
+            raise InputError("the constitution defines no content categories ([[categories.prohibited]] / [[categories.allowed]])", source=c.constitution)
+        self.cats = cats
+        self.mixed = [(p.text, 1, f) for f in c.mix_harmful for p in load_prompts(f)] + \
+                     [(p.text, 0, f) for f in c.mix_benign for p in load_prompts(f, where=_safe_filter(f))]
+        self.out = Path(c.out)
+        if self.out.exists() and any(self.out.iterdir()) and not c.overwrite:
+            raise InputError("output directory exists and is not empty; pass --overwrite", source=str(self.out))
+        self._generator, self._translator, self._embedder = generator, translator, embedder
+        self._given = {id(x) for x in (generator, translator) if x is not None}
+
+    def run(self, progress: Callable[[int, int, str], None] | None = None) -> dict:
+        c = self.config
+        report = progress or (lambda d, t, s: None)
+        gen = self._generator = self._generator or load_backend(c.generator)
+        sampling = SamplingConfig(c.max_new_tokens, c.temperature, 0.95, c.seed)
+        asks = []  # (category id, label, request text)
+        for cat, kind in self.cats:
+            fill = {"n": c.per_category, "description": cat.description, "examples": "\n".join(cat.examples) or "(none)"}
+            if kind == "prohibited":
+                asks += [(cat.id, 1, ASK_HARMFUL.format(**fill)), (cat.id, 0, ASK_LOOKALIKE.format(**fill))]
+            else:
+                asks.append((cat.id, 0, ASK_BENIGN.format(**fill)))
+        jobs = [(a, r) for a in asks for r in range(c.rounds)]
+        total = len(jobs) + (1 if c.outputs else 0)
+        report(0, total, "generating requests")
+        records: list[dict] = []
+        for start in range(0, len(jobs), c.batch_size):
+            batch = jobs[start:start + c.batch_size]
+            gens = gen.generate([[{"role": "user", "content": a[2]}] for a, _ in batch], sampling,
+                                [stable_seed(c.seed, "synth", a[0], a[1], r) for a, r in batch])
+            for ((cat_id, label, _), _), g in zip(batch, gens):
+                records += [{"text": t, "label": label, "side": "input", "category": cat_id, "source": "synthetic"}
+                            for t in parse_lines(g.text)]
+            report(start + len(batch), total, "generating requests")
+        for cat, kind in self.cats:
+            produced = [r for r in records if r["category"] == cat.id]
+            if not produced:
+                raise InputError(f"the generator produced no usable requests for category {cat.id!r}; use a stronger --generator",
+                                 source=c.generator)
+            records += [{"text": e, "label": 1 if kind == "prohibited" else 0, "side": "input", "category": cat.id,
+                         "source": "constitution"} for e in cat.examples]
+        records += [{"text": t, "label": y, "side": "input", "category": None, "source": f"mix:{Path(f).name}"} for t, y, f in self.mixed]
+        records = _unique(records)
+        if c.outputs:
+            report(len(jobs), total, "answering")
+            records += self._outputs([r for r in records if r["side"] == "input"], sampling)
+        if c.augmentations:
+            harmful = [r for r in records if r["side"] == "input" and r["label"] == 1 and r["source"] != "augmented"]
+            records += [r | {"text": augment(r["text"], k), "augmentation": k, "source": "augmented"} for r in harmful for k in KINDS]
+        if c.translator:
+            records += self._translate([r for r in records if r["side"] == "input" and "augmentation" not in r], sampling)
+        kept, dropped = self._dedupe(records)
+        train, val = _split(kept, c.val_fraction, c.seed)
+        self._write(train, val, dropped)
+        report(total, total, "done")
+        return {"train": len(train), "val": len(val), "duplicates_dropped": dropped, "out": str(self.out),
+                "by_category": _counts(kept)}
+
+    def _outputs(self, inputs: list[dict], sampling: SamplingConfig) -> list[dict]:
+        detector = RefusalDetector()
+        out = []
+        for start in range(0, len(inputs), self.config.batch_size):
+            batch = inputs[start:start + self.config.batch_size]
+            gens = self._generator.generate([[{"role": "user", "content": r["text"]}] for r in batch], sampling,  # type: ignore[union-attr]
+                                            [stable_seed(self.config.seed, "answer", r["text"]) for r in batch])
+            for r, g in zip(batch, gens):
+                if not g.text.strip():
+                    continue
+                # A refusal is a benign output even when the request was harmful.
+                label = 0 if detector.is_refusal(g.text) else r["label"]
+                out.append({"text": g.text.strip(), "label": label, "side": "output", "category": r["category"],
+                            "source": "synthetic-answer", "prompt": r["text"]})
+        return out
+
+    def _translate(self, inputs: list[dict], sampling: SamplingConfig) -> list[dict]:
+        tr = self._translator = self._translator or load_backend(self.config.translator)  # type: ignore[arg-type]
+        jobs = [(r, lang) for r in inputs for lang in self.config.languages]
+        out = []
+        for start in range(0, len(jobs), self.config.batch_size):
+            batch = jobs[start:start + self.config.batch_size]
+            gens = tr.generate([[{"role": "user", "content": TRANSLATE.format(language=lang, text=r["text"])}] for r, lang in batch],
+                               SamplingConfig(sampling.max_new_tokens, 0.0))
+            out += [r | {"text": g.text.strip(), "augmentation": f"translation:{lang}", "source": "translated"}
+                    for (r, lang), g in zip(batch, gens) if g.text.strip()]
+        return out
+
+    def _dedupe(self, records: list[dict]) -> tuple[list[dict], int]:
+        """Greedy: a record is dropped when its embedding is within the threshold of one kept
+        earlier with the same side and label (augmented variants are compared among themselves)."""
+        if self._embedder is None:
+            from charter.guard.embed import MiniLMEmbedder
+
+            self._embedder = MiniLMEmbedder()
+        vecs = self._embedder.embed([r["text"] for r in records])
+        kept_idx: dict[tuple, list[int]] = {}
+        kept, dropped = [], 0
+        for i, r in enumerate(records):
+            key = (r["side"], r["label"], r.get("augmentation"))
+            prev = kept_idx.setdefault(key, [])
+            if prev and float(np.max(vecs[prev] @ vecs[i])) >= self.config.dedupe_threshold:
+                dropped += 1
+                continue
+            prev.append(i)
+            kept.append(r)
+        return kept, dropped
+
+    def _write(self, train: list[dict], val: list[dict], dropped: int) -> None:
+        c = self.config
+        if self.out.exists() and c.overwrite:
+            shutil.rmtree(self.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        for name, rows in (("train.jsonl", train), ("val.jsonl", val)):
+            (self.out / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        manifest = {"task": "guard/synth", "charter_version": __version__, "created": now(),
+                    "constitution": {"name": self.constitution.name, "digest": constitution_digest(self.constitution)},
+                    "generator": self._generator.info.to_dict() if self._generator else None,  # type: ignore[union-attr]
+                    "translator": self._translator.info.to_dict() if self._translator else None,
+                    "arguments": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(c).items() if k != "overwrite"},
+                    "counts": {"train": _counts(train), "val": _counts(val)}, "duplicates_dropped": dropped}
+        (self.out / "synth.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+    def close(self) -> None:
+        for b in (self._generator, self._translator):
+            if b is not None and id(b) not in self._given:
+                b.close()
+
+
+def _safe_filter(path: str) -> dict | None:
+    from charter.evals.run import _columns
+
+    return {"label": "safe"} if "label" in _columns(Path(path)) else None
+
+
+def _unique(records: list[dict]) -> list[dict]:
+    seen, out = set(), []
+    for r in records:
+        key = (r["side"], r["text"].strip().lower())
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
+def _split(records: list[dict], val_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Within every (category, side, label) group, a val_fraction share goes to validation."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((str(r["category"]), r["side"], r["label"]), []).append(r)
+    train, val = [], []
+    rng = random.Random(seed)
+    for key in sorted(groups):
+        rows = groups[key]
+        rng.shuffle(rows)
+        n_val = round(len(rows) * val_fraction) if len(rows) > 1 else 0
+        val += rows[:n_val]
+        train += rows[n_val:]
+    return train, val
+
+
+def _counts(records: list[dict]) -> dict:
+    out: dict = {}
+    for r in records:
+        k = f"{r['category']}/{r['side']}/{'harmful' if r['label'] else 'benign'}"
+        out[k] = out.get(k, 0) + 1
+    return dict(sorted(out.items()))
