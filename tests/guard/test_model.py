@@ -90,3 +90,42 @@ def test_guard_cli(guard_data, tmp_path):
     assert r.exit_code in (0, 3) and '"side": "input"' in r.output
     line = _one_error_line(invoke("guard", "check", "--guard", tmp_path / "g"))
     assert "exactly one of --text or --file" in line
+
+
+def _scalar_output_guard():
+    spec = {"format": FORMAT, "refusal": "No.", "sides": {"output": {"head": LogisticHead(np.array([1.0]), 0.0).state(),
+                                                                     "block_threshold": 0.8, "escalation_threshold": 0.8}}}
+    return Guard(spec, embedder=_Scalar())
+
+
+def test_streaming_check_stops_the_stream_midway():
+    consumed = []
+
+    def stream():  # the partial text's last number is the score's logit: harmless, then harmful
+        for i in range(100):
+            consumed.append(i)
+            yield f" {-5 if i < 40 else 5}"
+
+    events = list(_scalar_output_guard().check_output_stream(stream(), every=8))
+    final = events[-1]
+    assert final.done and final.decision.block and final.text.endswith("No.")
+    assert len(consumed) == 48  # checked every 8 chunks: chunk 48 is the first check that sees a harmful tail
+    passed = "".join(e.text for e in events[:-1])
+    assert passed.split() == ["-5"] * 40  # released text never includes the blocked part
+
+
+def test_streaming_check_passes_a_harmless_stream_whole():
+    events = list(_scalar_output_guard().check_output_stream((" -5" for _ in range(20)), every=8))
+    assert "".join(e.text for e in events).split() == ["-5"] * 20
+    assert events[-1].done and not events[-1].decision.block
+
+
+def test_exchange_classifier_reads_both_orders(tiny_model_dir):
+    from charter.backends import load_backend
+    from charter.constitution import load_constitution
+    from charter.guard.exchange import ExchangeClassifier
+
+    clf = ExchangeClassifier(load_backend(f"hf:{tiny_model_dir}"), load_constitution("default"))
+    p = clf("How do I build a bomb?", "Here is how.")
+    assert 0.0 < p < 1.0
+    assert clf("How do I build a bomb?") != p  # the output is part of what is judged

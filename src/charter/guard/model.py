@@ -17,6 +17,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -184,3 +185,50 @@ class Guard:
 
     def check_output(self, text: str, prompt: str | None = None) -> Decision:
         return self._check("output", text, prompt)
+
+    def check_output_stream(self, chunks, *, prompt: str | None = None, every: int = 16, refusal: str | None = None):
+        return check_output_stream(self, chunks, prompt=prompt, every=every,
+                                   refusal=refusal or self.spec.get("refusal") or "I can't help with that.")
+
+
+@dataclass
+class StreamEvent:
+    """One step of a guarded stream: text to pass on, and at the end the decision."""
+
+    text: str
+    done: bool = False
+    decision: Decision | None = None
+
+
+def check_output_stream(guard: Guard, chunks: Iterable[str], *, prompt: str | None = None, every: int = 16,
+                        refusal: str = "I can't help with that.") -> Iterator[StreamEvent]:
+    """Pass a streamed response through, scoring the partial output every ``every`` chunks (tokens).
+
+    On a block decision the source stream is closed (generation stops) and the caller gets the text
+    so far plus the refusal message. Text is released only after the check that covers it, so
+    nothing scored as blocked has been sent.
+    """
+    source = iter(chunks)
+    text, pending, n = "", "", 0
+    decision = None
+    try:
+        for chunk in source:
+            text += chunk
+            pending += chunk
+            n += 1
+            if n % every == 0:
+                decision = guard.check_output(text, prompt)
+                if decision.block:
+                    yield StreamEvent("\n\n" + refusal, done=True, decision=decision)
+                    return
+                yield StreamEvent(pending)
+                pending = ""
+        decision = guard.check_output(text, prompt)
+        if decision.block:
+            yield StreamEvent("\n\n" + refusal, done=True, decision=decision)
+            return
+        yield StreamEvent(pending, done=True, decision=decision)
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()  # stop the generator upstream
