@@ -89,3 +89,29 @@ def check(
     console.print_json(json.dumps(decision.to_dict()))
     if decision.block:
         raise typer.Exit(3)
+
+
+@app.command("eval")
+@handle_errors
+def evaluate(
+    guard: Path = typer.Option(..., "--guard", "-g", help="Guard directory."),
+    harmful: Path = typer.Option(..., "--harmful", help="Harmful prompts (e.g. AdvBench)."),
+    benign: Path = typer.Option(..., "--benign", help="Benign prompts (XSTest: label=safe rows are used)."),
+    outputs: Optional[Path] = typer.Option(None, "--outputs", help="JSONL of assistant outputs with label harmful|benign (output side)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Directory for guard_eval.json and roc.png."),
+    column: Optional[str] = typer.Option(None, "--column", help="Prompt column."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="At most this many prompts per file."),
+) -> None:
+    """TPR, FPR, AUROC, escalation rate and cost per request of the cascade; ROC plot."""
+    from charter.guard.evaluate import evaluate_guard
+    from charter.guard.model import Guard
+
+    r = evaluate_guard(Guard.load(guard), harmful=str(harmful), benign=str(benign), outputs=str(outputs) if outputs else None,
+                       out=out, column=column, limit=limit)
+    for side in ("input", "output"):
+        if side in r:
+            f = r[side]
+            console.print(f"{side}: TPR {f['tpr']['rate']:.3f}  FPR {f['fpr']['rate']:.3f}  AUROC {f['auroc_stage1']:.3f}  "
+                          f"escalated {f['escalation_rate']['rate']:.3f}  cost {f['cost_ms']['mean']:.1f} ms mean, "
+                          f"{f['cost_ms']['p99']:.1f} ms p99", highlight=False)
+    console.print(f"results: {out / 'guard_eval.json'}  ROC: {r['roc_png']}", highlight=False)

@@ -80,6 +80,7 @@ class Decision:
     latency_ms: dict = field(default_factory=dict)
     category: str | None = None
     principle: str | None = None
+    stage1_score: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -171,6 +172,7 @@ class Guard:
         candidates = [text] + ([d] if (d := deobfuscate(text)) != text else [])
         score = float(self.heads[side].scores(self.embedder.embed(candidates)).max())
         latency = {"stage1": (time.perf_counter() - t0) * 1000}
+        stage1 = score
         block, escalate = score > s["block_threshold"], s["escalation_threshold"] < score <= s["block_threshold"]
         stage = "stage1"
         if escalate and self.exchange is not None:
@@ -178,7 +180,7 @@ class Guard:
             p = self.exchange(context if side == "output" else text, text if side == "output" else None)
             latency["stage2"] = (time.perf_counter() - t1) * 1000
             block, stage, score = p > 0.5, "stage2", p
-        return Decision(side, block, escalate, score, s["block_threshold"], stage, latency)
+        return Decision(side, block, escalate, score, s["block_threshold"], stage, latency, stage1_score=stage1)
 
     def check_input(self, text: str) -> Decision:
         return self._check("input", text)
