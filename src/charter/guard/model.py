@@ -182,6 +182,20 @@ class Guard:
             block, stage, score = p > 0.5, "stage2", p
         return Decision(side, block, escalate, score, s["block_threshold"], stage, latency, stage1_score=stage1)
 
+    def stage1_scores(self, side: str, texts: list[str]) -> np.ndarray:
+        """Stage-1 scores of many texts in one embedding pass (each text's score is the max over
+        the text and, for recognised jailbreak forms, the request inside it)."""
+        if side not in self.heads:
+            raise InputError(f"this guard has no {side} classifier", source="guard")
+        inner = [deobfuscate(t) for t in texts]
+        extra = [i for i, (t, d) in enumerate(zip(texts, inner)) if d != t]
+        vecs = self.embedder.embed(list(texts) + [inner[i] for i in extra])
+        scores = self.heads[side].scores(vecs)
+        out = scores[: len(texts)].copy()
+        for k, i in enumerate(extra):
+            out[i] = max(out[i], scores[len(texts) + k])
+        return out
+
     def check_input(self, text: str) -> Decision:
         return self._check("input", text)
 
