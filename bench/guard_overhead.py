@@ -4,7 +4,8 @@ measured in the same run.
 Stage 1 (MiniLM embedding + logistic head, text and deobfuscated text) per request; stage 2 (the
 exchange classifier on the embedded model, both option orders) per escalated request; the cascade's
 expected cost = stage 1 + escalation rate x stage 2, with the escalation rate measured on the dev
-prompts (AdvBench + XSTest). Baseline: `generate` of 256 new tokens (greedy) on the embedded model.
+prompts: on the 50/50 mix of AdvBench and XSTest-safe, and on the benign half alone (production
+traffic is mostly benign; Classifiers++ quotes its overhead on such traffic). Baseline: `generate` of 256 new tokens (greedy) on the embedded model.
 Targets: stage 1 <= 1%, whole cascade <= 5%.
 
     .venv/bin/python bench/guard_overhead.py [--guard DIR] [--n 200]
@@ -66,6 +67,8 @@ def main() -> None:
         decisions = [guard.check_input(t) for t in test]
         stage1_s = statistics.mean(d.latency_ms["stage1"] for d in decisions) / 1000
         escalation = sum(d.escalate for d in decisions) / len(decisions)
+        benign = decisions[len(test) // 2:]  # the XSTest-safe half: what most production traffic looks like
+        escalation_benign = sum(d.escalate for d in benign) / len(benign)
         exchange = ExchangeClassifier(backend, load_constitution("default"))
         ex_times = []
         for t in test[:8]:
@@ -74,16 +77,18 @@ def main() -> None:
             ex_times.append(time.perf_counter() - t0)
         stage2_s = statistics.median(ex_times)
         cascade_s = stage1_s + escalation * stage2_s
+        cascade_benign_s = stage1_s + escalation_benign * stage2_s
         rows = [
             {"what": "generate 256 tokens (baseline)", "seconds": round(gen_s, 3), "fraction": 1.0},
             {"what": "stage 1 per request", "seconds": round(stage1_s, 4), "fraction": round(stage1_s / gen_s, 4)},
             {"what": "stage 2 per escalated request", "seconds": round(stage2_s, 3), "fraction": round(stage2_s / gen_s, 4)},
-            {"what": f"cascade at escalation rate {escalation:.3f}", "seconds": round(cascade_s, 4), "fraction": round(cascade_s / gen_s, 4)},
+            {"what": f"cascade, 50/50 harmful mix (escalation {escalation:.3f})", "seconds": round(cascade_s, 4), "fraction": round(cascade_s / gen_s, 4)},
+            {"what": f"cascade, benign traffic (escalation {escalation_benign:.3f})", "seconds": round(cascade_benign_s, 4), "fraction": round(cascade_benign_s / gen_s, 4)},
         ]
         backend.close()
     print_table(rows, ["what", "seconds", "fraction"])
     print("targets: stage 1 <= 0.01, cascade <= 0.05")
-    path = write_results("guard_overhead", {"model": args.model, "requests": len(test), "escalation_rate": escalation,
+    path = write_results("guard_overhead", {"model": args.model, "requests": len(test), "escalation_rate": escalation, "escalation_rate_benign": escalation_benign,
                                              "generated_tokens": [n for _, n in gen_times], "rows": rows})
     print(f"results: {path}")
 
