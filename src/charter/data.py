@@ -191,6 +191,22 @@ def repair_jsonl(path: Path) -> int:
     return data.count(b"\n")
 
 
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """(line number, record) of a JSONL file we read as input; a malformed line or a record that is
+    not a JSON object is an InputError naming the line."""
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as exc:
+                raise InputError(f"malformed JSON line: {exc}", source=str(path), line=n) from None
+            if not isinstance(obj, dict):
+                raise InputError("record is not a JSON object", source=str(path), line=n)
+            yield n, obj
+
+
 def read_jsonl(path: Path) -> Iterator[dict]:
     if not path.exists():
         return

@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from charter.constitution import parse_constitution
 from charter.errors import InputError

@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +23,7 @@ from charter.backends import Backend, ModelSpec, SamplingConfig, load_backend
 from charter.cai.rundir import RunDirectory, now
 from charter.cai.seeding import stable_seed
 from charter.constitution import constitution_digest, load_constitution
-from charter.data import PromptRecord, append_jsonl, file_sha256, load_prompts, read_jsonl, repair_jsonl
+from charter.data import PromptRecord, append_jsonl, file_sha256, iter_jsonl, load_prompts, read_jsonl, repair_jsonl
 from charter.errors import InputError
 from charter.evals.judges import HarmJudge, HelpfulnessJudge
 from charter.evals.refusal import FULL_REFUSAL, LABELS, RefusalDetector
@@ -117,14 +117,8 @@ def load_templates(path: str | Path) -> list[dict]:
         raise InputError("no such template file", source=str(p))
     out = []
     if p.suffix.lower() in (".jsonl", ".ndjson"):
-        for n, line in enumerate(p.read_text(encoding="utf-8").split("\n"), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError as exc:
-                raise InputError(f"malformed JSON line: {exc}", source=str(p), line=n) from None
-            if not isinstance(obj, dict) or not isinstance(obj.get("template"), str):
+        for n, obj in iter_jsonl(p):
+            if not isinstance(obj.get("template"), str):
                 raise InputError("each line needs a 'template' string", source=str(p), line=n)
             out.append({"id": str(obj.get("id") or f"t{n}"), "template": obj["template"], "line": n})
     else:

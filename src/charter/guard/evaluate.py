@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charter.data import load_prompts
+from charter.data import iter_jsonl, load_prompts
 from charter.errors import InputError
 from charter.evals.stats import rate
 from charter.guard.classifier import roc_auc
@@ -63,13 +63,7 @@ def _load_outputs(path: Path) -> list[dict]:
     if not path.is_file():
         raise InputError("no such outputs file", source=str(path))
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            r = json.loads(line)
-        except ValueError as exc:
-            raise InputError(f"malformed JSON line: {exc}", source=str(path), line=n) from None
+    for n, r in iter_jsonl(path):
         text = r.get("output", r.get("response", r.get("text")))
         if not isinstance(text, str) or r.get("label") not in ("harmful", "benign", 0, 1):
             raise InputError("each row needs 'output' (or 'response'/'text') and 'label' harmful|benign", source=str(path), line=n)

@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 
 from charter import __version__
 from charter.cai.rundir import now
-from charter.data import file_sha256
+from charter.data import file_sha256, iter_jsonl
 from charter.errors import InputError
 from charter.guard.model import GUARD_FILE, Guard
 
@@ -62,17 +62,7 @@ def _records(path: Path, field: str) -> Iterator[tuple[int, dict]]:
                 i += 1
                 yield i, r
     elif path.suffix.lower() in (".jsonl", ".ndjson"):
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    r = json.loads(line)
-                except ValueError as exc:
-                    raise InputError(f"malformed JSON line: {exc}", source=str(path), line=n) from None
-                if not isinstance(r, dict):
-                    raise InputError("record is not a JSON object", source=str(path), line=n)
-                yield n, r
+        yield from iter_jsonl(path)
     else:
         raise InputError("corpus must be .jsonl, .parquet or a datasets directory", source=str(path))
 

@@ -22,6 +22,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from charter import __version__
+from charter.data import iter_jsonl
 from charter.errors import InputError
 from charter.guard.augment import deobfuscate
 from charter.guard.classifier import LogisticHead, calibrate_threshold, roc_auc
@@ -37,14 +38,8 @@ def load_guard_data(path: Path) -> dict[str, list[dict]]:
     if not path.is_file():
         raise InputError("no such guard data file", source=str(path))
     by_side: dict[str, list[dict]] = {s: [] for s in SIDES}
-    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            r = json.loads(line)
-        except ValueError as exc:
-            raise InputError(f"malformed JSON line: {exc}", source=str(path), line=n) from None
-        if not isinstance(r, dict) or not isinstance(r.get("text"), str) or not r["text"].strip():
+    for n, r in iter_jsonl(path):
+        if not isinstance(r.get("text"), str) or not r["text"].strip():
             raise InputError("each record needs a non-empty 'text'", source=str(path), line=n)
         if r.get("label") not in LABELS:
             raise InputError(f"'label' must be harmful or benign (or 1 / 0), got {r.get('label')!r}", source=str(path), line=n)

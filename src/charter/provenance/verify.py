@@ -8,7 +8,6 @@ swapped onto other weights), then, when given, the constitution.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path

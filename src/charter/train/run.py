@@ -12,9 +12,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal
 
