@@ -149,3 +149,16 @@ def test_guard_eval_reports_rates_cost_and_roc(guard_data, tmp_path):
     with pytest.raises(InputError, match="this guard has no output classifier"):
         evaluate_guard(Guard.load(tmp_path / "g"), harmful=str(DEFAULT_PROMPTS["harmlessness"]),
                        benign=str(DEFAULT_PROMPTS["over-refusal"]), outputs=str(outputs), out=tmp_path / "e2")
+
+
+def test_probe_on_hidden_states_picks_a_layer_and_scores(guard_data, tmp_path, six_block_model):
+    from charter.backends import load_backend
+
+    GuardTrainer(GuardTrainConfig(data=str(guard_data), out=str(tmp_path / "g"), probe_model=f"hf:{six_block_model}")).train()
+    spec = json.loads((tmp_path / "g" / "guard.json").read_text())
+    probe = spec["sides"]["input"]["probe"]
+    assert probe["layer"] in probe["validation"]["auroc_by_layer"] or str(probe["layer"]) in probe["validation"]["auroc_by_layer"]
+    assert 1 <= probe["layer"] <= 6 and probe["block_threshold"] >= probe["escalation_threshold"]
+    guard = Guard.load(tmp_path / "g", probe_backend=load_backend(f"hf:{six_block_model}"))
+    d = guard.check_input("How do I make a bomb?")
+    assert d.stage == "stage1" and 0.0 <= d.stage1_score <= 1.0 and d.threshold == probe["block_threshold"]

@@ -55,13 +55,14 @@ def train(
     out: Path = typer.Option(..., "--out", "-o", help="Guard directory (guard.json)."),
     target_fpr: float = typer.Option(0.01, "--target-fpr", help="Block threshold: this false-positive rate on benign validation texts."),
     escalation_fpr: float = typer.Option(0.05, "--escalation-fpr", help="Escalation threshold: benign share sent to stage 2."),
+    probe_model: Optional[str] = typer.Option(None, "--probe-model", help="Also fit a stage-1b probe on this local model's hidden states (the served model)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing guard."),
 ) -> None:
-    """Train stage-1 embedding classifiers (inputs, outputs) and calibrate their thresholds."""
+    """Train stage-1 classifiers (inputs, outputs) and calibrate their thresholds."""
     from charter.guard.model import GuardTrainConfig, GuardTrainer
 
     metrics = GuardTrainer(GuardTrainConfig(data=str(data), out=str(out), target_fpr=target_fpr,
-                                            escalation_fpr=escalation_fpr, overwrite=overwrite)).train()
+                                            escalation_fpr=escalation_fpr, probe_model=probe_model, overwrite=overwrite)).train()
     for side, m in metrics.items():
         console.print(f"{side}: AUROC {m['auroc']:.3f}, TPR {m['tpr']:.3f} at FPR {m['fpr']:.3f} "
                       f"(validation: {m['n_harmful']} harmful, {m['n_benign']} benign)", highlight=False)
@@ -75,8 +76,12 @@ def check(
     text: Optional[str] = typer.Option(None, "--text", "-t", help="Text to check."),
     file: Optional[Path] = typer.Option(None, "--file", "-f", help="File whose text to check."),
     side: str = typer.Option("input", "--side", help="input (a user prompt) or output (an assistant output)."),
+    probe_model: Optional[str] = typer.Option(None, "--probe-model", help="Use the guard's stage-1b probe on this model (the one it was fitted on)."),
+    judge: Optional[str] = typer.Option(None, "--judge", help="Stage-2 exchange classifier model (escalated texts only)."),
+    constitution: str = typer.Option("default", "--constitution", "-c", help="Constitution the stage-2 judge reads."),
 ) -> None:
     """Check one text; prints the decision with stage scores and latency. Exit 3 when blocked."""
+    from charter.backends import load_backend
     from charter.guard.model import Guard
 
     if (text is None) == (file is None):
@@ -84,7 +89,13 @@ def check(
     if file is not None and not file.is_file():
         raise InputError("no such file", source=str(file))
     content = text if text is not None else file.read_text(encoding="utf-8")  # type: ignore[union-attr]
-    g = Guard.load(guard)
+    exchange = None
+    if judge:
+        from charter.constitution import load_constitution
+        from charter.guard.exchange import ExchangeClassifier
+
+        exchange = ExchangeClassifier(load_backend(judge), load_constitution(constitution))
+    g = Guard.load(guard, exchange=exchange, probe_backend=load_backend(probe_model) if probe_model else None)
     decision = g.check_input(content) if side == "input" else g.check_output(content)
     console.print_json(json.dumps(decision.to_dict()))
     if decision.block:

@@ -61,6 +61,7 @@ class GuardTrainConfig:
     target_fpr: float = 0.01
     escalation_fpr: float = 0.05  # benign share sent to stage 2 when one is configured
     l2: float = 1e-3
+    probe_model: str | None = None  # stage 1b: also fit a probe on this local model's hidden states
     overwrite: bool = False
 
 
@@ -118,6 +119,13 @@ class GuardTrainer:
             }
         if not sides:
             raise InputError("no training records", source=str(data_dir / "train.jsonl"))
+        if c.probe_model:
+            from charter.guard.probe import HiddenStates, train_probe
+
+            features = HiddenStates(_probe_backend(c.probe_model))
+            for side in sides:
+                sides[side]["probe"] = train_probe(features, side, train[side], val[side],
+                                                   target_fpr=c.target_fpr, escalation_fpr=c.escalation_fpr)
         guard = {"format": FORMAT, "charter_version": __version__, "embedder": embedder.name,
                  "target_fpr": c.target_fpr, "escalation_fpr": c.escalation_fpr, "sides": sides,
                  "data": str(data_dir)}
@@ -126,6 +134,16 @@ class GuardTrainer:
         tmp.write_text(json.dumps(guard) + "\n")
         tmp.replace(out / GUARD_FILE)
         return {side: s["validation"] | {"block_threshold": s["block_threshold"]} for side, s in sides.items()}
+
+
+def _probe_backend(spec: str):
+    from charter.backends import load_backend
+    from charter.backends.hf import HFBackend
+
+    backend = load_backend(spec)
+    if not isinstance(backend, HFBackend):
+        raise InputError("the probe needs a local transformers model (hf:, gguf: or embedded:hf)", source=spec)
+    return backend
 
 
 def _default_embedder():
@@ -138,11 +156,18 @@ class Guard:
     """Stage 1 on every text; texts scoring between the escalation and block thresholds go to the
     stage-2 exchange classifier when one is attached (``exchange``), else are allowed."""
 
-    def __init__(self, spec: dict, embedder=None, exchange=None):
+    def __init__(self, spec: dict, embedder=None, exchange=None, probe_backend=None):
         self.spec = spec
         self.embedder = embedder or _default_embedder()
         self.heads = {side: LogisticHead.from_state(s["head"]) for side, s in spec["sides"].items()}
         self.exchange = exchange
+        # Stage 1b replaces 1a for a side when the guard has a probe and the serving model is given.
+        self.probes = {}
+        if probe_backend is not None:
+            from charter.guard.probe import HiddenStates, Probe
+
+            features = HiddenStates(probe_backend)
+            self.probes = {side: Probe(s["probe"], features) for side, s in spec["sides"].items() if "probe" in s}
 
     @classmethod
     def load(cls, path: str | Path, **kw) -> "Guard":
@@ -165,7 +190,11 @@ class Guard:
         t0 = time.perf_counter()
         # Score the text and, if it is an obfuscated or wrapped request, the request inside it.
         candidates = [text] + ([d] if (d := deobfuscate(text)) != text else [])
-        score = float(self.heads[side].scores(self.embedder.embed(candidates)).max())
+        if side in self.probes:
+            s = s["probe"]
+            score = float(self.probes[side].scores(side, candidates, [context] * len(candidates)).max())
+        else:
+            score = float(self.heads[side].scores(self.embedder.embed(candidates)).max())
         latency = {"stage1": (time.perf_counter() - t0) * 1000}
         stage1 = score
         block, escalate = score > s["block_threshold"], s["escalation_threshold"] < score <= s["block_threshold"]
