@@ -128,12 +128,44 @@ class GuardTrainer:
                                                    target_fpr=c.target_fpr, escalation_fpr=c.escalation_fpr)
         guard = {"format": FORMAT, "charter_version": __version__, "embedder": embedder.name,
                  "target_fpr": c.target_fpr, "escalation_fpr": c.escalation_fpr, "sides": sides,
-                 "data": str(data_dir)}
+                 "data": str(data_dir)} | _constitution_binding(data_dir, train, embedder)
         out.mkdir(parents=True, exist_ok=True)
         tmp = out / (GUARD_FILE + ".tmp")
         tmp.write_text(json.dumps(guard) + "\n")
         tmp.replace(out / GUARD_FILE)
         return {side: s["validation"] | {"block_threshold": s["block_threshold"]} for side, s in sides.items()}
+
+
+def _constitution_binding(data_dir: Path, train: dict[str, list[dict]], embedder) -> dict:
+    """From synth.json (when the data came from ``charter guard synth``): the constitution's
+    identity and refusal message, and per-category centroids of the harmful training texts plus
+    the principles' statements, so a decision can name the category and principle it is nearest."""
+    manifest = data_dir / "synth.json"
+    out: dict = {}
+    if manifest.is_file():
+        c = json.loads(manifest.read_text()).get("constitution", {})
+        out["constitution"] = {k: c.get(k) for k in ("name", "digest", "ref")}
+        if c.get("refusal"):
+            out["refusal"] = c["refusal"]
+        try:
+            from charter.constitution import load_constitution
+
+            constitution = load_constitution(c.get("ref") or "")
+            texts = [p.statement for p in constitution.principles]
+            out["principles"] = {"ids": [p.id for p in constitution.principles], "vectors": embedder.embed(texts).tolist()}
+        except Exception:  # noqa: BLE001 - the constitution file may not be here any more; the binding is optional
+            pass
+    cats: dict[str, list[str]] = {}
+    for r in train.get("input", []):
+        if r["y"] == 1 and r.get("category"):
+            cats.setdefault(r["category"], []).append(r["text"])
+    if cats:
+        centroids = {}
+        for cat, texts in sorted(cats.items()):
+            v = embedder.embed(texts).mean(0)
+            centroids[cat] = (v / (np.linalg.norm(v) + 1e-12)).tolist()
+        out["categories"] = centroids
+    return out
 
 
 def _probe_backend(spec: str):
@@ -204,7 +236,23 @@ class Guard:
             p = self.exchange(context if side == "output" else text, text if side == "output" else None)
             latency["stage2"] = (time.perf_counter() - t1) * 1000
             block, stage, score = p > 0.5, "stage2", p
-        return Decision(side, block, escalate, score, s["block_threshold"], stage, latency, stage1_score=stage1)
+        category = principle = None
+        if block or escalate:
+            category, principle = self._nearest(text)
+        return Decision(side, block, escalate, score, s["block_threshold"], stage, latency, category, principle, stage1)
+
+    def _nearest(self, text: str) -> tuple[str | None, str | None]:
+        """The prohibited category and the principle whose embeddings are nearest the text."""
+        cats, prins = self.spec.get("categories"), self.spec.get("principles")
+        if not cats and not prins:
+            return None, None
+        v = self.embedder.embed([deobfuscate(text)])[0]
+        category = max(cats, key=lambda c: float(np.dot(cats[c], v))) if cats else None
+        principle = None
+        if prins:
+            sims = np.asarray(prins["vectors"]) @ v
+            principle = prins["ids"][int(np.argmax(sims))]
+        return category, principle
 
     def stage1_scores(self, side: str, texts: list[str]) -> np.ndarray:
         """Stage-1 scores of many texts in one embedding pass (each text's score is the max over

@@ -208,7 +208,8 @@ class Synthesizer:
         for name, rows in (("train.jsonl", train), ("val.jsonl", val)):
             (self.out / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         manifest = {"task": "guard/synth", "charter_version": __version__, "created": now(),
-                    "constitution": {"name": self.constitution.name, "digest": constitution_digest(self.constitution)},
+                    "constitution": {"name": self.constitution.name, "digest": constitution_digest(self.constitution),
+                                     "ref": c.constitution, "refusal": self.constitution.refusal},
                     "generator": self._generator.info.to_dict() if self._generator else None,  # type: ignore[union-attr]
                     "translator": self._translator.info.to_dict() if self._translator else None,
                     "arguments": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(c).items() if k != "overwrite"},
