@@ -44,6 +44,7 @@ def test_synth_with_the_embedded_generator_writes_a_trainable_split(tmp_path):
     assert {r["side"] for r in rows} == {"input", "output"}
     harmful_inputs = [r for r in rows if r["side"] == "input" and r["label"] == 1]
     assert any(r.get("augmentation") == "base64" for r in harmful_inputs)
+    assert any(r.get("augmentation") == "base64" for r in rows if r["side"] == "input" and r["label"] == 0)
     assert any(r["source"] == "constitution" for r in rows)
     assert {r["category"] for r in rows} >= {"malware", "security-education"}
     manifest = json.loads((tmp_path / "s" / "synth.json").read_text())

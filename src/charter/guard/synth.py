@@ -4,7 +4,8 @@ For every prohibited category: requests that fall under it, harmless look-alikes
 boundary (they hold false positives down), and jailbreak-style variants of the harmful requests
 (augment.py; translations when a translator model is given). For every allowed category: benign
 requests. Each request is answered by the generator to get assistant outputs; an answer to a
-harmful request counts as harmful output only when it is not a refusal. The constitution's own
+harmful request counts as harmful output only when it is not a refusal. Augmentations apply to
+benign requests too, so that an attack form alone does not read as harmful. The constitution's own
 examples and labelled files (``--mix-harmful``, ``--mix-benign``) are mixed in. Near-duplicates
 are dropped by embedding similarity; train/validation are split within each category.
 """
@@ -141,8 +142,10 @@ class Synthesizer:
             report(len(jobs), total, "answering")
             records += self._outputs([r for r in records if r["side"] == "input"], sampling)
         if c.augmentations:
-            harmful = [r for r in records if r["side"] == "input" and r["label"] == 1 and r["source"] != "augmented"]
-            records += [r | {"text": augment(r["text"], k), "augmentation": k, "source": "augmented"} for r in harmful for k in KINDS]
+            # Benign inputs get the same wrappers and encodings: otherwise "obfuscated" alone would
+            # teach the classifier "harmful" and block every base64 or role-play request.
+            plain = [r for r in records if r["side"] == "input" and r["source"] != "augmented"]
+            records += [r | {"text": augment(r["text"], k), "augmentation": k, "source": "augmented"} for r in plain for k in KINDS]
         if c.translator:
             records += self._translate([r for r in records if r["side"] == "input" and "augmentation" not in r], sampling)
         kept, dropped = self._dedupe(records)
