@@ -181,3 +181,12 @@ def test_sealed_loading_refuses_unsealed_and_tampered_models(sealed, keys, tmp_p
     _flip(d / "model.safetensors")
     with pytest.raises(VerificationError, match="refusing to load .*changed: model.safetensors"):
         load_backend(f"hf:{d}?require_seal={keys['pub']}")
+
+
+def test_a_filtered_corpus_carries_its_filter_lineage_into_the_seal(tmp_path):
+    from charter.provenance.statement import dataset_entry
+
+    (tmp_path / "kept.jsonl").write_text('{"text": "ok"}\n')
+    (tmp_path / "lineage.json").write_text(json.dumps({"task": "data/filter", "input_sha256": "sha256:abc", "kept": 1, "removed": 2}))
+    entry = dataset_entry(tmp_path / "kept.jsonl")
+    assert entry["lineage"]["task"] == "data/filter" and entry["lineage"]["filter"]["removed"] == 2

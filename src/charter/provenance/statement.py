@@ -51,7 +51,10 @@ def dataset_entry(path: str | Path) -> dict:
         raise InputError("no such data file", source=str(p))
     entry = {"path": str(p), "name": p.name, "sha256": file_sha256(p).split(":", 1)[1]}
     run = _read_json(p.parent / "run.json")
-    if run:
+    filtered = _read_json(p.parent / "lineage.json")  # charter data filter's record
+    if filtered and filtered.get("task") == "data/filter":
+        entry["lineage"] = {"task": "data/filter", "filter": filtered}
+    elif run:
         entry["lineage"] = {
             "task": run.get("task"),
             "arguments": run.get("arguments", {}),
