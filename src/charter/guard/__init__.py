@@ -1,3 +1,7 @@
-"""Constitutional classifiers (work in progress, issue 6): augmentations, embeddings, stage-1
-heads and threshold calibration. Synthetic data, the probe, the exchange classifier, streaming
-checks, evaluation and data filtering build on these."""
+"""Constitutional classifiers: synthetic data from the constitution, a two-stage cascade (embedding
+head or hidden-state probe, then an exchange classifier), streaming output checks, evaluation and
+training-data filtering."""
+
+from charter.guard.model import Guard, GuardTrainConfig, GuardTrainer, check_output_stream
+
+__all__ = ["Guard", "GuardTrainConfig", "GuardTrainer", "check_output_stream"]
