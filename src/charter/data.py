@@ -167,6 +167,29 @@ def _check_columns(wanted: tuple[str, ...], columns: list[str], source: str) -> 
         raise InputError(f"unknown column {missing[0]!r} (columns: {', '.join(columns) or 'none: plain text'})", source=source)
 
 
+def file_columns(path: str | os.PathLike) -> list[str]:
+    """Header columns of a CSV/TSV or the keys of a JSONL file's first record (for defaults)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".csv", ".tsv"):
+            with open(path, encoding="utf-8-sig", newline="") as f:
+                return next(csv.reader(f, delimiter="\t" if suffix == ".tsv" else ","), [])
+        if suffix in (".jsonl", ".ndjson"):
+            with open(path, encoding="utf-8") as f:
+                first = next((line for line in f if line.strip()), "")
+            obj = json.loads(first) if first else {}
+            return list(obj) if isinstance(obj, dict) else []
+    except (OSError, ValueError, UnicodeDecodeError):
+        return []  # load_prompts reports the real problem with a line number
+    return []
+
+
+def safe_label_filter(path: str | os.PathLike) -> dict[str, str] | None:
+    """``where`` for XSTest-style files: keep ``label == "safe"`` rows when the file has a label column."""
+    return {"label": "safe"} if "label" in file_columns(path) else None
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

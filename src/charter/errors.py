@@ -39,3 +39,12 @@ class VerificationError(CharterError):
     """A signature, digest or binding did not verify: the artifact is not what was sealed (exit 1)."""
 
     exit_code = 1
+
+
+def require_at_least_one(config: object, *fields: str) -> None:
+    """InputError naming the CLI flag of the first field (None allowed: "no limit") below 1."""
+    for name in fields:
+        value = getattr(config, name)
+        if value is not None and value < 1:
+            flag = "--" + name.replace("_", "-")
+            raise InputError(f"{flag} must be at least 1", source=flag)

@@ -15,7 +15,8 @@ def test_eval_run_report_compare(tmp_path, tiny_model_dir):
     assert "ASR (refusal detector)" in r.output and (tmp_path / "h" / "summary.json").exists()
     r = invoke("eval", "run", "--model", model, "--suite", "over-refusal", "--limit", "2", "--max-new-tokens", "4",
                "--out", tmp_path / "o")
-    assert r.exit_code == 0, r.output and "over-refusal" in r.output
+    assert r.exit_code == 0, r.output
+    assert "over-refusal" in r.output
     r = invoke("eval", "report", tmp_path / "h")
     assert r.exit_code == 0 and "harmlessness" in r.output
     r = invoke("eval", "compare", tmp_path / "h", tmp_path / "o", "--out", tmp_path / "rep")

@@ -7,6 +7,7 @@ Python costs ~20 s per load while the safetensors copy loads in ~2 s with identi
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 import os
 import shutil
@@ -307,7 +308,7 @@ class HFBackend(Backend):
 
     MIN_SHARED_PREFIX = 16  # tokens; below this a shared prefix is not worth a separate pass
 
-    @property
+    @functools.cached_property
     def _cache_kwarg(self) -> str:
         # transformers renamed ``past_key_values`` to ``cache`` (5.2x); accept either.
         import inspect

@@ -45,7 +45,7 @@ from charter.data import (
     read_jsonl,
     write_jsonl_atomic,
 )
-from charter.errors import ContextLengthError, InputError
+from charter.errors import ContextLengthError, InputError, require_at_least_one
 
 CHAINS = "chains.jsonl"
 SFT = "sft.jsonl"
@@ -79,14 +79,9 @@ class CritiqueRevisionConfig:
     def validate(self) -> None:
         if self.revisions < 1:
             raise InputError("--revisions must be at least 1 (the paper used up to 4)", source="--revisions")
-        if self.limit is not None and self.limit < 1:
-            raise InputError("--limit must be at least 1", source="--limit")
-        if self.batch_size < 1:
-            raise InputError("--batch-size must be at least 1", source="--batch-size")
+        require_at_least_one(self, "limit", "batch_size", "max_new_tokens")
         if self.few_shot < 0:
             raise InputError("--few-shot cannot be negative", source="--few-shot")
-        if self.max_new_tokens < 1:
-            raise InputError("--max-new-tokens must be at least 1", source="--max-new-tokens")
         if self.temperature < 0:
             raise InputError("--temperature cannot be negative", source="--temperature")
 

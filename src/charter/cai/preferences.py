@@ -26,7 +26,7 @@ from charter.cai.rundir import RunDirectory, now
 from charter.cai.seeding import stable_seed
 from charter.constitution import Constitution, PreferenceExample, Principle, constitution_digest, load_constitution
 from charter.data import append_jsonl, file_sha256, load_prompts, read_jsonl, write_jsonl_atomic
-from charter.errors import InputError
+from charter.errors import InputError, require_at_least_one
 
 JUDGEMENTS = "judgements.jsonl"
 PREFS = "prefs.jsonl"
@@ -63,11 +63,7 @@ class PreferenceConfig:
             raise InputError("--margin must be in [0, 0.5)", source="--margin")
         if self.temperature <= 0:
             raise InputError("--temperature must be > 0: the pair must differ", source="--temperature")
-        for name in ("batch_size", "max_new_tokens", "cot_max_new_tokens"):
-            if getattr(self, name) < 1:
-                raise InputError(f"--{name.replace('_', '-')} must be at least 1", source=f"--{name.replace('_', '-')}")
-        if self.limit is not None and self.limit < 1:
-            raise InputError("--limit must be at least 1", source="--limit")
+        require_at_least_one(self, "batch_size", "max_new_tokens", "cot_max_new_tokens", "limit")
 
 
 def choice_probability(logp_a: float, logp_b: float) -> float:

@@ -11,7 +11,6 @@ different ``--judge`` it keeps the responses and adds that judge's verdicts.
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 from dataclasses import dataclass
@@ -23,8 +22,10 @@ from charter.backends import Backend, ModelSpec, SamplingConfig, load_backend
 from charter.cai.rundir import RunDirectory, now
 from charter.cai.seeding import stable_seed
 from charter.constitution import constitution_digest, load_constitution
-from charter.data import PromptRecord, append_jsonl, file_sha256, iter_jsonl, load_prompts, read_jsonl, repair_jsonl
-from charter.errors import InputError
+from charter.data import (
+    PromptRecord, append_jsonl, file_columns, file_sha256, iter_jsonl, load_prompts, read_jsonl, repair_jsonl,
+)
+from charter.errors import InputError, require_at_least_one
 from charter.evals.judges import HarmJudge, HelpfulnessJudge
 from charter.evals.refusal import FULL_REFUSAL, LABELS, RefusalDetector
 from charter.evals.stats import bradley_terry_elo, rate
@@ -78,11 +79,9 @@ class EvalConfig:
             raise InputError("--against is for the helpfulness suite", source="--against")
         if self.templates and self.suite != "jailbreak":
             raise InputError("--templates is for the jailbreak suite", source="--templates")
-        for name in ("batch_size", "max_new_tokens"):
-            if getattr(self, name) < 1:
-                raise InputError(f"--{name.replace('_', '-')} must be at least 1", source=f"--{name.replace('_', '-')}")
-        if self.skip < 0 or (self.limit is not None and self.limit < 1):
-            raise InputError("--skip must be >= 0 and --limit >= 1", source="--limit")
+        require_at_least_one(self, "batch_size", "max_new_tokens", "limit")
+        if self.skip < 0:
+            raise InputError("--skip cannot be negative", source="--skip")
         if not 0.0 <= self.tie_margin < 0.5:
             raise InputError("--tie-margin must be in [0, 0.5)", source="--tie-margin")
         for spec in (self.model, self.judge, *self.against):
@@ -92,23 +91,6 @@ class EvalConfig:
     @property
     def models(self) -> list[str]:
         return [self.model, *self.against]
-
-
-def _columns(path: Path) -> list[str]:
-    """Header columns of a CSV/TSV or the keys of a JSONL file's first record (for defaults)."""
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".csv", ".tsv"):
-            with open(path, encoding="utf-8-sig", newline="") as f:
-                return next(csv.reader(f, delimiter="\t" if suffix == ".tsv" else ","), [])
-        if suffix in (".jsonl", ".ndjson"):
-            with open(path, encoding="utf-8") as f:
-                first = next((line for line in f if line.strip()), "")
-            obj = json.loads(first) if first else {}
-            return list(obj) if isinstance(obj, dict) else []
-    except (OSError, ValueError, UnicodeDecodeError):
-        return []  # load_prompts reports the real problem with a line number
-    return []
 
 
 def load_templates(path: str | Path) -> list[dict]:
@@ -142,7 +124,7 @@ class EvalRun:
         self.config = c = config
         self.constitution = load_constitution(c.constitution)
         self.prompts_path = Path(c.prompts) if c.prompts else DEFAULT_PROMPTS[c.suite]
-        columns = _columns(self.prompts_path)
+        columns = file_columns(self.prompts_path)
         self.category_column = c.category_column or next((x for x in CATEGORY_COLUMNS if x in columns), None)
         where = {"label": "safe"} if c.suite in ("over-refusal", "helpfulness") and "label" in columns else None
         self.prompts = load_prompts(

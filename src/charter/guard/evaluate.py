@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charter.data import iter_jsonl, load_prompts
+from charter.data import iter_jsonl, load_prompts, safe_label_filter
 from charter.errors import InputError
 from charter.evals.stats import rate
 from charter.guard.classifier import roc_auc
@@ -37,11 +37,7 @@ def _figures(decisions_pos: list, decisions_neg: list) -> dict:
 def evaluate_guard(guard: Guard, *, harmful: str, benign: str, outputs: str | None = None, out: str | Path,
                    column: str | None = None, limit: int | None = None) -> dict:
     hp = [p.text for p in load_prompts(harmful, column, limit)]
-    bp_path = Path(benign)
-    from charter.evals.run import _columns
-
-    where = {"label": "safe"} if "label" in _columns(bp_path) else None
-    bp = [p.text for p in load_prompts(bp_path, column, limit, where=where)]
+    bp = [p.text for p in load_prompts(benign, column, limit, where=safe_label_filter(benign))]
     result = {"guard_format": guard.spec.get("format"), "harmful": harmful, "benign": benign,
               "input": _figures([guard.check_input(t) for t in hp], [guard.check_input(t) for t in bp])}
     if outputs:

@@ -27,7 +27,7 @@ from charter.backends import Backend, ModelSpec, SamplingConfig, load_backend
 from charter.cai.rundir import now
 from charter.cai.seeding import stable_seed
 from charter.constitution import constitution_digest, load_constitution
-from charter.data import load_prompts
+from charter.data import load_prompts, safe_label_filter
 from charter.errors import InputError
 from charter.evals.refusal import RefusalDetector
 from charter.guard.augment import KINDS, augment
@@ -98,7 +98,7 @@ class Synthesizer:
             raise InputError("the constitution defines no content categories ([[categories.prohibited]] / [[categories.allowed]])", source=c.constitution)
         self.cats = cats
         self.mixed = [(p.text, 1, f) for f in c.mix_harmful for p in load_prompts(f)] + \
-                     [(p.text, 0, f) for f in c.mix_benign for p in load_prompts(f, where=_safe_filter(f))]
+                     [(p.text, 0, f) for f in c.mix_benign for p in load_prompts(f, where=safe_label_filter(f))]
         self.out = Path(c.out)
         if self.out.exists() and any(self.out.iterdir()) and not c.overwrite:
             raise InputError("output directory exists and is not empty; pass --overwrite", source=str(self.out))
@@ -223,12 +223,6 @@ class Synthesizer:
         for b in (self._generator, self._translator):
             if b is not None and id(b) not in self._given:
                 b.close()
-
-
-def _safe_filter(path: str) -> dict | None:
-    from charter.evals.run import _columns
-
-    return {"label": "safe"} if "label" in _columns(Path(path)) else None
 
 
 def _unique(records: list[dict]) -> list[dict]:
