@@ -223,10 +223,8 @@ class TrainingRun:
     def _load_data(self, plan: RoutingPlan) -> TrainingData:
         cfg = self.config
         if isinstance(cfg, DPOTrainConfig):
-            data = load_preference_data(cfg.data, plan, soft_labels=cfg.labels == "soft", limit=cfg.limit)
-        else:
-            data = load_sft_data(cfg.data, plan, limit=cfg.limit)
-        return data
+            return load_preference_data(cfg.data, plan, soft_labels=cfg.labels == "soft", limit=cfg.limit)
+        return load_sft_data(cfg.data, plan, limit=cfg.limit)
 
     def _trainer(self, model, tokenizer, data: TrainingData, plan: RoutingPlan):
         from datasets import Dataset
