@@ -35,3 +35,4 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 
 from tests.train_fixtures import pref_rows, routed_constitution, sft_rows, six_block_model  # noqa: E402,F401
+from tests.db_fixtures import db_url  # noqa: E402,F401

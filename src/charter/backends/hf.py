@@ -262,6 +262,60 @@ class HFBackend(Backend):
                 results[i] = Generation(text.strip(), len(prompts[i]), n, finish)
         return results  # type: ignore[return-value]
 
+    def stream(self, conversation, config: SamplingConfig, seed: int = 0, stop=None):
+        """Yield the answer's text as it is generated (one conversation). Setting the
+        ``threading.Event`` ``stop`` ends generation at the next token; closing the iterator does
+        the same. Returns the token counts as the generator's return value."""
+        import threading
+
+        from transformers import (
+            GenerationConfig, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer,
+        )
+
+        stop = stop or threading.Event()
+        prompt = self._encode(self.render(conversation))
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if limit and len(prompt) + config.max_new_tokens > limit:
+            raise ContextLengthError(f"prompt of {len(prompt)} tokens plus {config.max_new_tokens} new tokens exceeds "
+                                     f"the model's {limit} positions", source=self.info.spec)
+
+        class _Stop(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kw):
+                return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
+
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+        processors = LogitsProcessorList()
+        if not config.greedy:
+            processors.append(_SeededSampler([seed], config.temperature, config.top_p))
+        gen_config = GenerationConfig(max_new_tokens=config.max_new_tokens, do_sample=False,
+                                      eos_token_id=self._eos_ids, pad_token_id=self.tokenizer.pad_token_id)
+        ids = torch.tensor([prompt], device=self.device)
+        result = {}
+
+        def run():
+            try:
+                with torch.inference_mode():
+                    out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=gen_config,
+                                              logits_processor=processors, streamer=streamer,
+                                              stopping_criteria=StoppingCriteriaList([_Stop()]))
+                result["completion_tokens"] = int(out.shape[1] - ids.shape[1])
+            except BaseException as exc:  # surfaced to the consumer below
+                result["error"] = exc
+                streamer.end()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        try:
+            for text in streamer:
+                if text:
+                    yield text
+        finally:
+            stop.set()
+            thread.join()
+        if "error" in result:
+            raise result["error"]
+        return {"prompt_tokens": len(prompt), "completion_tokens": result.get("completion_tokens", 0)}
+
     # -- scoring ---------------------------------------------------------------------------------
     @torch.inference_mode()
     def score(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:

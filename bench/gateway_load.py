@@ -1,0 +1,151 @@
+"""Gateway throughput and added latency: the same requests sent to a fast stub upstream directly
+and through `charter serve` in front of it, in one run, at concurrency 1 and 32.
+
+Everything runs on this machine: stub and gateway are subprocesses, the load generator is this
+process (httpx, asyncio). The gateway writes its SQLite audit log (4 entries, one commit, per
+request) and signs a receipt per answer. Run "guard" adds the stage-1 input and output classifiers
+(MiniLM, trained here on the bundled samples; nothing escalates since no stage 2 is configured).
+Targets: added p50 <= 3 ms when nothing escalates; throughput >= 50% of direct.
+
+    .venv/bin/python bench/gateway_load.py [--requests 400] [--no-guard]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import httpx  # noqa: E402
+from _util import print_table, write_results  # noqa: E402
+
+from charter.audit import connect  # noqa: E402
+from charter.gateway.tenants import add_tenant  # noqa: E402
+from tests.servers.openai_server import free_port  # noqa: E402
+
+
+def wait_up(url: str, proc: subprocess.Popen, path: str) -> None:
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            if httpx.get(url + path, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {proc.args}")
+        time.sleep(0.2)
+    raise SystemExit(f"server did not start: {proc.args}")
+
+
+async def load(url: str, key: str | None, model: str, n: int, concurrency: int) -> dict:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    lat: list[float] = []
+    body = {"model": model, "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=concurrency)) as c:
+        for _ in range(min(20, n)):  # warm-up
+            (await c.post(url + "/chat/completions", json=body, headers=headers)).raise_for_status()
+        queue = asyncio.Queue()
+        for i in range(n):
+            queue.put_nowait(i)
+
+        async def worker():
+            while not queue.empty():
+                queue.get_nowait()
+                t0 = time.perf_counter()
+                r = await c.post(url + "/chat/completions", json=body, headers=headers)
+                r.raise_for_status()
+                lat.append(time.perf_counter() - t0)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    lat.sort()
+    return {"rps": n / wall, "p50_ms": statistics.median(lat) * 1000, "p99_ms": lat[int(0.99 * (len(lat) - 1))] * 1000}
+
+
+def train_guard(d: Path) -> Path:
+    from charter.data import load_prompts
+    from charter.evals.run import DEFAULT_PROMPTS
+    from charter.guard.model import GuardTrainConfig, GuardTrainer
+
+    harmful = [p.text for p in load_prompts(DEFAULT_PROMPTS["harmlessness"])]
+    benign = [p.text for p in load_prompts(DEFAULT_PROMPTS["over-refusal"])]
+    rows = [{"text": t, "label": "harmful", "side": s} for t in harmful for s in ("input", "output")]
+    rows += [{"text": t, "label": "benign", "side": s} for t in benign for s in ("input", "output")]
+    (d / "gdata").mkdir()
+    for name, part in (("train.jsonl", rows[0::2]), ("val.jsonl", rows[1::2])):
+        (d / "gdata" / name).write_text("".join(json.dumps(r) + "\n" for r in part))
+    GuardTrainer(GuardTrainConfig(data=str(d / "gdata"), out=str(d / "guard"))).train()
+    return d / "guard"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=400)
+    ap.add_argument("--no-guard", action="store_true")
+    args = ap.parse_args()
+    procs = []
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        stub_port = free_port()
+        stub = subprocess.Popen([sys.executable, str(ROOT / "tests/servers/stub_upstream.py"), "--port", str(stub_port)])
+        procs.append(stub)
+        stub_url = f"http://127.0.0.1:{stub_port}/v1"
+        wait_up(stub_url, stub, "/models")
+        runs = [("gateway (audit + receipts)", None)]
+        if not args.no_guard:
+            runs.append(("gateway + stage-1 guard", train_guard(d)))
+        gateways = []
+        for i, (name, guard) in enumerate(runs):
+            db_url = f"sqlite:///{d}/audit-{i}.db"
+            engine = connect(db_url)
+            key = add_tenant(engine, "bench", rate_limit_rpm=10**9)
+            engine.dispose()
+            cfg = d / f"gateway-{i}.toml"
+            cfg.write_text(f'[server]\ndatabase = "{db_url}"\nruntime_key = "rt.pem"\nsystem_prompt = "none"\n'
+                           f'log_requests = false\n[upstream]\nmodel = "openai:{stub_url}#stub"\nmodel_id = "m"\n'
+                           + (f'[guard]\npath = "{guard}"\n' if guard else ""))
+            port = free_port()
+            p = subprocess.Popen([sys.executable, "-m", "charter.cli.main", "serve", "--config", str(cfg), "--port", str(port)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=d)
+            procs.append(p)
+            wait_up(f"http://127.0.0.1:{port}/v1", p, "/attestation")
+            gateways.append((name, f"http://127.0.0.1:{port}/v1", key))
+        try:
+            for conc in (1, 32):
+                direct = asyncio.run(load(stub_url, None, "stub", args.requests, conc))
+                rows.append({"concurrency": conc, "path": "direct to stub", "rps": round(direct["rps"], 1),
+                             "p50_ms": round(direct["p50_ms"], 2), "p99_ms": round(direct["p99_ms"], 2),
+                             "added_p50_ms": 0.0, "throughput_vs_direct": 1.0})
+                for name, url, key in gateways:
+                    r = asyncio.run(load(url, key, "m", args.requests, conc))
+                    rows.append({"concurrency": conc, "path": name, "rps": round(r["rps"], 1), "p50_ms": round(r["p50_ms"], 2),
+                                 "p99_ms": round(r["p99_ms"], 2), "added_p50_ms": round(r["p50_ms"] - direct["p50_ms"], 2),
+                                 "throughput_vs_direct": round(r["rps"] / direct["rps"], 3)})
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait(20)
+    print_table(rows, ["concurrency", "path", "rps", "p50_ms", "p99_ms", "added_p50_ms", "throughput_vs_direct"])
+    path = write_results("gateway_load", {"requests": args.requests, "cores": os.cpu_count(),
+                                          "targets": {"added_p50_ms": 3.0, "throughput_vs_direct": 0.5}, "rows": rows})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The gateway's database: one SQLAlchemy Core schema on SQLite (embedded default) or PostgreSQL.
+
+Tables: the audit log and its signed checkpoints, tenants (API-key hashes), controls (the kill
+switch, shared by every gateway process on the same database) and incidents.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger, Boolean, Column, Integer, MetaData, String, Table, Text, create_engine, event,
+)
+from sqlalchemy.engine import Engine
+
+from charter.errors import InputError
+
+metadata = MetaData()
+
+entries = Table(
+    "audit_entries", metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("time", String(40), nullable=False, index=True),
+    Column("tenant", String(200), index=True),
+    Column("kind", String(64), nullable=False),
+    Column("request_id", String(100), index=True),
+    Column("body", Text),  # canonical JSON; NULL once purged by retention
+    Column("prev_hash", String(64), nullable=False),
+    Column("entry_hash", String(64), nullable=False),  # RFC 6962 leaf hash of the canonical entry
+    Column("purged", Boolean, nullable=False, default=False),
+)
+
+checkpoints = Table(
+    "audit_checkpoints", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tree_size", BigInteger, nullable=False),
+    Column("root_hash", String(64), nullable=False),
+    Column("time", String(40), nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("public_key", Text, nullable=False),
+    Column("envelope", Text, nullable=False),  # DSSE over the checkpoint body
+)
+
+# The plain table the append benchmark compares against (same columns, no chain).
+plain_entries = Table(
+    "audit_plain", metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=True),
+    Column("time", String(40), nullable=False),
+    Column("tenant", String(200)),
+    Column("kind", String(64), nullable=False),
+    Column("request_id", String(100)),
+    Column("body", Text),
+)
+
+tenants = Table(
+    "tenants", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("key_hash", String(64), nullable=False, unique=True),  # sha256 of the API key
+    Column("rate_limit_rpm", Integer, nullable=False, default=60),
+    Column("admin", Boolean, nullable=False, default=False),
+    Column("created", String(40), nullable=False),
+)
+
+controls = Table(
+    "controls", metadata,
+    Column("scope", String(200), primary_key=True),  # "*" = every model, else a model id
+    Column("suspended", Boolean, nullable=False),
+    Column("reason", Text),
+    Column("since", String(40)),
+    Column("incident_id", Integer),
+)
+
+incidents = Table(
+    "incidents", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("opened", String(40), nullable=False),
+    Column("closed", String(40)),
+    Column("status", String(20), nullable=False),
+    Column("scope", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("trigger", Text),  # JSON: rule, count, window, request ids
+)
+
+
+def connect(url: str, *, durability: str = "normal") -> Engine:
+    """An engine with the schema created. SQLite: WAL, a busy timeout, and BEGIN IMMEDIATE so that
+    writers from several processes queue instead of failing; ``durability="full"`` fsyncs each
+    commit (WAL + NORMAL already survives a killed process, not a power cut)."""
+    if "://" not in url:
+        raise InputError(f"not a database URL: {url!r} (e.g. sqlite:///audit.db or postgresql://host/db)", source="database")
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+            _sqlite_pragmas(engine, durability)
+        else:
+            engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        metadata.create_all(engine)
+    except Exception as exc:  # driver and connection errors differ per backend
+        raise InputError(f"cannot open database {_redact(url)}: {str(exc).splitlines()[0]}", source="database") from None
+    return engine
+
+
+def _sqlite_pragmas(engine: Engine, durability: str) -> None:
+    sync = {"normal": "NORMAL", "full": "FULL"}[durability]
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={sync}")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def _redact(url: str) -> str:
+    head, sep, tail = url.partition("@")
+    if sep and ":" in head.split("//", 1)[-1]:
+        scheme, _, cred = head.partition("//")
+        return f"{scheme}//{cred.split(':')[0]}:***@{tail}"
+    return url

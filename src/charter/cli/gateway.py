@@ -1,0 +1,316 @@
+"""``charter serve``, ``charter admin``, ``charter incident`` and ``charter audit``."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from charter.cli._common import console, err_console, handle_errors
+from charter.errors import InputError, VerificationError
+
+admin_app = typer.Typer(help="Gateway administration: tenants and the kill switch.", no_args_is_help=True)
+incident_app = typer.Typer(help="Incidents opened by trip rules or administrators.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit log: verify, export, prove, checkpoint, purge.", no_args_is_help=True)
+
+_CONFIG = typer.Option(None, "--config", "-c", help="gateway.toml (default: ./gateway.toml when present).")
+_DATABASE = typer.Option(None, "--database", help="Database URL, overriding the config (sqlite:///F or postgresql://H/DB).")
+
+
+def _config(config: Optional[Path], database: Optional[str] = None, **overrides):
+    from charter.gateway.config import load_gateway_config
+
+    if config is None and Path("gateway.toml").is_file():
+        config = Path("gateway.toml")
+    return load_gateway_config(config, **({"server.database": database} if database else {}), **overrides)
+
+
+def _db(config: Optional[Path], database: Optional[str]):
+    from charter.audit import AuditLog, connect
+
+    cfg = _config(config, database)
+    engine = connect(cfg.path(cfg.server.database), durability=cfg.server.durability)
+    return cfg, engine, AuditLog(engine)
+
+
+def _runtime_key(cfg):
+    from charter.gateway.state import _runtime_key as load
+
+    return load(cfg.path(cfg.server.runtime_key))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.add_typer(admin_app, name="admin")
+    app.add_typer(incident_app, name="incident")
+    app.add_typer(audit_app, name="audit")
+
+
+@handle_errors
+def serve(
+    config: Optional[Path] = _CONFIG,
+    host: Optional[str] = typer.Option(None, "--host", help="Bind address (overrides [server] host)."),
+    port: Optional[int] = typer.Option(None, "--port", help="Port (overrides [server] port)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Upstream model spec (overrides [upstream] model)."),
+    require_seal: Optional[Path] = typer.Option(None, "--require-seal", help="Public key: refuse to serve a model whose seal does not verify."),
+    database: Optional[str] = _DATABASE,
+    guard: Optional[Path] = typer.Option(None, "--guard", help="Guard directory (overrides [guard] path)."),
+) -> None:
+    """Serve the OpenAI-compatible, guarded, audited gateway (FastAPI + uvicorn)."""
+    import uvicorn
+
+    from charter.gateway import create_app
+    from charter.gateway.app import configure_json_logging
+    from charter.gateway.state import GatewayState
+
+    cfg = _config(config, database, **{"server.host": host, "server.port": port, "upstream.model": model,
+                                      "upstream.require_seal": str(require_seal.resolve()) if require_seal else None,
+                                      "guard.path": str(guard.resolve()) if guard else None})
+    configure_json_logging()
+    with console.status(f"loading {cfg.upstream.model}" + (" and the guard" if cfg.guard.path else "")):
+        state = GatewayState(cfg)
+    a = state.attestation
+    err_console.print(f"serving {state.upstream.model_id} on http://{cfg.server.host}:{cfg.server.port}/v1 "
+                      f"({'sealed, verified' if a.verified else 'sealed, not verified' if a.sealed else 'unsealed'}; "
+                      f"guard {'on' if state.guard is not None else 'off'}; audit {cfg.server.database})", highlight=False)
+    uvicorn.run(create_app(cfg, state=state), host=cfg.server.host, port=cfg.server.port, log_config=None,
+                access_log=False, timeout_graceful_shutdown=5)
+
+
+# -- admin ----------------------------------------------------------------------------------------
+@admin_app.command("add-tenant")
+@handle_errors
+def add_tenant(
+    name: str = typer.Argument(..., help="Tenant name."),
+    admin: bool = typer.Option(False, "--admin", help="May call admin endpoints and read every tenant's entries."),
+    rpm: int = typer.Option(60, "--rpm", min=1, help="Rate limit, requests per minute per gateway process."),
+    config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE,
+) -> None:
+    """Create a tenant and print its API key (shown once; only its hash is stored)."""
+    from charter.gateway.tenants import add_tenant as add
+
+    _, engine, log = _db(config, database)
+    key = add(engine, name, admin=admin, rate_limit_rpm=rpm)
+    log.append("admin.add_tenant", {"tenant": name, "admin": admin, "rate_limit_rpm": rpm, "actor": "cli"})
+    typer.echo(key)
+
+
+@admin_app.command("suspend")
+@handle_errors
+def suspend(
+    model: Optional[str] = typer.Option(None, "--model", help="Only this model id (default: everything served)."),
+    reason: str = typer.Option("suspended by an administrator", "--reason"),
+    config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE,
+) -> None:
+    """Kill switch: refuse new requests and stop in-flight streams (every process on the database)."""
+    from charter.gateway.control import ALL, KillSwitch
+
+    _, engine, log = _db(config, database)
+    s = KillSwitch(engine, log).suspend(model or ALL, reason=reason, actor="cli")
+    console.print(f"suspended {s.scope} since {s.since}: {s.reason}", highlight=False)
+
+
+@admin_app.command("resume")
+@handle_errors
+def resume(
+    model: Optional[str] = typer.Option(None, "--model", help="The model id suspended with --model (default: the global switch)."),
+    config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE,
+) -> None:
+    """Lift a suspension."""
+    from charter.gateway.control import ALL, KillSwitch
+
+    _, engine, log = _db(config, database)
+    was = KillSwitch(engine, log).resume(model or ALL, actor="cli")
+    console.print(f"resumed {model or ALL}" + ("" if was else " (it was not suspended)"), highlight=False)
+
+
+@admin_app.command("status")
+@handle_errors
+def status(config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE) -> None:
+    """Suspensions in force and the audit log's size."""
+    from charter.gateway.control import KillSwitch
+
+    _, engine, log = _db(config, database)
+    typer.echo(json.dumps({"suspensions": KillSwitch(engine, log).status(), "audit_entries": log.size()}, indent=2))
+
+
+# -- incidents ------------------------------------------------------------------------------------
+@incident_app.command("list")
+@handle_errors
+def incident_list(config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE) -> None:
+    """Every incident, one line each."""
+    from charter.gateway.control import Incidents
+
+    _, engine, log = _db(config, database)
+    for i in Incidents(engine, log).list():
+        typer.echo(f"{i['id']}\t{i['status']}\t{i['opened']}\t{i['scope']}\t{i['reason']}")
+
+
+@incident_app.command("report")
+@handle_errors
+def incident_report(
+    incident_id: int = typer.Argument(..., help="Incident id (charter incident list)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write Markdown here (and JSON beside it) instead of printing."),
+    config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE,
+) -> None:
+    """An incident's timeline, affected requests and guard decisions."""
+    from charter.gateway.control import Incidents, render_report
+
+    _, engine, log = _db(config, database)
+    rep = Incidents(engine, log).report(incident_id)
+    md = render_report(rep)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(md)
+        out.with_suffix(".json").write_text(json.dumps(rep, indent=2))
+        console.print(f"wrote {out} and {out.with_suffix('.json')}", highlight=False)
+    else:
+        typer.echo(md)
+
+
+@incident_app.command("close")
+@handle_errors
+def incident_close(
+    incident_id: int = typer.Argument(...), note: str = typer.Option("", "--note"),
+    config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE,
+) -> None:
+    """Close an incident (resuming service is a separate, deliberate `charter admin resume`)."""
+    from charter.gateway.control import Incidents
+
+    _, engine, log = _db(config, database)
+    Incidents(engine, log).close(incident_id, actor="cli", note=note)
+    console.print(f"closed incident {incident_id}", highlight=False)
+
+
+# -- audit ----------------------------------------------------------------------------------------
+def _public_keys(paths: List[Path]):
+    from charter.provenance.keys import load_public_key
+
+    return [load_public_key(p) for p in paths] if paths else None
+
+
+@audit_app.command("verify")
+@handle_errors
+def audit_verify(
+    public_key: List[Path] = typer.Option([], "--public-key", help="Pin the checkpoint signer(s) (the gateway's runtime public key)."),
+    config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE,
+) -> None:
+    """Walk the hash chain and check every signed checkpoint; exit 1 naming the first bad entry."""
+    from charter.cli._common import record_progress
+
+    _, _, log = _db(config, database)
+    total = log.size()
+    done = [0]
+    with record_progress("verifying audit log") as update:
+
+        def step(n: int) -> None:
+            done[0] += n
+            update(done[0], total, "chain")
+
+        rep = log.verify(_public_keys(public_key), progress=step)
+    if not rep.ok:
+        raise VerificationError(f"audit log: first bad entry {rep.first_bad}: {rep.problem}")
+    console.print(f"audit log ok: {rep.entries} entries ({rep.purged} purged by retention), {rep.checkpoints} signed "
+                  f"checkpoints verified, {rep.unanchored} entries after the last checkpoint (chain only)", highlight=False)
+    for n in rep.notes:
+        console.print(f"note: {n}", highlight=False)
+
+
+@audit_app.command("export")
+@handle_errors
+def audit_export(
+    out: Path = typer.Option(..., "--out", "-o", help="JSONL file: a signed checkpoint, then entries with inclusion proofs."),
+    tenant: Optional[str] = typer.Option(None, "--tenant", help="Only this tenant's entries."),
+    since: Optional[str] = typer.Option(None, "--since", help="ISO time (UTC), inclusive."),
+    until: Optional[str] = typer.Option(None, "--until", help="ISO time (UTC), exclusive."),
+    config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE,
+) -> None:
+    """Export entries for a regulator; `charter audit verify-export` checks the file offline."""
+    cfg, _, log = _db(config, database)
+    r = log.export(out, _runtime_key(cfg), tenant=tenant, since=_iso(since, "--since"), until=_iso(until, "--until"))
+    console.print(f"exported {r['entries']} entries to {r['path']} (checkpoint of {r['tree_size']} entries, "
+                  f"root {r['root_hash'][:16]}…)", highlight=False)
+
+
+@audit_app.command("verify-export")
+@handle_errors
+def audit_verify_export(
+    file: Path = typer.Argument(..., help="An export from `charter audit export`."),
+    public_key: Path = typer.Option(..., "--public-key", help="The gateway's runtime public key."),
+) -> None:
+    """Check an export with the public key alone: each entry's hash and its inclusion proof."""
+    from charter.audit import verify_export
+    from charter.provenance.keys import load_public_key
+
+    r = verify_export(file, load_public_key(public_key))
+    console.print(f"export ok: {r['entries']} entries included in the signed log of {r['tree_size']} entries "
+                  f"(checkpoint {r['checkpoint_time']})", highlight=False)
+
+
+@audit_app.command("checkpoint")
+@handle_errors
+def audit_checkpoint(config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE) -> None:
+    """Sign the current tree head now."""
+    cfg, _, log = _db(config, database)
+    cp = log.checkpoint(_runtime_key(cfg))
+    if cp is None:
+        raise InputError("the audit log is empty", source="audit")
+    console.print(f"checkpoint {cp.id}: {cp.tree_size} entries, root {cp.root_hash}", highlight=False)
+
+
+@audit_app.command("prove")
+@handle_errors
+def audit_prove(
+    seq: Optional[int] = typer.Argument(None, help="Entry whose inclusion to prove."),
+    from_size: Optional[int] = typer.Option(None, "--from-size", help="Instead: a consistency proof from this tree size..."),
+    to_size: Optional[int] = typer.Option(None, "--to-size", help="...to this one (default: the latest checkpoint)."),
+    config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE,
+) -> None:
+    """Print an RFC 6962 inclusion or consistency proof against the latest signed checkpoint."""
+    cfg, _, log = _db(config, database)
+    cp = log.checkpoint(_runtime_key(cfg))
+    if cp is None:
+        raise InputError("the audit log is empty", source="audit")
+    if from_size is not None:
+        to = to_size or cp.tree_size
+        if not 0 < from_size <= to <= cp.tree_size:
+            raise InputError(f"sizes must satisfy 0 < --from-size <= --to-size <= {cp.tree_size}", source="--from-size")
+        typer.echo(json.dumps({"old_size": from_size, "new_size": to, "consistency_proof": log.consistency_proof(from_size, to)}, indent=2))
+        return
+    if seq is None or not 0 <= seq < cp.tree_size:
+        raise InputError(f"give an entry number below {cp.tree_size}", source="SEQ")
+    e = next(log.entries(after_seq=seq - 1, limit=1))
+    typer.echo(json.dumps({"entry": e.to_dict(), "tree_size": cp.tree_size, "root_hash": cp.root_hash,
+                           "checkpoint_envelope": cp.envelope, "inclusion_proof": log.inclusion_proof(seq, cp.tree_size)}, indent=2))
+
+
+@audit_app.command("purge")
+@handle_errors
+def audit_purge(
+    older_than_days: Optional[float] = typer.Option(None, "--older-than-days", help="Default: the config's retention_days."),
+    config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE,
+) -> None:
+    """Retention: drop the content of old entries, keeping their hashes so the log stays verifiable."""
+    cfg, _, log = _db(config, database)
+    days = older_than_days or cfg.server.retention_days
+    if not days:
+        raise InputError("no retention period: pass --older-than-days or set [server] retention_days", source="--older-than-days")
+    cutoff = (datetime.now(timezone.utc) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    n = log.purge(cutoff, _runtime_key(cfg), actor="cli")
+    console.print(f"purged the content of {n} entries older than {cutoff}", highlight=False)
+
+
+def _iso(value: Optional[str], flag: str) -> Optional[str]:
+    """Accept 2026-01-31 or a full ISO time; store-format (UTC, microseconds, Z) for comparison."""
+    if value is None:
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"not an ISO date or time: {value!r}", source=flag) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,62 @@
+"""The FastAPI application: routers per concern, the state built in the lifespan."""
+
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from charter.gateway import errors
+from charter.gateway.config import GatewayConfig
+from charter.gateway.routers import admin, attestation, audit, chat
+from charter.gateway.state import GatewayState
+
+
+def create_app(config: GatewayConfig, *, state: GatewayState | None = None, upstream=None, guard=None) -> FastAPI:
+    """``state``/``upstream``/``guard`` may be handed in (tests, benchmarks); otherwise they are
+    built from ``config`` at start-up."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        st = state or GatewayState(config, upstream=upstream, guard=guard)
+        app.state.gateway = st
+        st.start_background()
+        try:
+            yield
+        finally:
+            await st.stop_background()
+
+    app = FastAPI(title="Charter gateway", version="1", lifespan=lifespan,
+                  description="OpenAI-compatible serving under a constitution: guard, audit log, kill switch, attestation.")
+    errors.install(app)
+    for r in (chat.router, admin.router, audit.router, attestation.router):
+        app.include_router(r)
+    return app
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; a message that is itself JSON is merged in."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        base = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname, "logger": record.name}
+        msg = record.getMessage()
+        try:
+            extra = json.loads(msg)
+            base |= extra if isinstance(extra, dict) else {"message": msg}
+        except ValueError:
+            base["message"] = msg
+        if record.exc_info:
+            base["exc"] = self.formatException(record.exc_info)
+        return json.dumps(base)
+
+
+def configure_json_logging(level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    for name in ("charter.gateway", "charter.gateway.access", "uvicorn.error"):
+        lg = logging.getLogger(name)
+        lg.handlers[:] = [handler]
+        lg.setLevel(level)
+        lg.propagate = False

@@ -1,0 +1,196 @@
+"""The kill switch, trip rules and incidents, kept in the shared database so that every gateway
+process on it obeys the same switch: each polls ``controls`` every ``poll_seconds`` and streams
+check the cached state between tokens."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from charter.audit import db
+from charter.audit.log import AuditLog, utc_now
+from charter.errors import InputError
+
+ALL = "*"
+
+# Audit kinds a trip rule counts.
+RULE_KINDS = {"blocked_outputs": "guard.output.blocked", "blocked_inputs": "guard.input.blocked",
+              "violation_reports": "violation.report"}
+
+
+def iso_ago(seconds: float) -> str:
+    return (datetime.now(timezone.utc) - timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class Suspension:
+    scope: str
+    reason: str | None
+    since: str | None
+    incident_id: int | None
+
+
+class KillSwitch:
+    def __init__(self, engine: Engine, log: AuditLog):
+        self.engine, self.log = engine, log
+        self._state: dict[str, Suspension] = {}
+        self._lock = threading.Lock()
+
+    # -- writes (admin CLI, admin API, trip rules) --------------------------------------------------
+    def suspend(self, scope: str = ALL, *, reason: str, actor: str, incident_id: int | None = None) -> Suspension:
+        s = Suspension(scope, reason, utc_now(), incident_id)
+        with self.engine.begin() as conn:
+            conn.execute(db.controls.delete().where(db.controls.c.scope == scope))
+            conn.execute(db.controls.insert().values(scope=scope, suspended=True, reason=reason, since=s.since,
+                                                     incident_id=incident_id))
+        self.log.append("admin.suspend", {"scope": scope, "reason": reason, "actor": actor, "incident_id": incident_id},
+                        tenant=None)
+        self.refresh()
+        return s
+
+    def resume(self, scope: str = ALL, *, actor: str) -> bool:
+        with self.engine.begin() as conn:
+            n = conn.execute(db.controls.delete().where(db.controls.c.scope == scope)).rowcount
+        self.log.append("admin.resume", {"scope": scope, "actor": actor, "was_suspended": bool(n)})
+        self.refresh()
+        return bool(n)
+
+    # -- reads -------------------------------------------------------------------------------------
+    def refresh(self) -> dict[str, Suspension]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(db.controls).where(db.controls.c.suspended.is_(True))).all()
+        state = {r.scope: Suspension(r.scope, r.reason, r.since, r.incident_id) for r in rows}
+        with self._lock:
+            self._state = state
+        return state
+
+    def suspended(self, model_id: str | None = None) -> Suspension | None:
+        """The suspension that applies to ``model_id`` (the cached state: no database access)."""
+        with self._lock:
+            return self._state.get(ALL) or (self._state.get(model_id) if model_id else None)
+
+    def status(self) -> list[dict]:
+        return [s.__dict__ for s in self.refresh().values()]
+
+
+class Incidents:
+    def __init__(self, engine: Engine, log: AuditLog):
+        self.engine, self.log = engine, log
+
+    def open(self, scope: str, reason: str, trigger: dict) -> int:
+        with self.engine.begin() as conn:
+            iid = conn.execute(db.incidents.insert().values(opened=utc_now(), status="open", scope=scope, reason=reason,
+                                                            trigger=json.dumps(trigger))).inserted_primary_key[0]
+        self.log.append("incident.opened", {"incident_id": iid, "scope": scope, "reason": reason, "trigger": trigger})
+        return int(iid)
+
+    def close(self, iid: int, *, actor: str, note: str = "") -> None:
+        self.get(iid)
+        with self.engine.begin() as conn:
+            conn.execute(db.incidents.update().where(db.incidents.c.id == iid).values(status="closed", closed=utc_now()))
+        self.log.append("incident.closed", {"incident_id": iid, "actor": actor, "note": note})
+
+    def list(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(db.incidents).order_by(db.incidents.c.id)).all()
+        return [_incident(r) for r in rows]
+
+    def get(self, iid: int) -> dict:
+        with self.engine.connect() as conn:
+            r = conn.execute(select(db.incidents).where(db.incidents.c.id == iid)).first()
+        if r is None:
+            raise InputError(f"no incident {iid}", source="incident")
+        return _incident(r)
+
+    def report(self, iid: int) -> dict:
+        """The incident, its timeline (audit entries from the start of the trigger window to its
+        close) and the requests it concerns with their guard decisions."""
+        inc = self.get(iid)
+        trig = inc["trigger"] or {}
+        since = trig.get("window_start") or inc["opened"]
+        until = inc["closed"]
+        kinds = ["guard.input.blocked", "guard.output.blocked", "violation.report", "admin.suspend", "admin.resume",
+                 "incident.opened", "incident.closed", "chat.suspended"]
+        timeline = [e for e in self.log.entries(since=since, until=None) if e.kind in kinds
+                    and (until is None or e.time <= until or e.kind == "incident.closed")]
+        request_ids = list(dict.fromkeys(trig.get("request_ids", []) + [e.request_id for e in timeline if e.request_id]))
+        affected = {}
+        for rid in request_ids:
+            affected[rid] = [{"seq": e.seq, "time": e.time, "kind": e.kind, "tenant": e.tenant, "data": e.data}
+                             for e in self.log.entries(request_id=rid)]
+        return {"incident": inc, "timeline": [{"seq": e.seq, "time": e.time, "kind": e.kind, "tenant": e.tenant,
+                                               "request_id": e.request_id, "data": e.data} for e in timeline],
+                "affected_requests": affected}
+
+
+def _incident(r) -> dict:
+    d = dict(r._mapping)
+    d["trigger"] = json.loads(d["trigger"]) if d.get("trigger") else None
+    return d
+
+
+class TripWire:
+    """Evaluates trip rules after a counted event: N matching audit entries within the window
+    (across every process, since they share the log) suspend the scope and open an incident."""
+
+    def __init__(self, rules, engine: Engine, log: AuditLog, killswitch: KillSwitch, incidents: Incidents):
+        self.rules, self.engine, self.log = rules, engine, log
+        self.killswitch, self.incidents = killswitch, incidents
+        self._lock = threading.Lock()
+
+    def observe(self, kind: str, model_id: str) -> int | None:
+        """Called after an entry of ``kind`` was appended; returns an incident id when one opened."""
+        for rule in self.rules:
+            if RULE_KINDS[rule.kind] != kind:
+                continue
+            scope = ALL if rule.scope == "all" else model_id
+            since = iso_ago(rule.window_seconds)
+            with self.engine.connect() as conn:
+                n = conn.execute(select(func.count()).select_from(db.entries)
+                                 .where(db.entries.c.kind == kind, db.entries.c.time >= since)).scalar()
+            if n < rule.threshold:
+                continue
+            with self._lock:
+                if self.killswitch.refresh().get(scope) or self.killswitch.suspended(model_id):
+                    return None  # already stopped; one incident per trip
+                ids = [e.request_id for e in self.log.entries(kinds=[kind], since=since) if e.request_id]
+                reason = f"trip rule: {n} {rule.kind.replace('_', ' ')} within {rule.window_seconds:g} s (threshold {rule.threshold})"
+                iid = self.incidents.open(scope, reason, {"rule": rule.model_dump(), "count": n, "window_start": since,
+                                                          "request_ids": ids})
+                self.killswitch.suspend(scope, reason=reason, actor="trip-rule", incident_id=iid)
+                return iid
+        return None
+
+
+def render_report(rep: dict) -> str:
+    inc = rep["incident"]
+    lines = [f"# Incident {inc['id']}: {inc['reason']}", "",
+             f"- status: {inc['status']}", f"- scope: {inc['scope']}", f"- opened: {inc['opened']}",
+             f"- closed: {inc['closed'] or '—'}", ""]
+    if inc.get("trigger"):
+        lines += ["## Trigger", "", "```json", json.dumps(inc["trigger"], indent=2), "```", ""]
+    lines += ["## Timeline", "", "| seq | time | kind | tenant | request | detail |", "|---|---|---|---|---|---|"]
+    for e in rep["timeline"]:
+        d = e["data"] or {}
+        detail = d.get("reason") or d.get("description") or (
+            f"score {d['score']:.3f} > {d['threshold']:.3f} ({d.get('stage')}, {d.get('category') or '-'})" if "score" in d else "")
+        lines.append(f"| {e['seq']} | {e['time']} | {e['kind']} | {e['tenant'] or ''} | {e['request_id'] or ''} | {detail} |")
+    lines += ["", "## Affected requests", ""]
+    for rid, es in rep["affected_requests"].items():
+        lines.append(f"### {rid}")
+        for e in es:
+            d = e["data"] or {}
+            if e["kind"] == "chat.request":
+                msg = next((m.get("content") for m in reversed(d.get("messages", [])) if m.get("role") == "user"), "")
+                lines.append(f"- {e['time']} request from {e['tenant']}: {str(msg)[:200]!r}")
+            elif e["kind"] == "chat.response":
+                lines.append(f"- {e['time']} response ({d.get('finish_reason')}): {str(d.get('content'))[:200]!r}")
+            else:
+                lines.append(f"- {e['time']} {e['kind']}" + (f": block={d.get('block')} score={d.get('score')}" if "block" in d else ""))
+        lines.append("")
+    return "\n".join(lines) + "\n"

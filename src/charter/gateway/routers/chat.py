@@ -1,0 +1,334 @@
+"""POST /v1/chat/completions and GET /v1/models.
+
+Per request: kill switch → input guard → generation (streamed or not) with the streaming output
+guard and the kill switch checked between chunks → receipt → audit entries, committed before the
+client gets the final byte. A blocked request is answered with the constitution's refusal in a
+normal completion whose finish_reason is ``content_filter`` and whose ``X-Charter-Guard`` header
+says which side blocked, so clients keep working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from charter.gateway import schemas
+from charter.gateway.deps import get_state, require_tenant
+from charter.gateway.errors import APIError, validation_message
+from charter.gateway.state import GatewayState
+from charter.gateway.tenants import Tenant
+from charter.gateway.upstream import GenParams, StreamResult, UpstreamError
+from charter.provenance.receipts import sign_receipt
+
+router = APIRouter(tags=["chat"])
+access = logging.getLogger("charter.gateway.access")
+
+_REQUEST_SCHEMA = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": schemas.ChatCompletionRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
+
+
+@router.get("/v1/models")
+async def list_models(tenant: Tenant = Depends(require_tenant), state: GatewayState = Depends(get_state)):
+    return {"object": "list", "data": [{"id": state.upstream.model_id, "object": "model", "created": 0,
+                                        "owned_by": "charter", "charter": {"sealed": state.attestation.sealed,
+                                                                           "statement_digest": state.attestation.statement_digest}}]}
+
+
+async def _read_request(request: Request, limit: int) -> schemas.ChatCompletionRequest:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise APIError(413, f"request body over {limit} bytes", code="request_too_large")
+    raw = b""
+    async for part in request.stream():
+        raw += part
+        if len(raw) > limit:
+            raise APIError(413, f"request body over {limit} bytes", code="request_too_large")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise APIError(400, "request body is not valid JSON", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise APIError(400, "request body must be a JSON object", code="invalid_json")
+    try:
+        return schemas.ChatCompletionRequest.model_validate(data)
+    except ValidationError as exc:
+        msg, param = validation_message(exc.errors())
+        raise APIError(400, msg, param=param) from None
+
+
+@dataclass
+class _Exchange:
+    """One request as it moves through the gateway."""
+
+    rid: str
+    tenant: str
+    model: str
+    messages: list[dict]
+    prompt: str  # the last user message: what the input guard and receipts are about
+    params: GenParams
+    t0: float
+
+    def request_body(self) -> dict:
+        return {"model": self.model, "messages": self.messages,
+                "params": {"max_tokens": self.params.max_tokens, "temperature": self.params.temperature,
+                           "top_p": self.params.top_p, "seed": self.params.seed, "stop": self.params.stop}}
+
+
+def _decision_entry(side: str, decision) -> tuple[str, dict]:
+    d = decision.to_dict()
+    return (f"guard.{side}.{'blocked' if decision.block else 'allowed'}", d)
+
+
+@router.post("/v1/chat/completions", openapi_extra=_REQUEST_SCHEMA)
+async def chat_completions(request: Request, tenant: Tenant = Depends(require_tenant),
+                           state: GatewayState = Depends(get_state)):
+    req = await _read_request(request, state.config.server.max_body_bytes)
+    if req.model != state.upstream.model_id:
+        raise APIError(404, f"the model {req.model!r} does not exist on this gateway (it serves {state.upstream.model_id!r})",
+                       param="model", code="model_not_found")
+    u = state.config.upstream
+    rid = "chatcmpl-" + uuid.uuid4().hex
+    messages = [{"role": m.role, "content": m.text()} for m in req.messages]
+    if state.system_prompt and not any(m["role"] in ("system", "developer") for m in messages):
+        messages = [{"role": "system", "content": state.system_prompt}] + messages
+    prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    params = GenParams(max_tokens=min(req.max_completion_tokens or req.max_tokens or u.max_new_tokens, u.max_new_tokens),
+                       temperature=u.temperature if req.temperature is None else req.temperature,
+                       top_p=u.top_p if req.top_p is None else req.top_p,
+                       seed=req.seed if req.seed is not None else uuid.uuid4().int % (2**31), stop=req.stop_list())
+    ex = _Exchange(rid, tenant.name, state.upstream.model_id, messages, prompt, params, time.perf_counter())
+    headers = {"X-Charter-Request-Id": rid, "X-Charter-Statement-Digest": state.attestation.header}
+
+    suspension = state.killswitch.suspended(ex.model)
+    if suspension:
+        await run_in_threadpool(state.log.append, "chat.suspended", ex.request_body() | {"reason": suspension.reason},
+                                tenant=tenant.name, request_id=rid)
+        _finish(state, ex, "suspended", 503)
+        raise APIError(503, f"the model is suspended: {suspension.reason}", "service_unavailable", code="model_suspended",
+                       headers=headers)
+
+    in_dec = None
+    if state.has_guard("input"):
+        in_dec = await run_in_threadpool(state.guard.check_input, prompt)
+        _count_decision(state, "input", in_dec)
+    if in_dec is not None and in_dec.block:
+        return await _blocked_input(state, ex, in_dec, req, headers)
+    if req.stream:
+        entries = [("chat.request", ex.request_body())] + ([_decision_entry("input", in_dec)] if in_dec else [])
+        await run_in_threadpool(state.log.append_many, [(k, b, ex.tenant, rid) for k, b in entries])
+        state.metrics.audit_entries.inc(len(entries))
+        return StreamingResponse(_stream(state, ex, req, in_dec), media_type="text/event-stream",
+                                 headers=headers | {"X-Charter-Guard": "streaming", "Cache-Control": "no-cache"})
+    return await _complete(state, ex, in_dec, headers)
+
+
+async def _complete(state: GatewayState, ex: _Exchange, in_dec, headers: dict):
+    result = StreamResult()
+    gen = asyncio.ensure_future(state.upstream.complete(ex.messages, ex.params, result))
+    suspension = await _race_killswitch(state, ex.model, gen)
+    if suspension is None:
+        try:
+            text = gen.result()
+        except UpstreamError as exc:
+            await run_in_threadpool(state.log.append, "chat.error", ex.request_body() | {"error": str(exc)},
+                                    tenant=ex.tenant, request_id=ex.rid)
+            _finish(state, ex, "upstream_error", 502)
+            raise APIError(502, str(exc), "upstream_error", code="upstream_error", headers=headers) from None
+    out_dec, finish, content, guard = None, result.finish_reason, None, "allowed"
+    if suspension is not None:
+        content, finish, guard = state.refusal, "content_filter", "suspended"
+    else:
+        content = text
+        if state.has_guard("output"):
+            out_dec = await run_in_threadpool(state.guard.check_output, text, ex.prompt)
+            _count_decision(state, "output", out_dec)
+            if out_dec.block:
+                content, finish, guard = state.refusal, "content_filter", "blocked-output"
+    extra = {"guard": guard, "request_id": ex.rid}
+    receipt = _receipt(state, ex, content)
+    entries = [("chat.request", ex.request_body())]
+    entries += [_decision_entry("input", in_dec)] if in_dec else []
+    entries += [_decision_entry("output", out_dec)] if out_dec else []
+    entries.append(("chat.response", _response_body(content, finish, guard, result, receipt,
+                                                    suspension.reason if suspension else None, ex)))
+    await _audit(state, ex, entries)
+    if receipt:
+        extra["receipt"] = receipt
+        headers = headers | {"X-Charter-Receipt": _b64(receipt)}
+    _finish(state, ex, guard, 200, result.completion_tokens)
+    body = schemas.completion(ex.rid, ex.model, content, finish, schemas.usage(result.prompt_tokens, result.completion_tokens), extra)
+    return JSONResponse(body, headers=headers | {"X-Charter-Guard": guard})
+
+
+async def _race_killswitch(state: GatewayState, model: str, task: asyncio.Future):
+    """Wait for ``task``; if the kill switch trips first, cancel it and return the suspension."""
+    poll = state.config.server.poll_seconds
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=poll)
+        if done:
+            return None
+        s = state.killswitch.suspended(model)
+        if s:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return s
+
+
+async def _blocked_input(state: GatewayState, ex: _Exchange, in_dec, req, headers: dict):
+    content = state.refusal
+    receipt = _receipt(state, ex, content)
+    entries = [("chat.request", ex.request_body()), _decision_entry("input", in_dec),
+               ("chat.response", _response_body(content, "content_filter", "blocked-input", StreamResult(), receipt, None, ex))]
+    await _audit(state, ex, entries)
+    _finish(state, ex, "blocked-input", 200)
+    extra = {"guard": "blocked-input", "request_id": ex.rid, "category": in_dec.category, "principle": in_dec.principle}
+    if receipt:
+        extra["receipt"] = receipt
+    h = headers | {"X-Charter-Guard": "blocked-input"} | ({"X-Charter-Receipt": _b64(receipt)} if receipt else {})
+    if not req.stream:
+        return JSONResponse(schemas.completion(ex.rid, ex.model, content, "content_filter", schemas.usage(0, 0), extra), headers=h)
+
+    async def one_shot():
+        created = int(time.time())
+        yield _sse(schemas.chunk(ex.rid, ex.model, created, {"role": "assistant", "content": content}))
+        yield _sse(schemas.chunk(ex.rid, ex.model, created, {}, "content_filter", extra))
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(one_shot(), media_type="text/event-stream", headers=h)
+
+
+async def _stream(state: GatewayState, ex: _Exchange, req, in_dec):
+    """SSE body. Text is released only after the output check that covers it; the kill switch is
+    looked at between chunks and while waiting for one (at most ``poll_seconds`` apart)."""
+    created = int(time.time())
+    result = StreamResult()
+    every = state.config.guard.stream_every
+    guarded = state.has_guard("output")
+    poll = state.config.server.poll_seconds
+    agen = state.upstream.stream(ex.messages, ex.params, result).__aiter__()
+    text, pending, n = "", "", 0
+    finish, guard, out_dec, reason, sent = None, "allowed", None, None, ""
+    try:
+        yield _sse(schemas.chunk(ex.rid, ex.model, created, {"role": "assistant", "content": ""}))
+        while finish is None:
+            nxt = asyncio.ensure_future(agen.__anext__())
+            while True:
+                done, _ = await asyncio.wait({nxt}, timeout=poll)
+                s = state.killswitch.suspended(ex.model)
+                if s:
+                    nxt.cancel()
+                    await asyncio.gather(nxt, return_exceptions=True)
+                    finish, guard, reason = "content_filter", "suspended", s.reason
+                    break
+                if done:
+                    break
+            if finish:
+                break
+            try:
+                chunk = nxt.result()
+            except StopAsyncIteration:
+                break
+            text, pending, n = text + chunk, pending + chunk, n + 1
+            if not guarded:
+                sent += pending
+                yield _sse(schemas.chunk(ex.rid, ex.model, created, {"content": pending}))
+                pending = ""
+            elif n % every == 0:
+                out_dec = await run_in_threadpool(state.guard.check_output, text, ex.prompt)
+                _count_decision(state, "output", out_dec)
+                if out_dec.block:
+                    finish, guard = "content_filter", "blocked-output"
+                    break
+                sent += pending
+                yield _sse(schemas.chunk(ex.rid, ex.model, created, {"content": pending}))
+                pending = ""
+        if finish is None and guarded:
+            out_dec = await run_in_threadpool(state.guard.check_output, text, ex.prompt)
+            _count_decision(state, "output", out_dec)
+            if out_dec.block:
+                finish, guard = "content_filter", "blocked-output"
+        if finish is None:
+            finish = result.finish_reason
+            if pending:
+                sent += pending
+                yield _sse(schemas.chunk(ex.rid, ex.model, created, {"content": pending}))
+        else:
+            tail = ("\n\n" if sent else "") + state.refusal
+            sent += tail
+            yield _sse(schemas.chunk(ex.rid, ex.model, created, {"content": tail}))
+    except UpstreamError as exc:
+        finish, guard, reason = "error", "upstream-error", str(exc)
+    finally:
+        await agen.aclose()
+        if finish is None:  # the client went away mid-stream
+            finish, guard = "aborted", "client-disconnected"
+        receipt = _receipt(state, ex, sent)
+        entries = ([_decision_entry("output", out_dec)] if out_dec else []) + [
+            ("chat.response", _response_body(sent, finish, guard, result, receipt, reason, ex))]
+        await _audit(state, ex, entries, skip_request=True)
+        _finish(state, ex, guard, 200, result.completion_tokens)
+    extra = {"guard": guard, "request_id": ex.rid} | ({"receipt": receipt} if receipt else {}) | (
+        {"reason": reason} if reason else {})
+    yield _sse(schemas.chunk(ex.rid, ex.model, created, {}, finish, extra))
+    if req.stream_options and req.stream_options.include_usage:
+        u = schemas.chunk(ex.rid, ex.model, created, {})
+        u["choices"], u["usage"] = [], schemas.usage(result.prompt_tokens, result.completion_tokens)
+        yield _sse(u)
+    yield "data: [DONE]\n\n"
+
+
+def _response_body(content, finish, guard, result: StreamResult, receipt, reason, ex: _Exchange) -> dict:
+    return {"content": content, "finish_reason": finish, "guard": guard, "reason": reason,
+            "usage": schemas.usage(result.prompt_tokens, result.completion_tokens),
+            "latency_ms": round((time.perf_counter() - ex.t0) * 1000, 3),
+            "receipt_signature": receipt["signatures"][0]["sig"] if receipt else None}
+
+
+async def _audit(state: GatewayState, ex: _Exchange, entries: list[tuple[str, dict]], *, skip_request: bool = False) -> None:
+    await run_in_threadpool(state.log.append_many, [(k, b, ex.tenant, ex.rid) for k, b in entries])
+    state.metrics.audit_entries.inc(len(entries))
+    for kind, _ in entries:
+        if kind.endswith(".blocked"):
+            await run_in_threadpool(state.tripwire.observe, kind, ex.model)
+
+
+def _receipt(state: GatewayState, ex: _Exchange, content: str) -> dict | None:
+    if not state.config.server.receipts:
+        return None
+    return sign_receipt(state.runtime_key, statement_digest=state.attestation.statement_digest or "unsealed",
+                        request_id=ex.rid, prompt=ex.prompt, output=content)
+
+
+def _count_decision(state: GatewayState, side: str, d) -> None:
+    state.metrics.decisions.labels(side, d.stage, str(bool(d.block)).lower()).inc()
+    state.metrics.guard_latency.labels(side).observe(sum(d.latency_ms.values()) / 1000)
+
+
+def _finish(state: GatewayState, ex: _Exchange, outcome: str, status: int, tokens: int = 0) -> None:
+    elapsed = time.perf_counter() - ex.t0
+    state.metrics.requests.labels(outcome).inc()
+    state.metrics.latency.observe(elapsed)
+    state.metrics.tokens.inc(tokens)
+    if state.config.server.log_requests:
+        access.info(json.dumps({"event": "chat", "request_id": ex.rid, "tenant": ex.tenant, "model": ex.model,
+                                "outcome": outcome, "status": status, "latency_ms": round(elapsed * 1000, 2),
+                                "completion_tokens": tokens}))
+
+
+def _sse(obj: dict) -> str:
+    return "data: " + json.dumps(obj, separators=(",", ":")) + "\n\n"
+
+
+def _b64(obj: dict) -> str:
+    import base64
+
+    return base64.b64encode(json.dumps(obj, separators=(",", ":")).encode()).decode()

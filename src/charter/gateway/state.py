@@ -1,0 +1,223 @@
+"""Everything one gateway process holds: configuration, database, audit log, kill switch, guard,
+upstream, runtime key, attestation and metrics. Built once at start-up (``GatewayState.open``);
+routers reach it through a FastAPI dependency."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from charter.audit import AuditLog, connect
+from charter.constitution import constitution_digest, load_constitution
+from charter.errors import InputError
+from charter.gateway.config import GatewayConfig
+from charter.gateway.control import Incidents, KillSwitch, TripWire
+from charter.gateway.tenants import RateLimiter, TenantDirectory, upsert_tenant_hash
+from charter.gateway.upstream import Upstream, load_upstream
+from charter.provenance.keys import key_id
+
+log = logging.getLogger("charter.gateway")
+
+
+class Metrics:
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("charter_requests", "Chat requests by outcome", ["outcome"], registry=r)
+        self.decisions = Counter("charter_guard_decisions", "Guard decisions", ["side", "stage", "block"], registry=r)
+        self.latency = Histogram("charter_request_seconds", "Gateway request latency", registry=r,
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+        self.guard_latency = Histogram("charter_guard_seconds", "Guard latency per check", ["side"], registry=r,
+                                       buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5))
+        self.audit_entries = Counter("charter_audit_entries", "Audit entries appended", registry=r)
+        self.suspended = Gauge("charter_suspended", "1 while a suspension applies to the served model", registry=r)
+        self.tokens = Counter("charter_completion_tokens", "Completion tokens sent", registry=r)
+
+
+@dataclass
+class Attestation:
+    sealed: bool
+    verified: bool
+    statement_digest: str | None = None
+    root_digest: str | None = None
+    statement_envelope: dict | None = None
+    constitution: dict = field(default_factory=dict)
+
+    @property
+    def header(self) -> str:
+        return f"sha256:{self.statement_digest}" if self.statement_digest else "unsealed"
+
+
+class GatewayState:
+    def __init__(self, config: GatewayConfig, *, upstream: Upstream | None = None, guard=None):
+        self.config = config
+        s = config.server
+        self.engine = connect(config.path(s.database), durability=s.durability)
+        self.log = AuditLog(self.engine)
+        self.killswitch = KillSwitch(self.engine, self.log)
+        self.incidents = Incidents(self.engine, self.log)
+        self.tripwire = TripWire(config.trip_rules, self.engine, self.log, self.killswitch, self.incidents)
+        self.tenants = TenantDirectory(self.engine)
+        self.ratelimiter = RateLimiter()
+        self.metrics = Metrics()
+        for t in config.tenants:
+            upsert_tenant_hash(self.engine, t.name, t.key_sha256, admin=t.admin, rate_limit_rpm=t.rate_limit_rpm)
+        self.constitution = load_constitution(config.constitution)
+        self.runtime_key = _runtime_key(config.path(s.runtime_key))
+        pub = self.runtime_key.public_key()
+        self.runtime_public_pem = pub.public_bytes(serialization.Encoding.PEM,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        self.runtime_key_id = key_id(pub)
+        u = config.upstream
+        self.upstream = upstream or load_upstream(u.model, model_id=u.model_id,
+                                                  require_seal=config.path(u.require_seal) if u.require_seal else None,
+                                                  timeout=u.timeout, api_key=u.api_key)
+        self.guard = guard if guard is not None else _load_guard(config)
+        self.refusal = _refusal(self.constitution, self.guard)
+        self.attestation = _attest(self.upstream, config, self.constitution)
+        self.system_prompt = _system_prompt(config, self.constitution)
+        self._tasks: list[asyncio.Task] = []
+        self.killswitch.refresh()
+        self.log.append("gateway.start", {"pid": os.getpid(), "model": self.upstream.model_id,
+                                          "statement_digest": self.attestation.statement_digest,
+                                          "constitution": self.attestation.constitution,
+                                          "guard": self.guard.spec.get("digest") if self.guard is not None else None,
+                                          "runtime_key_id": self.runtime_key_id})
+
+    def has_guard(self, side: str) -> bool:
+        return self.guard is not None and side in self.guard.heads
+
+    # -- background work -------------------------------------------------------------------------
+    def start_background(self) -> None:
+        s = self.config.server
+        self._tasks = [asyncio.create_task(self._every(s.poll_seconds, self._poll)),
+                       asyncio.create_task(self._every(s.checkpoint_seconds, self._checkpoint))]
+        if s.retention_days:
+            self._tasks.append(asyncio.create_task(self._every(3600, self._retention)))
+
+    async def stop_background(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await asyncio.to_thread(self.log.checkpoint, self.runtime_key)
+        except Exception:  # noqa: BLE001 - best effort at shutdown
+            log.exception("final checkpoint failed")
+        await self.upstream.aclose()
+        self.engine.dispose()
+
+    async def _every(self, seconds: float, fn) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(fn)
+            except Exception:  # noqa: BLE001 - keep the loop alive; a database hiccup is transient
+                log.exception("background task %s failed", fn.__name__)
+            await asyncio.sleep(seconds)
+
+    def _poll(self) -> None:
+        self.killswitch.refresh()
+        self.metrics.suspended.set(1 if self.killswitch.suspended(self.upstream.model_id) else 0)
+
+    def _checkpoint(self) -> None:
+        self.log.checkpoint(self.runtime_key)
+
+    def _retention(self) -> None:
+        cutoff = datetime.now(timezone.utc) - timedelta(days=self.config.server.retention_days)
+        self.log.purge(cutoff.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), self.runtime_key)
+
+
+def _runtime_key(path: str) -> ec.EllipticCurvePrivateKey:
+    """The gateway's signing key (checkpoints, receipts). Created once, atomically, so several
+    processes started together end up with the same key."""
+    p = Path(path)
+    if not p.exists():
+        p.parent.mkdir(parents=True, exist_ok=True)
+        key = ec.generate_private_key(ec.SECP256R1())
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+        try:
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(pem)
+        except FileExistsError:
+            pass
+    data = p.read_bytes()
+    passphrase = os.environ.get("CHARTER_KEY_PASSPHRASE")
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except TypeError:  # encrypted: the operator supplied a sealed-key style file
+        if not passphrase:
+            raise InputError("runtime key is encrypted: set CHARTER_KEY_PASSPHRASE", source=str(p)) from None
+        key = serialization.load_pem_private_key(data, password=passphrase.encode())
+    except ValueError:
+        raise InputError("not a PEM private key", source=str(p)) from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise InputError("runtime key must be an EC key (charter keys generate)", source=str(p))
+    return key
+
+
+def _load_guard(config: GatewayConfig):
+    if not config.guard.path:
+        return None
+    from charter.guard import Guard
+
+    exchange = None
+    if config.guard.exchange_model:
+        from charter.backends import load_backend
+        from charter.guard.exchange import ExchangeClassifier
+
+        exchange = ExchangeClassifier(load_backend(config.guard.exchange_model), load_constitution(config.constitution))
+    return Guard.load(config.path(config.guard.path), exchange=exchange)
+
+
+def _refusal(constitution, guard) -> str:
+    if guard is not None and guard.spec.get("refusal"):
+        return guard.spec["refusal"]
+    return getattr(constitution, "refusal", None) or "I can't help with that."
+
+
+def _attest(upstream: Upstream, config: GatewayConfig, constitution) -> Attestation:
+    from charter.provenance.seal import SEAL_DIR, read_envelope, unverified_statement
+    from charter.provenance.statement import statement_digest
+
+    c = {"name": constitution.name, "version": constitution.version, "digest": constitution_digest(constitution)}
+    mdir = upstream.model_dir
+    if not mdir or not (Path(mdir) / SEAL_DIR).is_dir():
+        return Attestation(False, False, constitution=c)
+    if config.upstream.require_seal:
+        from charter.provenance.verify import verify_model
+
+        v = verify_model(mdir, config.path(config.upstream.require_seal))
+        sealed_c = v.predicate["constitution"]
+        if sealed_c["digest"] != c["digest"]:
+            raise InputError(f"the gateway's constitution {c['name']} {c['version']} is not the one the model was sealed "
+                             f"with ({sealed_c['name']} {sealed_c['version']})", source="constitution")
+        return Attestation(True, True, v.statement_digest, v.root_digest, read_envelope(Path(mdir) / SEAL_DIR), c)
+    statement, payload = unverified_statement(Path(mdir))
+    return Attestation(True, False, statement_digest(payload), statement["subject"][0]["digest"]["sha256"],
+                       read_envelope(Path(mdir) / SEAL_DIR), c)
+
+
+def _system_prompt(config: GatewayConfig, constitution) -> str | None:
+    sp = config.server.system_prompt
+    if sp == "none":
+        return None
+    if sp != "constitution":
+        return sp
+    lines = [f"You follow the constitution \"{constitution.name}\" (version {constitution.version})."]
+    for p in constitution.principles[:12]:
+        lines.append(f"- {p.statement}")
+    return "\n".join(lines)
+
+
+def json_dumps(obj) -> str:
+    return json.dumps(obj, separators=(",", ":"))

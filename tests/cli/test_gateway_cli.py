@@ -1,0 +1,61 @@
+import json
+
+from cryptography.hazmat.primitives import serialization
+
+from tests.cli.test_cli import _one_error_line, invoke
+
+
+def _cfg(tmp_path, db_url, extra=""):
+    p = tmp_path / "gateway.toml"
+    p.write_text(f'[server]\ndatabase = "{db_url}"\nruntime_key = "{tmp_path / "rt.pem"}"\n' + extra)
+    return p
+
+
+def test_admin_incident_and_audit_commands(tmp_path, db_url):
+    cfg = _cfg(tmp_path, db_url)
+    r = invoke("admin", "add-tenant", "acme", "--config", cfg)
+    assert r.exit_code == 0, r.output
+    assert r.stdout.strip().startswith("chk-")
+    assert "exists" in _one_error_line(invoke("admin", "add-tenant", "acme", "--config", cfg))
+    assert invoke("admin", "suspend", "--config", cfg, "--reason", "drill").exit_code == 0
+    status = json.loads(invoke("admin", "status", "--config", cfg).stdout)
+    assert status["suspensions"][0]["reason"] == "drill"
+    assert invoke("admin", "resume", "--config", cfg).exit_code == 0
+    assert json.loads(invoke("admin", "status", "--config", cfg).stdout)["suspensions"] == []
+
+    r = invoke("audit", "verify", "--config", cfg)
+    assert r.exit_code == 0 and "audit log ok: 3 entries" in r.stdout, r.output
+    r = invoke("audit", "checkpoint", "--config", cfg)
+    assert r.exit_code == 0 and "3 entries" in r.stdout
+    key = serialization.load_pem_private_key((tmp_path / "rt.pem").read_bytes(), None)
+    (tmp_path / "rt.pub").write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    assert invoke("audit", "verify", "--config", cfg, "--public-key", tmp_path / "rt.pub").exit_code == 0
+    r = invoke("audit", "export", "--config", cfg, "--out", tmp_path / "x.jsonl", "--since", "2000-01-01")
+    assert r.exit_code == 0 and "exported 3 entries" in r.stdout, r.output
+    r = invoke("audit", "verify-export", tmp_path / "x.jsonl", "--public-key", tmp_path / "rt.pub")
+    assert r.exit_code == 0 and "export ok: 3 entries" in r.stdout
+    proof = json.loads(invoke("audit", "prove", "1", "--config", cfg).stdout)
+    assert proof["entry"]["seq"] == 1 and proof["inclusion_proof"]
+    cons = json.loads(invoke("audit", "prove", "--from-size", "1", "--config", cfg).stdout)
+    assert cons["new_size"] >= 3
+    r = invoke("audit", "purge", "--older-than-days", "0.0000001", "--config", cfg)
+    assert r.exit_code == 0 and "purged the content of" in r.stdout
+    assert invoke("audit", "verify", "--config", cfg, "--public-key", tmp_path / "rt.pub").exit_code == 0
+    assert "no incident 7" in _one_error_line(invoke("incident", "report", "7", "--config", cfg))
+    assert "not an ISO" in _one_error_line(invoke("audit", "export", "--config", cfg, "--out", tmp_path / "y", "--since", "May"))
+
+
+def test_bad_gateway_configs_are_one_line_errors(tmp_path):
+    assert "no such gateway config" in _one_error_line(invoke("serve", "--config", tmp_path / "nope.toml"))
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server]\nport = 'eighty'\n")
+    assert "server.port" in _one_error_line(invoke("serve", "--config", bad))
+    bad.write_text("[server]\nguard_off = true\n")
+    assert "server.guard_off" in _one_error_line(invoke("serve", "--config", bad))
+    bad.write_text("[server\n")
+    assert "not valid TOML" in _one_error_line(invoke("serve", "--config", bad))
+    bad.write_text('[server]\ndatabase = "nonsense"\n')
+    assert "not a database URL" in _one_error_line(invoke("admin", "status", "--config", bad))
+    bad.write_text('[upstream]\nmodel = "hf:/no/such/model"\n[server]\ndatabase = "sqlite:///%s"\n' % (tmp_path / "d.db"))
+    assert "no such model" in _one_error_line(invoke("serve", "--config", bad))
