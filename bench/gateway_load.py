@@ -85,6 +85,9 @@ def train_guard(d: Path) -> Path:
     benign = [p.text for p in load_prompts(DEFAULT_PROMPTS["over-refusal"])]
     rows = [{"text": t, "label": "harmful", "side": s} for t in harmful for s in ("input", "output")]
     rows += [{"text": t, "label": "benign", "side": s} for t in benign for s in ("input", "output")]
+    import random
+
+    random.Random(0).shuffle(rows)
     (d / "gdata").mkdir()
     for name, part in (("train.jsonl", rows[0::2]), ("val.jsonl", rows[1::2])):
         (d / "gdata" / name).write_text("".join(json.dumps(r) + "\n" for r in part))

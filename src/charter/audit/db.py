@@ -42,7 +42,7 @@ checkpoints = Table(
 # The plain table the append benchmark compares against (same columns, no chain).
 plain_entries = Table(
     "audit_plain", metadata,
-    Column("seq", BigInteger, primary_key=True, autoincrement=True),
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("time", String(40), nullable=False),
     Column("tenant", String(200)),
     Column("kind", String(64), nullable=False),

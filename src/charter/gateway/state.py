@@ -151,6 +151,7 @@ def _runtime_key(path: str) -> ec.EllipticCurvePrivateKey:
         except FileExistsError:
             pass
     data = p.read_bytes()
+    pub_path = p.with_name(p.stem + ".pub.pem")
     passphrase = os.environ.get("CHARTER_KEY_PASSPHRASE")
     try:
         key = serialization.load_pem_private_key(data, password=None)
@@ -162,6 +163,9 @@ def _runtime_key(path: str) -> ec.EllipticCurvePrivateKey:
         raise InputError("not a PEM private key", source=str(p)) from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise InputError("runtime key must be an EC key (charter keys generate)", source=str(p))
+    if not pub_path.exists():  # for auditors: `charter audit verify --public-key` pins this key
+        pub_path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                           serialization.PublicFormat.SubjectPublicKeyInfo))
     return key
 
 
