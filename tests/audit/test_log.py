@@ -141,3 +141,21 @@ def test_time_window_and_tenant_filters(log):
     times = [e.time for e in log.entries()]
     got = [e.seq for e in log.entries(tenant="globex", since=times[2], until=times[5])]
     assert got == [3]
+
+
+def test_group_commit_writer_batches_concurrent_appends_into_one_chain(log):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from charter.audit import GroupCommitWriter
+
+    writer = GroupCommitWriter(log)
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(lambda i: writer.append_many([("a", {"i": i}, "t", f"r{i}"), ("b", {"i": i}, "t", f"r{i}")]),
+                                    range(100)))
+    finally:
+        writer.close()
+    seqs = [e.seq for r in results for e in r]
+    assert sorted(seqs) == list(range(200))
+    assert all(r[1].seq == r[0].seq + 1 and r[1].prev_hash == r[0].entry_hash for r in results)  # a request's entries stay together
+    assert log.verify().ok

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from charter.audit import AuditLog, connect
+from charter.audit import AuditLog, GroupCommitWriter, connect
 from charter.constitution import constitution_digest, load_constitution
 from charter.errors import InputError
 from charter.gateway.config import GatewayConfig
@@ -63,6 +63,7 @@ class GatewayState:
         s = config.server
         self.engine = connect(config.path(s.database), durability=s.durability)
         self.log = AuditLog(self.engine)
+        self.writer = GroupCommitWriter(self.log)  # request entries: group commit under load
         self.killswitch = KillSwitch(self.engine, self.log)
         self.incidents = Incidents(self.engine, self.log)
         self.tripwire = TripWire(config.trip_rules, self.engine, self.log, self.killswitch, self.incidents)
@@ -113,6 +114,7 @@ class GatewayState:
         except Exception:  # noqa: BLE001 - best effort at shutdown
             log.exception("final checkpoint failed")
         await self.upstream.aclose()
+        self.writer.close()
         self.engine.dispose()
 
     async def _every(self, seconds: float, fn) -> None:

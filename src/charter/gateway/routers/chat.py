@@ -124,7 +124,7 @@ async def chat_completions(request: Request, tenant: Tenant = Depends(require_te
         return await _blocked_input(state, ex, in_dec, req, headers)
     if req.stream:
         entries = [("chat.request", ex.request_body())] + ([_decision_entry("input", in_dec)] if in_dec else [])
-        await run_in_threadpool(state.log.append_many, [(k, b, ex.tenant, rid) for k, b in entries])
+        await asyncio.wrap_future(state.writer.submit([(k, b, ex.tenant, rid) for k, b in entries]))
         state.metrics.audit_entries.inc(len(entries))
         return StreamingResponse(_stream(state, ex, req, in_dec), media_type="text/event-stream",
                                  headers=headers | {"X-Charter-Guard": "streaming", "Cache-Control": "no-cache"})
@@ -294,7 +294,7 @@ def _response_body(content, finish, guard, result: StreamResult, receipt, reason
 
 
 async def _audit(state: GatewayState, ex: _Exchange, entries: list[tuple[str, dict]], *, skip_request: bool = False) -> None:
-    await run_in_threadpool(state.log.append_many, [(k, b, ex.tenant, ex.rid) for k, b in entries])
+    await asyncio.wrap_future(state.writer.submit([(k, b, ex.tenant, ex.rid) for k, b in entries]))
     state.metrics.audit_entries.inc(len(entries))
     for kind, _ in entries:
         if kind.endswith(".blocked"):
