@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from contextlib import asynccontextmanager
+from datetime import datetime, timezone
 
 from fastapi import FastAPI
 
@@ -40,7 +41,8 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line; a message that is itself JSON is merged in."""
 
     def format(self, record: logging.LogRecord) -> str:
-        base = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname, "logger": record.name}
+        when = datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
+        base = {"time": when, "level": record.levelname, "logger": record.name}
         msg = record.getMessage()
         try:
             extra = json.loads(msg)
