@@ -116,11 +116,11 @@ def main() -> None:
         procs.append(stub)
         stub_url = f"http://127.0.0.1:{stub_port}/v1"
         wait_up(stub_url, stub, "/models")
-        runs = [("gateway (audit + receipts)", None)]
+        runs = [("gateway (audit + receipts)", None, 1), ("gateway, 2 worker processes", None, 2)]
         if not args.no_guard:
-            runs.append(("gateway + stage-1 guard", train_guard(d)))
+            runs.append(("gateway + stage-1 guard", train_guard(d), 1))
         gateways = []
-        for i, (name, guard) in enumerate(runs):
+        for i, (name, guard, workers) in enumerate(runs):
             db_url = f"sqlite:///{d}/audit-{i}.db"
             engine = connect(db_url)
             key = add_tenant(engine, "bench", rate_limit_rpm=10**9)
@@ -130,7 +130,8 @@ def main() -> None:
                            f'log_requests = false\n[upstream]\nmodel = "openai:{stub_url}#stub"\nmodel_id = "m"\n'
                            + (f'[guard]\npath = "{guard}"\n' if guard else ""))
             port = free_port()
-            p = subprocess.Popen([sys.executable, "-m", "charter.cli.main", "serve", "--config", str(cfg), "--port", str(port)],
+            p = subprocess.Popen([sys.executable, "-m", "charter.cli.main", "serve", "--config", str(cfg), "--port", str(port),
+                                  "--workers", str(workers)],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=d)
             procs.append(p)
             wait_up(f"http://127.0.0.1:{port}/v1", p, "/attestation")

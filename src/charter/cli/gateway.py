@@ -58,6 +58,7 @@ def serve(
     require_seal: Optional[Path] = typer.Option(None, "--require-seal", help="Public key: refuse to serve a model whose seal does not verify."),
     database: Optional[str] = _DATABASE,
     guard: Optional[Path] = typer.Option(None, "--guard", help="Guard directory (overrides [guard] path)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Gateway processes on this port (overrides [server] workers)."),
 ) -> None:
     """Serve the OpenAI-compatible, guarded, audited gateway (FastAPI + uvicorn)."""
     import uvicorn
@@ -68,7 +69,7 @@ def serve(
 
     cfg = _config(config, database, **{"server.host": host, "server.port": port, "upstream.model": model,
                                       "upstream.require_seal": str(require_seal.resolve()) if require_seal else None,
-                                      "guard.path": str(guard.resolve()) if guard else None})
+                                      "guard.path": str(guard.resolve()) if guard else None, "server.workers": workers})
     configure_json_logging()
     with console.status(f"loading {cfg.upstream.model}" + (" and the guard" if cfg.guard.path else "")):
         state = GatewayState(cfg)
@@ -76,8 +77,19 @@ def serve(
     err_console.print(f"serving {state.upstream.model_id} on http://{cfg.server.host}:{cfg.server.port}/v1 "
                       f"({'sealed, verified' if a.verified else 'sealed, not verified' if a.sealed else 'unsealed'}; "
                       f"guard {'on' if state.guard is not None else 'off'}; audit {cfg.server.database})", highlight=False)
-    uvicorn.run(create_app(cfg, state=state), host=cfg.server.host, port=cfg.server.port, log_config=None,
-                access_log=False, timeout_graceful_shutdown=5)
+    common = dict(host=cfg.server.host, port=cfg.server.port, log_config=None, access_log=False, timeout_graceful_shutdown=5)
+    if cfg.server.workers == 1:
+        uvicorn.run(create_app(cfg, state=state), **common)
+        return
+    # Several processes: each worker builds its own state from the validated configuration; they
+    # share the database (one audit chain, one kill switch) and the runtime key file.
+    import os
+
+    from charter.gateway.app import CONFIG_ENV
+
+    state.close()
+    os.environ[CONFIG_ENV] = cfg.model_dump_json()
+    uvicorn.run("charter.gateway.app:app_from_environment", factory=True, workers=cfg.server.workers, **common)
 
 
 # -- admin ----------------------------------------------------------------------------------------

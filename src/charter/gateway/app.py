@@ -37,6 +37,18 @@ def create_app(config: GatewayConfig, *, state: GatewayState | None = None, upst
     return app
 
 
+CONFIG_ENV = "CHARTER_GATEWAY_CONFIG_JSON"
+
+
+def app_from_environment() -> FastAPI:
+    """The app factory each uvicorn worker process calls (``[server] workers > 1``): the parent
+    validated the configuration and passes it as JSON in the environment."""
+    import os
+
+    configure_json_logging()
+    return create_app(GatewayConfig.model_validate_json(os.environ[CONFIG_ENV]))
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line; a message that is itself JSON is merged in."""
 

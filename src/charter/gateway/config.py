@@ -20,6 +20,7 @@ class _Section(BaseModel):
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)  # gateway processes on this port (remote upstreams; each loads a local model)
     database: str = "sqlite:///charter-gateway.db"
     durability: Literal["normal", "full"] = "normal"
     max_body_bytes: int = Field(1 << 20, ge=1024)

@@ -94,6 +94,11 @@ class GatewayState:
                                           "guard": self.guard.spec.get("digest") if self.guard is not None else None,
                                           "runtime_key_id": self.runtime_key_id})
 
+    def close(self) -> None:
+        """Release what a state built only to validate the configuration holds."""
+        self.writer.close()
+        self.engine.dispose()
+
     def has_guard(self, side: str) -> bool:
         return self.guard is not None and side in self.guard.heads
 
