@@ -12,7 +12,7 @@ from charter.gateway.state import GatewayState
 from charter.gateway.tenants import Tenant
 
 
-def get_state(request: Request) -> GatewayState:
+async def get_state(request: Request) -> GatewayState:
     return request.app.state.gateway
 
 
