@@ -7,7 +7,7 @@ request) and signs a receipt per answer. Run "guard" adds the stage-1 input and 
 (MiniLM, trained here on the bundled samples; nothing escalates since no stage 2 is configured).
 Targets: added p50 <= 3 ms when nothing escalates; throughput >= 50% of direct.
 
-    .venv/bin/python bench/gateway_load.py [--requests 400] [--no-guard]
+    .venv/bin/python bench/gateway_load.py [--requests 400] [--rounds 3] [--no-guard]
 """
 
 from __future__ import annotations
@@ -106,6 +106,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=400)
     ap.add_argument("--no-guard", action="store_true")
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     procs = []
     rows = []
@@ -137,23 +138,26 @@ def main() -> None:
             wait_up(f"http://127.0.0.1:{port}/v1", p, "/attestation")
             gateways.append((name, f"http://127.0.0.1:{port}/v1", key))
         try:
+            # Rounds interleave the paths so drift in machine load hits them alike; medians reported.
             for conc in (1, 32):
-                direct = asyncio.run(load(stub_url, None, "stub", args.requests, conc))
-                rows.append({"concurrency": conc, "path": "direct to stub", "rps": round(direct["rps"], 1),
-                             "p50_ms": round(direct["p50_ms"], 2), "p99_ms": round(direct["p99_ms"], 2),
-                             "added_p50_ms": 0.0, "throughput_vs_direct": 1.0})
-                for name, url, key in gateways:
-                    r = asyncio.run(load(url, key, "m", args.requests, conc))
-                    rows.append({"concurrency": conc, "path": name, "rps": round(r["rps"], 1), "p50_ms": round(r["p50_ms"], 2),
-                                 "p99_ms": round(r["p99_ms"], 2), "added_p50_ms": round(r["p50_ms"] - direct["p50_ms"], 2),
-                                 "throughput_vs_direct": round(r["rps"] / direct["rps"], 3)})
+                per = {name: [] for name in ["direct to stub"] + [g[0] for g in gateways]}
+                for _ in range(args.rounds):
+                    per["direct to stub"].append(asyncio.run(load(stub_url, None, "stub", args.requests, conc)))
+                    for name, url, key in gateways:
+                        per[name].append(asyncio.run(load(url, key, "m", args.requests, conc)))
+                direct = {k: statistics.median(r[k] for r in per["direct to stub"]) for k in ("rps", "p50_ms", "p99_ms")}
+                for name, runs_ in per.items():
+                    m = {k: statistics.median(r[k] for r in runs_) for k in ("rps", "p50_ms", "p99_ms")}
+                    rows.append({"concurrency": conc, "path": name, "rps": round(m["rps"], 1), "p50_ms": round(m["p50_ms"], 2),
+                                 "p99_ms": round(m["p99_ms"], 2), "added_p50_ms": round(m["p50_ms"] - direct["p50_ms"], 2),
+                                 "throughput_vs_direct": round(m["rps"] / direct["rps"], 3)})
         finally:
             for p in procs:
                 p.terminate()
             for p in procs:
                 p.wait(20)
     print_table(rows, ["concurrency", "path", "rps", "p50_ms", "p99_ms", "added_p50_ms", "throughput_vs_direct"])
-    path = write_results("gateway_load", {"requests": args.requests, "cores": os.cpu_count(),
+    path = write_results("gateway_load", {"requests": args.requests, "rounds": args.rounds, "cores": os.cpu_count(),
                                           "targets": {"added_p50_ms": 3.0, "throughput_vs_direct": 0.5}, "rows": rows})
     print(f"wrote {path}")
 
