@@ -27,11 +27,22 @@ BODY = {"model": "charter-test", "messages": [{"role": "user", "content": "What 
 
 
 def plain_inserts(engine, n: int) -> float:
+    """The same driver path the audit log's append uses (SQLAlchemy's pooled DBAPI connection,
+    parametrised SQL, one transaction per entry), without the chain: no lock, no head read, no hash."""
+    sqlite = db.is_sqlite(engine)
+    ph = "?" if sqlite else "%s"
+    sql = f"INSERT INTO audit_plain (time, tenant, kind, request_id, body) VALUES ({', '.join([ph] * 5)})"
     t0 = time.perf_counter()
     for i in range(n):
-        with engine.begin() as conn:
-            conn.execute(db.plain_entries.insert().values(time=utc_now(), tenant="acme", kind="chat.request",
-                                                          request_id=f"r{i}", body=canonical_json(BODY | {"i": i})))
+        raw = engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            if sqlite:
+                cur.execute("BEGIN")
+            cur.execute(sql, (utc_now(), "acme", "chat.request", f"r{i}", canonical_json(BODY | {"i": i})))
+            raw.commit()
+        finally:
+            raw.close()
     return time.perf_counter() - t0
 
 

@@ -44,8 +44,10 @@ def canonical_json(obj) -> str:
 
 def canonical_entry(seq: int, time: str, tenant: str | None, kind: str, request_id: str | None,
                     body: str, prev_hash: str) -> bytes:
-    return canonical_json({"seq": seq, "time": time, "tenant": tenant, "kind": kind, "request_id": request_id,
-                           "body": body, "prev_hash": prev_hash}).encode("utf-8")
+    """The bytes an entry's hash covers: a JSON array of its fields, a line feed, then its
+    canonical JSON body (not re-escaped inside the header, which halves the hashing work)."""
+    head = json.dumps([seq, time, tenant, kind, request_id, prev_hash], separators=(",", ":"), ensure_ascii=False)
+    return (head + "\n" + body).encode("utf-8")
 
 
 @dataclass
