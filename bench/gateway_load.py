@@ -57,6 +57,7 @@ async def load(url: str, key: str | None, model: str, n: int, concurrency: int) 
 
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     lat: list[float] = []
+    stages: dict[str, list[float]] = {}
     body = {"model": model, "messages": [{"role": "user", "content": "What is the capital of France?"}]}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as c:
 
@@ -65,6 +66,11 @@ async def load(url: str, key: str | None, model: str, n: int, concurrency: int) 
             async with c.post(url + "/chat/completions", json=body, headers=headers) as r:
                 r.raise_for_status()
                 await r.read()
+                timing = r.headers.get("Server-Timing")
+            if timing:  # the gateway's own account of where its time went
+                for part in timing.split(","):
+                    name, _, dur = part.strip().partition(";dur=")
+                    stages.setdefault(name, []).append(float(dur))
             return time.perf_counter() - t0
 
         for _ in range(min(20, n)):  # warm-up
@@ -80,7 +86,8 @@ async def load(url: str, key: str | None, model: str, n: int, concurrency: int) 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - t0
     lat.sort()
-    return {"rps": n / wall, "p50_ms": statistics.median(lat) * 1000, "p99_ms": lat[int(0.99 * (len(lat) - 1))] * 1000}
+    return {"rps": n / wall, "p50_ms": statistics.median(lat) * 1000, "p99_ms": lat[int(0.99 * (len(lat) - 1))] * 1000,
+            "stages_p50_ms": {k: round(statistics.median(v), 3) for k, v in stages.items()}}
 
 
 def train_guard(d: Path) -> Path:
@@ -150,13 +157,18 @@ def main() -> None:
                     m = {k: statistics.median(r[k] for r in runs_) for k in ("rps", "p50_ms", "p99_ms")}
                     rows.append({"concurrency": conc, "path": name, "rps": round(m["rps"], 1), "p50_ms": round(m["p50_ms"], 2),
                                  "p99_ms": round(m["p99_ms"], 2), "added_p50_ms": round(m["p50_ms"] - direct["p50_ms"], 2),
-                                 "throughput_vs_direct": round(m["rps"] / direct["rps"], 3)})
+                                 "throughput_vs_direct": round(m["rps"] / direct["rps"], 3),
+                                 "server_timing_p50_ms": runs_[len(runs_) // 2].get("stages_p50_ms", {})})
         finally:
             for p in procs:
                 p.terminate()
             for p in procs:
                 p.wait(20)
     print_table(rows, ["concurrency", "path", "rps", "p50_ms", "p99_ms", "added_p50_ms", "throughput_vs_direct"])
+    print("\ngateway-side stage medians (Server-Timing, ms):")
+    for r in rows:
+        if r["server_timing_p50_ms"]:
+            print(f"  c={r['concurrency']:<3} {r['path']:<30} " + "  ".join(f"{k}={v}" for k, v in r["server_timing_p50_ms"].items()))
     path = write_results("gateway_load", {"requests": args.requests, "rounds": args.rounds, "cores": os.cpu_count(),
                                           "targets": {"added_p50_ms": 3.0, "throughput_vs_direct": 0.5}, "rows": rows})
     print(f"wrote {path}")

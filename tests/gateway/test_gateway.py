@@ -27,6 +27,9 @@ def test_openai_client_non_streaming_with_receipt_and_audit(make_gateway, traine
     assert resp.choices[0].finish_reason == "stop"
     assert raw.headers["x-charter-guard"] == "allowed"
     assert raw.headers["x-charter-statement-digest"] == "unsealed"
+    stages = dict(p.strip().split(";dur=") for p in raw.headers["server-timing"].split(","))
+    assert {"input-guard", "upstream", "output-guard", "receipt", "audit", "gateway"} <= set(stages)
+    assert float(stages["gateway"]) >= float(stages["upstream"]) > 0
     rid = raw.headers["x-charter-request-id"]
     assert resp.id == rid
     # The receipt is signed by the runtime key published at /v1/attestation.

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -76,6 +76,14 @@ class _Exchange:
     prompt: str  # the last user message: what the input guard and receipts are about
     params: GenParams
     t0: float
+    timings: dict = field(default_factory=dict)  # stage -> ms, sent as a Server-Timing header
+
+    def timed(self, stage: str, since: float) -> None:
+        self.timings[stage] = self.timings.get(stage, 0.0) + (time.perf_counter() - since) * 1000
+
+    def server_timing(self) -> str:
+        parts = [f"{k};dur={v:.3f}" for k, v in self.timings.items()]
+        return ", ".join(parts + [f"gateway;dur={(time.perf_counter() - self.t0) * 1000:.3f}"])
 
     def request_body(self) -> dict:
         return {"model": self.model, "messages": self.messages,
@@ -118,7 +126,9 @@ async def chat_completions(request: Request, tenant: Tenant = Depends(require_te
 
     in_dec = None
     if state.has_guard("input"):
+        t = time.perf_counter()
         in_dec = await run_in_threadpool(state.guard.check_input, prompt)
+        ex.timed("input-guard", t)
         _count_decision(state, "input", in_dec)
     if in_dec is not None and in_dec.block:
         return await _blocked_input(state, ex, in_dec, req, headers)
@@ -133,8 +143,10 @@ async def chat_completions(request: Request, tenant: Tenant = Depends(require_te
 
 async def _complete(state: GatewayState, ex: _Exchange, in_dec, headers: dict):
     result = StreamResult()
+    t = time.perf_counter()
     gen = asyncio.ensure_future(state.upstream.complete(ex.messages, ex.params, result))
     suspension = await _race_killswitch(state, ex.model, gen)
+    ex.timed("upstream", t)
     if suspension is None:
         try:
             text = gen.result()
@@ -149,12 +161,16 @@ async def _complete(state: GatewayState, ex: _Exchange, in_dec, headers: dict):
     else:
         content = text
         if state.has_guard("output"):
+            t = time.perf_counter()
             out_dec = await run_in_threadpool(state.guard.check_output, text, ex.prompt)
+            ex.timed("output-guard", t)
             _count_decision(state, "output", out_dec)
             if out_dec.block:
                 content, finish, guard = state.refusal, "content_filter", "blocked-output"
     extra = {"guard": guard, "request_id": ex.rid}
+    t = time.perf_counter()
     receipt = _receipt(state, ex, content)
+    ex.timed("receipt", t)
     entries = [("chat.request", ex.request_body())]
     entries += [_decision_entry("input", in_dec)] if in_dec else []
     entries += [_decision_entry("output", out_dec)] if out_dec else []
@@ -166,7 +182,7 @@ async def _complete(state: GatewayState, ex: _Exchange, in_dec, headers: dict):
         headers = headers | {"X-Charter-Receipt": _b64(receipt)}
     _finish(state, ex, guard, 200, result.completion_tokens)
     body = schemas.completion(ex.rid, ex.model, content, finish, schemas.usage(result.prompt_tokens, result.completion_tokens), extra)
-    return JSONResponse(body, headers=headers | {"X-Charter-Guard": guard})
+    return JSONResponse(body, headers=headers | {"X-Charter-Guard": guard, "Server-Timing": ex.server_timing()})
 
 
 async def _race_killswitch(state: GatewayState, model: str, task: asyncio.Future):
@@ -274,7 +290,7 @@ async def _stream(state: GatewayState, ex: _Exchange, req, in_dec):
         receipt = _receipt(state, ex, sent)
         entries = ([_decision_entry("output", out_dec)] if out_dec else []) + [
             ("chat.response", _response_body(sent, finish, guard, result, receipt, reason, ex))]
-        await _audit(state, ex, entries, skip_request=True)
+        await _audit(state, ex, entries)
         _finish(state, ex, guard, 200, result.completion_tokens)
     extra = {"guard": guard, "request_id": ex.rid} | ({"receipt": receipt} if receipt else {}) | (
         {"reason": reason} if reason else {})
@@ -293,9 +309,11 @@ def _response_body(content, finish, guard, result: StreamResult, receipt, reason
             "receipt_signature": receipt["signatures"][0]["sig"] if receipt else None}
 
 
-async def _audit(state: GatewayState, ex: _Exchange, entries: list[tuple[str, dict]], *, skip_request: bool = False) -> None:
+async def _audit(state: GatewayState, ex: _Exchange, entries: list[tuple[str, dict]]) -> None:
+    t = time.perf_counter()
     await asyncio.wrap_future(state.writer.submit([(k, b, ex.tenant, ex.rid) for k, b in entries]))
     state.metrics.audit_entries.inc(len(entries))
+    ex.timed("audit", t)
     for kind, _ in entries:
         if kind.endswith(".blocked"):
             await run_in_threadpool(state.tripwire.observe, kind, ex.model)
