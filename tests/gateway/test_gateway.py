@@ -231,3 +231,21 @@ def test_attestation_metrics_and_a_verifying_chain(make_gateway, trained_guard):
     r = httpx.post(gw.url + "/admin/audit/checkpoint", headers=gw.headers("root")).json()
     assert r["tree_size"] >= 8
     assert httpx.get(gw.url + "/admin/audit/verify", headers=gw.headers("root")).json()["ok"]
+
+
+def test_a_client_leaving_mid_stream_is_still_audited(make_gateway):
+    gw = make_gateway(delay=0.05, stub_text=" ".join(["word"] * 400))
+    with httpx.stream("POST", gw.url + "/chat/completions", headers=gw.headers(), timeout=30,
+                      json={"model": "charter-test", "stream": True, "messages": [{"role": "user", "content": "go"}]}) as r:
+        rid = r.headers["x-charter-request-id"]
+        for i, _ in enumerate(r.iter_lines()):
+            if i > 6:
+                break  # leave: the connection closes with the stream unfinished
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        resp = [e for e in _log(gw).entries(request_id=rid) if e.kind == "chat.response"]
+        if resp:
+            break
+        time.sleep(0.1)
+    assert resp and resp[0].data["finish_reason"] == "aborted" and resp[0].data["guard"] == "client-disconnected"
+    assert 0 < len(resp[0].data["content"]) < len(" ".join(["word"] * 400))

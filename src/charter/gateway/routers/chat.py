@@ -16,6 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
@@ -233,6 +234,7 @@ async def _stream(state: GatewayState, ex: _Exchange, req, in_dec):
     agen = state.upstream.stream(ex.messages, ex.params, result).__aiter__()
     text, pending, n = "", "", 0
     finish, guard, out_dec, reason, sent = None, "allowed", None, None, ""
+    nxt = None
     try:
         yield _sse(schemas.chunk(ex.rid, ex.model, created, {"role": "assistant", "content": ""}))
         while finish is None:
@@ -284,14 +286,20 @@ async def _stream(state: GatewayState, ex: _Exchange, req, in_dec):
     except UpstreamError as exc:
         finish, guard, reason = "error", "upstream-error", str(exc)
     finally:
-        await agen.aclose()
-        if finish is None:  # the client went away mid-stream
-            finish, guard = "aborted", "client-disconnected"
-        receipt = _receipt(state, ex, sent)
-        entries = ([_decision_entry("output", out_dec)] if out_dec else []) + [
-            ("chat.response", _response_body(sent, finish, guard, result, receipt, reason, ex))]
-        await _audit(state, ex, entries)
-        _finish(state, ex, guard, 200, result.completion_tokens)
+        # Shielded: when the client disconnects, the server cancels this generator, and anyio's
+        # cancellation would otherwise abort every await here, losing the response entry.
+        with anyio.CancelScope(shield=True):
+            if nxt is not None and not nxt.done():  # a pending read holds the generator: stop it first
+                nxt.cancel()
+                await asyncio.gather(nxt, return_exceptions=True)
+            await agen.aclose()
+            if finish is None:  # the client went away mid-stream
+                finish, guard = "aborted", "client-disconnected"
+            receipt = _receipt(state, ex, sent)
+            entries = ([_decision_entry("output", out_dec)] if out_dec else []) + [
+                ("chat.response", _response_body(sent, finish, guard, result, receipt, reason, ex))]
+            await _audit(state, ex, entries)
+            _finish(state, ex, guard, 200, result.completion_tokens)
     extra = {"guard": guard, "request_id": ex.rid} | ({"receipt": receipt} if receipt else {}) | (
         {"reason": reason} if reason else {})
     yield _sse(schemas.chunk(ex.rid, ex.model, created, {}, finish, extra))
