@@ -12,6 +12,7 @@ IMMEDIATE; PostgreSQL: a transaction-scoped advisory lock), so there is one chai
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -113,6 +114,10 @@ class AuditLog:
     def __init__(self, engine: Engine, clock: Callable[[], str] = utc_now):
         self.engine = engine
         self.clock = clock
+        # Leaf hashes already read (entries are append-only and a purge keeps hashes), so periodic
+        # checkpoints and proofs read only what was appended since. `verify` never uses it.
+        self._leaves: list[bytes] = []
+        self._leaves_lock = threading.Lock()
 
     # -- writing ---------------------------------------------------------------------------------
     def append(self, kind: str, body: dict, *, tenant: str | None = None, request_id: str | None = None) -> Entry:
@@ -185,11 +190,15 @@ class AuditLog:
                 yield Entry(**r._mapping)
 
     def leaf_hashes(self, size: int | None = None) -> list[bytes]:
-        q = select(db.entries.c.entry_hash).order_by(db.entries.c.seq)
-        if size is not None:
-            q = q.where(db.entries.c.seq < size)
-        with self.engine.connect() as conn:
-            return [bytes.fromhex(h) for (h,) in conn.execution_options(yield_per=20000).execute(q)]
+        with self._leaves_lock:
+            have = len(self._leaves)
+            q = select(db.entries.c.seq, db.entries.c.entry_hash).where(db.entries.c.seq >= have).order_by(db.entries.c.seq)
+            with self.engine.connect() as conn:
+                new = conn.execution_options(yield_per=20000).execute(q).all()
+            if any(seq != have + i for i, (seq, _) in enumerate(new)):
+                raise VerificationError(f"the audit log has a gap after entry {have - 1}: run `charter audit verify`")
+            self._leaves.extend(bytes.fromhex(h) for _, h in new)
+            return self._leaves[:size] if size is not None else list(self._leaves)
 
     # -- checkpoints -------------------------------------------------------------------------------
     def checkpoint(self, private_key: ec.EllipticCurvePrivateKey) -> Checkpoint | None:
