@@ -74,7 +74,7 @@ def make_gateway(tmp_path, db_url):
     started = []
 
     def make(*, guard=None, stub_text=None, delay=0.0, trip_rules=(), receipts=True, max_body_bytes=1 << 20,
-             rpm=600, system_prompt="none") -> Gateway:
+             rpm=600, system_prompt="none", compliance=None, clock=None) -> Gateway:
         stub_app = build_stub(delay=delay) if stub_text is None else build_stub(stub_text, delay)
         stub = ServerThread(stub_app).__enter__()
         started.append(stub)
@@ -83,12 +83,13 @@ def make_gateway(tmp_path, db_url):
                        "max_body_bytes": max_body_bytes, "poll_seconds": 0.1, "checkpoint_seconds": 3600,
                        "system_prompt": system_prompt, "log_requests": False},
             "upstream": {"model": f"openai:{stub.url}#stub", "model_id": "charter-test"},
-            "trip_rules": list(trip_rules)})
+            "trip_rules": list(trip_rules), "compliance": compliance or {}})
         engine = connect(db_url)
         keys = {"alice": add_tenant(engine, "alice", rate_limit_rpm=rpm), "bob": add_tenant(engine, "bob", rate_limit_rpm=rpm),
                 "root": add_tenant(engine, "root", admin=True, rate_limit_rpm=rpm)}
         engine.dispose()
-        state = GatewayState(cfg, upstream=OpenAIUpstream(f"openai:{stub.url}#stub", model_id="charter-test"), guard=guard)
+        state = GatewayState(cfg, upstream=OpenAIUpstream(f"openai:{stub.url}#stub", model_id="charter-test"), guard=guard,
+                             clock=clock)
         server = ServerThread(create_app(cfg, state=state)).__enter__()
         started.append(server)
         return Gateway(server.url, keys, state, stub_app, server, db_url, str(tmp_path / "runtime.pem"))

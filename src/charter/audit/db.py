@@ -80,6 +80,17 @@ incidents = Table(
 )
 
 
+sessions = Table(
+    "sessions", metadata,  # end-user sessions for disclosures and dependency safeguards
+    Column("key", String(500), primary_key=True),  # tenant + session id
+    Column("started", String(40), nullable=False),
+    Column("last_seen", String(40), nullable=False),
+    Column("continuous_since", String(40), nullable=False),
+    Column("disclosed_at", String(40)),
+    Column("handed_off_at", String(40)),
+)
+
+
 def connect(url: str, *, durability: str = "normal") -> Engine:
     """An engine with the schema created. SQLite: WAL, a busy timeout, and BEGIN IMMEDIATE so that
     writers from several processes queue instead of failing; ``durability="full"`` fsyncs each

@@ -214,7 +214,7 @@ class HFBackend(Backend):
 
     # -- generation ------------------------------------------------------------------------------
     @torch.inference_mode()
-    def generate(self, conversations, config: SamplingConfig, seeds=None) -> list[Generation]:
+    def generate(self, conversations, config: SamplingConfig, seeds=None, watermark=None) -> list[Generation]:
         from transformers import GenerationConfig, LogitsProcessorList
 
         seeds = seeds_for(config, len(conversations), seeds)
@@ -235,6 +235,7 @@ class HFBackend(Backend):
             do_sample=False,  # sampling is done by _SeededSampler (per-sequence seeds)
             eos_token_id=self._eos_ids,
             pad_token_id=self.tokenizer.pad_token_id,
+            watermarking_config=watermark,
         )
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
@@ -262,7 +263,7 @@ class HFBackend(Backend):
                 results[i] = Generation(text.strip(), len(prompts[i]), n, finish)
         return results  # type: ignore[return-value]
 
-    def stream(self, conversation, config: SamplingConfig, seed: int = 0, stop=None):
+    def stream(self, conversation, config: SamplingConfig, seed: int = 0, stop=None, watermark=None):
         """Yield the answer's text as it is generated (one conversation). Setting the
         ``threading.Event`` ``stop`` ends generation at the next token; closing the iterator does
         the same. Returns the token counts as the generator's return value."""
@@ -288,7 +289,8 @@ class HFBackend(Backend):
         if not config.greedy:
             processors.append(_SeededSampler([seed], config.temperature, config.top_p))
         gen_config = GenerationConfig(max_new_tokens=config.max_new_tokens, do_sample=False,
-                                      eos_token_id=self._eos_ids, pad_token_id=self.tokenizer.pad_token_id)
+                                      eos_token_id=self._eos_ids, pad_token_id=self.tokenizer.pad_token_id,
+                                      watermarking_config=watermark)  # a transformers watermarking config
         ids = torch.tensor([prompt], device=self.device)
         result = {}
 

@@ -50,6 +50,14 @@ class GuardConfig(_Section):
     stream_every: int = Field(16, ge=1)  # output chunks between streaming checks
 
 
+class ComplianceConfig(_Section):
+    profiles: list[str] = []  # bundled names (none, cac-genai, cac-anthropomorphic, eu-ai-act-art50) or .toml paths
+    watermark_key: int | None = None  # green-list hashing key (default: derived from the runtime key)
+    idle_minutes: float = Field(30.0, gt=0)  # a pause this long ends a session's continuous use
+    distress_guard: str | None = None  # guard dir flagging distress/dependency (overrides the profile)
+    handoff_webhook: str | None = None  # POSTed on every hand-off (overrides the profile)
+
+
 class TripRule(_Section):
     kind: Literal["blocked_outputs", "blocked_inputs", "violation_reports"]
     threshold: int = Field(ge=1)
@@ -68,6 +76,7 @@ class GatewayConfig(_Section):
     server: ServerConfig = ServerConfig()
     upstream: UpstreamConfig = UpstreamConfig()
     guard: GuardConfig = GuardConfig()
+    compliance: ComplianceConfig = ComplianceConfig()
     constitution: str = "default"
     trip_rules: list[TripRule] = []
     tenants: list[TenantConfig] = []

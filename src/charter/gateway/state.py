@@ -19,7 +19,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from charter.audit import AuditLog, GroupCommitWriter, connect
 from charter.constitution import constitution_digest, load_constitution
 from charter.errors import InputError
-from charter.gateway.config import GatewayConfig
+from charter.gateway.compliance import Compliance, derive_watermark_key, utc_clock
+from charter.gateway.config import GatewayConfig, TripRule
+from charter.gateway.profiles import compose
 from charter.gateway.control import Incidents, KillSwitch, TripWire
 from charter.gateway.tenants import RateLimiter, TenantDirectory, upsert_tenant_hash
 from charter.gateway.upstream import Upstream, load_upstream
@@ -58,7 +60,7 @@ class Attestation:
 
 
 class GatewayState:
-    def __init__(self, config: GatewayConfig, *, upstream: Upstream | None = None, guard=None):
+    def __init__(self, config: GatewayConfig, *, upstream: Upstream | None = None, guard=None, clock=None):
         self.config = config
         s = config.server
         self.engine = connect(config.path(s.database), durability=s.durability)
@@ -66,7 +68,10 @@ class GatewayState:
         self.writer = GroupCommitWriter(self.log)  # request entries: group commit under load
         self.killswitch = KillSwitch(self.engine, self.log)
         self.incidents = Incidents(self.engine, self.log)
-        self.tripwire = TripWire(config.trip_rules, self.engine, self.log, self.killswitch, self.incidents)
+        self.profile = compose(config.compliance.profiles)
+        _check_retention(config, self.profile)
+        rules = list(config.trip_rules) + [TripRule(**r) for r in self.profile.trip_rules()]
+        self.tripwire = TripWire(rules, self.engine, self.log, self.killswitch, self.incidents)
         self.tenants = TenantDirectory(self.engine)
         self.ratelimiter = RateLimiter()
         self.metrics = Metrics()
@@ -84,6 +89,7 @@ class GatewayState:
                                                   timeout=u.timeout, api_key=u.api_key)
         self.guard = guard if guard is not None else _load_guard(config)
         self.refusal = _refusal(self.constitution, self.guard)
+        self.compliance = _compliance(config, self.profile, self.engine, self.runtime_key_id, clock)
         self.attestation = _attest(self.upstream, config, self.constitution)
         self.system_prompt = _system_prompt(config, self.constitution)
         self._tasks: list[asyncio.Task] = []
@@ -92,7 +98,7 @@ class GatewayState:
                                           "statement_digest": self.attestation.statement_digest,
                                           "constitution": self.attestation.constitution,
                                           "guard": self.guard.spec.get("digest") if self.guard is not None else None,
-                                          "runtime_key_id": self.runtime_key_id})
+                                          "runtime_key_id": self.runtime_key_id, "profiles": self.profile.names})
 
     def close(self) -> None:
         """Release what a state built only to validate the configuration holds."""
@@ -174,6 +180,30 @@ def _runtime_key(path: str) -> ec.EllipticCurvePrivateKey:
         pub_path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
                                                            serialization.PublicFormat.SubjectPublicKeyInfo))
     return key
+
+
+def _check_retention(config: GatewayConfig, profile) -> None:
+    floor = profile.get("retention.min_days")
+    days = config.server.retention_days
+    if floor and days is not None and days < floor:
+        raise InputError(f"retention_days = {days:g} is below the {floor:g} days that profile "
+                         f"{' + '.join(profile.sources['retention.min_days'])} requires", source="server.retention_days")
+
+
+def _compliance(config: GatewayConfig, profile, engine, runtime_key_id: str, clock) -> Compliance:
+    c = config.compliance
+    if c.handoff_webhook:
+        profile.values["dependency.webhook"] = c.handoff_webhook
+        profile.sources["dependency.webhook"] = ["gateway.toml"]
+    distress_dir = c.distress_guard or profile.get("dependency.classifier")
+    distress = None
+    if distress_dir and profile.get("dependency.enabled"):
+        from charter.guard import Guard
+
+        distress = Guard.load(config.path(distress_dir))
+    key = c.watermark_key if c.watermark_key is not None else derive_watermark_key(runtime_key_id)
+    return Compliance(profile, engine, idle_minutes=c.idle_minutes, clock=clock or utc_clock, watermark_key=key,
+                      distress=distress)
 
 
 def _load_guard(config: GatewayConfig):

@@ -28,6 +28,7 @@ class GenParams:
     top_p: float
     seed: int = 0
     stop: list[str] = field(default_factory=list)
+    watermark: dict | None = None  # compliance watermark settings (local upstreams only)
 
 
 @dataclass
@@ -84,8 +85,12 @@ class LocalUpstream(Upstream):
         queue: asyncio.Queue = asyncio.Queue()
         done = object()
 
+        from charter.gateway.watermark import generation_watermark
+
+        watermark = generation_watermark(params.watermark)
+
         def work():
-            gen = self.backend.stream(messages, cfg, params.seed, stop)
+            gen = self.backend.stream(messages, cfg, params.seed, stop, watermark=watermark)
             try:
                 while True:
                     loop.call_soon_threadsafe(queue.put_nowait, next(gen))

@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from charter.gateway import schemas
 from charter.gateway.deps import get_state, require_tenant
+from charter.gateway.compliance import Notice
 from charter.gateway.errors import APIError, validation_message
 from charter.gateway.state import GatewayState
 from charter.gateway.tenants import Tenant
@@ -78,6 +79,7 @@ class _Exchange:
     params: GenParams
     t0: float
     timings: dict = field(default_factory=dict)  # stage -> ms, sent as a Server-Timing header
+    notice: Notice | None = None  # the compliance layer's disclosure / hand-off for this request
 
     def timed(self, stage: str, since: float) -> None:
         self.timings[stage] = self.timings.get(stage, 0.0) + (time.perf_counter() - since) * 1000
@@ -125,6 +127,16 @@ async def chat_completions(request: Request, tenant: Tenant = Depends(require_te
         raise APIError(503, f"the model is suspended: {suspension.reason}", "service_unavailable", code="model_suspended",
                        headers=headers)
 
+    if state.compliance.active:
+        session = request.headers.get("x-charter-session") or req.user
+        ex.notice = await run_in_threadpool(state.compliance.on_request, tenant.name, session)
+        if ex.notice.handoff_reason is None and await run_in_threadpool(state.compliance.check_distress, prompt):
+            ex.notice.handoff_reason = "distress"
+        if ex.notice.handoff_reason:
+            return await _handoff(state, ex, req, headers)
+        if state.upstream.local:
+            ex.params.watermark = state.compliance.watermark_config()
+
     in_dec = None
     if state.has_guard("input"):
         t = time.perf_counter()
@@ -134,11 +146,12 @@ async def chat_completions(request: Request, tenant: Tenant = Depends(require_te
     if in_dec is not None and in_dec.block:
         return await _blocked_input(state, ex, in_dec, req, headers)
     if req.stream:
-        entries = [("chat.request", ex.request_body())] + ([_decision_entry("input", in_dec)] if in_dec else [])
+        entries = [("chat.request", ex.request_body())] + _compliance_entries(ex) + (
+            [_decision_entry("input", in_dec)] if in_dec else [])
         await asyncio.wrap_future(state.writer.submit([(k, b, ex.tenant, rid) for k, b in entries]))
         state.metrics.audit_entries.inc(len(entries))
         return StreamingResponse(_stream(state, ex, req, in_dec), media_type="text/event-stream",
-                                 headers=headers | {"X-Charter-Guard": "streaming", "Cache-Control": "no-cache"})
+                                 headers=headers | _dress(state, ex)[3] | {"X-Charter-Guard": "streaming", "Cache-Control": "no-cache"})
     return await _complete(state, ex, in_dec, headers)
 
 
@@ -168,11 +181,13 @@ async def _complete(state: GatewayState, ex: _Exchange, in_dec, headers: dict):
             _count_decision(state, "output", out_dec)
             if out_dec.block:
                 content, finish, guard = state.refusal, "content_filter", "blocked-output"
-    extra = {"guard": guard, "request_id": ex.rid}
+    prefix, suffix, dress, dress_headers = _dress(state, ex)
+    content = prefix + content + suffix
+    extra = {"guard": guard, "request_id": ex.rid} | dress
     t = time.perf_counter()
     receipt = _receipt(state, ex, content)
     ex.timed("receipt", t)
-    entries = [("chat.request", ex.request_body())]
+    entries = [("chat.request", ex.request_body())] + _compliance_entries(ex)
     entries += [_decision_entry("input", in_dec)] if in_dec else []
     entries += [_decision_entry("output", out_dec)] if out_dec else []
     entries.append(("chat.response", _response_body(content, finish, guard, result, receipt,
@@ -183,7 +198,7 @@ async def _complete(state: GatewayState, ex: _Exchange, in_dec, headers: dict):
         headers = headers | {"X-Charter-Receipt": _b64(receipt)}
     _finish(state, ex, guard, 200, result.completion_tokens)
     body = schemas.completion(ex.rid, ex.model, content, finish, schemas.usage(result.prompt_tokens, result.completion_tokens), extra)
-    return JSONResponse(body, headers=headers | {"X-Charter-Guard": guard, "Server-Timing": ex.server_timing()})
+    return JSONResponse(body, headers=headers | dress_headers | {"X-Charter-Guard": guard, "Server-Timing": ex.server_timing()})
 
 
 async def _race_killswitch(state: GatewayState, model: str, task: asyncio.Future):
@@ -201,26 +216,76 @@ async def _race_killswitch(state: GatewayState, model: str, task: asyncio.Future
 
 
 async def _blocked_input(state: GatewayState, ex: _Exchange, in_dec, req, headers: dict):
-    content = state.refusal
+    return await _canned(state, ex, req, headers, state.refusal, "content_filter", "blocked-input",
+                         [_decision_entry("input", in_dec)], {"category": in_dec.category, "principle": in_dec.principle})
+
+
+async def _handoff(state: GatewayState, ex: _Exchange, req, headers: dict):
+    """Dependency safeguard: answer with the hand-off message instead of the model, call the
+    counsellor webhook once for this hand-off, and log both."""
+    n = ex.notice
+    c = state.compliance
+    payload = {"tenant": ex.tenant, "session": n.session, "request_id": ex.rid, "reason": n.handoff_reason,
+               "continuous_minutes": round(n.continuous_minutes, 2)}
+    if n.handoff_reason == "distress":
+        await run_in_threadpool(c.mark_handoff, ex.tenant, n.session)
+    hook = await run_in_threadpool(c.call_webhook, payload)
+    return await _canned(state, ex, req, headers | {"X-Charter-Compliance": "handoff"}, c.profile.get("dependency.handoff_text"),
+                         "stop", "handoff", [("compliance.handoff", payload | hook)], {"handoff": n.handoff_reason})
+
+
+async def _canned(state: GatewayState, ex: _Exchange, req, headers: dict, text: str, finish: str, outcome: str,
+                  entries_before: list, info: dict):
+    """An answer the gateway writes itself (refusal, hand-off), streamed or not, dressed and audited."""
+    prefix, suffix, dress, dress_headers = _dress(state, ex)
+    content = prefix + text + suffix
     receipt = _receipt(state, ex, content)
-    entries = [("chat.request", ex.request_body()), _decision_entry("input", in_dec),
-               ("chat.response", _response_body(content, "content_filter", "blocked-input", StreamResult(), receipt, None, ex))]
+    entries = [("chat.request", ex.request_body())] + _compliance_entries(ex) + entries_before + [
+        ("chat.response", _response_body(content, finish, outcome, StreamResult(), receipt, None, ex))]
     await _audit(state, ex, entries)
-    _finish(state, ex, "blocked-input", 200)
-    extra = {"guard": "blocked-input", "request_id": ex.rid, "category": in_dec.category, "principle": in_dec.principle}
-    if receipt:
-        extra["receipt"] = receipt
-    h = headers | {"X-Charter-Guard": "blocked-input"} | ({"X-Charter-Receipt": _b64(receipt)} if receipt else {})
+    _finish(state, ex, outcome, 200)
+    extra = {"guard": outcome, "request_id": ex.rid} | info | dress | ({"receipt": receipt} if receipt else {})
+    h = headers | dress_headers | {"X-Charter-Guard": outcome} | ({"X-Charter-Receipt": _b64(receipt)} if receipt else {})
     if not req.stream:
-        return JSONResponse(schemas.completion(ex.rid, ex.model, content, "content_filter", schemas.usage(0, 0), extra), headers=h)
+        return JSONResponse(schemas.completion(ex.rid, ex.model, content, finish, schemas.usage(0, 0), extra), headers=h)
 
     async def one_shot():
         created = int(time.time())
         yield _sse(schemas.chunk(ex.rid, ex.model, created, {"role": "assistant", "content": content}))
-        yield _sse(schemas.chunk(ex.rid, ex.model, created, {}, "content_filter", extra))
+        yield _sse(schemas.chunk(ex.rid, ex.model, created, {}, finish, extra))
         yield "data: [DONE]\n\n"
 
     return StreamingResponse(one_shot(), media_type="text/event-stream", headers=h)
+
+
+def _dress(state: GatewayState, ex: _Exchange) -> tuple[str, str, dict, dict]:
+    """What the compliance profile adds to an answer: text before and after it (disclosure,
+    visible label), body fields and headers."""
+    c = state.compliance
+    if not c.active:
+        return "", "", {}, {}
+    prefix, suffix, extra, headers = "", "", {}, {}
+    n = ex.notice
+    if n is not None and n.disclosure:
+        prefix = n.disclosure + "\n\n"
+        extra["disclosure"] = {"text": n.disclosure, "reason": n.disclosure_reason}
+        headers["X-Charter-Disclosure"] = n.disclosure_reason
+    lp, ls = c.label_parts()
+    prefix, suffix = prefix + lp, ls
+    meta = c.label_metadata(ex.model, "charter", ex.params.watermark is not None)
+    if meta:
+        extra["label"] = meta
+    if c.profile.get("label.header"):
+        headers["X-Charter-AI-Generated"] = "true"
+    return prefix, suffix, extra, headers
+
+
+def _compliance_entries(ex: _Exchange) -> list[tuple[str, dict]]:
+    n = ex.notice
+    if n is None or not n.disclosure:
+        return []
+    return [("compliance.disclosure", {"session": n.session, "reason": n.disclosure_reason, "text": n.disclosure,
+                                       "continuous_minutes": round(n.continuous_minutes, 2)})]
 
 
 async def _stream(state: GatewayState, ex: _Exchange, req, in_dec):
@@ -235,8 +300,10 @@ async def _stream(state: GatewayState, ex: _Exchange, req, in_dec):
     text, pending, n = "", "", 0
     finish, guard, out_dec, reason, sent = None, "allowed", None, None, ""
     nxt = None
+    prefix, suffix, dress, _ = _dress(state, ex)
     try:
-        yield _sse(schemas.chunk(ex.rid, ex.model, created, {"role": "assistant", "content": ""}))
+        yield _sse(schemas.chunk(ex.rid, ex.model, created, {"role": "assistant", "content": prefix}))
+        sent = prefix
         while finish is None:
             nxt = asyncio.ensure_future(agen.__anext__())
             while True:
@@ -276,11 +343,11 @@ async def _stream(state: GatewayState, ex: _Exchange, req, in_dec):
                 finish, guard = "content_filter", "blocked-output"
         if finish is None:
             finish = result.finish_reason
-            if pending:
-                sent += pending
-                yield _sse(schemas.chunk(ex.rid, ex.model, created, {"content": pending}))
+            if pending or suffix:
+                sent += pending + suffix
+                yield _sse(schemas.chunk(ex.rid, ex.model, created, {"content": pending + suffix}))
         else:
-            tail = ("\n\n" if sent else "") + state.refusal
+            tail = ("\n\n" if sent != prefix else "") + state.refusal + suffix
             sent += tail
             yield _sse(schemas.chunk(ex.rid, ex.model, created, {"content": tail}))
     except UpstreamError as exc:
@@ -300,7 +367,7 @@ async def _stream(state: GatewayState, ex: _Exchange, req, in_dec):
                 ("chat.response", _response_body(sent, finish, guard, result, receipt, reason, ex))]
             await _audit(state, ex, entries)
             _finish(state, ex, guard, 200, result.completion_tokens)
-    extra = {"guard": guard, "request_id": ex.rid} | ({"receipt": receipt} if receipt else {}) | (
+    extra = {"guard": guard, "request_id": ex.rid} | dress | ({"receipt": receipt} if receipt else {}) | (
         {"reason": reason} if reason else {})
     yield _sse(schemas.chunk(ex.rid, ex.model, created, {}, finish, extra))
     if req.stream_options and req.stream_options.include_usage:

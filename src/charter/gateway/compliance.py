@@ -1,0 +1,151 @@
+"""The compliance layer of a request: AI-interaction disclosures per end-user session (at session
+start and after every N minutes of continuous use), explicit labels (header, metadata, visible
+text), watermark parameters for local generation, and dependency safeguards (continuous-use time
+and a distress classifier leading to a hand-off message and a webhook). Session state lives in
+the shared database so every gateway process agrees on it."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from charter.audit import db
+from charter.gateway.profiles import EffectiveProfile
+
+ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def utc_clock() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(timezone.utc).strftime(ISO)
+
+
+def _parse(s: str) -> datetime:
+    return datetime.strptime(s, ISO).replace(tzinfo=timezone.utc)
+
+
+@dataclass
+class Notice:
+    """What the compliance layer adds to one request."""
+
+    session: str | None
+    disclosure: str | None = None  # text to show before the answer
+    disclosure_reason: str | None = None  # session-start | periodic
+    continuous_minutes: float = 0.0
+    handoff_reason: str | None = None  # continuous-use | distress
+
+
+class Compliance:
+    def __init__(self, profile: EffectiveProfile, engine: Engine, *, idle_minutes: float = 30.0,
+                 clock: Callable[[], datetime] = utc_clock, watermark_key: int | None = None, distress=None):
+        self.profile, self.engine, self.clock = profile, engine, clock
+        self.idle = timedelta(minutes=idle_minutes)
+        self.watermark_key = watermark_key
+        self.distress = distress  # a Guard whose input head flags distress/dependency
+
+    @property
+    def active(self) -> bool:
+        return bool(self.profile.profiles)
+
+    # -- sessions --------------------------------------------------------------------------------
+    def on_request(self, tenant: str, session: str | None) -> Notice:
+        """Record use of the session and say whether a disclosure is due and whether continuous
+        use has passed the hand-off threshold. Without a session id every request is treated as
+        a new session (the conservative reading: disclose every time)."""
+        p = self.profile
+        now = self.clock()
+        notice = Notice(session)
+        at_start, every = p.get("disclosure.at_session_start"), p.get("disclosure.every_minutes")
+        text = p.get("disclosure.text") or "You are interacting with an AI system."
+        if session is None:
+            if at_start:
+                notice.disclosure, notice.disclosure_reason = text, "session-start"
+            return notice
+        key = f"{tenant}:{session}"
+        with self.engine.begin() as conn:
+            row = conn.execute(select(db.sessions).where(db.sessions.c.key == key)).first()
+            fresh = row is None or now - _parse(row.last_seen) > self.idle
+            since = now if fresh else _parse(row.continuous_since)
+            disclosed_at = None if fresh else (_parse(row.disclosed_at) if row.disclosed_at else None)
+            handed_off = None if fresh or not row.handed_off_at else _parse(row.handed_off_at)
+            if fresh and at_start:
+                notice.disclosure, notice.disclosure_reason = text, "session-start"
+            elif every and (disclosed_at is None or now - disclosed_at >= timedelta(minutes=every)) and (
+                    disclosed_at is not None or now - since >= timedelta(minutes=every)):
+                notice.disclosure, notice.disclosure_reason = text, "periodic"
+            notice.continuous_minutes = (now - since).total_seconds() / 60
+            limit = p.get("dependency.max_continuous_minutes")
+            if p.get("dependency.enabled") and limit and notice.continuous_minutes >= limit and (
+                    handed_off is None or handed_off < since):
+                notice.handoff_reason = "continuous-use"
+                handed_off = now
+            values = {"last_seen": _iso(now), "continuous_since": _iso(since),
+                      "disclosed_at": _iso(now) if notice.disclosure else (_iso(disclosed_at) if disclosed_at else None),
+                      "handed_off_at": _iso(handed_off) if handed_off else None}
+            if row is None:
+                conn.execute(db.sessions.insert().values(key=key, started=_iso(now), **values))
+            else:
+                conn.execute(db.sessions.update().where(db.sessions.c.key == key).values(**values))
+        return notice
+
+    def check_distress(self, prompt: str) -> bool:
+        return bool(self.profile.get("dependency.enabled") and self.distress is not None
+                    and self.distress.check_input(prompt).block)
+
+    def mark_handoff(self, tenant: str, session: str | None) -> None:
+        if session is None:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(db.sessions.update().where(db.sessions.c.key == f"{tenant}:{session}")
+                         .values(handed_off_at=_iso(self.clock())))
+
+    def call_webhook(self, payload: dict) -> dict:
+        """POST the hand-off to the configured webhook (a human counsellor's queue). Returns what
+        happened, for the audit log; a failing webhook does not fail the user's request."""
+        url = self.profile.get("dependency.webhook")
+        if not url:
+            return {"webhook": None}
+        try:
+            r = httpx.post(url, json=payload, timeout=5.0)
+            return {"webhook": url, "status": r.status_code}
+        except httpx.HTTPError as exc:
+            return {"webhook": url, "error": exc.__class__.__name__}
+
+    # -- labels and watermarks -------------------------------------------------------------------
+    def label_parts(self) -> tuple[str, str]:
+        """Visible label text to put before and after the answer."""
+        mode, text = self.profile.get("label.visible"), self.profile.get("label.visible_text")
+        if mode == "prefix":
+            return text + "\n", ""
+        if mode == "suffix":
+            return "", "\n" + text
+        return "", ""
+
+    def label_metadata(self, model_id: str, provider: str, watermarked: bool) -> dict | None:
+        if not self.profile.get("label.metadata"):
+            return None
+        return {"ai_generated": True, "model": model_id, "provider": provider, "profiles": self.profile.names,
+                "watermark": ({"method": self.profile.get("watermark.method"), "applied": watermarked}
+                              if self.profile.get("watermark.enabled") else None)}
+
+    def watermark_config(self) -> dict | None:
+        p = self.profile
+        if not p.get("watermark.enabled"):
+            return None
+        return {"method": p.get("watermark.method"), "greenlist_ratio": p.get("watermark.greenlist_ratio"),
+                "bias": p.get("watermark.bias"), "hashing_key": self.watermark_key}
+
+
+def derive_watermark_key(runtime_key_id: str) -> int:
+    """A per-deployment watermark key when none is configured: stable for the runtime key, and
+    not the library's public default."""
+    return int(hashlib.sha256(("charter-watermark:" + runtime_key_id).encode()).hexdigest()[:8], 16)

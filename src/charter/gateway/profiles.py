@@ -1,0 +1,190 @@
+"""Compliance profiles: the procedural mechanics a regulatory regime asks of a deployment
+(disclosures, labels, watermarks, retention, incident rules, dependency safeguards) as TOML.
+Charter ships the mechanics only; content policy stays the deployer's constitution.
+
+Profiles compose: a deployment under two regimes gets the stricter setting of each (a shorter
+disclosure interval, a longer retention floor, a label if either asks, every notice text), and
+``charter profiles show`` names the profile each effective setting came from.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from charter.errors import InputError
+
+BUNDLED = ("none", "cac-genai", "cac-anthropomorphic", "eu-ai-act-art50")
+
+
+class _S(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Disclosure(_S):
+    at_session_start: bool | None = None
+    every_minutes: float | None = Field(None, gt=0)
+    text: str | None = None
+
+
+class Label(_S):
+    header: bool | None = None  # X-Charter-AI-Generated header
+    metadata: bool | None = None  # `charter.label` in the body / final chunk
+    visible: Literal["none", "prefix", "suffix"] | None = None
+    visible_text: str | None = None
+
+
+class Watermark(_S):
+    enabled: bool | None = None
+    method: Literal["kirchenbauer", "synthid"] | None = None
+    greenlist_ratio: float | None = Field(None, gt=0, lt=1)
+    bias: float | None = Field(None, gt=0)
+
+
+class Retention(_S):
+    min_days: float | None = Field(None, gt=0)
+
+
+class Rule(_S):
+    threshold: int = Field(ge=1)
+    window_seconds: float = Field(gt=0)
+
+
+class Incidents(_S):
+    blocked_outputs: Rule | None = None
+    blocked_inputs: Rule | None = None
+    violation_reports: Rule | None = None
+
+
+class Dependency(_S):
+    enabled: bool | None = None
+    max_continuous_minutes: float | None = Field(None, gt=0)
+    classifier: str | None = None  # a guard directory trained on distress/dependency categories
+    handoff_text: str | None = None
+    webhook: str | None = None
+
+
+class Profile(_S):
+    name: str
+    description: str = ""
+    references: list[str] = []
+    disclosure: Disclosure = Disclosure()
+    label: Label = Label()
+    watermark: Watermark = Watermark()
+    retention: Retention = Retention()
+    incidents: Incidents = Incidents()
+    dependency: Dependency = Dependency()
+
+
+# Defaults when no profile sets a field (the "none" regime).
+DEFAULTS = {
+    "disclosure.at_session_start": False, "disclosure.every_minutes": None, "disclosure.text": None,
+    "label.header": False, "label.metadata": False, "label.visible": "none", "label.visible_text": "[AI-generated]",
+    "watermark.enabled": False, "watermark.method": "kirchenbauer", "watermark.greenlist_ratio": 0.25,
+    "watermark.bias": 2.0, "retention.min_days": None,
+    "incidents.blocked_outputs": None, "incidents.blocked_inputs": None, "incidents.violation_reports": None,
+    "dependency.enabled": False, "dependency.max_continuous_minutes": None, "dependency.classifier": None,
+    "dependency.handoff_text": "I'd like to connect you with a person who can help.", "dependency.webhook": None,
+}
+
+_VISIBLE_RANK = {"none": 0, "suffix": 1, "prefix": 2}
+
+
+def _stricter(key: str, a, b):
+    """The stricter of two set values of one field."""
+    if isinstance(a, bool):
+        return a or b
+    if key in ("disclosure.every_minutes", "dependency.max_continuous_minutes"):
+        return min(a, b)
+    if key in ("retention.min_days", "watermark.bias"):
+        return max(a, b)
+    if key == "watermark.greenlist_ratio":
+        return a
+    if key == "label.visible":
+        return a if _VISIBLE_RANK[a] >= _VISIBLE_RANK[b] else b
+    if key.startswith("incidents."):  # fewer events in a longer window trips sooner
+        return Rule(threshold=min(a.threshold, b.threshold), window_seconds=max(a.window_seconds, b.window_seconds))
+    if key in ("disclosure.text", "dependency.handoff_text", "label.visible_text"):
+        return a if b in a else f"{a} {b}"  # both regimes' notices are shown
+    return a  # method, classifier, webhook: the first profile that names one
+
+
+class EffectiveProfile:
+    """The composed settings, and for each the profile(s) it came from."""
+
+    def __init__(self, profiles: list[Profile]):
+        self.profiles = profiles
+        self.values: dict = dict(DEFAULTS)
+        self.sources: dict[str, list[str]] = {k: [] for k in DEFAULTS}
+        for p in profiles:
+            for section in ("disclosure", "label", "watermark", "retention", "incidents", "dependency"):
+                for fname, value in getattr(p, section).__dict__.items():
+                    if value is None:
+                        continue
+                    key = f"{section}.{fname}"
+                    if not self.sources[key]:
+                        self.values[key] = value
+                        self.sources[key] = [p.name]
+                        continue
+                    new = _stricter(key, self.values[key], value)
+                    if new != self.values[key] or new == value:  # it changed the setting, or agrees with it
+                        self.sources[key].append(p.name)
+                    self.values[key] = new
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.profiles]
+
+    def get(self, key: str):
+        return self.values[key]
+
+    def trip_rules(self) -> list[dict]:
+        rules = []
+        for kind in ("blocked_outputs", "blocked_inputs", "violation_reports"):
+            r = self.values[f"incidents.{kind}"]
+            if r is not None:
+                rules.append({"kind": kind, "threshold": r.threshold, "window_seconds": r.window_seconds})
+        return rules
+
+    def describe(self, *, local_upstream: bool | None = None) -> list[tuple[str, str, str]]:
+        """(setting, value, source) rows for `charter profiles show`."""
+        rows = []
+        for key, value in self.values.items():
+            shown = f"threshold {value.threshold} in {value.window_seconds:g} s" if isinstance(value, Rule) else (
+                "—" if value is None else str(value))
+            src = " + ".join(self.sources[key]) or "default"
+            if key == "watermark.enabled" and value and local_upstream is False:
+                shown += " (NOT APPLIED: a remote upstream's logits are not available; label only)"
+            elif key == "watermark.enabled" and value:
+                shown += " (local upstreams only; a remote upstream cannot be watermarked)"
+            rows.append((key, shown, src))
+        return rows
+
+
+def load_profile(name_or_path: str) -> Profile:
+    """A bundled profile by name, or a TOML file path."""
+    if name_or_path in BUNDLED:
+        text, source = resources.files("charter.gateway").joinpath("bundled_profiles", f"{name_or_path}.toml").read_text(
+            encoding="utf-8"), f"bundled profile {name_or_path}"
+    else:
+        p = Path(name_or_path)
+        if not p.is_file():
+            raise InputError(f"unknown profile {name_or_path!r} (bundled: {', '.join(BUNDLED)}; or a .toml path)", source="profile")
+        text, source = p.read_text(encoding="utf-8"), str(p)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"not valid TOML: {exc}", source=source) from None
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InputError(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}", source=source) from None
+
+
+def compose(names: list[str]) -> EffectiveProfile:
+    return EffectiveProfile([load_profile(n) for n in names])

@@ -1,0 +1,71 @@
+"""Implicit watermarks for local generation (transformers' built-in watermarking: the
+Kirchenbauer et al. green-list scheme, or SynthID-Text) and detection of the green-list mark.
+
+Only a local upstream can be watermarked: the mark is a bias on the next-token logits, which a
+remote server does not expose. Detection needs the generating model's tokenizer and vocabulary
+size (not its weights) and the deployment's hashing key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from charter.errors import InputError
+
+
+def generation_watermark(cfg: dict | None):
+    """A transformers watermarking config from the compliance layer's settings (None: off)."""
+    if not cfg:
+        return None
+    if cfg["method"] == "synthid":
+        from transformers import SynthIDTextWatermarkingConfig
+
+        key = cfg["hashing_key"] or 15485863
+        keys = [(key * (i + 1) * 2654435761) % (2**31) for i in range(20)]  # SynthID wants a tuple of keys
+        return SynthIDTextWatermarkingConfig(ngram_len=5, keys=keys)
+    from transformers import WatermarkingConfig
+
+    return WatermarkingConfig(greenlist_ratio=cfg["greenlist_ratio"], bias=cfg["bias"],
+                              hashing_key=cfg["hashing_key"] or 15485863, seeding_scheme="lefthash", context_width=1)
+
+
+def _model_files(spec: str) -> Path:
+    from charter.backends.spec import ModelSpec, embedded_gguf_path
+
+    s = ModelSpec.parse(spec)
+    if s.kind == "embedded" or s.kind == "gguf":
+        from charter.backends.hf import dequantised_gguf_dir
+
+        return dequantised_gguf_dir(embedded_gguf_path() if s.kind == "embedded" else Path(s.target))
+    if s.kind == "hf":
+        p = Path(s.target)
+        if not (p / "config.json").is_file():
+            raise InputError("not a transformers model directory (no config.json)", source=str(p))
+        return p
+    raise InputError("watermark detection needs the local model that generated the text (embedded, hf:PATH, gguf:PATH)",
+                     source=spec)
+
+
+def detect(text: str, model: str, *, hashing_key: int, greenlist_ratio: float = 0.25, bias: float = 2.0,
+           z_threshold: float = 4.0) -> dict:
+    """z-score and p-value of the green-list mark in ``text`` (one-sided test against the
+    unwatermarked green fraction ``greenlist_ratio``)."""
+    import torch
+    from transformers import AutoConfig, AutoTokenizer, WatermarkDetector, WatermarkingConfig
+
+    files = _model_files(model)
+    tokenizer = AutoTokenizer.from_pretrained(files)
+    config = AutoConfig.from_pretrained(files)
+    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    if ids.shape[1] < 2:
+        raise InputError("text too short to test (need at least 2 tokens)", source="text")
+    wm = WatermarkingConfig(greenlist_ratio=greenlist_ratio, bias=bias, hashing_key=hashing_key,
+                            seeding_scheme="lefthash", context_width=1)
+    if getattr(config, "eos_token_id", None) is None:
+        config.eos_token_id = tokenizer.eos_token_id
+    detector = WatermarkDetector(model_config=config, device="cpu", watermarking_config=wm)
+    out = detector(ids.to(torch.long), z_threshold=z_threshold, return_dict=True)
+    z = float(out.z_score[0])
+    return {"tokens": int(out.num_tokens_scored[0]), "green_tokens": int(out.num_green_tokens[0]),
+            "green_fraction": float(out.green_fraction[0]), "z_score": z, "p_value": float(out.p_value[0]),
+            "z_threshold": z_threshold, "watermarked": z >= z_threshold}

@@ -1,0 +1,144 @@
+"""Compliance profiles in the gateway: composition, disclosures on a controllable clock, labels in
+streamed and plain answers, dependency hand-offs with the webhook, the retention floor."""
+
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from charter.audit import AuditLog, connect
+from charter.errors import InputError
+from charter.gateway import GatewayConfig, GatewayState
+from charter.gateway.profiles import compose, load_profile
+from tests.servers.openai_server import ServerThread
+from tests.servers.stub_upstream import DEFAULT_TEXT
+
+
+class Clock:
+    def __init__(self):
+        self.now = datetime(2026, 11, 25, 9, 0, tzinfo=timezone.utc)
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, minutes):
+        self.now += timedelta(minutes=minutes)
+
+
+def test_profiles_compose_to_the_stricter_setting_and_name_their_source(tmp_path):
+    e = compose(["cac-anthropomorphic", "eu-ai-act-art50", "cac-genai"])
+    assert e.get("disclosure.every_minutes") == 120 and e.sources["disclosure.every_minutes"] == ["cac-anthropomorphic"]
+    assert e.sources["disclosure.at_session_start"] == ["cac-anthropomorphic", "eu-ai-act-art50"]
+    assert "not a human" in e.get("disclosure.text") and "You are interacting with an AI system." in e.get("disclosure.text")
+    assert e.get("label.visible") == "prefix" and e.get("watermark.enabled")
+    assert e.sources["retention.min_days"] == ["cac-anthropomorphic", "cac-genai"]
+    strict = tmp_path / "strict.toml"
+    strict.write_text('name = "strict"\n[disclosure]\nevery_minutes = 30\n[retention]\nmin_days = 365\n'
+                      '[label]\nvisible = "suffix"\n[incidents]\nblocked_outputs = { threshold = 2, window_seconds = 60 }\n')
+    e2 = compose(["cac-genai", str(strict)])
+    assert e2.get("disclosure.every_minutes") == 30 and e2.get("retention.min_days") == 365
+    assert e2.get("label.visible") == "prefix"  # a prefix is more visible than a suffix
+    rule = e2.get("incidents.blocked_outputs")
+    assert (rule.threshold, rule.window_seconds) == (2, 300)  # fewer events, longer window
+    assert compose(["none"]).get("label.header") is False
+    with pytest.raises(InputError, match="unknown profile"):
+        load_profile("gdpr-maybe")
+    strict.write_text('name = "x"\n[disclosure]\nevery_minutes = -1\n')
+    with pytest.raises(InputError, match="disclosure.every_minutes"):
+        load_profile(str(strict))
+
+
+def _ask(gw, session="s1", stream=False):
+    headers = gw.headers() | ({"X-Charter-Session": session} if session else {})
+    body = {"model": "charter-test", "messages": [{"role": "user", "content": "hello"}], "stream": stream}
+    if not stream:
+        r = httpx.post(gw.url + "/chat/completions", json=body, headers=headers, timeout=30)
+        r.raise_for_status()
+        return r
+    import json as _json
+    with httpx.stream("POST", gw.url + "/chat/completions", json=body, headers=headers, timeout=30) as r:
+        chunks = [_json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+        return r, chunks
+
+
+def test_disclosure_at_session_start_and_after_every_interval_of_continuous_use(make_gateway):
+    clock = Clock()
+    gw = make_gateway(compliance={"profiles": ["cac-anthropomorphic"], "idle_minutes": 30}, clock=clock)
+    gw.state.compliance.profile.values["dependency.enabled"] = False  # timing of notices only
+    seen = []
+    for minute in range(0, 260, 20):  # a request every 20 minutes: continuous use
+        r = _ask(gw)
+        if "x-charter-disclosure" in r.headers:
+            seen.append((minute, r.headers["x-charter-disclosure"]))
+            assert r.json()["choices"][0]["message"]["content"].startswith("提示")
+            assert r.json()["charter"]["disclosure"]["reason"] == r.headers["x-charter-disclosure"]
+        clock.advance(20)
+    assert seen == [(0, "session-start"), (120, "periodic"), (240, "periodic")]
+    clock.advance(45)  # a pause longer than idle_minutes ends the session
+    assert _ask(gw).headers["x-charter-disclosure"] == "session-start"
+    assert "x-charter-disclosure" not in _ask(gw, session="s1").headers
+    assert _ask(gw, session="other").headers["x-charter-disclosure"] == "session-start"
+    assert _ask(gw, session=None).headers["x-charter-disclosure"] == "session-start"  # no session id: every time
+    log = AuditLog(connect(gw.db_url))
+    assert len(list(log.entries(kinds=["compliance.disclosure"]))) == 6
+
+
+def test_labels_in_plain_and_streamed_answers(make_gateway):
+    gw = make_gateway(compliance={"profiles": ["cac-genai"]})
+    r = _ask(gw)
+    body = r.json()
+    label = "【AI生成内容 / AI-generated】"
+    assert r.headers["x-charter-ai-generated"] == "true"
+    assert body["choices"][0]["message"]["content"] == label + "\n" + DEFAULT_TEXT
+    assert body["charter"]["label"]["ai_generated"] is True
+    assert body["charter"]["label"]["watermark"] == {"method": "kirchenbauer", "applied": False}  # remote upstream
+    r, chunks = _ask(gw, stream=True)
+    assert r.headers["x-charter-ai-generated"] == "true"
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == label + "\n" + DEFAULT_TEXT
+    assert chunks[-1]["charter"]["label"]["profiles"] == ["cac-genai"]
+
+
+class Webhook:
+    def __init__(self):
+        app = FastAPI()
+        self.calls = []
+
+        @app.post("/hook")
+        async def hook(body: dict):
+            self.calls.append(body)
+            return {"ok": True}
+
+        self.server = ServerThread(app).__enter__()
+        self.url = self.server.url.removesuffix("/v1") + "/hook"
+
+
+def test_continuous_use_hands_off_once_and_calls_the_webhook(make_gateway):
+    hook = Webhook()
+    try:
+        clock = Clock()
+        gw = make_gateway(compliance={"profiles": ["cac-anthropomorphic"], "handoff_webhook": hook.url}, clock=clock)
+        outcomes = []
+        for _ in range(9):  # 0..160 minutes, every 20
+            r = _ask(gw)
+            outcomes.append(r.headers.get("x-charter-compliance"))
+            clock.advance(20)
+        assert outcomes.count("handoff") == 1 and outcomes.index("handoff") == 6  # at 120 minutes
+        assert len(hook.calls) == 1 and hook.calls[0]["reason"] == "continuous-use" and hook.calls[0]["session"] == "s1"
+        r = _ask(gw)
+        assert r.json()["charter"].get("handoff") is None
+        log = AuditLog(connect(gw.db_url))
+        entries = list(log.entries(kinds=["compliance.handoff"]))
+        assert len(entries) == 1 and entries[0].data["status"] == 200
+    finally:
+        hook.server.__exit__(None, None, None)
+
+
+def test_a_retention_period_below_the_profile_floor_is_refused(tmp_path):
+    cfg = GatewayConfig.model_validate({"server": {"database": f"sqlite:///{tmp_path / 'a.db'}", "runtime_key": str(tmp_path / "k.pem"),
+                                                   "retention_days": 30},
+                                        "upstream": {"model": "openai:http://127.0.0.1:9/v1#m"},
+                                        "compliance": {"profiles": ["cac-genai"]}})
+    with pytest.raises(InputError, match="below the 180 days"):
+        GatewayState(cfg)
