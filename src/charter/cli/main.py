@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from charter import __version__
-from charter.cli import cai, constitution, data, evals, gateway, guard, models, provenance, train
+from charter.cli import cai, compliance, constitution, data, evals, gateway, guard, models, provenance, train
 
 app = typer.Typer(
     name="charter",
@@ -23,6 +23,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 provenance.register(app)
 gateway.register(app)
+compliance.register(app)
 
 
 def _version(value: bool) -> None:

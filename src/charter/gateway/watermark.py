@@ -46,25 +46,42 @@ def _model_files(spec: str) -> Path:
                      source=spec)
 
 
-def detect(text: str, model: str, *, hashing_key: int, greenlist_ratio: float = 0.25, bias: float = 2.0,
-           z_threshold: float = 4.0) -> dict:
-    """z-score and p-value of the green-list mark in ``text`` (one-sided test against the
-    unwatermarked green fraction ``greenlist_ratio``)."""
-    import torch
+def _detector(model: str, hashing_key: int, greenlist_ratio: float, bias: float):
     from transformers import AutoConfig, AutoTokenizer, WatermarkDetector, WatermarkingConfig
 
     files = _model_files(model)
     tokenizer = AutoTokenizer.from_pretrained(files)
     config = AutoConfig.from_pretrained(files)
+    if getattr(config, "eos_token_id", None) is None:
+        config.eos_token_id = tokenizer.eos_token_id
+    wm = WatermarkingConfig(greenlist_ratio=greenlist_ratio, bias=bias, hashing_key=hashing_key,
+                            seeding_scheme="lefthash", context_width=1)
+    return tokenizer, WatermarkDetector(model_config=config, device="cpu", watermarking_config=wm)
+
+
+def detect_ids(ids, model: str, *, hashing_key: int, greenlist_ratio: float = 0.25, bias: float = 2.0,
+               z_threshold: float = 4.0) -> dict:
+    """The test on token ids (what the model generated, before any re-tokenisation)."""
+    import torch
+
+    _, detector = _detector(model, hashing_key, greenlist_ratio, bias)
+    return _result(detector, torch.as_tensor([list(ids)], dtype=torch.long), z_threshold)
+
+
+def detect(text: str, model: str, *, hashing_key: int, greenlist_ratio: float = 0.25, bias: float = 2.0,
+           z_threshold: float = 4.0) -> dict:
+    """z-score and p-value of the green-list mark in ``text`` (one-sided test against the
+    unwatermarked green fraction ``greenlist_ratio``). The text is re-tokenised with the model's
+    tokenizer; for a trained model that recovers the generated tokens almost everywhere."""
+    tokenizer, detector = _detector(model, hashing_key, greenlist_ratio, bias)
     ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
     if ids.shape[1] < 2:
         raise InputError("text too short to test (need at least 2 tokens)", source="text")
-    wm = WatermarkingConfig(greenlist_ratio=greenlist_ratio, bias=bias, hashing_key=hashing_key,
-                            seeding_scheme="lefthash", context_width=1)
-    if getattr(config, "eos_token_id", None) is None:
-        config.eos_token_id = tokenizer.eos_token_id
-    detector = WatermarkDetector(model_config=config, device="cpu", watermarking_config=wm)
-    out = detector(ids.to(torch.long), z_threshold=z_threshold, return_dict=True)
+    return _result(detector, ids, z_threshold)
+
+
+def _result(detector, ids, z_threshold: float) -> dict:
+    out = detector(ids, z_threshold=z_threshold, return_dict=True)
     z = float(out.z_score[0])
     return {"tokens": int(out.num_tokens_scored[0]), "green_tokens": int(out.num_green_tokens[0]),
             "green_fraction": float(out.green_fraction[0]), "z_score": z, "p_value": float(out.p_value[0]),
