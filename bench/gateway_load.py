@@ -5,6 +5,8 @@ Everything runs on this machine: stub and gateway are subprocesses, the load gen
 process (aiohttp, asyncio). The gateway writes its SQLite audit log (4 entries, one commit, per
 request) and signs a receipt per answer. Run "guard" adds the stage-1 input and output classifiers
 (MiniLM, trained here on the bundled samples; nothing escalates since no stage 2 is configured).
+Run "compliance" enables cac-genai + cac-anthropomorphic + eu-ai-act-art50 (session state per
+end user in the database, disclosures, labels); requests carry one of 64 session ids.
 Targets: added p50 <= 3 ms when nothing escalates; throughput >= 50% of direct.
 
     .venv/bin/python bench/gateway_load.py [--requests 400] [--rounds 3] [--no-guard]
@@ -50,20 +52,23 @@ def wait_up(url: str, proc: subprocess.Popen, path: str) -> None:
     raise SystemExit(f"server did not start: {proc.args}")
 
 
-async def load(url: str, key: str | None, model: str, n: int, concurrency: int) -> dict:
+async def load(url: str, key: str | None, model: str, n: int, concurrency: int, sessions: int = 64) -> dict:
     """aiohttp as the load generator: it spends little CPU per request, so on a small machine the
     client steals less from the servers it measures (the same client for both paths)."""
     import aiohttp
 
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     lat: list[float] = []
+    counter = [0]
     stages: dict[str, list[float]] = {}
     body = {"model": model, "messages": [{"role": "user", "content": "What is the capital of France?"}]}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as c:
 
         async def one():
             t0 = time.perf_counter()
-            async with c.post(url + "/chat/completions", json=body, headers=headers) as r:
+            counter[0] += 1  # end users: requests spread over `sessions` sessions (compliance state)
+            h = headers | {"X-Charter-Session": f"user-{counter[0] % sessions}"}
+            async with c.post(url + "/chat/completions", json=body, headers=h) as r:
                 r.raise_for_status()
                 await r.read()
                 timing = r.headers.get("Server-Timing")
@@ -124,7 +129,8 @@ def main() -> None:
         procs.append(stub)
         stub_url = f"http://127.0.0.1:{stub_port}/v1"
         wait_up(stub_url, stub, "/models")
-        runs = [("gateway (audit + receipts)", None, 1), ("gateway, 2 worker processes", None, 2)]
+        runs = [("gateway (audit + receipts)", None, 1), ("gateway, 2 worker processes", None, 2),
+                ("gateway + 3 compliance profiles", None, 1)]
         if not args.no_guard:
             runs.append(("gateway + stage-1 guard", train_guard(d), 1))
         gateways = []
@@ -136,7 +142,9 @@ def main() -> None:
             cfg = d / f"gateway-{i}.toml"
             cfg.write_text(f'[server]\ndatabase = "{db_url}"\nruntime_key = "rt.pem"\nsystem_prompt = "none"\n'
                            f'log_requests = false\n[upstream]\nmodel = "openai:{stub_url}#stub"\nmodel_id = "m"\n'
-                           + (f'[guard]\npath = "{guard}"\n' if guard else ""))
+                           + (f'[guard]\npath = "{guard}"\n' if guard else "")
+                           + ('[compliance]\nprofiles = ["cac-genai", "cac-anthropomorphic", "eu-ai-act-art50"]\n'
+                              if "compliance" in name else ""))
             port = free_port()
             p = subprocess.Popen([sys.executable, "-m", "charter.cli.main", "serve", "--config", str(cfg), "--port", str(port),
                                   "--workers", str(workers)],

@@ -63,8 +63,9 @@ run "$CHARTER" guard synth --constitution default --generator embedded --per-cat
 run "$CHARTER" guard train --data "$OUT/guard-data" --out "$OUT/guard" --overwrite
 
 # 8. Serve the sealed DPO model through the governed gateway (seal required, guard on, audit log in
-#    SQLite), send one allowed and one blocked request with the official openai client, stop the
-#    gateway and verify the audit chain against the gateway's runtime key.
+#    SQLite, EU AI Act Art. 50 profile: disclosure, labels, watermark), send one allowed and one
+#    blocked request with the official openai client, stop the gateway and verify the audit chain
+#    against the gateway's runtime key.
 PY="$(dirname "$CHARTER")/python"
 GW="$OUT/gateway"
 mkdir -p "$GW"
@@ -83,6 +84,8 @@ require_seal = "$OUT/keys/public_key.pem"
 max_new_tokens = 64
 [guard]
 path = "$OUT/guard"
+[compliance]
+profiles = ["eu-ai-act-art50"]
 TOML
 KEY="$("$CHARTER" admin add-tenant demo --config "$GW/gateway.toml")"
 echo "+ $CHARTER serve --config $GW/gateway.toml  (log: $GW/gateway.log)" >&2

@@ -46,6 +46,12 @@ def main() -> int:
         body = json.loads(verify_envelope(receipt, runtime_key, what="receipt"))
         assert body["output_sha256"] == sha256_text(text) and body["request_id"] == r.id
         outcomes[label] = (r.choices[0].finish_reason, raw.headers["x-charter-guard"])
+        charter = (r.model_extra or {}).get("charter") or {}
+        if charter.get("disclosure") or charter.get("label"):
+            wm = (charter.get("label") or {}).get("watermark") or {}
+            print(f"  compliance: disclosure={charter.get('disclosure', {}).get('reason')} "
+                  f"X-Charter-AI-Generated={raw.headers.get('x-charter-ai-generated')} "
+                  f"watermark={wm.get('method')} applied={wm.get('applied')}")
         print(f"\n[{label} request] {prompt!r}\n  finish_reason={r.choices[0].finish_reason} "
               f"X-Charter-Guard={raw.headers['x-charter-guard']} statement={raw.headers['x-charter-statement-digest'][:23]}…"
               f"\n  receipt verified (request {r.id})\n  answer: {text[:300]!r}")

@@ -129,7 +129,9 @@ async def chat_completions(request: Request, tenant: Tenant = Depends(require_te
 
     if state.compliance.active:
         session = request.headers.get("x-charter-session") or req.user
+        t = time.perf_counter()
         ex.notice = await run_in_threadpool(state.compliance.on_request, tenant.name, session)
+        ex.timed("compliance", t)
         if ex.notice.handoff_reason is None and await run_in_threadpool(state.compliance.check_distress, prompt):
             ex.notice.handoff_reason = "distress"
         if ex.notice.handoff_reason:
