@@ -12,7 +12,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 import httpx
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from charter.audit import db
@@ -71,12 +70,25 @@ class Compliance:
                 notice.disclosure, notice.disclosure_reason = text, "session-start"
             return notice
         key = f"{tenant}:{session}"
-        with self.engine.begin() as conn:
-            row = conn.execute(select(db.sessions).where(db.sessions.c.key == key)).first()
-            fresh = row is None or now - _parse(row.last_seen) > self.idle
-            since = now if fresh else _parse(row.continuous_since)
-            disclosed_at = None if fresh else (_parse(row.disclosed_at) if row.disclosed_at else None)
-            handed_off = None if fresh or not row.handed_off_at else _parse(row.handed_off_at)
+        # On the driver connection, like audit appends: this runs on every request of a profiled
+        # deployment, and the statement layer would cost most of a millisecond.
+        sqlite = db.is_sqlite(self.engine)
+        ph = "?" if sqlite else "%s"
+        raw = self.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            if sqlite:
+                cur.execute("BEGIN IMMEDIATE")
+            cur.execute(f"INSERT INTO sessions (key, started, last_seen, continuous_since) VALUES ({ph}, {ph}, {ph}, {ph}) "
+                        "ON CONFLICT (key) DO NOTHING", (key, _iso(now), _iso(now), _iso(now)))
+            created = cur.rowcount == 1
+            cur.execute("SELECT last_seen, continuous_since, disclosed_at, handed_off_at FROM sessions "
+                        f"WHERE key = {ph}" + ("" if sqlite else " FOR UPDATE"), (key,))
+            last_seen, cont_since, disclosed_s, handed_s = cur.fetchone()
+            fresh = created or now - _parse(last_seen) > self.idle
+            since = now if fresh else _parse(cont_since)
+            disclosed_at = None if fresh or not disclosed_s else _parse(disclosed_s)
+            handed_off = None if fresh or not handed_s else _parse(handed_s)
             if fresh and at_start:
                 notice.disclosure, notice.disclosure_reason = text, "session-start"
             elif every and (disclosed_at is None or now - disclosed_at >= timedelta(minutes=every)) and (
@@ -88,13 +100,17 @@ class Compliance:
                     handed_off is None or handed_off < since):
                 notice.handoff_reason = "continuous-use"
                 handed_off = now
-            values = {"last_seen": _iso(now), "continuous_since": _iso(since),
-                      "disclosed_at": _iso(now) if notice.disclosure else (_iso(disclosed_at) if disclosed_at else None),
-                      "handed_off_at": _iso(handed_off) if handed_off else None}
-            if row is None:
-                conn.execute(db.sessions.insert().values(key=key, started=_iso(now), **values))
-            else:
-                conn.execute(db.sessions.update().where(db.sessions.c.key == key).values(**values))
+            disclosed = now if notice.disclosure else disclosed_at
+            cur.execute(f"UPDATE sessions SET last_seen = {ph}, continuous_since = {ph}, disclosed_at = {ph}, "
+                        f"handed_off_at = {ph} WHERE key = {ph}",
+                        (_iso(now), _iso(since), _iso(disclosed) if disclosed else None,
+                         _iso(handed_off) if handed_off else None, key))
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            raw.close()
         return notice
 
     def check_distress(self, prompt: str) -> bool:
