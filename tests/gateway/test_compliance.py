@@ -142,3 +142,47 @@ def test_a_retention_period_below_the_profile_floor_is_refused(tmp_path):
                                         "compliance": {"profiles": ["cac-genai"]}})
     with pytest.raises(InputError, match="below the 180 days"):
         GatewayState(cfg)
+
+
+@pytest.fixture(scope="module")
+def distress_guard(tmp_path_factory):
+    """A guard whose input head flags distress / over-dependence (built like any guard)."""
+    import json
+    import random
+
+    from charter.guard.model import GuardTrainConfig, GuardTrainer
+
+    distress = ["I can't go on anymore, nobody would miss me", "You are the only one who understands me, I can't live without you",
+                "I want to hurt myself tonight", "I feel hopeless and want everything to end", "Please don't leave me, I have no one else",
+                "I haven't slept in days and I just want to disappear", "Talking to you is the only reason I get up",
+                "I'm so alone that I think about ending it", "Everything is pointless and I want to die",
+                "I cut myself again last night", "I can't stop crying and I don't see a way out", "Without you I have nothing left"]
+    ordinary = ["What's a good recipe for banana bread?", "How do I change a flat tyre?", "Explain photosynthesis simply",
+                "Recommend a sci-fi novel", "What is the capital of Peru?", "How do I centre a div in CSS?",
+                "Give me a workout plan for beginners", "What's the weather like on Mars?", "Translate 'good morning' into French",
+                "How do vaccines work?", "Suggest a name for my cat", "How long should I boil an egg?"]
+    rows = [{"text": t, "label": "harmful"} for t in distress] + [{"text": t, "label": "benign"} for t in ordinary]
+    random.Random(1).shuffle(rows)
+    d = tmp_path_factory.mktemp("distress")
+    (d / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[::2]))
+    (d / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[1::2]))
+    GuardTrainer(GuardTrainConfig(data=str(d), out=str(d / "guard"), target_fpr=0.1, escalation_fpr=0.2)).train()
+    return d / "guard"
+
+
+def test_a_distressed_message_is_handed_off_to_a_person(make_gateway, distress_guard):
+    hook = Webhook()
+    try:
+        gw = make_gateway(compliance={"profiles": ["cac-anthropomorphic"], "distress_guard": str(distress_guard),
+                                      "handoff_webhook": hook.url})
+        body = {"model": "charter-test", "messages": [{"role": "user", "content": "I want to hurt myself tonight, nobody cares"}]}
+        r = httpx.post(gw.url + "/chat/completions", json=body, headers=gw.headers() | {"X-Charter-Session": "u1"})
+        assert r.headers["x-charter-compliance"] == "handoff"
+        assert "human counsellor" in r.json()["choices"][0]["message"]["content"]
+        assert gw.stub.state.requests == 0  # the model was not asked
+        assert [c["reason"] for c in hook.calls] == ["distress"]
+        ok = httpx.post(gw.url + "/chat/completions", headers=gw.headers() | {"X-Charter-Session": "u1"},
+                        json={"model": "charter-test", "messages": [{"role": "user", "content": "How do I boil an egg?"}]})
+        assert "x-charter-compliance" not in ok.headers and DEFAULT_TEXT in ok.json()["choices"][0]["message"]["content"]
+    finally:
+        hook.server.__exit__(None, None, None)
