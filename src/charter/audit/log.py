@@ -167,8 +167,11 @@ class AuditLog:
 
     def entries(self, *, tenant: str | None = None, since: str | None = None, until: str | None = None,
                 request_id: str | None = None, kinds: list[str] | None = None, after_seq: int | None = None,
-                limit: int | None = None, newest_first: bool = False, batch: int = 5000) -> Iterator[Entry]:
+                limit: int | None = None, newest_first: bool = False, batch: int = 5000,
+                session: str | None = None) -> Iterator[Entry]:
         q = select(db.entries)
+        if session is not None:  # bodies are canonical JSON, so this is the exact field
+            q = q.where(db.entries.c.body.contains(canonical_json({"session": session})[1:-1], autoescape=True))
         if tenant is not None:
             q = q.where(db.entries.c.tenant == tenant)
         if since:

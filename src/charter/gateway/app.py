@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from charter.gateway import errors
 from charter.gateway.config import GatewayConfig
-from charter.gateway.routers import admin, attestation, audit, chat
+from charter.gateway.routers import admin, attestation, audit, chat, console
 from charter.gateway.state import GatewayState
 
 
@@ -32,7 +32,7 @@ def create_app(config: GatewayConfig, *, state: GatewayState | None = None, upst
     app = FastAPI(title="Charter gateway", version="1", lifespan=lifespan,
                   description="OpenAI-compatible serving under a constitution: guard, audit log, kill switch, attestation.")
     errors.install(app)
-    for r in (chat.router, admin.router, audit.router, attestation.router):
+    for r in (chat.router, admin.router, audit.router, attestation.router, console.router):
         app.include_router(r)
     return app
 

@@ -80,6 +80,7 @@ class _Exchange:
     t0: float
     timings: dict = field(default_factory=dict)  # stage -> ms, sent as a Server-Timing header
     notice: Notice | None = None  # the compliance layer's disclosure / hand-off for this request
+    session: str | None = None  # the end user's session id (X-Charter-Session or `user`)
 
     def timed(self, stage: str, since: float) -> None:
         self.timings[stage] = self.timings.get(stage, 0.0) + (time.perf_counter() - since) * 1000
@@ -89,7 +90,7 @@ class _Exchange:
         return ", ".join(parts + [f"gateway;dur={(time.perf_counter() - self.t0) * 1000:.3f}"])
 
     def request_body(self) -> dict:
-        return {"model": self.model, "messages": self.messages,
+        return {"model": self.model, "messages": self.messages, "session": self.session,
                 "params": {"max_tokens": self.params.max_tokens, "temperature": self.params.temperature,
                            "top_p": self.params.top_p, "seed": self.params.seed, "stop": self.params.stop}}
 
@@ -116,7 +117,8 @@ async def chat_completions(request: Request, tenant: Tenant = Depends(require_te
                        temperature=u.temperature if req.temperature is None else req.temperature,
                        top_p=u.top_p if req.top_p is None else req.top_p,
                        seed=req.seed if req.seed is not None else uuid.uuid4().int % (2**31), stop=req.stop_list())
-    ex = _Exchange(rid, tenant.name, state.upstream.model_id, messages, prompt, params, time.perf_counter())
+    ex = _Exchange(rid, tenant.name, state.upstream.model_id, messages, prompt, params, time.perf_counter(),
+                   session=request.headers.get("x-charter-session") or req.user)
     headers = {"X-Charter-Request-Id": rid, "X-Charter-Statement-Digest": state.attestation.header}
 
     suspension = state.killswitch.suspended(ex.model)
@@ -128,9 +130,8 @@ async def chat_completions(request: Request, tenant: Tenant = Depends(require_te
                        headers=headers)
 
     if state.compliance.active:
-        session = request.headers.get("x-charter-session") or req.user
         t = time.perf_counter()
-        ex.notice = await run_in_threadpool(state.compliance.on_request, tenant.name, session)
+        ex.notice = await run_in_threadpool(state.compliance.on_request, tenant.name, ex.session)
         ex.timed("compliance", t)
         if ex.notice.handoff_reason is None and await run_in_threadpool(state.compliance.check_distress, prompt):
             ex.notice.handoff_reason = "distress"
