@@ -27,14 +27,15 @@ def browser():
 
 
 def _submit(browser, element_id):
-    """Click a control that loads a new page, and wait until it has."""
+    """Click a control that loads a new page, and wait until the new page has loaded (a marker
+    set on the old page's window is gone), which avoids racing the navigation."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
 
-    el = browser.find_element(By.ID, element_id)
-    el.click()
-    WebDriverWait(browser, 10).until(EC.staleness_of(el))
+    browser.execute_script("window.__charterOldPage = true")
+    browser.find_element(By.ID, element_id).click()
+    WebDriverWait(browser, 10, ignored_exceptions=(Exception,)).until(
+        lambda d: d.execute_script("return window.__charterOldPage === undefined && document.readyState === 'complete'"))
 
 
 def test_console_flows(make_gateway, browser):

@@ -7,7 +7,7 @@ switch, shared by every gateway process on the same database) and incidents.
 from __future__ import annotations
 
 from sqlalchemy import (
-    BigInteger, Boolean, Column, Integer, MetaData, String, Table, Text, create_engine, event,
+    BigInteger, Boolean, Column, Float, Integer, MetaData, String, Table, Text, create_engine, event,
 )
 from sqlalchemy.engine import Engine
 
@@ -88,6 +88,14 @@ sessions = Table(
     Column("continuous_since", String(40), nullable=False),
     Column("disclosed_at", String(40)),
     Column("handed_off_at", String(40)),
+)
+
+
+console_sessions = Table(
+    "console_sessions", metadata,  # web-console logins, shared by every gateway process
+    Column("token_hash", String(64), primary_key=True),  # sha256 of the cookie value
+    Column("tenant", String(200), nullable=False),
+    Column("expires", Float, nullable=False),  # unix time
 )
 
 

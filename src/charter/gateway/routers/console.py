@@ -1,10 +1,12 @@
 """The web console at /console (admin key): audit-log browser with search and chain verification,
 incidents and their timelines, the kill switch, the active compliance profile, guard statistics.
 Plain server-rendered HTML (no front-end build); the admin logs in with an admin API key and gets
-an HttpOnly, SameSite=Strict session cookie (which also stops cross-site form posts)."""
+an HttpOnly, SameSite=Strict session cookie (which also stops cross-site form posts). Logins are
+kept in the database (as hashes of the cookie), so every gateway process honours them."""
 
 from __future__ import annotations
 
+import hashlib
 import html
 import secrets
 import time
@@ -13,7 +15,10 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
+
+from charter.audit import db
 
 from charter.gateway.control import ALL
 from charter.gateway.deps import get_state
@@ -22,7 +27,6 @@ from charter.gateway.state import GatewayState
 router = APIRouter(prefix="/console", include_in_schema=False)
 COOKIE = "charter_console"
 TTL = 8 * 3600
-_sessions: dict[str, tuple[str, float]] = {}  # token -> (admin tenant, expiry); per process
 
 
 def e(x) -> str:
@@ -41,12 +45,21 @@ form.inline{{display:inline}}pre{{white-space:pre-wrap;font-size:12px;margin:0}}
 <body>{nav}<h1>{e(title)}</h1>{body}</body></html>""")
 
 
-def _admin(request: Request) -> str | None:
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def _admin_of(request: Request, state: GatewayState) -> str | None:
     token = request.cookies.get(COOKIE)
-    hit = _sessions.get(token or "")
-    if hit and hit[1] > time.time():
-        return hit[0]
-    return None
+    if not token:
+        return None
+
+    def look():
+        with state.engine.connect() as conn:
+            row = conn.execute(select(db.console_sessions).where(db.console_sessions.c.token_hash == _token_hash(token))).first()
+        return row.tenant if row and row.expires > time.time() else None
+
+    return await run_in_threadpool(look)
 
 
 def _login_redirect() -> RedirectResponse:
@@ -66,7 +79,14 @@ async def login(key: str = Form(""), state: GatewayState = Depends(get_state)):
     if tenant is None or not tenant.admin:
         return RedirectResponse("/console/login?" + urlencode({"error": "not an admin key"}), status_code=303)
     token = secrets.token_urlsafe(32)
-    _sessions[token] = (tenant.name, time.time() + TTL)
+
+    def store():
+        with state.engine.begin() as conn:
+            conn.execute(db.console_sessions.delete().where(db.console_sessions.c.expires < time.time()))
+            conn.execute(db.console_sessions.insert().values(token_hash=_token_hash(token), tenant=tenant.name,
+                                                             expires=time.time() + TTL))
+
+    await run_in_threadpool(store)
     await run_in_threadpool(state.log.append, "admin.console_login", {"actor": f"tenant:{tenant.name}"})
     r = RedirectResponse("/console", status_code=303)
     r.set_cookie(COOKIE, token, max_age=TTL, httponly=True, samesite="strict")
@@ -75,7 +95,7 @@ async def login(key: str = Form(""), state: GatewayState = Depends(get_state)):
 
 @router.get("")
 async def overview(request: Request, state: GatewayState = Depends(get_state)):
-    admin = _admin(request)
+    admin = await _admin_of(request, state)
     if admin is None:
         return _login_redirect()
 
@@ -117,7 +137,7 @@ async def overview(request: Request, state: GatewayState = Depends(get_state)):
 
 @router.post("/suspend")
 async def suspend(request: Request, reason: str = Form(""), state: GatewayState = Depends(get_state)):
-    admin = _admin(request)
+    admin = await _admin_of(request, state)
     if admin is None:
         return _login_redirect()
     await run_in_threadpool(state.killswitch.suspend, ALL, reason=reason or "suspended from the console",
@@ -127,7 +147,7 @@ async def suspend(request: Request, reason: str = Form(""), state: GatewayState 
 
 @router.post("/resume")
 async def resume(request: Request, state: GatewayState = Depends(get_state)):
-    admin = _admin(request)
+    admin = await _admin_of(request, state)
     if admin is None:
         return _login_redirect()
     await run_in_threadpool(state.killswitch.resume, ALL, actor=f"console:{admin}")
@@ -137,7 +157,7 @@ async def resume(request: Request, state: GatewayState = Depends(get_state)):
 @router.get("/audit")
 async def audit(request: Request, tenant: str = "", session: str = "", since: str = "", until: str = "",
                 verified: str = "", state: GatewayState = Depends(get_state)):
-    admin = _admin(request)
+    admin = await _admin_of(request, state)
     if admin is None:
         return _login_redirect()
 
@@ -164,7 +184,7 @@ async def audit(request: Request, tenant: str = "", session: str = "", since: st
 
 @router.post("/audit/verify")
 async def verify(request: Request, state: GatewayState = Depends(get_state)):
-    admin = _admin(request)
+    admin = await _admin_of(request, state)
     if admin is None:
         return _login_redirect()
     rep = await run_in_threadpool(state.log.verify, [state.runtime_key.public_key()])
@@ -175,7 +195,7 @@ async def verify(request: Request, state: GatewayState = Depends(get_state)):
 
 @router.get("/incidents")
 async def incidents(request: Request, state: GatewayState = Depends(get_state)):
-    admin = _admin(request)
+    admin = await _admin_of(request, state)
     if admin is None:
         return _login_redirect()
     items = await run_in_threadpool(state.incidents.list)
@@ -187,7 +207,7 @@ async def incidents(request: Request, state: GatewayState = Depends(get_state)):
 
 @router.get("/incidents/{incident_id}")
 async def incident(incident_id: int, request: Request, state: GatewayState = Depends(get_state)):
-    admin = _admin(request)
+    admin = await _admin_of(request, state)
     if admin is None:
         return _login_redirect()
     from charter.errors import InputError
