@@ -29,20 +29,11 @@ BODY = {"model": "charter-test", "messages": [{"role": "user", "content": "What 
 def plain_inserts(engine, n: int) -> float:
     """The same driver path the audit log's append uses (SQLAlchemy's pooled DBAPI connection,
     parametrised SQL, one transaction per entry), without the chain: no lock, no head read, no hash."""
-    sqlite = db.is_sqlite(engine)
-    ph = "?" if sqlite else "%s"
-    sql = f"INSERT INTO audit_plain (time, tenant, kind, request_id, body) VALUES ({', '.join([ph] * 5)})"
     t0 = time.perf_counter()
     for i in range(n):
-        raw = engine.raw_connection()
-        try:
-            cur = raw.cursor()
-            if sqlite:
-                cur.execute("BEGIN")
-            cur.execute(sql, (utc_now(), "acme", "chat.request", f"r{i}", canonical_json(BODY | {"i": i})))
-            raw.commit()
-        finally:
-            raw.close()
+        with db.driver_transaction(engine) as (cur, ph):
+            cur.execute(f"INSERT INTO audit_plain (time, tenant, kind, request_id, body) VALUES ({', '.join([ph] * 5)})",
+                        (utc_now(), "acme", "chat.request", f"r{i}", canonical_json(BODY | {"i": i})))
     return time.perf_counter() - t0
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger, Boolean, Column, Float, Integer, MetaData, String, Table, Text, create_engine, event,
 )
+from contextlib import contextmanager
+
 from sqlalchemy.engine import Engine
 
 from charter.errors import InputError
@@ -134,6 +136,27 @@ def _sqlite_pragmas(engine: Engine, durability: str) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def driver_transaction(engine: Engine, *, exclusive: bool = False):
+    """One transaction on the driver's own connection (from SQLAlchemy's pool), for hot paths
+    where the statement layer would cost most of a millisecond. Yields ``(cursor, placeholder)``;
+    commits on success, rolls back on error. ``exclusive`` takes SQLite's write lock up front
+    (BEGIN IMMEDIATE), so read-then-write transactions from several processes queue, not fail."""
+    sqlite = is_sqlite(engine)
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        if sqlite:
+            cur.execute("BEGIN IMMEDIATE" if exclusive else "BEGIN")
+        yield cur, ("?" if sqlite else "%s")
+        raw.commit()
+    except BaseException:
+        raw.rollback()
+        raise
+    finally:
+        raw.close()  # back to the pool
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -129,16 +129,10 @@ class AuditLog:
         The gateway's hot path: it runs on the driver's connection (from SQLAlchemy's pool) with
         plain parametrised SQL, which costs a few tens of microseconds where the Core statement
         layer costs most of a millisecond."""
-        sqlite = db.is_sqlite(self.engine)
-        ph = "?" if sqlite else "%s"
-        raw = self.engine.raw_connection()
         out = []
-        try:
-            cur = raw.cursor()
-            if sqlite:
-                cur.execute("BEGIN IMMEDIATE")  # the write lock: appenders queue here
-            else:
-                cur.execute(f"SELECT pg_advisory_xact_lock({ph})", (_PG_LOCK,))
+        with db.driver_transaction(self.engine, exclusive=True) as (cur, ph):
+            if not db.is_sqlite(self.engine):
+                cur.execute(f"SELECT pg_advisory_xact_lock({ph})", (_PG_LOCK,))  # the appenders' queue
             cur.execute("SELECT seq, entry_hash FROM audit_entries ORDER BY seq DESC LIMIT 1")
             row = cur.fetchone()
             seq, prev = (row[0] + 1, row[1]) if row else (0, GENESIS)
@@ -151,12 +145,6 @@ class AuditLog:
                 seq, prev = seq + 1, h
             cur.executemany("INSERT INTO audit_entries (seq, time, tenant, kind, request_id, body, prev_hash, entry_hash, "
                             f"purged) VALUES ({', '.join([ph] * 9)})", rows)
-            raw.commit()
-        except BaseException:
-            raw.rollback()
-            raise
-        finally:
-            raw.close()  # back to the pool
         return out
 
     # -- reading ---------------------------------------------------------------------------------
@@ -191,6 +179,14 @@ class AuditLog:
             result = conn.execution_options(yield_per=batch).execute(q)
             for r in result:
                 yield Entry(**r._mapping)
+
+    def count_by_kind(self, kinds: list[str], *, since: str | None = None) -> dict[str, int]:
+        q = select(db.entries.c.kind, func.count()).where(db.entries.c.kind.in_(kinds)).group_by(db.entries.c.kind)
+        if since:
+            q = q.where(db.entries.c.time >= since)
+        with self.engine.connect() as conn:
+            found = dict(conn.execute(q).all())
+        return {k: int(found.get(k, 0)) for k in kinds}
 
     def leaf_hashes(self, size: int | None = None) -> list[bytes]:
         with self._leaves_lock:

@@ -72,18 +72,12 @@ class Compliance:
         key = f"{tenant}:{session}"
         # On the driver connection, like audit appends: this runs on every request of a profiled
         # deployment, and the statement layer would cost most of a millisecond.
-        sqlite = db.is_sqlite(self.engine)
-        ph = "?" if sqlite else "%s"
-        raw = self.engine.raw_connection()
-        try:
-            cur = raw.cursor()
-            if sqlite:
-                cur.execute("BEGIN IMMEDIATE")
+        with db.driver_transaction(self.engine, exclusive=True) as (cur, ph):
             cur.execute(f"INSERT INTO sessions (key, started, last_seen, continuous_since) VALUES ({ph}, {ph}, {ph}, {ph}) "
                         "ON CONFLICT (key) DO NOTHING", (key, _iso(now), _iso(now), _iso(now)))
             created = cur.rowcount == 1
             cur.execute("SELECT last_seen, continuous_since, disclosed_at, handed_off_at FROM sessions "
-                        f"WHERE key = {ph}" + ("" if sqlite else " FOR UPDATE"), (key,))
+                        f"WHERE key = {ph}" + ("" if db.is_sqlite(self.engine) else " FOR UPDATE"), (key,))
             last_seen, cont_since, disclosed_s, handed_s = cur.fetchone()
             fresh = created or now - _parse(last_seen) > self.idle
             since = now if fresh else _parse(cont_since)
@@ -105,12 +99,6 @@ class Compliance:
                         f"handed_off_at = {ph} WHERE key = {ph}",
                         (_iso(now), _iso(since), _iso(disclosed) if disclosed else None,
                          _iso(handed_off) if handed_off else None, key))
-            raw.commit()
-        except BaseException:
-            raw.rollback()
-            raise
-        finally:
-            raw.close()
         return notice
 
     def check_distress(self, prompt: str) -> bool:

@@ -116,8 +116,8 @@ class Incidents:
         until = inc["closed"]
         kinds = ["guard.input.blocked", "guard.output.blocked", "violation.report", "admin.suspend", "admin.resume",
                  "incident.opened", "incident.closed", "chat.suspended"]
-        timeline = [e for e in self.log.entries(since=since, until=None) if e.kind in kinds
-                    and (until is None or e.time <= until or e.kind == "incident.closed")]
+        timeline = [e for e in self.log.entries(since=since, kinds=kinds)
+                    if until is None or e.time <= until or e.kind == "incident.closed"]
         request_ids = list(dict.fromkeys(trig.get("request_ids", []) + [e.request_id for e in timeline if e.request_id]))
         affected = {}
         for rid in request_ids:

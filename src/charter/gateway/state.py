@@ -5,7 +5,6 @@ routers reach it through a FastAPI dependency."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -258,7 +257,3 @@ def _system_prompt(config: GatewayConfig, constitution) -> str | None:
     for p in constitution.principles[:12]:
         lines.append(f"- {p.statement}")
     return "\n".join(lines)
-
-
-def json_dumps(obj) -> str:
-    return json.dumps(obj, separators=(",", ":"))

@@ -101,10 +101,9 @@ async def overview(request: Request, state: GatewayState = Depends(get_state)):
 
     def gather():
         since = (datetime.now(timezone.utc) - timedelta(hours=24)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        counts = {}
-        for k in ("guard.input.allowed", "guard.input.blocked", "guard.output.allowed", "guard.output.blocked",
-                  "compliance.disclosure", "compliance.handoff", "chat.suspended"):
-            counts[k] = sum(1 for _ in state.log.entries(kinds=[k], since=since))
+        counts = state.log.count_by_kind(["guard.input.allowed", "guard.input.blocked", "guard.output.allowed",
+                                          "guard.output.blocked", "compliance.disclosure", "compliance.handoff",
+                                          "chat.suspended"], since=since)
         return state.killswitch.status(), counts, state.log.size()
 
     suspensions, counts, size = await run_in_threadpool(gather)
