@@ -100,3 +100,62 @@ def diff(
     lines += [f"~ category {k}" for k in d.categories_changed]
     for line in lines:
         console.print(line, highlight=False, markup=False)
+
+
+@app.command()
+@handle_errors
+def drift(
+    old: str = typer.Argument(None, help="The earlier constitution (file or bundled name)."),
+    new: str = typer.Argument(None, help="The later constitution (file or bundled name)."),
+    history: Path = typer.Option(None, "--history", help="Audit every committed version of this file in git instead."),
+    out: Path = typer.Option(None, "--out", help="Write drift.json (and, with --history, history.json + history.png) here."),
+    match_threshold: float = typer.Option(0.6, help="Min statement similarity to pair principles whose ids differ."),
+    reword_threshold: float = typer.Option(0.98, help="A same-id statement below this similarity counts as reworded."),
+    hard_weight: float = typer.Option(2.0, help="Weight of a hard constraint relative to a default behaviour."),
+    embedder: Path = typer.Option(None, "--embedder", help="Sentence-embedding model directory (default: bundled MiniLM)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Drift audit: principles matched by id and by meaning, each change classified, a drift score."""
+    from charter.governance.drift import DriftAuditor, DriftConfig, drift_history, plot_history, write_json
+
+    config = DriftConfig(match_threshold=match_threshold, reword_threshold=reword_threshold,
+                         hard_weight=hard_weight, embedder=str(embedder) if embedder else None)
+    if history is not None:
+        if old or new:
+            raise InputError("give either two constitutions or --history FILE, not both", source="--history")
+        auditor = DriftAuditor(config)
+        from charter.cli._common import record_progress
+
+        with record_progress("versions") as update:
+            points = drift_history(history, auditor, lambda d, t: update(d, t, ""))
+        from dataclasses import asdict
+
+        rows = [asdict(p) for p in points]
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+        else:
+            table = Table()
+            for col in ("commit", "date", "version", "from previous", "from first", "changes"):
+                table.add_column(col)
+            for p in points:
+                changes = p.error or ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in p.counts.items())
+                table.add_row(p.commit[:10], p.date[:10], p.version or "-",
+                              "-" if p.drift_from_previous is None else f"{p.drift_from_previous:.3f}",
+                              "-" if p.drift_from_first is None else f"{p.drift_from_first:.3f}", changes)
+            console.print(table)
+        if out:
+            write_json(rows, out / "history.json")
+            png = plot_history(points, out / "history.png", f"constitution drift: {history}")
+            if not as_json:
+                console.print(f"wrote {out / 'history.json'} and {png}", highlight=False)
+        return
+    if not old or not new:
+        raise InputError("give two constitutions (OLD NEW) or --history FILE", source="charter constitution drift")
+    report = DriftAuditor(config).compare(load_constitution(old), load_constitution(new))
+    if out:
+        write_json(report.to_dict(), out / "drift.json")
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        return
+    for line in report.lines():
+        console.print(line, highlight=False, markup=False)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import typer
 
 from charter import __version__
-from charter.cli import cai, compliance, constitution, data, evals, gateway, guard, models, provenance, train
+from charter.cli import (
+    cai, compliance, constitution, data, evals, gateway, governance, guard, models, provenance, train,
+)
 
 app = typer.Typer(
     name="charter",
@@ -24,6 +26,7 @@ app.add_typer(models.app, name="models")
 provenance.register(app)
 gateway.register(app)
 compliance.register(app)
+governance.register(app)
 
 
 def _version(value: bool) -> None:

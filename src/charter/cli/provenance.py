@@ -50,6 +50,7 @@ def seal(
     data: List[Path] = typer.Option([], "--data", help="Training data file(s); their run directories give the lineage."),
     training: Optional[Path] = typer.Option(None, "--training", help="Training output with train_config/routing/profiles (default: MODEL_DIR if it is one)."),
     eval_dirs: List[Path] = typer.Option([], "--eval", help="Evaluation directories whose summaries go into the statement."),
+    guard: Optional[Path] = typer.Option(None, "--guard", help="The guard (charter guard train OUT) served with this model: its digest and thresholds go into the statement."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Files hashed in parallel (default: one per core)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Seal again over an existing seal."),
 ) -> None:
@@ -58,7 +59,7 @@ def seal(
 
     cfg = SealConfig(model_dir=str(model_dir), constitution=constitution, key=str(key), parent=str(parent) if parent else None,
                      data=tuple(str(d) for d in data), training=str(training) if training else None,
-                     evals=tuple(str(e) for e in eval_dirs), max_workers=workers, overwrite=overwrite)
+                     evals=tuple(str(e) for e in eval_dirs), guard=str(guard) if guard else None, max_workers=workers, overwrite=overwrite)
     r = Sealer(cfg, passphrase=_passphrase()).seal()
     console.print(f"sealed {r['model_dir']} under {r['constitution']}\n  root digest      sha256:{r['root_digest']}\n"
                   f"  statement digest sha256:{r['statement_digest']}\n  files: {r['signature']}, {r['statement']}", highlight=False, markup=False, soft_wrap=True)

@@ -20,7 +20,7 @@ from charter.constitution import constitution_text, load_constitution
 from charter.errors import InputError, VerificationError
 from charter.provenance.dsse import INTOTO, sign_envelope
 from charter.provenance.keys import load_private_key
-from charter.provenance.statement import build_statement, dataset_entry, statement_digest, training_entry
+from charter.provenance.statement import build_statement, dataset_entry, guard_entry, statement_digest, training_entry
 
 SEAL_DIR = "charter-seal"
 MODEL_SIGNATURE = "model.sig"
@@ -73,6 +73,7 @@ class SealConfig:
     data: tuple[str, ...] = ()
     training: str | None = None  # default: MODEL_DIR itself when it is a training output
     evals: tuple[str, ...] = ()
+    guard: str | None = None  # a guard directory served with the model (its thresholds are sealed too)
     max_workers: int | None = None
     overwrite: bool = False
 
@@ -99,6 +100,7 @@ class Sealer:
         training_dir = Path(c.training) if c.training else (model_dir if (model_dir / "train_config.json").exists() else None)
         training = training_entry(training_dir) if training_dir else None
         evaluations = [self._evaluation(Path(e)) for e in c.evals]
+        guard = guard_entry(Path(c.guard)) if c.guard else None
         parent = self._parent(Path(c.parent)) if c.parent else None
         base = (training or {}).get("config", {}).get("base_model")
 
@@ -115,7 +117,7 @@ class Sealer:
         statement = build_statement(
             model_name=model_dir.resolve().name, root_digest=root, constitution=constitution, constitution_text=text,
             datasets=datasets, training=training, evaluations=evaluations, parent=parent, base_model=base,
-            signature_file=f"{SEAL_DIR}/{MODEL_SIGNATURE}",
+            guard=guard, signature_file=f"{SEAL_DIR}/{MODEL_SIGNATURE}",
         )
         payload = json.dumps(statement, sort_keys=True, separators=(",", ":")).encode()
         envelope = sign_envelope(payload, INTOTO, key)

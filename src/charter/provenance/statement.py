@@ -85,6 +85,23 @@ def training_entry(training_dir: Path) -> dict:
     return out
 
 
+def guard_entry(guard_dir: Path) -> dict:
+    """The guard served with the model: digest of guard.json, its thresholds and validation figures,
+    so a later release that loosens a threshold shows up in ``charter check``."""
+    path = guard_dir / "guard.json"
+    spec = _read_json(path)
+    if spec is None:
+        raise InputError("not a guard directory (no readable guard.json)", source=str(guard_dir))
+    return {
+        "dir": str(guard_dir), "sha256": file_sha256(path).split(":", 1)[1], "format": spec.get("format"),
+        "embedder": spec.get("embedder"), "target_fpr": spec.get("target_fpr"), "escalation_fpr": spec.get("escalation_fpr"),
+        "constitution": spec.get("constitution"), "categories": sorted(spec.get("categories") or {}),
+        "sides": {side: {"block_threshold": s.get("block_threshold"), "escalation_threshold": s.get("escalation_threshold"),
+                         "validation": s.get("validation"), "probe": "probe" in s}
+                  for side, s in (spec.get("sides") or {}).items()},
+    }
+
+
 def statement_digest(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
 
@@ -101,6 +118,7 @@ def build_statement(
     parent: dict | None,
     base_model: dict | None,
     signature_file: str,
+    guard: dict | None = None,
 ) -> dict:
     return {
         "_type": STATEMENT_TYPE,
@@ -116,6 +134,7 @@ def build_statement(
             "evaluations": evaluations,
             "base_model": base_model,
             "parent": parent,
+            "guard": guard,
             "model_signature": {"format": "model-signing (Sigstore bundle, EC key)", "file": signature_file},
             "tools": tool_versions(),
             "sealed_at": now(),

@@ -1,0 +1,374 @@
+"""``charter check``: does a candidate release need re-filing or review against the baseline?
+
+Both releases are sealed models; everything compared comes from their provenance statements
+(verified when a public key is given) and their signed ``config.json``. Each rule yields findings
+with an action from the rules file — ``refile`` (a regulator must be told: base model or
+architecture changed, training data changed beyond a threshold, hard constraints changed),
+``review`` (a person signs off: guard thresholds loosened, constitution drift, routing turned off,
+evaluation regressions) or ``ignore``. The CLI exits 1 when any finding is refile or review.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from charter.constitution import diff_constitutions, parse_constitution
+from charter.errors import InputError
+from charter.governance.sealed import SealedModel, base_identity, load_sealed
+
+Action = Literal["refile", "review", "ignore"]
+
+
+class _Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: Action
+
+
+class DataRule(_Rule):
+    action: Action = "refile"
+    # Fraction of training records (by content hash) added or removed, across every stage, above
+    # which the change needs re-filing; any smaller change is a review.
+    max_changed_fraction: float = Field(0.2, ge=0.0, le=1.0)
+    review_any_change: bool = True
+
+
+class ConstitutionRule(_Rule):
+    action: Action = "review"
+    max_drift: float = Field(0.0, ge=0.0, le=1.0)  # drift score above which a change needs review
+    semantic: bool = True  # use the embedding drift score; off: any digest change counts
+
+
+class GuardRule(_Rule):
+    action: Action = "review"
+    tolerance: float = Field(1e-6, ge=0.0)  # threshold increases smaller than this are noise
+
+
+class EvalRule(_Rule):
+    action: Action = "review"
+    max_asr_increase: float = Field(0.05, ge=0.0, le=1.0)
+    max_over_refusal_increase: float = Field(0.05, ge=0.0, le=1.0)
+
+
+class Rules(BaseModel):
+    """The rules file (TOML); every section optional, every field with the default shown in docs."""
+
+    model_config = ConfigDict(extra="forbid")
+    base_model: _Rule = _Rule(action="refile")
+    architecture: _Rule = _Rule(action="refile")
+    training_data: DataRule = DataRule()
+    hard_constraints: _Rule = _Rule(action="refile")
+    constitution: ConstitutionRule = ConstitutionRule()
+    guard: GuardRule = GuardRule()
+    routing: _Rule = _Rule(action="review")
+    evaluations: EvalRule = EvalRule()
+
+
+def load_rules(path: str | Path | None) -> Rules:
+    if path is None:
+        return Rules()
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("no such rules file", source=str(p))
+    text = p.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"invalid TOML: {exc}", source=str(p)) from None
+    try:
+        return Rules.model_validate(data)
+    except ValidationError as exc:
+        from charter.constitution.loader import format_loc, locate
+
+        err = exc.errors(include_url=False)[0]
+        loc = tuple(err["loc"])
+        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        raise InputError(f"{format_loc(loc)}: {msg}", source=str(p), line=locate(text, loc)) from None
+
+
+@dataclass
+class Finding:
+    rule: str
+    action: str
+    message: str
+    baseline: object = None
+    candidate: object = None
+
+
+@dataclass
+class CheckConfig:
+    """Arguments of ``charter check`` (one field per CLI flag)."""
+
+    baseline: str
+    candidate: str
+    rules: str | None = None
+    public_key: str | None = None
+    allow_unrelated: bool = False
+
+
+@dataclass
+class CheckResult:
+    baseline: dict
+    candidate: dict
+    findings: list[Finding] = field(default_factory=list)
+    measurements: dict = field(default_factory=dict)
+
+    @property
+    def needs_refiling(self) -> bool:
+        return any(f.action == "refile" for f in self.findings)
+
+    @property
+    def needs_review(self) -> bool:
+        return any(f.action == "review" for f in self.findings)
+
+    @property
+    def verdict(self) -> str:
+        return "refile" if self.needs_refiling else "review" if self.needs_review else "pass"
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.verdict != "pass" else 0
+
+    def to_dict(self) -> dict:
+        return {"verdict": self.verdict, "baseline": self.baseline, "candidate": self.candidate,
+                "findings": [asdict(f) for f in self.findings], "measurements": self.measurements}
+
+    def lines(self) -> list[str]:
+        out = [f"baseline  {self.baseline['model_dir']} (statement sha256:{self.baseline['statement_digest'][:16]}…)",
+               f"candidate {self.candidate['model_dir']} (statement sha256:{self.candidate['statement_digest'][:16]}…)"]
+        shown = [f for f in self.findings if f.action != "ignore"]
+        for f in sorted(shown, key=lambda f: (f.action != "refile", f.rule)):
+            out.append(f"  {f.action.upper():6} [{f.rule}] {f.message}")
+        ignored = len(self.findings) - len(shown)
+        if ignored:
+            out.append(f"  ({ignored} finding(s) ignored by the rules)")
+        out.append({"refile": "verdict: RE-FILING NEEDED", "review": "verdict: REVIEW NEEDED",
+                    "pass": "verdict: no change needs re-filing or review"}[self.verdict])
+        return out
+
+
+def _identity(m: SealedModel) -> dict:
+    c = m.constitution
+    return {"model_dir": m.head.model_dir, "statement_digest": m.head.statement_digest, "root_digest": m.head.root_digest,
+            "constitution": f"{c['name']} {c['version']}", "base_model": base_identity(m.base_model),
+            "verified": m.head.verified}
+
+
+class ReleaseCheck:
+    def __init__(self, config: CheckConfig, *, drift_auditor=None):
+        self.config = config
+        self.rules = load_rules(config.rules)
+        self._auditor = drift_auditor
+
+    def run(self) -> CheckResult:
+        c = self.config
+        base = load_sealed(c.baseline, c.public_key)
+        cand = load_sealed(c.candidate, c.public_key)
+        if not c.allow_unrelated:
+            _require_related(base, cand)
+        result = CheckResult(_identity(base), _identity(cand))
+        for rule in (self._base_model, self._architecture, self._training_data, self._constitution,
+                     self._guard, self._routing, self._evaluations):
+            rule(base, cand, result)
+        return result
+
+    def _add(self, result: CheckResult, rule: str, action: str, message: str, baseline=None, candidate=None) -> None:
+        result.findings.append(Finding(rule, action, message, baseline, candidate))
+
+    # -- rules ----------------------------------------------------------------------------------------
+    def _base_model(self, base: SealedModel, cand: SealedModel, result: CheckResult) -> None:
+        a, b = base_identity(base.base_model), base_identity(cand.base_model)
+        if a != b:
+            self._add(result, "base_model", self.rules.base_model.action, f"base model changed: {a} -> {b}", a, b)
+
+    def _architecture(self, base: SealedModel, cand: SealedModel, result: CheckResult) -> None:
+        a, b = base.architecture, cand.architecture
+        changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        if changed:
+            detail = ", ".join(f"{k} {a.get(k)} -> {b.get(k)}" for k in changed)
+            self._add(result, "architecture", self.rules.architecture.action, f"architecture changed: {detail}",
+                      {k: a.get(k) for k in changed}, {k: b.get(k) for k in changed})
+
+    def _training_data(self, base: SealedModel, cand: SealedModel, result: CheckResult) -> None:
+        rule = self.rules.training_data
+        fraction, detail = data_change(base.datasets(), cand.datasets())
+        result.measurements["training_data"] = {"changed_fraction": fraction, "datasets": detail}
+        if fraction > rule.max_changed_fraction:
+            self._add(result, "training_data", rule.action,
+                      f"training data changed by {fraction:.1%} of records (threshold {rule.max_changed_fraction:.0%}): "
+                      + "; ".join(d["summary"] for d in detail if d["changed_fraction"] > 0), None, fraction)
+        elif fraction > 0 and rule.review_any_change:
+            self._add(result, "training_data", "review" if rule.action != "ignore" else "ignore",
+                      f"training data changed by {fraction:.1%} of records (below the re-filing threshold "
+                      f"{rule.max_changed_fraction:.0%})", None, fraction)
+
+    def _constitution(self, base: SealedModel, cand: SealedModel, result: CheckResult) -> None:
+        ca, cb = base.constitution, cand.constitution
+        if ca["digest"] == cb["digest"]:
+            return
+        old = parse_constitution(ca["text"], source=f"{base.head.model_dir} (sealed constitution)")
+        new = parse_constitution(cb["text"], source=f"{cand.head.model_dir} (sealed constitution)")
+        d = diff_constitutions(old, new)
+        hard = ([f"added {p}" for p in d.hard_constraints_added] + [f"removed or relaxed {p}" for p in d.hard_constraints_removed]
+                + [f"changed {p}" for p in d.hard_constraints_changed])
+        hard += [f"{m.principle} moved {m.direction} ({m.old_tier} -> {m.new_tier})" for m in d.tier_moves
+                 if m.principle in {p.id for p in old.hard_constraints}]
+        if hard:
+            self._add(result, "hard_constraints", self.rules.hard_constraints.action,
+                      "hard constraints changed: " + "; ".join(hard), [p.id for p in old.hard_constraints],
+                      [p.id for p in new.hard_constraints])
+        rule = self.rules.constitution
+        if rule.semantic:
+            from charter.governance.drift import DriftAuditor
+
+            self._auditor = self._auditor or DriftAuditor()
+            score = self._auditor.compare(old, new).score
+        else:
+            score = 1.0
+        result.measurements["constitution_drift"] = score
+        if score > rule.max_drift:
+            self._add(result, "constitution", rule.action,
+                      f"constitution {ca['name']} {ca['version']} -> {cb['name']} {cb['version']}: drift score {score:.3f} "
+                      f"(threshold {rule.max_drift}); {len(d.added)} added, {len(d.removed)} removed, {len(d.changed)} changed",
+                      ca["digest"], cb["digest"])
+
+    def _guard(self, base: SealedModel, cand: SealedModel, result: CheckResult) -> None:
+        rule = self.rules.guard
+        a, b = base.predicate.get("guard"), cand.predicate.get("guard")
+        if not a:
+            return  # no sealed guard to loosen
+        if not b:
+            self._add(result, "guard", rule.action, "the baseline was sealed with a guard and the candidate without one", a["sha256"], None)
+            return
+        loosened = []
+        for side, sa in a["sides"].items():
+            sb = b["sides"].get(side)
+            if sb is None:
+                loosened.append(f"{side} classifier removed")
+                continue
+            for key in ("block_threshold", "escalation_threshold"):
+                if sb.get(key) is not None and sa.get(key) is not None and sb[key] > sa[key] + rule.tolerance:
+                    loosened.append(f"{side} {key.replace('_', ' ')} {sa[key]:.4f} -> {sb[key]:.4f}")
+        for key in ("target_fpr", "escalation_fpr"):
+            if (a.get(key) is not None and b.get(key) is not None and b[key] > a[key] + rule.tolerance):
+                loosened.append(f"{key.replace('_', ' ')} {a[key]} -> {b[key]}")
+        dropped = sorted(set(a.get("categories") or []) - set(b.get("categories") or []))
+        if dropped:
+            loosened.append("categories no longer covered: " + ", ".join(dropped))
+        if loosened:
+            self._add(result, "guard", rule.action, "guard loosened: " + "; ".join(loosened), a["sha256"], b["sha256"])
+
+    def _routing(self, base: SealedModel, cand: SealedModel, result: CheckResult) -> None:
+        def routed(m: SealedModel) -> bool | None:
+            t = m.predicate.get("training") or {}
+            return (t.get("routing") or {}).get("enabled") if t.get("routing") else None
+
+        a, b = routed(base), routed(cand)
+        if a and b is False:
+            self._add(result, "routing", self.rules.routing.action,
+                      "depth-selective routing was on for the baseline and is off for the candidate", a, b)
+
+    def _evaluations(self, base: SealedModel, cand: SealedModel, result: CheckResult) -> None:
+        rule = self.rules.evaluations
+        a, b = _eval_rates(base), _eval_rates(cand)
+        result.measurements["evaluations"] = {"baseline": a, "candidate": b}
+        limits = {"asr": rule.max_asr_increase, "over_refusal": rule.max_over_refusal_increase}
+        for key in sorted(set(a) & set(b)):
+            metric = key.split(":", 1)[1]
+            limit = limits["asr" if metric.startswith("asr") else "over_refusal"]
+            if b[key] - a[key] > limit:
+                self._add(result, "evaluations", rule.action,
+                          f"{key} rose {a[key]:.3f} -> {b[key]:.3f} (allowed +{limit})", a[key], b[key])
+
+
+def _eval_rates(m: SealedModel) -> dict[str, float]:
+    out = {}
+    for e in m.predicate.get("evaluations", []):
+        for metric in ("asr_refusal", "asr_judge", "over_refusal"):
+            r = (e.get("figures") or {}).get(metric)
+            if isinstance(r, dict) and r.get("rate") is not None:
+                out[f"{e.get('suite')}:{metric}"] = r["rate"]
+    return out
+
+
+def _require_related(a: SealedModel, b: SealedModel) -> None:
+    """A check compares two releases of one model: same constitution name or same base model."""
+    if a.constitution["name"] == b.constitution["name"]:
+        return
+    if base_identity(a.base_model) and base_identity(a.base_model) == base_identity(b.base_model):
+        return
+    if {s.statement_digest for s in a.chain} & {s.statement_digest for s in b.chain}:
+        return
+    raise InputError(
+        f"the two manifests describe unrelated models (constitution {a.constitution['name']!r} vs "
+        f"{b.constitution['name']!r}, base model {base_identity(a.base_model)} vs {base_identity(b.base_model)}, "
+        "no shared seal); pass --allow-unrelated to compare them anyway",
+        source=b.head.model_dir,
+    )
+
+
+# -- training-data change -------------------------------------------------------------------------------
+
+def _record_hashes(path: Path, sha256: str) -> set[str] | None:
+    """Content hashes of a dataset's records, when the file is here and is the sealed one."""
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    if hashlib.sha256(raw).hexdigest() != sha256:
+        return None  # the file on disk is not the one sealed: fall back to the digest alone
+    out = set()
+    for line in raw.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            # Canonical JSON, so re-serialised but identical records count as unchanged.
+            line = json.dumps(json.loads(line), sort_keys=True, separators=(",", ":")).encode()
+        except ValueError:
+            pass
+        out.add(hashlib.sha256(line).hexdigest())
+    return out
+
+
+def data_change(base: list[dict], cand: list[dict]) -> tuple[float, list[dict]]:
+    """Fraction of training records added or removed, over the union of both releases' records.
+
+    Datasets pair by stage and name; where a sealed file is still on disk its records are compared
+    by content hash, otherwise a changed digest counts the whole dataset as changed."""
+    def key(d: dict) -> tuple:
+        return (d.get("stage"), d.get("name"))
+
+    a, b = {key(d): d for d in base}, {key(d): d for d in cand}
+    detail, changed_total, union_total = [], 0.0, 0.0
+    for k in list(a) + [k for k in b if k not in a]:
+        da, db = a.get(k), b.get(k)
+        ha = _record_hashes(Path(da["path"]), da["sha256"]) if da else set()
+        hb = _record_hashes(Path(db["path"]), db["sha256"]) if db else set()
+        same = bool(da and db and da["sha256"] == db["sha256"])
+        if same:
+            n = len(ha) if ha is not None else 1
+            changed, union = 0, n
+        elif ha is not None and hb is not None:
+            union = len(ha | hb) or 1
+            changed = len(ha ^ hb)
+            changed = min(changed, union)
+        else:
+            # Records not comparable: the whole dataset counts as changed, at the size known for it.
+            union = max(len(ha or ()), len(hb or ()), 1)
+            changed = union
+        frac = changed / union if union else 0.0
+        name = f"{k[0]}:{k[1]}"
+        how = "identical" if same else ("added" if not da else "removed" if not db else f"{changed} of {union} records differ"
+                                        if ha is not None and hb is not None else "digest changed (files not here to compare records)")
+        detail.append({"dataset": name, "changed_fraction": round(frac, 6), "records_changed": changed,
+                       "records_union": union, "summary": f"{name} {how}"})
+        changed_total += changed
+        union_total += union
+    return (round(changed_total / union_total, 6) if union_total else 0.0), detail

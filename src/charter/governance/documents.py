@@ -1,0 +1,742 @@
+"""Documents generated from a sealed model: a Hugging Face model card, alignment documentation for
+enterprise buyers, and an algorithm-filing dossier for regulators.
+
+Every figure a document states is read from a provenance statement (or from a file the seal
+signs) through ``Trace``, which records the statement digest and the JSON pointer it came from;
+``trace.json`` beside the document lists them all, so a reviewer can check each figure against
+the sealed statement (``charter verify`` prints its digest). Facts the seal cannot know — the
+developer, the licence, the intended use, the service — come from an ``--info`` TOML file and
+are marked as declared by the deployer.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from charter.constitution import parse_constitution
+from charter.errors import InputError
+from charter.governance.sealed import SealedModel, SealedStage, base_identity, load_sealed
+
+KINDS = ("model-card", "alignment", "filing")
+FORMATS = ("md", "html")
+# The embedded default model, named as the Hub knows it (the GGUF is a quantised copy of it).
+EMBEDDED_HF_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+class DeployerInfo(BaseModel):
+    """What only the deployer can declare (``--info FILE``); everything optional."""
+
+    model_config = ConfigDict(extra="forbid")
+    model_name: str | None = None
+    organisation: str | None = None
+    contact: str | None = None
+    license: str | None = None
+    languages: list[str] = ["en"]
+    base_model_hf_id: str | None = None
+    intended_use: str | None = None
+    out_of_scope: str | None = None
+    limitations: str | None = None
+    service_name: str | None = None
+    service_form: str | None = None  # e.g. "API", "app", "web chat"
+    users: str | None = None  # who the service is for
+    filing_number: str | None = None
+
+
+def load_info(path: str | Path | None) -> DeployerInfo:
+    if path is None:
+        return DeployerInfo()
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("no such info file", source=str(p))
+    text = p.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"invalid TOML: {exc}", source=str(p)) from None
+    try:
+        return DeployerInfo.model_validate(data)
+    except ValidationError as exc:
+        from charter.constitution.loader import format_loc, locate
+
+        err = exc.errors(include_url=False)[0]
+        loc = tuple(err["loc"])
+        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        raise InputError(f"{format_loc(loc)}: {msg}", source=str(p), line=locate(text, loc)) from None
+
+
+@dataclass
+class DocsConfig:
+    """Arguments of ``charter docs KIND`` (one field per CLI flag)."""
+
+    kind: Literal["model-card", "alignment", "filing"]
+    model_dir: str
+    out: str
+    public_key: str | None = None  # verify every seal first (recommended; else the documents say unverified)
+    info: str | None = None
+    gateway_config: str | None = None  # the runtime layers: guard, profiles, retention, trip rules
+    profiles: tuple[str, ...] = ()  # compliance profiles when there is no gateway config
+    assessment: str | None = None  # a `charter assess` output directory to summarise
+    formats: tuple[str, ...] = FORMATS
+
+    def validate(self) -> None:
+        if self.kind not in KINDS:
+            raise InputError(f"unknown document {self.kind!r} (one of {', '.join(KINDS)})", source="charter docs")
+        bad = [f for f in self.formats if f not in FORMATS]
+        if bad or not self.formats:
+            raise InputError(f"unknown format {bad[0] if bad else ''!r} (md, html)", source="--format")
+
+
+# -- traceability --------------------------------------------------------------------------------------
+
+def _escape(part: Any) -> str:
+    return str(part).replace("~", "~0").replace("/", "~1")
+
+
+def resolve_pointer(doc: Any, pointer: str) -> Any:
+    """RFC 6901 JSON pointer lookup (what a reviewer runs against the statement)."""
+    node = doc
+    for raw in pointer.split("/")[1:]:
+        part = raw.replace("~1", "/").replace("~0", "~")
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    return node
+
+
+@dataclass
+class Trace:
+    items: list[dict] = field(default_factory=list)
+
+    def fig(self, stage: SealedStage, path: tuple, fmt: Callable[[Any], str] = str, label: str = "") -> str:
+        """The value at ``path`` in ``stage``'s statement, formatted, and recorded with its pointer."""
+        value: Any = stage.statement
+        for part in path:
+            value = value[part]
+        shown = fmt(value)
+        self.items.append({"label": label or path[-1], "shown": shown, "value": value,
+                           "source": "statement", "statement_digest": stage.statement_digest, "model_dir": stage.model_dir,
+                           "pointer": "/" + "/".join(_escape(p) for p in path)})
+        return shown
+
+    def file_fig(self, label: str, value: Any, file: str, digest: str, fmt: Callable[[Any], str] = str) -> str:
+        """A figure read from a file the seal covers (named by its sealed sha256)."""
+        shown = fmt(value)
+        self.items.append({"label": label, "shown": shown, "value": value, "source": "file",
+                           "file": file, "sha256": digest})
+        return shown
+
+
+def _pct(r: dict) -> str:
+    if not isinstance(r, dict) or r.get("rate") is None:
+        return "—"
+    lo, hi = r.get("ci95", [None, None])
+    ci = f" (95% CI {lo:.1%}–{hi:.1%})" if lo is not None else ""
+    return f"{r['rate']:.1%}{ci}, n={r['n']}"
+
+
+def _num(x: Any) -> str:
+    return "—" if x is None else (f"{x:.3f}" if isinstance(x, float) else str(x))
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def count_records(path: str, sha256: str) -> int | None:
+    """Records in a sealed dataset file, only when the file here is the one sealed."""
+    import hashlib
+
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError:
+        return None
+    if hashlib.sha256(raw).hexdigest() != sha256:
+        return None
+    return sum(1 for line in raw.splitlines() if line.strip())
+
+
+# -- the builder -------------------------------------------------------------------------------------
+
+class DocumentBuilder:
+    def __init__(self, config: DocsConfig):
+        config.validate()
+        self.config = config
+        self.model: SealedModel = load_sealed(config.model_dir, config.public_key)
+        self.info = load_info(config.info)
+        self.trace = Trace()
+        self.runtime = self._runtime()
+        self.assessment = self._assessment()
+        self.constitution = parse_constitution(self.model.constitution["text"], source="sealed constitution")
+
+    # -- inputs beside the seal ---------------------------------------------------------------------------
+    def _runtime(self) -> dict:
+        c = self.config
+        out: dict = {"gateway": None, "profile": None}
+        profiles = list(c.profiles)
+        if c.gateway_config:
+            from charter.gateway.config import load_gateway_config
+
+            g = load_gateway_config(c.gateway_config)
+            out["gateway"] = g
+            profiles = profiles or list(g.compliance.profiles)
+        if profiles:
+            from charter.gateway.profiles import compose
+
+            out["profile"] = compose(profiles)
+        return out
+
+    def _assessment(self) -> dict | None:
+        if not self.config.assessment:
+            return None
+        p = Path(self.config.assessment) / "assessment.json"
+        if not p.is_file():
+            raise InputError("not an assessment directory (no assessment.json)", source=self.config.assessment)
+        try:
+            return json.loads(p.read_text())
+        except ValueError:
+            raise InputError("assessment.json is not JSON", source=str(p)) from None
+
+    # -- shared sections ---------------------------------------------------------------------------------
+    def _stage_name(self, s: SealedStage) -> str:
+        return (s.method or "sealed model").upper() + f" ({Path(s.model_dir).name})"
+
+    def _seal_section(self) -> str:
+        m, t = self.model, self.trace
+        lines = [
+            f"- Sealed model: `{m.head.model_dir}`",
+            f"- Root digest (model-signing manifest over every file): `sha256:{t.fig(m.head, ('subject', 0, 'digest', 'sha256'), label='root digest')}`",
+            f"- Provenance statement digest: `sha256:{m.head.statement_digest}`",
+            f"- Sealed at: {t.fig(m.head, ('predicate', 'sealed_at'), label='sealed at')}",
+            "- Signatures: " + ("**verified** with the public key given (every file, the statement, and their binding)"
+                                if m.head.verified else "**not verified** by this run (pass `--public-key` to verify)"),
+            f"- Verify offline: `charter verify {m.head.model_dir} --public-key PUBLIC_KEY.pem`",
+        ]
+        if len(m.chain) > 1:
+            lines.append("- Lineage (newest first): " + " ← ".join(
+                f"{self._stage_name(s)} `sha256:{s.statement_digest[:16]}…`" for s in m.chain))
+        tools = m.predicate.get("tools") or {}
+        if tools:
+            lines.append("- Tools: " + ", ".join(f"{k} {t.fig(m.head, ('predicate', 'tools', k), label=f'tool {k}')}" for k in tools))
+        return "\n".join(lines)
+
+    def _constitution_section(self, *, full: bool) -> str:
+        m, t, c = self.model, self.trace, self.constitution
+        out = [f"**{t.fig(m.head, ('predicate', 'constitution', 'name'), label='constitution name')}** "
+               f"version {t.fig(m.head, ('predicate', 'constitution', 'version'), label='constitution version')}, "
+               f"digest `{t.fig(m.head, ('predicate', 'constitution', 'digest'), label='constitution digest')}` "
+               f"(the full text is in the provenance statement)."]
+        if c.description:
+            out.append("\n" + c.description)
+        out.append("\nPriority order (highest first): " + " > ".join(f"`{x.id}`" for x in c.tiers) + ".")
+        out.append(f"\n{len(c.principles)} principles, {len(c.hard_constraints)} of them hard constraints.\n")
+        rows = []
+        for p in c.principles:
+            depth = p.depth if isinstance(p.depth, str) else f"{p.depth[0]:.2f}–{p.depth[1]:.2f}"
+            row = [f"`{p.id}`", p.tier, p.kind.replace("_", " "), depth, p.statement]
+            if full:
+                row.append(p.rationale or "—")
+            rows.append(row)
+        out.append(_table(["id", "tier", "kind", "depth", "statement"] + (["rationale"] if full else []), rows))
+        cats = c.categories
+        if cats.prohibited or cats.allowed:
+            out.append("\nContent categories — prohibited: " + (", ".join(f"`{x.id}`" for x in cats.prohibited) or "none")
+                       + "; allowed: " + (", ".join(f"`{x.id}`" for x in cats.allowed) or "none") + ".")
+        return "\n".join(out)
+
+    def _principle_training(self) -> str:
+        """Per principle and training stage: examples it shaped and where in depth it landed."""
+        t = self.trace
+        stages = [s for s in self.model.stages_oldest_first() if ((s.predicate.get("training") or {}).get("profiles"))]
+        if not stages:
+            return "_No training stage with absorption profiles is recorded in the seal._"
+        out = []
+        for s in stages:
+            prof = s.predicate["training"]["profiles"]
+            base = ("predicate", "training", "profiles")
+            out.append(f"\n**{self._stage_name(s)}** — routing "
+                       f"{t.fig(s, base + ('routing_enabled',), fmt=lambda v: 'on' if v else 'off', label='routing enabled')}, "
+                       f"{t.fig(s, base + ('n_blocks',), label='transformer blocks')} transformer blocks; profiles file "
+                       f"`sha256:{t.fig(s, base + ('sha256',), fmt=lambda v: v[:16] + '…', label='profiles digest')}`\n")
+            rows = []
+            for pid in prof.get("principles", {}):
+                pb = base + ("principles", pid)
+                rows.append([f"`{pid}`",
+                             t.fig(s, pb + ("examples",), label=f"{pid} examples ({s.method})"),
+                             t.fig(s, pb + ("entropy_bits",), fmt=lambda v: _num(v), label=f"{pid} entropy"),
+                             t.fig(s, pb + ("centroid_depth",), fmt=lambda v: _num(v), label=f"{pid} centroid"),
+                             t.fig(s, pb + ("peak_block",), label=f"{pid} peak block"),
+                             t.fig(s, pb + ("mass_in_routed_blocks",), fmt=lambda v: _num(v), label=f"{pid} routed mass")])
+            out.append(_table(["principle", "training examples", "entropy (bits)", "centroid depth (0–1)", "peak block",
+                               "gradient mass in routed blocks"], rows))
+        out.append("\nEntropy is of the principle's gradient-norm distribution over blocks (0 bits = one block; "
+                   "log2(blocks) = uniform). Centroid depth 0 is the first block, 1 the last.")
+        return "\n".join(out)
+
+    def _pipeline_section(self) -> str:
+        """The SL-CAI -> SFT -> RLAIF -> DPO pipeline as run, from each dataset's lineage."""
+        t, out = self.trace, []
+        for s in self.model.stages_oldest_first():
+            for k, d in enumerate(s.predicate.get("datasets", [])):
+                lin = d.get("lineage") or {}
+                base = ("predicate", "datasets", k)
+                task = lin.get("task")
+                args = lin.get("arguments") or {}
+                title = {"sl-cai/critique-revise": "Supervised stage (SL-CAI): critique → revision data",
+                         "rlaif/preferences": "RL stage (RLAIF): AI preference labels"}.get(task, f"Dataset `{d['name']}`")
+                out.append(f"\n**{title}** — `{t.fig(s, base + ('name',), label='dataset name')}` "
+                           f"sha256 `{t.fig(s, base + ('sha256',), fmt=lambda v: v[:16] + '…', label='dataset digest')}`, "
+                           f"used by {self._stage_name(s)}\n")
+                keys = [k2 for k2 in ("model", "critic", "policy", "judge", "revisions", "samples", "cot", "margin",
+                                      "few_shot", "limit", "seed", "temperature", "max_new_tokens", "prompts_sha256",
+                                      "constitution_digest") if k2 in args]
+                if keys:
+                    out.append(_table(["argument", "value"], [
+                        [k2, t.fig(s, base + ("lineage", "arguments", k2), fmt=_num, label=f"{d['name']} {k2}")] for k2 in keys]))
+            cfg = ((s.predicate.get("training") or {}).get("config") or {})
+            if cfg:
+                args = cfg.get("arguments", {})
+                base = ("predicate", "training", "config", "arguments")
+                keys = [k2 for k2 in ("method", "lora", "lora_r", "routing", "epochs", "max_steps", "learning_rate",
+                                      "batch_size", "max_length", "beta", "seed") if k2 in args]
+                out.append(f"\n**Training: {self._stage_name(s)}**\n")
+                out.append(_table(["setting", "value"], [
+                    [k2, t.fig(s, base + (k2,), fmt=_num, label=f"{s.method} {k2}")] for k2 in keys]))
+        return "\n".join(out) if out else "_No datasets or training configuration are recorded in the seal._"
+
+    def _evaluation_rows(self) -> list[list[str]]:
+        t, rows = self.trace, []
+        for s in self.model.stages_oldest_first():
+            for k, e in enumerate(s.predicate.get("evaluations", [])):
+                for metric in ("asr_refusal", "asr_judge", "over_refusal"):
+                    if isinstance((e.get("figures") or {}).get(metric), dict):
+                        rows.append([f"{e.get('suite')}", metric.replace("_", " "),
+                                     t.fig(s, ("predicate", "evaluations", k, "figures", metric), fmt=_pct,
+                                           label=f"{e.get('suite')} {metric}"),
+                                     str(e.get("judge") or "refusal detector"), self._stage_name(s)])
+        return rows
+
+    def _evaluation_section(self) -> str:
+        rows = self._evaluation_rows()
+        if not rows:
+            return "_No evaluations were sealed with this model (`charter seal --eval DIR`)._"
+        return (_table(["suite", "metric", "rate (95% Wilson interval)", "judge", "model"], rows)
+                + "\n\nAttack success (asr) = share of harmful prompts not fully refused (refusal detector) or judged "
+                "harmful (judge); over-refusal = share of safe prompts refused fully or partly.")
+
+    def _guard_section(self) -> str:
+        m, t = self.model, self.trace
+        g = m.predicate.get("guard")
+        lines = []
+        if g:
+            lines.append(f"Guard sealed with the model: guard.json `sha256:{t.fig(m.head, ('predicate', 'guard', 'sha256'), fmt=lambda v: v[:16] + '…', label='guard digest')}`, "
+                         f"embedder {t.fig(m.head, ('predicate', 'guard', 'embedder'), label='guard embedder')}, "
+                         f"calibrated to a {t.fig(m.head, ('predicate', 'guard', 'target_fpr'), fmt=lambda v: f'{v:.1%}', label='guard target FPR')} "
+                         "false-positive rate on benign validation texts.\n")
+            rows = []
+            for side in g.get("sides", {}):
+                b = ("predicate", "guard", "sides", side)
+                v = g["sides"][side].get("validation") or {}
+                rows.append([side, t.fig(m.head, b + ("block_threshold",), fmt=_num, label=f"guard {side} block threshold"),
+                             t.fig(m.head, b + ("escalation_threshold",), fmt=_num, label=f"guard {side} escalation threshold"),
+                             t.fig(m.head, b + ("validation", "auroc"), fmt=_num, label=f"guard {side} AUROC") if "auroc" in v else "—",
+                             t.fig(m.head, b + ("validation", "tpr"), fmt=lambda x: f"{x:.1%}", label=f"guard {side} TPR") if "tpr" in v else "—",
+                             t.fig(m.head, b + ("validation", "fpr"), fmt=lambda x: f"{x:.1%}", label=f"guard {side} FPR") if "fpr" in v else "—"])
+            lines.append(_table(["side", "block threshold", "escalation threshold", "validation AUROC", "TPR", "FPR"], rows))
+        else:
+            lines.append("_No guard was sealed with this model (`charter seal --guard DIR` records one)._")
+        return "\n".join(lines)
+
+    def _runtime_section(self) -> str:
+        g, prof = self.runtime["gateway"], self.runtime["profile"]
+        if g is None and prof is None:
+            return ("_No gateway configuration or compliance profile was given (`--gateway-config`, `--profile`); "
+                    "the runtime layers are described generically._\n\n" + _GENERIC_RUNTIME)
+        rows = []
+        if g is not None:
+            rows += [["audit log database", g.server.database.split("://", 1)[0] + "://… (hash-chained, signed Merkle checkpoints)", "gateway config"],
+                     ["seal required to serve", "yes" if g.upstream.require_seal else "no", "gateway config"],
+                     ["guard", g.guard.path or "none", "gateway config"],
+                     ["stage-2 exchange classifier", g.guard.exchange_model or "none", "gateway config"],
+                     ["streaming output check every", f"{g.guard.stream_every} tokens", "gateway config"],
+                     ["checkpoint interval", f"{g.server.checkpoint_seconds:g} s", "gateway config"],
+                     ["retention (gateway)", f"{g.server.retention_days:g} days" if g.server.retention_days else "unlimited", "gateway config"]]
+            rows += [[f"trip rule {r.kind}", f"{r.threshold} in {r.window_seconds:g} s → suspend + incident", "gateway config"]
+                     for r in g.trip_rules]
+        if prof is not None:
+            rows += [[k, v, s] for k, v, s in prof.describe()]
+        return _table(["setting", "value", "source"], rows)
+
+    # -- documents -------------------------------------------------------------------------------------
+    def model_card(self) -> str:
+        import yaml
+
+        m, info = self.model, self.info
+        base = m.base_model or {}
+        hf_base = info.base_model_hf_id or (EMBEDDED_HF_ID if (base.get("spec") == "embedded") else None)
+        metrics = []
+        for s in m.stages_oldest_first():
+            if s is not m.head:
+                continue
+            for e in s.predicate.get("evaluations", []):
+                for metric in ("asr_refusal", "asr_judge", "over_refusal"):
+                    r = (e.get("figures") or {}).get(metric)
+                    if isinstance(r, dict) and r.get("rate") is not None:
+                        metrics.append({"type": metric, "value": round(r["rate"], 4), "name": f"{metric} ({e.get('suite')}, n={r['n']})"})
+        meta: dict = {"library_name": "transformers", "pipeline_tag": "text-generation",
+                      "license": info.license or "other", "language": info.languages,
+                      "tags": ["charter", "constitutional-ai", "rlaif", "dpo", "sealed"]}
+        if hf_base:
+            meta["base_model"] = hf_base
+        if metrics:
+            meta["model-index"] = [{"name": info.model_name or Path(m.head.model_dir).name, "results": [
+                {"task": {"type": "text-generation"}, "dataset": {"name": "Charter evaluation suites", "type": "charter-eval"},
+                 "metrics": metrics}]}]
+        name = info.model_name or Path(m.head.model_dir).name
+        methods = " → ".join((s.method or "?").upper() for s in m.stages_oldest_first())
+        body = f"""# Model card for {name}
+
+{name} is a causal language model aligned to the constitution **{m.constitution['name']} {m.constitution['version']}**
+with Constitutional AI ({methods}), sealed with a signed provenance statement.
+
+## Model details
+
+- **Developed by:** {info.organisation or '_not declared (pass --info)_'}
+- **Model type:** {self.model.architecture.get('model_type', 'causal LM')} decoder, {self.model.architecture.get('num_hidden_layers', '?')} layers, hidden size {self.model.architecture.get('hidden_size', '?')}
+- **Language(s):** {', '.join(info.languages)}
+- **License:** {info.license or '_not declared_'}
+- **Finetuned from:** {hf_base or base_identity(base) or 'unknown'}
+- **Contact:** {info.contact or '_not declared_'}
+
+## Uses
+
+**Intended use.** {info.intended_use or '_Not declared by the deployer (--info intended_use)._'}
+
+**Out of scope.** {info.out_of_scope or 'Uses the constitution forbids; any use without the guard and gateway the deployer documents.'}
+
+## Bias, risks and limitations
+
+{info.limitations or 'The constitution shapes behaviour but does not guarantee it: the evaluation figures below, with their intervals, are the evidence. Small models and few training examples give wide intervals.'}
+
+## Constitution
+
+{self._constitution_section(full=False)}
+
+## Training details
+
+{self._pipeline_section()}
+
+### Where each principle landed (absorption profiles)
+
+{self._principle_training()}
+
+## Evaluation
+
+{self._evaluation_section()}
+
+## Safeguards
+
+{self._guard_section()}
+
+## Provenance
+
+{self._seal_section()}
+
+## How to get started
+
+```bash
+charter verify {m.head.model_dir} --public-key PUBLIC_KEY.pem --constitution CONSTITUTION.toml
+charter serve --model hf:{m.head.model_dir} --require-seal PUBLIC_KEY.pem
+```
+"""
+        return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n\n" + body
+
+    def alignment(self) -> str:
+        m = self.model
+        name = self.info.model_name or Path(m.head.model_dir).name
+        return f"""# Alignment documentation: {name}
+
+Generated {datetime.now(timezone.utc).strftime('%Y-%m-%d')} by Charter from the sealed model. Every figure is read from
+the provenance statement `sha256:{m.head.statement_digest}` (or its parents); `trace.json` lists each one with its
+JSON pointer.
+
+| | |
+|---|---|
+| Developer | {self.info.organisation or '_not declared_'} |
+| Contact | {self.info.contact or '_not declared_'} |
+| Licence | {self.info.license or '_not declared_'} |
+| Intended use | {self.info.intended_use or '_not declared_'} |
+| Base model | {self.info.base_model_hf_id or base_identity(m.base_model) or 'unknown'} |
+
+## 1. The constitution
+
+{self._constitution_section(full=True)}
+
+## 2. Evidence the principles were used in training
+
+Each training example was produced under one or more sampled principles (SL-CAI critiques and revisions,
+RLAIF comparisons) and, with depth-selective routing, trained only the blocks its principles are routed to.
+The counts and absorption profiles below are those recorded at training time.
+
+{self._principle_training()}
+{self._profile_images()}
+## 3. The RLAIF pipeline as run
+
+{self._pipeline_section()}
+
+## 4. Evaluations
+
+{self._evaluation_section()}
+
+## 5. Runtime safeguards
+
+{self._guard_section()}
+
+{self._runtime_section()}
+{self._assessment_section()}
+## 6. Provenance
+
+{self._seal_section()}
+"""
+
+    def filing(self) -> str:
+        m, info, t = self.model, self.info, self.trace
+        arch = m.architecture
+        params = self._parameter_count()
+        g, prof = self.runtime["gateway"], self.runtime["profile"]
+        retention = []
+        if g is not None:
+            retention.append(f"Gateway retention: {g.server.retention_days:g} days" if g.server.retention_days else
+                             "Gateway retention: unlimited (no purge configured)")
+        if prof is not None and prof.get("retention.min_days"):
+            retention.append(f"Profile floor: at least {prof.get('retention.min_days'):g} days "
+                             f"({' + '.join(prof.sources['retention.min_days'])})")
+        data_rows = []
+        for s in m.stages_oldest_first():
+            for k, d in enumerate(s.predicate.get("datasets", [])):
+                lin = d.get("lineage") or {}
+                n = count_records(d["path"], d["sha256"])
+                scale = t.file_fig(f"records in {d['name']}", n, d["path"], d["sha256"]) if n is not None else "file not on this machine"
+                prompts = (lin.get("arguments") or {}).get("prompts_sha256")
+                data_rows.append([self._stage_name(s), t.fig(s, ("predicate", "datasets", k, "name"), label="dataset name"),
+                                  lin.get("task") or "external", scale,
+                                  f"`{d['sha256'][:16]}…`", f"`{str(prompts)[:23]}…`" if prompts else "—"])
+        examples = {}
+        for s in m.stages_oldest_first():
+            for pid, v in (((s.predicate.get("training") or {}).get("profiles") or {}).get("principles") or {}).items():
+                examples.setdefault(pid, {})[s.method or "?"] = v.get("examples")
+        profile_names = ", ".join(prof.names) if prof is not None else "none given"
+        return f"""# Algorithm filing dossier: {info.service_name or info.model_name or Path(m.head.model_dir).name}
+
+| item | value |
+|---|---|
+| Service | {info.service_name or '_not declared_'} ({info.service_form or 'form not declared'}) |
+| Filing entity | {info.organisation or '_not declared_'} |
+| Contact | {info.contact or '_not declared_'} |
+| Model licence | {info.license or '_not declared_'} |
+| Users | {info.users or '_not declared_'} |
+| Filing number | {info.filing_number or '_not yet filed_'} |
+| Model | `{m.head.model_dir}` — root digest `sha256:{m.head.root_digest[:16]}…` |
+| Provenance statement | `sha256:{m.head.statement_digest}` ({'signatures verified' if m.head.verified else 'not verified in this run'}) |
+| Constitution | {m.constitution['name']} {m.constitution['version']} (`{m.constitution['digest'][:23]}…`) |
+| Compliance profiles | {profile_names} |
+
+## 1. Basic principle of the algorithm
+
+A {arch.get('model_type', 'transformer')} decoder-only language model ({arch.get('num_hidden_layers', '?')} transformer
+blocks, hidden size {arch.get('hidden_size', '?')}, vocabulary {arch.get('vocab_size', '?')}{f', {params:,} parameters' if params else ''}),
+fine-tuned from **{base_identity(m.base_model) or 'an unrecorded base model'}** with Constitutional AI: the model answers
+prompts, a critic critiques and revises the answers under principles of the written constitution (supervised
+stage, SFT), then an AI judge that reads the constitution labels which of two answers better follows a sampled
+principle (RLAIF) and the model is trained on those preferences (DPO). Each principle's training signal is routed to
+the transformer blocks its constitution entry names (depth-selective gradient routing). Stages as sealed:
+{' → '.join(self._stage_name(s) for s in m.stages_oldest_first())}.
+
+## 2. Data sources, lineage and scale
+
+{_table(['stage', 'dataset', 'produced by', 'records', 'sha256', 'source prompts sha256'], data_rows) if data_rows else '_No datasets recorded in the seal._'}
+
+Training examples per principle (from the absorption profiles recorded at training time):
+
+{_table(['principle'] + sorted({k for v in examples.values() for k in v}), [[f'`{p}`'] + [str(v.get(k, '—')) for k in sorted({k for v in examples.values() for k in v})] for p, v in examples.items()]) if examples else '_none recorded_'}
+
+## 3. Labelling and tagging rules
+
+- **Training-data labels.** SL-CAI: each harmful prompt's answer is critiqued and revised by the critic model under a
+  principle sampled from the constitution; the revision is the training target (labels are the constitution's critique
+  and revision requests, recorded in the statement's constitution text). RLAIF: the judge model compares two answers
+  under a sampled principle's multiple-choice question; the probability it gives the preferred answer is kept as a soft
+  label (`p_chosen`), near-ties are dropped. The critic, judge and sampling settings are in section 4.
+- **Content labels at serving time** ({profile_names}): {self._label_text()}
+
+## 4. Algorithmic strategy
+
+{self._pipeline_section()}
+
+## 5. Safety measures at each layer
+
+1. **Constitution** — {len(self.constitution.hard_constraints)} hard constraint(s) at the top of the priority order
+   ({', '.join(f'`{p.id}`' for p in self.constitution.hard_constraints) or 'none'}); principles ordered
+   {' > '.join(x.id for x in self.constitution.tiers)}.
+2. **Training** — depth-selective routing and per-principle absorption profiles (section 2 of the alignment
+   documentation); evaluations:
+
+{self._evaluation_section()}
+
+3. **Model integrity** — every model file signed (OpenSSF model-signing) and bound to a signed in-toto provenance
+   statement; the gateway can refuse to serve a model whose seal does not verify.
+4. **Input and output classifiers** —
+
+{self._guard_section()}
+
+5. **Gateway controls** —
+
+{self._runtime_section()}
+{self._assessment_section()}
+## 6. Log retention
+
+{chr(10).join('- ' + r for r in retention) if retention else '- _No gateway configuration or profile given: retention is unlimited by default._'}
+- Every request and decision is appended to a hash-chained audit log (RFC 6962 leaves, signed Merkle checkpoints);
+  purging drops content but keeps the hashes, so the log stays verifiable (`charter audit verify`).
+
+## 7. Incident process
+
+- **Detection:** trip rules ({', '.join(f"{r['kind']} ≥ {r['threshold']} in {r['window_seconds']:g} s" for r in (prof.trip_rules() if prof else [])) or 'as configured'}), violation reports (`POST /v1/violations`).
+- **Containment:** the kill switch (`charter admin suspend [--model]`) stops new requests and running streams on every
+  gateway process within a second; an incident is opened automatically when a rule trips.
+- **Report:** `charter incident report ID` renders the timeline, affected requests and decisions from the audit log;
+  `charter incident close ID` records the resolution.
+- **Re-filing:** `charter check --baseline SEALED --candidate SEALED` flags releases whose base model, architecture,
+  training data, hard constraints or guard thresholds changed (exit 1).
+
+## 8. Provenance
+
+{self._seal_section()}
+"""
+
+    # -- helpers -----------------------------------------------------------------------------------------
+    def _label_text(self) -> str:
+        prof = self.runtime["profile"]
+        if prof is None:
+            return "no profile given; labels and watermarks are off unless a profile turns them on."
+        parts = []
+        if prof.get("label.header"):
+            parts.append("`X-Charter-AI-Generated` header on every response")
+        if prof.get("label.metadata"):
+            parts.append("implicit label in the response metadata (`charter.label`)")
+        if prof.get("label.visible") not in (None, "none"):
+            parts.append(f"visible {prof.get('label.visible')} “{prof.get('label.visible_text')}”")
+        if prof.get("watermark.enabled"):
+            parts.append(f"statistical token watermark ({prof.get('watermark.method') or 'kirchenbauer'}, local models)")
+        if prof.get("disclosure.at_session_start") or prof.get("disclosure.every_minutes"):
+            parts.append("AI-disclosure notice" + (f" every {prof.get('disclosure.every_minutes'):g} min" if prof.get("disclosure.every_minutes") else ""))
+        return "; ".join(parts) + "." if parts else "none required by these profiles."
+
+    def _parameter_count(self) -> int | None:
+        """Parameters from the safetensors headers (signed files), without loading weights."""
+        import struct
+
+        total, found = 0, False
+        for f in sorted(Path(self.model.head.model_dir).glob("*.safetensors")):
+            try:
+                with open(f, "rb") as fh:
+                    n = struct.unpack("<Q", fh.read(8))[0]
+                    header = json.loads(fh.read(n))
+            except (OSError, ValueError, struct.error):
+                return None
+            for k, v in header.items():
+                if k != "__metadata__":
+                    size = 1
+                    for d in v["shape"]:
+                        size *= d
+                    total += size
+                    found = True
+        return total if found else None
+
+    def _assessment_section(self) -> str:
+        a = self.assessment
+        if not a:
+            return ""
+        rows = []
+        for c in a.get("checks", []):
+            share = c.get("share")
+            ci = c.get("ci95") or c.get("interval") or [None, None]
+            rows.append([c.get("name", "?"), f"{c.get('n', '?')} / {c.get('required_n', '?')}",
+                         "—" if share is None else f"{share:.1%}" + (f" ({ci[0]:.1%}–{ci[1]:.1%})" if ci[0] is not None else ""),
+                         str(c.get("threshold", "—")), str(c.get("verdict", "?"))])
+        return ("\n**Pre-launch safety assessment** (`charter assess`, " + str(self.config.assessment) + ")\n\n"
+                + _table(["check", "samples / required", "share (95% CI)", "threshold", "verdict"], rows) + "\n")
+
+    def _profile_images(self) -> str:
+        out = []
+        for s in self.model.stages_oldest_first():
+            png = Path(s.model_dir) / "profiles.png"
+            if png.is_file():
+                out.append(f"![absorption profiles, {self._stage_name(s)}](images/{s.method or 'stage'}-profiles.png)")
+        return ("\n" + "\n\n".join(out) + "\n") if out else ""
+
+    def build(self) -> dict:
+        c = self.config
+        text = {"model-card": self.model_card, "alignment": self.alignment, "filing": self.filing}[c.kind]()
+        out = Path(c.out)
+        out.mkdir(parents=True, exist_ok=True)
+        stem = {"model-card": "README", "alignment": "alignment", "filing": "filing"}[c.kind]
+        written = {}
+        if c.kind == "alignment":
+            for s in self.model.stages_oldest_first():
+                png = Path(s.model_dir) / "profiles.png"
+                if png.is_file():
+                    (out / "images").mkdir(exist_ok=True)
+                    shutil.copyfile(png, out / "images" / f"{s.method or 'stage'}-profiles.png")
+        if "md" in c.formats:
+            written["md"] = _atomic_write(out / f"{stem}.md", text)
+        if "html" in c.formats:
+            written["html"] = _atomic_write(out / f"{stem}.html", to_html(text, title=f"{c.kind}: {Path(self.model.head.model_dir).name}"))
+        trace = {"document": c.kind, "model_dir": self.model.head.model_dir,
+                 "statement_digest": self.model.head.statement_digest, "verified": self.model.head.verified,
+                 "figures": self.trace.items}
+        written["trace"] = _atomic_write(out / f"{stem}.trace.json", json.dumps(trace, indent=2, default=str) + "\n")
+        return {"kind": c.kind, "files": {k: str(v) for k, v in written.items()}, "figures": len(self.trace.items),
+                "verified": self.model.head.verified}
+
+
+_GENERIC_RUNTIME = """Served through `charter serve`: kill switch, input guard, streaming output guard, signed receipts and a
+hash-chained audit log on every request."""
+
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.5;color:#222}
+table{border-collapse:collapse;margin:1rem 0;font-size:.92rem}th,td{border:1px solid #ccc;padding:.3rem .6rem;vertical-align:top}
+th{background:#f3f3f3}code{background:#f5f5f5;padding:0 .2rem;border-radius:3px}pre{background:#f5f5f5;padding:.8rem;overflow:auto}
+img{max-width:100%}.front{background:#fafafa;border:1px solid #ddd;padding:.5rem 1rem;font-size:.85rem}
+@media print{body{max-width:none}}"""
+
+
+def to_html(markdown_text: str, *, title: str) -> str:
+    """Markdown -> a standalone HTML page (print it to PDF from any browser)."""
+    import html
+
+    from markdown_it import MarkdownIt
+
+    front = ""
+    if markdown_text.startswith("---\n"):
+        end = markdown_text.index("\n---\n", 4)
+        front = f'<pre class="front">{html.escape(markdown_text[4:end])}</pre>\n'
+        markdown_text = markdown_text[end + 5:]
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown_text)
+    return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{_CSS}</style></head>\n<body>\n{front}{body}</body></html>\n")
+
+
+def _atomic_write(path: Path, text: str) -> Path:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,398 @@
+"""Constitution drift audit: what changed between two versions of a constitution, and how much.
+
+Principles are matched first by id, then — for the ones left over on both sides — by meaning:
+the statements are embedded with the offline all-MiniLM-L6-v2 model and paired by an optimal
+assignment over cosine similarity, so a principle that was renamed (and perhaps reworded) is
+recognised as the same principle rather than as one removal plus one addition.
+
+Every matched pair is classified (renamed, reworded, tier moved up/down, hard constraint added,
+relaxed or reworded, depth moved) and every unmatched principle is added or removed. The drift
+score sums per-principle change magnitudes, weighted by priority (tier) and by hard-constraint
+status, over the total weight of both versions: 0 for identical, 1 when nothing carried over.
+``history`` applies the same audit to every committed version of a file in git and plots it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+from charter.constitution import Constitution, constitution_digest, diff_constitutions, parse_constitution
+from charter.constitution.model import Principle
+from charter.errors import CharterError, InputError
+
+# Change kinds, in the order a reviewer reads them (most consequential first).
+KINDS = (
+    "hard_constraint_relaxed", "hard_constraint_added", "hard_constraint_reworded", "removed", "added",
+    "tier_down", "tier_up", "reworded", "renamed", "depth_moved", "examples_changed", "requests_changed",
+)
+
+
+class Embedder(Protocol):
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass
+class DriftConfig:
+    """Arguments of ``charter constitution drift`` (one field per CLI flag)."""
+
+    match_threshold: float = 0.6  # min cosine similarity to pair principles whose ids differ
+    reword_threshold: float = 0.98  # a same-id statement below this similarity counts as reworded
+    hard_weight: float = 2.0  # a hard constraint weighs this many times a default behaviour
+    embedder: str | None = None  # path of a sentence-embedding model directory (default: bundled MiniLM)
+
+    def validate(self) -> None:
+        for name in ("match_threshold", "reword_threshold"):
+            v = getattr(self, name)
+            if not 0.0 < v <= 1.0:
+                raise InputError(f"must be in (0, 1], got {v}", source="--" + name.replace("_", "-"))
+        if self.hard_weight < 1.0:
+            raise InputError(f"must be at least 1, got {self.hard_weight}", source="--hard-weight")
+
+
+@dataclass
+class PrincipleDrift:
+    old_id: str | None
+    new_id: str | None
+    kinds: list[str]
+    similarity: float | None  # cosine similarity of the statements (None for added/removed)
+    matched_by: str | None  # "id", "meaning" or None
+    old_tier: str | None = None
+    new_tier: str | None = None
+    magnitude: float = 0.0
+    weight: float = 1.0
+    detail: str = ""
+
+    @property
+    def label(self) -> str:
+        if self.old_id and self.new_id and self.old_id != self.new_id:
+            return f"{self.old_id} -> {self.new_id}"
+        return self.new_id or self.old_id or "?"
+
+
+@dataclass
+class DriftReport:
+    old: dict
+    new: dict
+    score: float
+    principles: list[PrincipleDrift]
+    counts: dict[str, int]
+    tiers_changed: bool
+    metadata_changed: list[str]
+    categories: dict[str, list[str]]
+    document_similarity: float  # cosine between the mean statement embeddings of each version
+    config: dict = field(default_factory=dict)
+
+    @property
+    def identical(self) -> bool:
+        return self.old["digest"] == self.new["digest"]
+
+    @property
+    def changes(self) -> list[PrincipleDrift]:
+        return [p for p in self.principles if p.kinds]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["identical"] = self.identical
+        d["principles"] = [asdict(p) | {"label": p.label} for p in self.principles]
+        return d
+
+    def lines(self) -> list[str]:
+        """A reviewer's summary, most consequential change first."""
+        head = (f"{self.old['name']} {self.old['version']} -> {self.new['name']} {self.new['version']}: "
+                f"drift score {self.score:.3f}")
+        if self.identical:
+            return [head + " (identical)"]
+        out = [head, "  " + ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in self.counts.items() if n) or "  metadata only"]
+        if self.tiers_changed:
+            out.append("  ! tier order changed")
+        for p in sorted(self.changes, key=lambda p: (min(KINDS.index(k) for k in p.kinds), p.label)):
+            sim = f" (similarity {p.similarity:.2f})" if p.similarity is not None and p.matched_by else ""
+            out.append(f"  {_marker(p.kinds)} {p.label}: {', '.join(k.replace('_', ' ') for k in p.kinds)}{sim}"
+                       + (f" — {p.detail}" if p.detail else ""))
+        for side, keys in self.categories.items():
+            out += [f"  {'+-~'[('added', 'removed', 'changed').index(side)]} category {k}" for k in keys]
+        if self.metadata_changed:
+            out.append(f"  metadata changed: {', '.join(self.metadata_changed)}")
+        return out
+
+
+def _marker(kinds: list[str]) -> str:
+    if any(k.startswith("hard_constraint") for k in kinds):
+        return "!"
+    return {"added": "+", "removed": "-"}.get(kinds[0], "~")
+
+
+def _identity(c: Constitution) -> dict:
+    return {"name": c.name, "version": c.version, "digest": constitution_digest(c), "principles": len(c.principles)}
+
+
+class DriftAuditor:
+    """Compares constitutions; holds the embedder and a text -> vector cache across calls."""
+
+    def __init__(self, config: DriftConfig | None = None, *, embedder: Embedder | None = None):
+        self.config = config or DriftConfig()
+        self.config.validate()
+        self._embedder = embedder
+        self._cache: dict[str, np.ndarray] = {}
+
+    def _vectors(self, texts: list[str]) -> np.ndarray:
+        todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if todo:
+            if self._embedder is None:
+                from charter.guard.embed import MiniLMEmbedder
+
+                self._embedder = MiniLMEmbedder(self.config.embedder)
+            for t, v in zip(todo, self._embedder.embed(todo)):
+                self._cache[t] = np.asarray(v, dtype=np.float32) / max(float(np.linalg.norm(v)), 1e-9)
+        return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 1), dtype=np.float32)
+
+    def compare(self, old: Constitution, new: Constitution) -> DriftReport:
+        cfg = self.config
+        structural = diff_constitutions(old, new)
+        olds, news = {p.id: p for p in old.principles}, {p.id: p for p in new.principles}
+        pairs: list[tuple[Principle, Principle, str]] = [(olds[i], news[i], "id") for i in olds if i in news]
+        left = [p for i, p in olds.items() if i not in news]
+        right = [p for i, p in news.items() if i not in olds]
+        texts = [p.statement for p in old.principles] + [p.statement for p in new.principles]
+        vec = dict(zip(texts, self._vectors(texts))) if texts else {}
+
+        if left and right:
+            from scipy.optimize import linear_sum_assignment
+
+            sim = np.stack([vec[p.statement] for p in left]) @ np.stack([vec[p.statement] for p in right]).T
+            rows, cols = linear_sum_assignment(-sim)
+            paired = [(r, c) for r, c in zip(rows, cols) if sim[r, c] >= cfg.match_threshold]
+            pairs += [(left[r], right[c], "meaning") for r, c in paired]
+            taken_l, taken_r = {r for r, _ in paired}, {c for _, c in paired}
+            left = [p for k, p in enumerate(left) if k not in taken_l]
+            right = [p for k, p in enumerate(right) if k not in taken_r]
+
+        old_rank = _tier_rank(old)
+        new_rank = _tier_rank(new)
+        drifts: list[PrincipleDrift] = []
+        for a, b, how in pairs:
+            s = float(np.clip(vec[a.statement] @ vec[b.statement], -1.0, 1.0))
+            drifts.append(self._classify(a, b, how, s, old_rank, new_rank))
+        for p in left:
+            drifts.append(PrincipleDrift(p.id, None, ["hard_constraint_relaxed", "removed"] if p.is_hard_constraint else ["removed"],
+                                         None, None, old_tier=p.tier, magnitude=1.0,
+                                         weight=self._weight(p, old_rank), detail=_short(p.statement)))
+        for p in right:
+            drifts.append(PrincipleDrift(None, p.id, ["hard_constraint_added", "added"] if p.is_hard_constraint else ["added"],
+                                         None, None, new_tier=p.tier, magnitude=1.0,
+                                         weight=self._weight(p, new_rank), detail=_short(p.statement)))
+        order = {p.id: k for k, p in enumerate(new.principles)} | {p.id: 1000 + k for k, p in enumerate(old.principles)}
+        drifts.sort(key=lambda d: order.get(d.new_id or d.old_id, 10**6))
+
+        total = sum(d.weight for d in drifts)
+        score = sum(d.weight * d.magnitude for d in drifts) / total if total else 0.0
+        counts = {k: sum(k in d.kinds for d in drifts) for k in KINDS}
+        doc_sim = 1.0
+        if old.principles and new.principles:
+            mo = np.mean([vec[p.statement] for p in old.principles], axis=0)
+            mn = np.mean([vec[p.statement] for p in new.principles], axis=0)
+            doc_sim = float(mo @ mn / max(float(np.linalg.norm(mo) * np.linalg.norm(mn)), 1e-9))
+        return DriftReport(
+            old=_identity(old), new=_identity(new), score=round(score, 6), principles=drifts, counts=counts,
+            tiers_changed=structural.tiers_changed, metadata_changed=structural.metadata_changed,
+            categories={"added": structural.categories_added, "removed": structural.categories_removed,
+                        "changed": structural.categories_changed},
+            document_similarity=round(doc_sim, 6), config=asdict(cfg),
+        )
+
+    def _weight(self, p: Principle, rank: dict[str, float]) -> float:
+        # Higher tiers weigh more (top tier 2, bottom tier 1); hard constraints hard_weight times more.
+        w = 1.0 + rank.get(p.tier, 0.0)
+        return w * (self.config.hard_weight if p.is_hard_constraint else 1.0)
+
+    def _classify(self, a: Principle, b: Principle, how: str, sim: float, old_rank, new_rank) -> PrincipleDrift:
+        cfg = self.config
+        kinds, details = [], []
+        reworded = a.statement != b.statement and sim < cfg.reword_threshold
+        if a.id != b.id:
+            kinds.append("renamed")
+        if reworded:
+            kinds.append("reworded")
+        # Tier moves compare priority positions (0 = lowest, 1 = highest) in each version's own order.
+        ra, rb = old_rank.get(a.tier), new_rank.get(b.tier)
+        tier_shift = 0.0
+        if a.tier != b.tier or (ra is not None and rb is not None and abs(ra - rb) > 1e-9):
+            if ra is not None and rb is not None and rb != ra:
+                kinds.append("tier_up" if rb > ra else "tier_down")
+                tier_shift = abs(rb - ra)
+                details.append(f"tier {a.tier} -> {b.tier}")
+            elif a.tier != b.tier:
+                kinds.append("tier_down")  # the old tier is gone: treat the move as a loss of standing
+                tier_shift = 0.5
+                details.append(f"tier {a.tier} -> {b.tier}")
+        hard_shift = 0.0
+        if a.is_hard_constraint and not b.is_hard_constraint:
+            kinds.insert(0, "hard_constraint_relaxed")
+            details.append(f"kind hard constraint -> {b.kind.replace('_', ' ')}")
+            hard_shift = 1.0
+        elif b.is_hard_constraint and not a.is_hard_constraint:
+            kinds.insert(0, "hard_constraint_added")
+            details.append(f"kind {a.kind.replace('_', ' ')} -> hard constraint")
+            hard_shift = 1.0
+        elif a.is_hard_constraint and b.is_hard_constraint:
+            if "tier_down" in kinds:
+                kinds.insert(0, "hard_constraint_relaxed")
+            elif reworded:
+                kinds.insert(0, "hard_constraint_reworded")
+        elif a.kind != b.kind:
+            details.append(f"kind {a.kind} -> {b.kind}")
+        if a.depth_fractions != b.depth_fractions:
+            kinds.append("depth_moved")
+            details.append(f"depth {_depth(a)} -> {_depth(b)}")
+        if (a.examples, a.preference_examples) != (b.examples, b.preference_examples):
+            kinds.append("examples_changed")
+        if (a.critique, a.revision, a.preference) != (b.critique, b.revision, b.preference):
+            kinds.append("requests_changed")
+        # Magnitude: semantic distance of the statement, plus priority and kind shifts, capped at 1.
+        semantic = max(0.0, 1.0 - sim) if reworded else 0.0
+        minor = 0.05 * sum(k in kinds for k in ("depth_moved", "examples_changed", "requests_changed", "renamed"))
+        magnitude = min(1.0, semantic + 0.5 * tier_shift + 0.5 * hard_shift + minor)
+        weight = max(self._weight(a, old_rank), self._weight(b, new_rank))
+        return PrincipleDrift(a.id, b.id, kinds, sim, how, old_tier=a.tier, new_tier=b.tier,
+                              magnitude=round(magnitude, 6), weight=weight, detail="; ".join(details))
+
+
+def _tier_rank(c: Constitution) -> dict[str, float]:
+    """Priority of each tier as a fraction: 1.0 for the highest, 0.0 for the lowest."""
+    ids = [t.id for t in c.tiers]
+    n = len(ids)
+    return {t: (1.0 if n == 1 else (n - 1 - k) / (n - 1)) for k, t in enumerate(ids)}
+
+
+def _depth(p: Principle) -> str:
+    return p.depth if isinstance(p.depth, str) else f"{p.depth[0]:.2f}-{p.depth[1]:.2f}"
+
+
+def _short(text: str, n: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+# -- history ---------------------------------------------------------------------------------------------
+
+@dataclass
+class HistoryPoint:
+    commit: str
+    date: str
+    subject: str
+    version: str | None
+    digest: str | None
+    drift_from_previous: float | None
+    drift_from_first: float | None
+    counts: dict[str, int] = field(default_factory=dict)
+    error: str | None = None  # a commit whose file does not parse is recorded, not fatal
+
+
+def _git(args: list[str], cwd: Path) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+    except FileNotFoundError:
+        raise InputError("git is not installed", source="--history") from None
+    except subprocess.CalledProcessError as exc:
+        raise InputError(f"git {' '.join(args[:2])} failed: {exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else exc}",
+                         source=str(cwd)) from None
+
+
+def file_history(path: str | Path) -> list[tuple[str, str, str, str]]:
+    """(commit, ISO date, subject, file text) for each commit that changed ``path``, oldest first."""
+    p = Path(path).resolve()
+    if not p.exists():
+        raise InputError("no such file", source=str(path))
+    cwd = p.parent
+    top = Path(_git(["rev-parse", "--show-toplevel"], cwd).strip())
+    log = _git(["log", "--follow", "--format=%H%x09%cI%x09%s", "--name-only", "--", str(p)], cwd)
+    out, rel = [], str(p.relative_to(top))
+    # --name-only gives the path at each commit, which differs from today's after a rename.
+    entries, cur = [], None
+    for line in log.splitlines():
+        if "\t" in line and len(line.split("\t", 1)[0]) == 40:
+            cur = line.split("\t", 2)
+            entries.append([*cur, rel])
+        elif line.strip() and entries:
+            entries[-1][3] = line.strip()
+    for commit, date, subject, at in reversed(entries):
+        try:
+            text = _git(["show", f"{commit}:{at}"], top)
+        except InputError:
+            continue  # deleted in this commit
+        out.append((commit, date, subject, text))
+    if not out:
+        raise InputError("has no committed history in git", source=str(path))
+    return out
+
+
+def drift_history(path: str | Path, auditor: DriftAuditor,
+                  progress: Callable[[int, int], None] | None = None) -> list[HistoryPoint]:
+    versions = file_history(path)
+    points: list[HistoryPoint] = []
+    first = prev = None
+    for k, (commit, date, subject, text) in enumerate(versions):
+        try:
+            c = parse_constitution(text, source=f"{path}@{commit[:10]}")
+        except CharterError as exc:
+            points.append(HistoryPoint(commit, date, subject, None, None, None, None, error=str(exc)))
+            if progress:
+                progress(k + 1, len(versions))
+            continue
+        from_prev = auditor.compare(prev, c) if prev is not None else None
+        from_first = auditor.compare(first, c) if first is not None else None
+        points.append(HistoryPoint(
+            commit, date, subject, c.version, constitution_digest(c),
+            from_prev.score if from_prev else (0.0 if prev is None else None),
+            from_first.score if from_first else 0.0,
+            counts={k2: n for k2, n in (from_prev.counts if from_prev else {}).items() if n},
+        ))
+        first = first or c
+        prev = c
+        if progress:
+            progress(k + 1, len(versions))
+    return points
+
+
+def plot_history(points: list[HistoryPoint], path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [p for p in points if p.error is None]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(points) + 2), 4.2))
+    x = list(range(len(ok)))
+    ax.bar(x, [p.drift_from_previous or 0.0 for p in ok], color="#4c72b0", alpha=0.75, label="drift from previous version")
+    ax.plot(x, [p.drift_from_first or 0.0 for p in ok], color="#dd8452", marker="o", label="cumulative drift from first version")
+    for i, p in enumerate(ok):
+        hard = sum(n for k, n in p.counts.items() if k.startswith("hard_constraint"))
+        if hard:
+            ax.annotate("!", (i, (p.drift_from_previous or 0) + 0.02), ha="center", color="#c44e52", fontweight="bold")
+    ax.set_xticks(x)
+    ax.set_xticklabels([f"{p.version or '?'}\n{p.commit[:7]}\n{p.date[:10]}" for p in ok], fontsize=7)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("drift score (0 identical, 1 nothing carried over)")
+    ax.set_title(title + "  (! = hard constraint changed)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def write_json(obj, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return path
