@@ -164,3 +164,11 @@ def test_history_walks_git_and_plots(tmp_path, auditor):
     assert len(json.loads((tmp_path / "h" / "history.json").read_text())) == 4
     res = CliRunner().invoke(app, ["constitution", "drift", "--history", str(tmp_path / "nope.toml")])
     assert res.exit_code == 2
+
+
+def test_minor_edits_are_listed_but_weigh_little(auditor):
+    r = auditor.compare(build(), build("2", honesty={"statement": "Be truthful, and never deceive the user about facts."},
+                                       concise={"kind": "default_behaviour"}))
+    p = by_label(r)
+    assert p["honesty"].kinds == ["edited"] and p["concise"].kinds == ["kind_changed"]
+    assert 0 < r.score < 0.05

@@ -29,7 +29,8 @@ from charter.errors import CharterError, InputError
 # Change kinds, in the order a reviewer reads them (most consequential first).
 KINDS = (
     "hard_constraint_relaxed", "hard_constraint_added", "hard_constraint_reworded", "removed", "added",
-    "tier_down", "tier_up", "reworded", "renamed", "depth_moved", "examples_changed", "requests_changed",
+    "tier_down", "tier_up", "reworded", "renamed", "kind_changed", "depth_moved", "edited", "rationale_changed",
+    "examples_changed", "requests_changed",
 )
 
 
@@ -219,6 +220,8 @@ class DriftAuditor:
             kinds.append("renamed")
         if reworded:
             kinds.append("reworded")
+        elif a.statement != b.statement:
+            kinds.append("edited")  # same meaning (similarity above the reword threshold): typo or punctuation
         # Tier moves compare priority positions (0 = lowest, 1 = highest) in each version's own order.
         ra, rb = old_rank.get(a.tier), new_rank.get(b.tier)
         tier_shift = 0.0
@@ -246,17 +249,21 @@ class DriftAuditor:
             elif reworded:
                 kinds.insert(0, "hard_constraint_reworded")
         elif a.kind != b.kind:
+            kinds.append("kind_changed")
             details.append(f"kind {a.kind} -> {b.kind}")
         if a.depth_fractions != b.depth_fractions:
             kinds.append("depth_moved")
             details.append(f"depth {_depth(a)} -> {_depth(b)}")
+        if a.rationale != b.rationale:
+            kinds.append("rationale_changed")
         if (a.examples, a.preference_examples) != (b.examples, b.preference_examples):
             kinds.append("examples_changed")
         if (a.critique, a.revision, a.preference) != (b.critique, b.revision, b.preference):
             kinds.append("requests_changed")
         # Magnitude: semantic distance of the statement, plus priority and kind shifts, capped at 1.
         semantic = max(0.0, 1.0 - sim) if reworded else 0.0
-        minor = 0.05 * sum(k in kinds for k in ("depth_moved", "examples_changed", "requests_changed", "renamed"))
+        minor = 0.05 * sum(k in kinds for k in ("depth_moved", "examples_changed", "requests_changed", "renamed", "edited",
+                                                 "rationale_changed", "kind_changed"))
         magnitude = min(1.0, semantic + 0.5 * tier_shift + 0.5 * hard_shift + minor)
         weight = max(self._weight(a, old_rank), self._weight(b, new_rank))
         return PrincipleDrift(a.id, b.id, kinds, sim, how, old_tier=a.tier, new_tier=b.tier,
