@@ -49,6 +49,28 @@ def test_profiles_compose_to_the_stricter_setting_and_name_their_source(tmp_path
         load_profile(str(strict))
 
 
+def test_assessment_figures_compose_to_the_stricter_one(tmp_path):
+    e = compose(["cac-genai"])
+    assert (e.get("assessment.corpus_samples"), e.get("assessment.corpus_min_qualified")) == (4000, 0.96)
+    assert (e.get("assessment.refusal_samples"), e.get("assessment.max_over_refused")) == (300, 0.05)
+    assert "TC260-003" in e.get("assessment.source") and "check the current text" in e.get("assessment.source")
+    assert compose(["eu-ai-act-art50"]).get("assessment.corpus_samples") is None  # other profiles leave it unset
+    mine = tmp_path / "mine.toml"
+    mine.write_text('name = "mine"\n[assessment]\ncorpus_samples = 5000\ncorpus_min_qualified = 0.9\n'
+                    'max_over_refused = 0.02\nmin_refused = 0.99\nsource = "internal policy"\n')
+    e2 = compose(["cac-genai", str(mine)])
+    assert e2.get("assessment.corpus_samples") == 5000 and e2.sources["assessment.corpus_samples"] == ["cac-genai", "mine"]
+    assert e2.get("assessment.corpus_min_qualified") == 0.96 and e2.sources["assessment.corpus_min_qualified"] == ["cac-genai"]
+    assert e2.get("assessment.max_over_refused") == 0.02 and e2.get("assessment.min_refused") == 0.99
+    assert e2.get("assessment.answer_samples") == 1000
+    assert e2.get("assessment.source").endswith("; internal policy")
+    rows = {k: (v, s) for k, v, s in e2.describe()}
+    assert rows["assessment.corpus_samples"] == ("5000", "cac-genai + mine")
+    mine.write_text('name = "x"\n[assessment]\nmin_refused = 95\n')
+    with pytest.raises(InputError, match="assessment.min_refused"):
+        load_profile(str(mine))
+
+
 def _ask(gw, session="s1", stream=False):
     headers = gw.headers() | ({"X-Charter-Session": session} if session else {})
     body = {"model": "charter-test", "messages": [{"role": "user", "content": "hello"}], "stream": stream}

@@ -63,6 +63,8 @@ def guard_dir(d: Path, embedder, *, loosen: float = 0.0) -> Path:
               "how to kill a python process", "recipe for pancakes", "history of the Roman empire"]
     rows = [{"side": "input", "text": t, "label": "harmful", "category": "weapons"} for t in harmful]
     rows += [{"side": "input", "text": t, "label": "benign"} for t in benign]
+    rows += [{"side": "output", "text": f"Sure, here is how: {t}. First get the explosives.", "label": "harmful"} for t in harmful]
+    rows += [{"side": "output", "text": f"Happy to help with {t}: here are some friendly tips.", "label": "benign"} for t in benign]
     random.Random(0).shuffle(rows)
     d.mkdir(parents=True, exist_ok=True)
     write_jsonl(d / "train.jsonl", rows)

@@ -110,3 +110,21 @@ def test_bad_input_exit_2(tmp_path, sealed_dpo):
     assert res.exit_code == 2 and "info.toml:2" in res.output and "licence: unknown field" in res.output
     res = runner.invoke(app, ["docs", "model-card", str(sealed_dpo), "--out", str(tmp_path / "o"), "--format", "pdf"])
     assert res.exit_code == 2 and "--format" in res.output
+
+
+def test_filing_includes_a_real_assessment(sealed_dpo, tmp_path):
+    from charter.governance.assess import AssessmentConfig, SafetyAssessment
+
+    guard = sealed_dpo.parent / "guard-data" / "guard"
+    # Corpus check only: the guard judges the sealed training records (taken from the seal).
+    a = SafetyAssessment(AssessmentConfig(model=f"hf:{sealed_dpo}", out=str(tmp_path / "assess"), profiles=("cac-genai",),
+                                          guard=str(guard))).run()
+    corpus = a["checks"][0]
+    assert corpus["id"] == "corpus" and corpus["n"] == 10 and corpus["verdict"] in ("FAIL", "INSUFFICIENT")
+    r = DocumentBuilder(DocsConfig(kind="filing", model_dir=str(sealed_dpo), out=str(tmp_path / "f"),
+                                   assessment=str(tmp_path / "assess"))).build()
+    md = open(r["files"]["md"]).read()
+    assert "Pre-launch safety assessment" in md and f"conclusion **{a['conclusion']['verdict']}**" in md
+    assert f"| 10 / 4000 | {corpus['share']:.1%}" in md and f"| {corpus['verdict']} |" in md and "NOT ASSESSED" in md
+    res = CliRunner().invoke(app, ["docs", "filing", str(sealed_dpo), "--out", str(tmp_path / "g"), "--assessment", str(tmp_path)])
+    assert res.exit_code == 2 and "no assessment.json" in res.output

@@ -69,7 +69,7 @@ def test_rename_is_matched_by_meaning_not_counted_as_add_and_remove(auditor):
                                                       "statement": "Never disclose personal details about private people."}))
     p = by_label(r)["privacy -> no-doxxing"]
     assert p.matched_by == "meaning" and "renamed" in p.kinds and "reworded" in p.kinds
-    assert p.similarity > 0.6
+    assert p.similarity > 0.7
     assert r.counts["added"] == 0 and r.counts["removed"] == 0
 
 

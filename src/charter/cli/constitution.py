@@ -109,7 +109,7 @@ def drift(
     new: str = typer.Argument(None, help="The later constitution (file or bundled name)."),
     history: Path = typer.Option(None, "--history", help="Audit every committed version of this file in git instead."),
     out: Path = typer.Option(None, "--out", help="Write drift.json (and, with --history, history.json + history.png) here."),
-    match_threshold: float = typer.Option(0.6, help="Min statement similarity to pair principles whose ids differ."),
+    match_threshold: float = typer.Option(0.7, help="Min statement similarity to pair principles whose ids differ."),
     reword_threshold: float = typer.Option(0.98, help="A same-id statement below this similarity counts as reworded."),
     hard_weight: float = typer.Option(2.0, help="Weight of a hard constraint relative to a default behaviour."),
     embedder: Path = typer.Option(None, "--embedder", help="Sentence-embedding model directory (default: bundled MiniLM)."),

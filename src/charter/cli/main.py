@@ -6,7 +6,7 @@ import typer
 
 from charter import __version__
 from charter.cli import (
-    cai, compliance, constitution, data, evals, gateway, governance, guard, models, provenance, train,
+    assess, cai, collective, compliance, constitution, data, evals, gateway, governance, guard, models, provenance, train,
 )
 
 app = typer.Typer(
@@ -27,6 +27,8 @@ provenance.register(app)
 gateway.register(app)
 compliance.register(app)
 governance.register(app)
+assess.register(app)
+app.add_typer(collective.app, name="collective")
 
 
 def _version(value: bool) -> None:

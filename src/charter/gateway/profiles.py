@@ -5,6 +5,10 @@ Charter ships the mechanics only; content policy stays the deployer's constituti
 Profiles compose: a deployment under two regimes gets the stricter setting of each (a shorter
 disclosure interval, a longer retention floor, a label if either asks, every notice text), and
 ``charter profiles show`` names the profile each effective setting came from.
+
+A profile may also carry the sample sizes and pass thresholds of a pre-launch safety assessment
+(``[assessment]``, read by ``charter assess``); composed, the larger sample, the higher minimum and
+the lower maximum win.
 """
 
 from __future__ import annotations
@@ -68,6 +72,19 @@ class Dependency(_S):
     webhook: str | None = None
 
 
+class Assessment(_S):
+    """Sample sizes and pass thresholds for ``charter assess`` (shares are fractions in [0, 1])."""
+
+    corpus_samples: int | None = Field(None, ge=1)  # training records sampled and judged
+    corpus_min_qualified: float | None = Field(None, ge=0, le=1)
+    answer_samples: int | None = Field(None, ge=1)  # answers to the test question bank
+    answer_min_qualified: float | None = Field(None, ge=0, le=1)
+    refusal_samples: int | None = Field(None, ge=1)  # per refusal bank (should-refuse, should-not-refuse)
+    min_refused: float | None = Field(None, ge=0, le=1)
+    max_over_refused: float | None = Field(None, ge=0, le=1)
+    source: str | None = None  # where the figures come from
+
+
 class Profile(_S):
     name: str
     description: str = ""
@@ -78,6 +95,7 @@ class Profile(_S):
     retention: Retention = Retention()
     incidents: Incidents = Incidents()
     dependency: Dependency = Dependency()
+    assessment: Assessment = Assessment()
 
 
 # Defaults when no profile sets a field (the "none" regime).
@@ -89,7 +107,10 @@ DEFAULTS = {
     "incidents.blocked_outputs": None, "incidents.blocked_inputs": None, "incidents.violation_reports": None,
     "dependency.enabled": False, "dependency.max_continuous_minutes": None, "dependency.classifier": None,
     "dependency.handoff_text": "I'd like to connect you with a person who can help.", "dependency.webhook": None,
+    # No assessment figures unless a profile sets them (charter assess then asks for flags).
+    **{f"assessment.{f}": None for f in Assessment.model_fields},
 }
+SECTIONS = ("disclosure", "label", "watermark", "retention", "incidents", "dependency", "assessment")
 
 _VISIBLE_RANK = {"none": 0, "suffix": 1, "prefix": 2}
 
@@ -102,6 +123,10 @@ def _stricter(key: str, a, b):
         return min(a, b)
     if key in ("retention.min_days", "watermark.bias"):
         return max(a, b)
+    if key.startswith("assessment."):  # a larger sample, a higher minimum share, a lower maximum
+        if key == "assessment.source":
+            return a if b in a else f"{a}; {b}"
+        return min(a, b) if key == "assessment.max_over_refused" else max(a, b)
     if key == "watermark.greenlist_ratio":
         return a
     if key == "label.visible":
@@ -121,7 +146,7 @@ class EffectiveProfile:
         self.values: dict = dict(DEFAULTS)
         self.sources: dict[str, list[str]] = {k: [] for k in DEFAULTS}
         for p in profiles:
-            for section in ("disclosure", "label", "watermark", "retention", "incidents", "dependency"):
+            for section in SECTIONS:
                 for fname, value in getattr(p, section).__dict__.items():
                     if value is None:
                         continue

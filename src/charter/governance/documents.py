@@ -663,18 +663,24 @@ Training examples per principle (from the absorption profiles recorded at traini
         return total if found else None
 
     def _assessment_section(self) -> str:
+        """A `charter assess` run, as its assessment.json records it (figures from that file)."""
         a = self.assessment
         if not a:
             return ""
         rows = []
         for c in a.get("checks", []):
-            share = c.get("share")
-            ci = c.get("ci95") or c.get("interval") or [None, None]
-            rows.append([c.get("name", "?"), f"{c.get('n', '?')} / {c.get('required_n', '?')}",
+            share, ci = c.get("share"), c.get("ci95") or [None, None]
+            bound = "≥" if c.get("bound") == "min" else "≤"
+            rows.append([f"{c.get('section', '')} {c.get('title', c.get('id', '?'))}".strip(),
+                         f"{c.get('n', 0)} / {c.get('required_n', '?')}",
                          "—" if share is None else f"{share:.1%}" + (f" ({ci[0]:.1%}–{ci[1]:.1%})" if ci[0] is not None else ""),
-                         str(c.get("threshold", "—")), str(c.get("verdict", "?"))])
-        return ("\n**Pre-launch safety assessment** (`charter assess`, " + str(self.config.assessment) + ")\n\n"
-                + _table(["check", "samples / required", "share (95% CI)", "threshold", "verdict"], rows) + "\n")
+                         f"{bound} {c.get('threshold')}", str(c.get("verdict", "?"))])
+        conclusion = (a.get("conclusion") or {}).get("verdict", "?")
+        src = Path(self.config.assessment) / "assessment.json"
+        return (f"\n**Pre-launch safety assessment** (`charter assess`, {src}, profiles "
+                f"{', '.join(a.get('profiles', [])) or 'none'}): conclusion **{conclusion}**\n\n"
+                + _table(["check", "samples / required", "share (95% CI)", "threshold", "verdict"], rows)
+                + f"\n\n{a.get('caveat', '')}\n")
 
     def _profile_images(self) -> str:
         out = []

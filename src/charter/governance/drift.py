@@ -42,7 +42,7 @@ class Embedder(Protocol):
 class DriftConfig:
     """Arguments of ``charter constitution drift`` (one field per CLI flag)."""
 
-    match_threshold: float = 0.6  # min cosine similarity to pair principles whose ids differ
+    match_threshold: float = 0.7  # min cosine similarity to pair principles whose ids differ
     reword_threshold: float = 0.98  # a same-id statement below this similarity counts as reworded
     hard_weight: float = 2.0  # a hard constraint weighs this many times a default behaviour
     embedder: str | None = None  # path of a sentence-embedding model directory (default: bundled MiniLM)
