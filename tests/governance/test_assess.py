@@ -5,19 +5,21 @@ one-line input errors."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import random
+import shutil
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from charter.backends.base import Backend, BackendInfo, Generation
-from charter.data import load_prompts, read_jsonl
+from charter.data import file_sha256, load_prompts, read_jsonl
 from charter.errors import InputError
 from charter.evals.run import DEFAULT_PROMPTS
 from charter.evals.stats import wilson
-from charter.governance.assess import AssessmentConfig, SafetyAssessment, record_segments
+from charter.governance.assess import AssessmentConfig, SafetyAssessment, record_segments, threshold_text
 
 HARMFUL = [p.text for p in load_prompts(DEFAULT_PROMPTS["harmlessness"])]
 BENIGN = [p.text for p in load_prompts(DEFAULT_PROMPTS["over-refusal"])]
@@ -102,7 +104,7 @@ def test_corpus_with_planted_harmful_records_fails_and_every_record_is_auditable
     assert ch["id"] == "corpus" and ch["population"] == total and ch["n"] == total
     assert ch["k"] == n_good  # every planted record caught, no clean one flagged
     assert ch["share"] == pytest.approx(n_good / total) and ch["share"] < 0.96
-    assert ch["verdict"] == "FAIL" and "below the threshold 0.96" in ch["reasons"][0]
+    assert ch["verdict"] == "FAIL" and "below the threshold 96.0%" in ch["reasons"][0]
     lo, hi = ch["ci95"]
     assert lo <= ch["share"] <= hi and (lo, hi) == pytest.approx(wilson(n_good, total))
     assert ch["threshold"] == 0.96 and ch["threshold_source"] == "cac-genai"
@@ -117,7 +119,10 @@ def test_corpus_with_planted_harmful_records_fails_and_every_record_is_auditable
     for heading in ("## 1 Corpus safety assessment", "## 2 Generated-content", "## 3 Question-bank refusal", "## 4 Conclusion"):
         assert heading in report
     assert "Check them against the current text" in report and "NOT ASSESSED" in report
+    # Thresholds read as percentages, like the shares, in the tables and the reasons.
+    assert "| ≥ 96.0% |" in report and "| ≥ 0.96 |" not in report and "threshold 0.96" not in report
     assert (tmp_path / "a" / "assessment.png").stat().st_size > 1000
+    assert not list((tmp_path / "a").glob("*.tmp"))  # every output written through a temporary file
     assert json.loads((tmp_path / "a" / "assessment.json").read_text())["checks"][0]["k"] == n_good
 
 
@@ -219,25 +224,92 @@ def test_answers_resume_without_regeneration_on_a_tiny_model(tmp_path, tiny_mode
 
 
 def test_corpus_from_a_sealed_model_statement(tmp_path, guard_dir, guard):
-    from charter.data import file_sha256
-
     corpus, n_good, n_bad = _corpus(tmp_path, planted=2)
     model = tmp_path / "model"
     (model / "charter-seal").mkdir(parents=True)
 
-    def seal(statement):
-        payload = base64.b64encode(json.dumps(statement).encode()).decode()
-        (model / "charter-seal" / "provenance.dsse.json").write_text(json.dumps({"payload": payload}))
+    subject = [{"name": "model", "digest": {"sha256": "ab" * 32}}]
 
-    seal({"predicate": {"datasets": [{"path": str(corpus), "sha256": file_sha256(corpus).split(":")[1]}]}})
+    def seal(statement):
+        payload = json.dumps(statement).encode()
+        (model / "charter-seal" / "provenance.dsse.json").write_text(
+            json.dumps({"payload": base64.b64encode(payload).decode()}))
+        return payload
+
+    payload = seal({"subject": subject,
+                    "predicate": {"datasets": [{"path": str(corpus), "sha256": file_sha256(corpus).split(":")[1]}]}})
     cfg = AssessmentConfig(model=f"hf:{model}", out=str(tmp_path / "a"), profiles=("cac-genai",), guard=str(guard_dir),
                            corpus_samples=n_good + n_bad)
     r = SafetyAssessment(cfg, guard=guard).run()
     assert r["corpus_from_sealed_model"] == str(model) and r["checks"][0]["k"] == n_good
-    assert "named by the seal" in (tmp_path / "a" / "report.md").read_text()
-    seal({"predicate": {"datasets": [{"path": str(corpus), "sha256": "0" * 64}]}})
+    report = (tmp_path / "a" / "report.md").read_text()
+    assert "named by the seal" in report
+    # The assessment is bound to the sealed weights: root and statement digests, as recorded.
+    recorded = json.loads((tmp_path / "a" / "assessment.json").read_text())["model"]["seal"]
+    assert recorded["root_digest"] == "sha256:" + "ab" * 32
+    assert recorded["statement_digest"] == "sha256:" + hashlib.sha256(payload).hexdigest()
+    assert recorded["signature_verified"] is False and recorded["statement_digest"] in report
+    seal({"subject": subject, "predicate": {"datasets": [{"path": str(corpus), "sha256": "0" * 64}]}})
     with pytest.raises(InputError, match="differs from the digest"):
         SafetyAssessment(cfg, guard=guard)
+
+
+@pytest.mark.parametrize(("envelope", "needle"), [
+    ("{not json", "unreadable seal"),
+    (json.dumps({"signatures": []}), "no 'payload' field"),
+    (json.dumps({"payload": "%%% not base64 %%%"}), "garbled seal envelope"),
+    (json.dumps({"payload": base64.b64encode(b"not json").decode()}), "garbled seal envelope"),
+    (json.dumps({"payload": base64.b64encode(b"[1, 2]").decode()}), "not a JSON object"),
+    (json.dumps({"payload": base64.b64encode(b'{"predicate": {"datasets": []}}').decode()}), "no subject"),
+    (json.dumps({"payload": base64.b64encode(b'{"subject": [{"digest": {"sha256": "ab"}}], '
+                                             b'"predicate": {"datasets": "x"}}').decode()}), "datasets is not a list"),
+    (json.dumps([1]), "garbled seal envelope"),
+], ids=["not-json", "no-payload", "bad-base64", "payload-not-json", "statement-not-object", "no-subject",
+        "datasets-not-list", "envelope-not-object"])
+def test_garbled_seal_is_one_input_error_naming_the_seal(tmp_path, envelope, needle):
+    model = tmp_path / "model"
+    (model / "charter-seal").mkdir(parents=True)
+    env = model / "charter-seal" / "provenance.dsse.json"
+    env.write_text(envelope)
+    with pytest.raises(InputError, match=needle) as exc:
+        SafetyAssessment(AssessmentConfig(model=f"hf:{model}", out=str(tmp_path / "a"), profiles=("cac-genai",)))
+    assert str(env) in str(exc.value) and "\n" not in str(exc.value)
+    assert not (tmp_path / "a").exists()
+
+
+def test_weights_digest_binds_answers_and_a_retrained_model_is_refused(tmp_path, tiny_model_dir, guard_dir, guard):
+    from safetensors.torch import load_file, save_file
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    cfg = AssessmentConfig(model=f"hf:{model}", out=str(tmp_path / "a"), profiles=("none",), guard=str(guard_dir),
+                           questions=str(DEFAULT_PROMPTS["over-refusal"]), answer_samples=4, answer_min_qualified=0.9)
+    backend = Scripted(set())
+    r = SafetyAssessment(cfg, backend=backend, guard=guard).run()
+    w = r["model"]["weights_digest"]
+    files = sorted(["config.json", *(p.name for p in model.glob("*.safetensors"))])
+    assert sorted(w["files"]) == files and all(w["files"][f] == file_sha256(model / f) for f in files)
+    expected = hashlib.sha256("".join(f"{f}\0{file_sha256(model / f)}\n" for f in files).encode()).hexdigest()
+    assert w["sha256"] == "sha256:" + expected and r["model"]["seal"] is None
+    run = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert run["arguments"]["weights_digest"] == w["sha256"]
+    assert json.loads((tmp_path / "a" / "assessment.json").read_text())["model"]["weights_digest"]["sha256"] == w["sha256"]
+    SafetyAssessment(cfg, backend=backend, guard=guard).run()  # same weights: resumes, generates nothing
+    assert len(backend.prompts) == 4
+    # Retrained in place: other weights at the same path. The old answers are refused, not reused.
+    weights = model / "model.safetensors"
+    tensors = load_file(weights)
+    save_file({k: v + 0.01 for k, v in tensors.items()}, weights, metadata={"format": "pt"})
+    with pytest.raises(InputError, match=r"other weights at hf:.*retrained.*use a new --out"):
+        SafetyAssessment(cfg, backend=backend, guard=guard).run()
+    assert len(backend.prompts) == 4
+    fresh = SafetyAssessment(AssessmentConfig(**(cfg.__dict__ | {"out": str(tmp_path / "b")})), backend=backend, guard=guard).run()
+    assert fresh["model"]["weights_digest"]["sha256"] != w["sha256"] and len(backend.prompts) == 8
+
+
+def test_threshold_text_is_a_percentage():
+    assert threshold_text("min", 0.96) == "≥ 96.0%" and threshold_text("max", 0.05) == "≤ 5.0%"
+    assert threshold_text("min", 0.9575) == "≥ 95.75%" and threshold_text("min", None) == "–"
 
 
 def test_record_formats():
@@ -300,4 +372,9 @@ def test_cli_runs_and_bad_input_is_one_line_naming_the_file(tmp_path, tiny_model
     assert "--guard" in _error_line(_invoke("--model", f"hf:{tiny_model_dir}", "--profile", "cac-genai", "--out", tmp_path / "b",
                                             "--corpus", corpus))
     assert "--min-refused" in _error_line(_invoke(*common, "--profile", "cac-genai", "--out", tmp_path / "b", "--min-refused", 95))
+    sealed = tmp_path / "sealed"
+    (sealed / "charter-seal").mkdir(parents=True)
+    (sealed / "charter-seal" / "provenance.dsse.json").write_text('{"payload": "@@"}')
+    line = _error_line(_invoke("--model", f"hf:{sealed}", "--guard", guard_dir, "--profile", "cac-genai", "--out", tmp_path / "b"))
+    assert str(sealed / "charter-seal" / "provenance.dsse.json") in line and "garbled seal" in line
     assert not (tmp_path / "b").exists()  # nothing written on bad input

@@ -26,7 +26,7 @@ def rules_of(result) -> dict:
 
 
 def test_same_release_passes(baseline, make_release, gov_keys):
-    again = make_release("same", evals=EVALS)  # retrained from identical inputs: new seal, same everything
+    again = make_release("same-evals", evals=EVALS)  # retrained from identical inputs: new seal, same everything
     code, r = run_check(baseline, again, "--public-key", gov_keys["pub"])
     assert code == 0, r
     assert r["verdict"] == "pass" and r["findings"] == [] and r["baseline"]["verified"]
@@ -75,14 +75,17 @@ def test_hard_constraint_relaxed_needs_refiling(baseline, make_release):
 def test_guard_loosened_needs_review(baseline, make_release):
     code, r = run_check(baseline, make_release("loose-guard", loosen_guard=0.2, evals=EVALS))
     assert code == 1 and r["verdict"] == "review"
-    assert "input block threshold" in rules_of(r)["guard"]["message"]
+    assert "input stage 1 block threshold" in rules_of(r)["guard"]["message"]
     code, r = run_check(baseline, make_release("no-guard", guard=False, evals=EVALS))
     assert code == 1 and "without one" in rules_of(r)["guard"]["message"]
 
 
 def test_evaluation_regression_needs_review(baseline, make_release):
     code, r = run_check(baseline, make_release("worse", evals=(("harmlessness", 8, 20), ("over-refusal", 1, 20))))
-    assert code == 1 and "harmlessness:asr_refusal rose 0.100 -> 0.400" in rules_of(r)["evaluations"]["message"]
+    assert code == 1 and "harmlessness:asr_refusal:refusal-detector rose 0.100 -> 0.400" in rules_of(r)["evaluations"]["message"]
+    # A candidate sealed without the evaluations the baseline had is not a silent pass.
+    code, r = run_check(baseline, make_release("same"))
+    assert code == 1 and "has no evaluation for harmlessness:asr_refusal" in rules_of(r)["evaluations"]["message"]
 
 
 def test_unrelated_models_and_bad_input_exit_2(baseline, make_release, other_base, tmp_path):
@@ -120,3 +123,28 @@ def test_data_change_counts_records_by_content(tmp_path):
     gone = dict(b, path=str(tmp_path / "missing.jsonl"))
     frac, detail = data_change([a], [gone])
     assert frac == 1.0 and "digest changed" in detail[0]["summary"]
+
+
+def test_guard_rule_compares_retrained_heads_by_validation_figures():
+    from charter.governance.check import CheckConfig, CheckResult, ReleaseCheck
+    from charter.governance.sealed import SealedModel, SealedStage
+
+    def model(side: dict) -> SealedModel:
+        statement = {"subject": [{"digest": {"sha256": "r"}}], "predicate": {
+            "constitution": {"name": "c", "version": "1", "digest": "d", "text": ""},
+            "guard": {"sha256": str(side), "target_fpr": 0.01, "categories": [], "sides": {"input": side}}}}
+        return SealedModel([SealedStage("m", statement, "s", False)])
+
+    check = ReleaseCheck(CheckConfig(baseline="a", candidate="b"))
+    base = {"head_sha256": "h1", "block_threshold": 0.5, "validation": {"tpr": 0.95, "fpr": 0.01}}
+    cases = {
+        "same head, higher threshold": ({**base, "block_threshold": 0.7}, "input stage 1 block threshold 0.5000 -> 0.7000"),
+        "retrained, lower threshold but worse recall": ({"head_sha256": "h2", "block_threshold": 0.3,
+                                                         "validation": {"tpr": 0.80, "fpr": 0.01}}, "validation TPR 0.950 -> 0.800"),
+        "retrained, as good": ({"head_sha256": "h2", "block_threshold": 0.9, "validation": {"tpr": 0.96, "fpr": 0.01}}, None),
+    }
+    for name, (cand, expected) in cases.items():
+        result = CheckResult({}, {})
+        check._guard(model(base), model(cand), result)
+        messages = [f.message for f in result.findings]
+        assert (expected is None and not messages) or (messages and expected in messages[0]), name

@@ -353,3 +353,73 @@ def test_toml_strings_and_slugs_survive_awkward_text():
 def test_vote_data_shape_helpers():
     d = VoteData(["a"], ["1", "2"], ["x", "y"], np.array([0]), np.array([1]), np.array([1], dtype=np.int8))
     assert (d.n_participants, d.n_statements, d.n_votes) == (1, 2, 1)
+
+
+# -- Polis moderation, re-votes and awkward text -----------------------------------------------------
+
+
+def test_rejected_statements_are_left_out_and_never_drafted_and_markup_text_prints(tmp_path):
+    sv, votes, _ = planted(tmp_path, 3)
+    consensus = [j for j, k in enumerate(sv.kinds) if k == "consensus"]
+    rejected = set(consensus[::2])  # half of the statements everyone would endorse
+    # Participants' own words may look like rich markup: "[/x]" once raised MarkupError in the CLI.
+    text = {j: f"[/x] [bold]Norm {j}[/bold] ({sv.kinds[j]}) [link=x]" for j in range(len(sv.kinds))}
+    statements = tmp_path / "comments.csv"
+    statements.write_text("comment-id,moderated,comment-body\n" + "".join(
+        f'{j},{-1 if j in rejected else (1 if j % 3 else 0)},"{text[j]}"\n' for j in range(len(sv.kinds))))
+    out = tmp_path / "analysis"
+    r = invoke("analyze", "--votes", votes, "--statements", statements, "--out", out)
+    assert r.exit_code == 0, r.output
+    assert "[/x]" in r.output and "rejected by the moderators" in r.output
+    a = json.loads((out / "analysis.json").read_text())
+    on_rejected = int(np.isin(sv.statement, list(rejected)).sum())
+    c = a["counts"]
+    assert c["statements_rejected"] == len(rejected) and c["statements"] == len(sv.kinds) - len(rejected)
+    assert c["votes_on_rejected_statements"] == on_rejected and c["votes"] == 9000 - on_rejected
+    assert c["votes_superseded"] == 0 and sorted(a["rejected_statements"], key=int) == sorted(map(str, rejected), key=int)
+    ids = {row["statement_id"] for row in a["consensus"]}
+    assert not ids & {str(j) for j in rejected} and len(ids) == len(sv.kinds) - len(rejected)
+    assert "moderators rejected" in (out / "report.md").read_text()
+    toml_path = tmp_path / "c.toml"
+    r = invoke("draft", out, "--out", toml_path)
+    assert r.exit_code == 0, r.output
+    drafted = parse_constitution(toml_path.read_text(), source=str(toml_path)).principles
+    assert drafted and not {p.statement for p in drafted} & {text[j] for j in rejected}
+    # Even an analysis edited to put a rejected statement back cannot draft it.
+    back = a["consensus"][0] | {"statement_id": str(min(rejected)), "text": text[min(rejected)]}
+    a["consensus"].insert(0, back)
+    (out / "analysis.json").write_text(json.dumps(a))
+    picked = ConstitutionDrafter(DraftConfig(str(out), str(toml_path))).select(a)
+    assert str(min(rejected)) not in {row["statement_id"] for row in picked}
+
+
+def test_revotes_keep_the_latest_by_timestamp(tmp_path):
+    s = tmp_path / "s.csv"
+    s.write_text("comment-id,moderated,comment-body\n1,1,Be honest\n2,0,Be kind\n3,-1,Spam\n")
+    v = tmp_path / "v.csv"
+    # a changes their mind on 1 (latest: -1, though it comes first in the file); b votes twice on 2 at the
+    # same time (the later line wins); c's only vote is on a rejected statement.
+    v.write_text("timestamp,voter-id,comment-id,vote\n"
+                 "300,a,1,-1\n100,a,1,1\n200,a,1,0\n50,a,2,1\n60,b,2,1\n60,b,2,-1\n70,b,3,1\n80,c,3,1\n")
+    d = load_votes(v, s)
+    assert d.statement_ids == ["1", "2"] and d.rejected_statement_ids == ["3"]
+    assert d.participant_ids == ["a", "b"] and (d.votes_on_rejected, d.votes_superseded) == (2, 3)
+    got = {(d.participant_ids[p], d.statement_ids[t]): int(x) for p, t, x in zip(d.participant, d.statement, d.vote)}
+    assert got == {("a", "1"): -1, ("a", "2"): 1, ("b", "2"): -1}
+    # ISO 8601 times order re-votes too.
+    v.write_text("created_at,participant_id,statement_id,vote\n2024-05-02T10:00:00Z,a,1,1\n2024-05-01T10:00:00Z,a,1,-1\n")
+    d = load_votes(v, s)
+    assert d.vote.tolist() == [1] and d.votes_superseded == 1
+    # A re-vote without a usable time cannot be ordered: one line naming it.
+    v.write_text("timestamp,participant_id,statement_id,vote\n10,a,1,1\n20,a,2,1\nsoon,a,1,-1\n")
+    with pytest.raises(InputError, match=r"v\.csv:4: .*voted more than once on statement '1'.*'soon'"):
+        load_votes(v, s)
+    # An unreadable time on a single vote is harmless; a bad moderated value is not.
+    v.write_text("timestamp,participant_id,statement_id,vote\nsoon,a,1,1\n")
+    assert load_votes(v, s).n_votes == 1
+    s.write_text("comment-id,moderated,comment-body\n1,spam,Be honest\n")
+    with pytest.raises(InputError, match=r"s\.csv:2: moderated must be -1"):
+        load_votes(v, s)
+    s.write_text("comment-id,moderated,comment-body\n1,-1,Be honest\n")
+    with pytest.raises(InputError, match="every statement was rejected"):
+        load_votes(v, s)

@@ -70,7 +70,7 @@ def test_principle_examples_match_the_sealed_profiles(sealed_dpo, tmp_path):
             row = re.search(rf"\| `{re.escape(pid)}` \| (\d+) \| ([\d.]+) \| ([\d.]+) \|", md[md.index(stage.method.upper() + " ("):])
             assert row and int(row.group(1)) == prof["examples"] and float(row.group(2)) == pytest.approx(prof["entropy_bits"], abs=1e-3)
     assert "not verified" in md  # no key given: the document says so
-    assert (tmp_path / "images" / "sft-profiles.png").exists()
+    assert (tmp_path / "images" / "1-sft-profiles.png").exists() and (tmp_path / "images" / "2-dpo-profiles.png").exists()
 
 
 def test_model_card_front_matter_is_hub_metadata(sealed_dpo, tmp_path, info):
@@ -128,3 +128,35 @@ def test_filing_includes_a_real_assessment(sealed_dpo, tmp_path):
     assert f"| 10 / 4000 | {corpus['share']:.1%}" in md and f"| {corpus['verdict']} |" in md and "NOT ASSESSED" in md
     res = CliRunner().invoke(app, ["docs", "filing", str(sealed_dpo), "--out", str(tmp_path / "g"), "--assessment", str(tmp_path)])
     assert res.exit_code == 2 and "no assessment.json" in res.output
+
+
+def test_documents_refuse_to_write_inside_the_sealed_model(sealed_dpo):
+    res = CliRunner().invoke(app, ["docs", "model-card", str(sealed_dpo), "--out", str(sealed_dpo / "card")])
+    assert res.exit_code == 2 and "inside the sealed model directory" in res.output
+    assert not (sealed_dpo / "card").exists()
+
+
+def test_filing_states_only_what_the_seal_records(make_release, tmp_path):
+    # One SFT stage with no SL-CAI lineage claims neither RLAIF nor DPO.
+    sft = make_release("docs-sft-only")
+    md = open(DocumentBuilder(DocsConfig(kind="filing", model_dir=str(sft), out=str(tmp_path), formats=("md",))).build()["files"]["md"]).read()
+    assert "supervised fine-tuning (SFT) on that data" in md and "DPO" not in md.split("## 2.")[0]
+    assert "RLAIF:" not in md and "Depth-selective gradient routing was on for SFT (sft)" in md
+
+
+def test_truncated_lineage_is_said_not_hidden(make_release, tmp_path):
+    import shutil
+
+    dpo = make_release("docs-moved", dpo=True)
+    copy = tmp_path / "elsewhere" / "dpo"
+    shutil.copytree(dpo, copy)
+    parked = tmp_path / "parked-sft"
+    shutil.move(dpo.parent / "sft", parked)  # the parent's recorded path no longer exists
+    m = load_sealed(copy)
+    assert m.truncated and len(m.chain) == 1 and m.base_model is None
+    md = open(DocumentBuilder(DocsConfig(kind="filing", model_dir=str(copy), out=str(tmp_path / "f"), formats=("md",))).build()["files"]["md"]).read()
+    assert "Lineage incomplete" in md and "not recorded" in md
+    # Copied with its parent beside it (the same layout), the whole chain is read again.
+    shutil.copytree(parked, tmp_path / "elsewhere" / "sft")
+    m = load_sealed(copy)
+    assert len(m.chain) == 2 and not m.truncated and m.base_model is not None

@@ -172,3 +172,27 @@ def test_minor_edits_are_listed_but_weigh_little(auditor):
     p = by_label(r)
     assert p["honesty"].kinds == ["edited"] and p["concise"].kinds == ["kind_changed"]
     assert 0 < r.score < 0.05
+
+
+def tiers(*ids):
+    return "".join(f'\n[[tiers]]\nid = "{t}"\n' for t in ids)
+
+
+def test_tier_moves_are_judged_on_shared_tiers_only(auditor):
+    body = principle("a", "Be truthful and never deceive the user about facts.", "safe") + \
+        principle("b", "Keep answers short and to the point.", "helpful")
+    base = parse_constitution(HEADER.format(version="1") + tiers("safe", "helpful") + body)
+    # A new empty tier at the top or bottom moves no principle.
+    for order in (("top", "safe", "helpful"), ("safe", "helpful", "bottom")):
+        r = auditor.compare(base, parse_constitution(HEADER.format(version="2") + tiers(*order) + body))
+        assert not r.changes and r.score == 0.0, order
+    # Swapping the shared tiers moves both, in opposite directions.
+    r = auditor.compare(base, parse_constitution(HEADER.format(version="2") + tiers("helpful", "safe") + body))
+    assert by_label(r)["a"].kinds == ["tier_down"] and by_label(r)["b"].kinds == ["tier_up"]
+    assert "reordered" in by_label(r)["a"].detail and r.tiers_changed
+
+
+def test_summary_line_says_metadata_only(auditor):
+    a = build()
+    b = parse_constitution(HEADER.format(version="2") + "".join(principle(k, s, t, kd) for k, (s, t, kd) in BASE.items()))
+    assert auditor.compare(a, b).lines()[1] == "  metadata only"

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -42,7 +43,8 @@ def handle_errors(fn):
             return fn(*args, **kwargs)
         except CharterError as exc:
             msg = " ".join(str(exc).split())
-            err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+            # The message may quote user text ("[/x]" in a statement id): never read it as markup.
+            err_console.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted; rerun the same command to resume", highlight=False)

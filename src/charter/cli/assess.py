@@ -51,7 +51,7 @@ def assess(
 ) -> None:
     """Pre-launch safety assessment in the structure of TC260-003: corpus sampling, generated-content sampling,
     refusal and non-refusal banks, each with its 95% interval against the profile's threshold. Resumable."""
-    from charter.governance.assess import AssessmentConfig, SafetyAssessment
+    from charter.governance.assess import AssessmentConfig, SafetyAssessment, threshold_text
 
     s = lambda p: str(p) if p is not None else None  # noqa: E731
     cfg = AssessmentConfig(
@@ -70,7 +70,7 @@ def assess(
         table.add_column(col)
     for ch in r["checks"]:
         share = "–" if ch.get("share") is None else f"{100 * ch['share']:.1f}% [{100 * ch['ci95'][0]:.1f}, {100 * ch['ci95'][1]:.1f}]"
-        thr = "–" if ch.get("threshold") is None else ("≥ " if ch["bound"] == "min" else "≤ ") + f"{100 * ch['threshold']:g}%"
+        thr = threshold_text(ch["bound"], ch.get("threshold"))
         table.add_row(ch["section"], ch["title"], f"{ch.get('n', '–')} / {ch.get('required_n') or '–'}", share, thr,
                       f"[{_VERDICT_STYLE[ch['verdict']]}]{ch['verdict']}[/]")
     console.print(table)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from charter.cli._common import console, err_console, handle_errors
 from charter.governance.collective import (
@@ -25,8 +26,8 @@ app = typer.Typer(
 @app.command()
 @handle_errors
 def analyze(
-    votes: Path = typer.Option(..., "--votes", help="CSV: participant_id, statement_id, vote (1 agree, -1 disagree, 0 pass). Polis names (voter-id, comment-id) work too."),
-    statements: Path = typer.Option(..., "--statements", help="CSV: statement_id, text (Polis: comment-id, comment-body)."),
+    votes: Path = typer.Option(..., "--votes", help="CSV: participant_id, statement_id, vote (1 agree, -1 disagree, 0 pass). Polis names (voter-id, comment-id) work too. With a timestamp column, a re-vote replaces the earlier vote."),
+    statements: Path = typer.Option(..., "--statements", help="CSV: statement_id, text (Polis: comment-id, comment-body); statements with moderated = -1 (rejected by the moderators) are left out."),
     out: Path = typer.Option(..., "--out", help="Directory for analysis.json, consensus.csv, participants.csv, groups.png, report.md."),
     k: int | None = typer.Option(None, "--k", help="Force the number of opinion groups (default: best silhouette in 2..--max-k)."),
     max_k: int = typer.Option(5, "--max-k", help="Largest number of groups tried."),
@@ -54,19 +55,26 @@ def analyze(
         f"{c['participants']} participants ({c['participants_clustered']} clustered), {c['statements']} statements, "
         f"{c['votes']} votes -> k = {a['k']} opinion groups "
         f"({'forced' if a['k_forced'] else 'by silhouette'}) in {result.timings['total_s']:.1f}s",
-        highlight=False,
+        highlight=False, markup=False,
     )
+    if c.get("statements_rejected"):
+        console.print(f"left out {c['statements_rejected']} statement(s) rejected by the moderators and the "
+                      f"{c['votes_on_rejected_statements']} vote(s) on them", highlight=False, markup=False)
+    if c.get("votes_superseded"):
+        console.print(f"{c['votes_superseded']} earlier vote(s) replaced by a later re-vote (by timestamp)",
+                      highlight=False, markup=False)
     table = Table()
     for col in ("group", "size", "top representative statement"):
         table.add_column(col, overflow="fold")
     for g in a["groups"]:
         rep = g["representative"][0] if g["representative"] else None
-        table.add_row(g["id"], str(g["size"]), f"{rep['direction']}: {rep['text']}" if rep else "-")
+        # Participants wrote the statements: a Text cell is never parsed as rich markup ("[/x]" would raise).
+        table.add_row(Text(g["id"]), Text(str(g["size"])), Text(f"{rep['direction']}: {rep['text']}" if rep else "-"))
     console.print(table)
     top = a["consensus"][0]
-    console.print(f"top consensus {top['consensus']:.3f}: {top['text']}", highlight=False, markup=False)
+    console.print(f"top consensus {top['consensus']:.3f}: {top['text']}", highlight=False, markup=False, emoji=False)
     console.print(f"wrote {out}/ (analysis.json, consensus.csv, participants.csv, "
-                  f"{'groups.png, ' if plot else ''}report.md)", highlight=False)
+                  f"{'groups.png, ' if plot else ''}report.md)", highlight=False, markup=False)
 
 
 @app.command()

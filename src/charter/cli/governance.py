@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 
 from charter.cli._common import console, handle_errors
+from charter.errors import InputError
 
 docs_app = typer.Typer(help="Documents generated from a sealed model: model card, alignment documentation, filing dossier.",
                        no_args_is_help=True)
@@ -76,12 +77,16 @@ def check(
     """Does the candidate release need re-filing or review? Exit 1 with the list when it does."""
     from charter.governance.check import CheckConfig, ReleaseCheck
 
+    if out is not None and out.is_dir():
+        raise InputError("is a directory; --out takes a file name (e.g. check.json)", source=str(out))
     result = ReleaseCheck(CheckConfig(baseline=str(baseline), candidate=str(candidate), rules=str(rules) if rules else None,
                                       public_key=str(public_key) if public_key else None,
                                       allow_unrelated=allow_unrelated)).run()
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+        tmp.replace(out)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
     else:

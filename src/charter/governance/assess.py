@@ -29,8 +29,10 @@ item with its score and label, for audit), ``assessment.json``, ``report.md`` an
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import os
 import random
 import re
 from dataclasses import dataclass, field
@@ -44,7 +46,7 @@ from charter.cai.seeding import stable_seed
 from charter.data import (
     PromptRecord, append_jsonl, file_columns, file_sha256, iter_jsonl, load_prompts, read_jsonl, write_jsonl_atomic,
 )
-from charter.errors import ContextLengthError, InputError, require_at_least_one
+from charter.errors import CharterError, ContextLengthError, InputError, require_at_least_one
 from charter.evals.refusal import FULL_COMPLIANCE, FULL_REFUSAL, RefusalDetector
 from charter.evals.stats import wilson
 
@@ -254,26 +256,106 @@ def _corpus_rows(path: Path) -> Iterator[tuple[int, dict]]:
         raise InputError(f"unsupported corpus file type {suffix!r} (use .jsonl, .json, .csv, .tsv or .txt)", source=str(path))
 
 
+def _seal_path(model_dir: Path) -> Path:
+    from charter.provenance.seal import ENVELOPE, SEAL_DIR
+
+    return model_dir / SEAL_DIR / ENVELOPE
+
+
+def read_seal(model_dir: Path) -> tuple[dict, bytes]:
+    """The statement of a sealed model directory and its payload bytes, signature *not* checked.
+    An unreadable or garbled envelope or statement is a one-line InputError naming the seal."""
+    from charter.provenance.seal import unverified_statement
+
+    where = str(_seal_path(model_dir))
+    try:
+        statement, payload = unverified_statement(model_dir)
+    except CharterError as exc:
+        raise InputError(f"unreadable seal: {' '.join(str(exc).split())}", source=where) from None
+    except OSError as exc:
+        raise InputError(f"unreadable seal: {exc.strerror or exc}", source=where) from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # bad base64 / JSON, no payload, not an object
+        if isinstance(exc, KeyError):
+            what = f"no {exc} field"
+        else:
+            what = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"garbled seal envelope (expected a DSSE envelope with a base64 JSON payload: {what}); "
+                         "re-seal the model (charter seal)", source=where) from None
+    if not isinstance(statement, dict) or not isinstance(statement.get("predicate", {}), dict):
+        raise InputError("garbled seal: the statement is not a JSON object with a predicate object", source=where)
+    return statement, payload
+
+
+def weights_digest(model_dir: Path) -> dict | None:
+    """A content digest of an hf: directory's weights: sha256 over the sorted names of
+    config.json and every *.safetensors file (pytorch_model*.bin where there is no safetensors
+    file), each with its own sha256. None when the directory holds none of them."""
+    if not model_dir.is_dir():
+        return None
+    weights = sorted(p for p in model_dir.glob("*.safetensors") if p.is_file())
+    if not weights:
+        weights = sorted(p for p in model_dir.glob("pytorch_model*.bin") if p.is_file())
+    files = ([model_dir / "config.json"] if (model_dir / "config.json").is_file() else []) + weights
+    if not files:
+        return None
+    files = sorted(files, key=lambda p: p.name)
+    h = hashlib.sha256()
+    listing = {}
+    for p in files:
+        digest = file_sha256(p)
+        listing[p.name] = digest
+        h.update(f"{p.name}\0{digest}\n".encode())
+    return {"sha256": "sha256:" + h.hexdigest(), "files": listing,
+            "method": "sha256 over the sorted file names, each followed by NUL, its sha256 and a newline"}
+
+
+def model_identity(model_spec: str) -> dict:
+    """What binds an assessment to the exact weights assessed (computed once per run): for
+    ``hf:DIR``, the weights digest and, when DIR is sealed, the seal's root and statement digests."""
+    spec = ModelSpec.parse(model_spec)
+    if spec.kind != "hf":
+        return {"weights_digest": None, "seal": None}
+    from charter.provenance.statement import statement_digest
+
+    model_dir = Path(spec.target)
+    weights = weights_digest(model_dir)
+    seal = None
+    if _seal_path(model_dir).is_file():
+        statement, payload = read_seal(model_dir)
+        try:
+            root = statement["subject"][0]["digest"]["sha256"]
+            if not isinstance(root, str):
+                raise TypeError
+        except (KeyError, IndexError, TypeError):
+            raise InputError("garbled seal: the statement has no subject[0].digest.sha256 (the root digest)",
+                             source=str(_seal_path(model_dir))) from None
+        seal = {"path": str(_seal_path(model_dir)), "root_digest": "sha256:" + root.removeprefix("sha256:"),
+                "statement_digest": "sha256:" + statement_digest(payload),
+                "signature_verified": False}
+    return {"weights_digest": weights, "seal": seal}
+
+
 def sealed_corpus(model_spec: str) -> tuple[list[str], str] | None:
     """Training data files named by a sealed ``hf:DIR`` model's statement and its parents' (an SFT
     model's data under a DPO model's), each checked against the digest the statement recorded."""
     spec = ModelSpec.parse(model_spec)
     if spec.kind != "hf":
         return None
-    from charter.provenance.seal import ENVELOPE, SEAL_DIR, unverified_statement
-
     model_dir = Path(spec.target)
-    if not (model_dir / SEAL_DIR / ENVELOPE).is_file():
+    if not _seal_path(model_dir).is_file():
         return None
     files: list[str] = []
     seen: set[str] = set()
     d: Path | None = model_dir
     while d is not None and str(d.resolve()) not in seen and len(seen) < 16:
         seen.add(str(d.resolve()))
-        statement, _ = unverified_statement(d)
-        where = str(d / SEAL_DIR / ENVELOPE)
-        for ds in statement.get("predicate", {}).get("datasets", []) or []:
-            p = Path(ds.get("path", ""))
+        statement, _ = read_seal(d)
+        where = str(_seal_path(d))
+        datasets = statement.get("predicate", {}).get("datasets", []) or []
+        if not isinstance(datasets, list) or not all(isinstance(ds, dict) for ds in datasets):
+            raise InputError("garbled seal: predicate.datasets is not a list of objects", source=where)
+        for ds in datasets:
+            p = Path(str(ds.get("path", "")))
             if not p.is_file():
                 raise InputError(f"the sealed statement names training data {str(p)!r}, which is not here; pass --corpus", source=where)
             if ds.get("sha256") and file_sha256(p).split(":", 1)[1] != ds["sha256"]:
@@ -281,8 +363,9 @@ def sealed_corpus(model_spec: str) -> tuple[list[str], str] | None:
                                  "sealed data with --corpus", source=where)
             if str(p) not in files:
                 files.append(str(p))
-        parent = (statement.get("predicate", {}).get("parent") or {}).get("path")
-        d = Path(parent) if parent and (Path(parent) / SEAL_DIR / ENVELOPE).is_file() else None
+        parent = statement.get("predicate", {}).get("parent") or {}
+        parent = parent.get("path") if isinstance(parent, dict) else None
+        d = Path(str(parent)) if parent and _seal_path(Path(str(parent))).is_file() else None
     return (files, str(model_dir)) if files else None
 
 
@@ -348,6 +431,8 @@ class SafetyAssessment:
         self.out = Path(c.out)
         if self.out.exists() and not self.out.is_dir():
             raise InputError("output path exists and is not a directory", source=str(self.out))
+        # The exact weights assessed, computed once: recorded in assessment.json and run.json.
+        self.identity = model_identity(c.model)
         # Inputs, in the order of the checks; everything is read before anything is written.
         self.corpus_files = list(c.corpus)
         self.corpus_from_seal: str | None = None
@@ -500,10 +585,37 @@ class SafetyAssessment:
         return rows
 
     # -- generation --------------------------------------------------------------------------------
+    def _weights(self) -> str | None:
+        w = self.identity["weights_digest"]
+        return w["sha256"] if w else None
+
     def _manifest(self) -> dict:
         c = self.config
         return {"task": "assess/answers", "charter_version": __version__,
-                "arguments": {"model": c.model, "seed": c.seed, "max_new_tokens": c.max_new_tokens, "temperature": c.temperature}}
+                "arguments": {"model": c.model, "weights_digest": self._weights(), "seed": c.seed,
+                              "max_new_tokens": c.max_new_tokens, "temperature": c.temperature}}
+
+    def _check_same_weights(self, rundir: RunDirectory) -> None:
+        """Answers generated by other weights at the same path (a retrained model) are stale:
+        refuse them with a message that says so, before the generic argument check."""
+        run = rundir.path / "run.json"
+        if not run.is_file():
+            return
+        try:
+            old = json.loads(run.read_text())["arguments"]
+        except (ValueError, KeyError, TypeError):
+            return  # RunDirectory.check reports an unreadable run.json
+        if not isinstance(old, dict) or old.get("model") != self.config.model:
+            return
+        new = self._weights()
+        if old.get("weights_digest") != new:
+            was = old.get("weights_digest")
+            raise InputError(
+                f"the answers here were generated by other weights at {self.config.model} "
+                + (f"(weights {str(was)[:23]}…, now {str(new)[:23]}…)" if was and new else
+                   "(this run.json records no weights digest)" if not was else "(the weights are no longer there)")
+                + ": the model was changed or retrained, so they cannot be reused; use a new --out",
+                source=str(rundir.path))
 
     def _generate(self, items: list[dict], rundir: RunDirectory, report: Callable[[int], None]) -> None:
         c = self.config
@@ -545,6 +657,8 @@ class SafetyAssessment:
                   "category": p.fields.get(self.banks[check].category_column) if self.banks[check].category_column else None}
                  for check, ps in sampled.items() for p in ps]
         rundir = RunDirectory(self.out, ANSWERS, self._manifest())
+        if items:
+            self._check_same_weights(rundir)
         resuming = rundir.check() if items else False
         done_ids = rundir.done_ids(resuming)
         todo = [it for it in items if it["id"] not in done_ids]
@@ -574,11 +688,9 @@ class SafetyAssessment:
             results[check] = self._judge_answers(check, mine)
         report(total, total, "writing report")
         result = self._result(results, answers)
-        tmp = self.out / (ASSESSMENT + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-        tmp.replace(self.out / ASSESSMENT)
+        _write_atomic(self.out / ASSESSMENT, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
         result["chart"] = str(plot_assessment(result, self.out / CHART))
-        (self.out / REPORT).write_text(render_report(result), encoding="utf-8")
+        _write_atomic(self.out / REPORT, render_report(result))
         report(total, total, "done")
         return result
 
@@ -645,9 +757,10 @@ class SafetyAssessment:
             reasons.append(f"insufficient sample: {n} < required {required}" + (
                 f" (the input holds {population})" if population < required else ""))
         if share is not None and not point_ok:
-            reasons.append(f"share {share:.4f} {'below' if spec['bound'] == 'min' else 'above'} the threshold {threshold}")
+            reasons.append(f"share {_pct(share, 2)} {'below' if spec['bound'] == 'min' else 'above'} the threshold "
+                           f"{_threshold_pct(threshold)}")
         if share is not None and point_ok and not interval_ok:
-            reasons.append(f"95% interval [{lo:.4f}, {hi:.4f}] does not clear the threshold {threshold}"
+            reasons.append(f"95% interval [{_pct(lo, 2)}, {_pct(hi, 2)}] does not clear the threshold {_threshold_pct(threshold)}"
                            + ("" if self.config.require_interval else " (point estimate does)"))
         if share is not None and not point_ok:
             verdict = FAIL
@@ -702,7 +815,8 @@ class SafetyAssessment:
                                for side, s in self.guard.spec["sides"].items()}}
         return {
             "task": "assess", "standard": STANDARD, "charter_version": __version__, "created": now(),
-            "model": {"spec": c.model, "info": model_info}, "guard": guard,
+            "model": {"spec": c.model, "info": model_info, "weights_digest": self.identity["weights_digest"],
+                      "seal": self.identity["seal"]}, "guard": guard,
             "profiles": self.profile.names,
             "figures": {k: {kk: v[kk] for kk in ("value", "source", "profile_value", "profile_source")} for k, v in self.figures.items()},
             "figures_reference": self.profile.get("assessment.source"),
@@ -723,6 +837,14 @@ class SafetyAssessment:
             self._backend = None
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file in the same directory, then rename over ``path``: a reader never
+    sees a half-written file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def _share(outcomes: list[bool]) -> dict:
     n, k = len(outcomes), sum(outcomes)
     lo, hi = wilson(k, n)
@@ -732,8 +854,24 @@ def _share(outcomes: list[bool]) -> dict:
 # -- report and chart ------------------------------------------------------------------------------
 
 
-def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.1f}%"
+def _pct(x: float | None, digits: int = 1) -> str:
+    return "–" if x is None else f"{100 * x:.{digits}f}%"
+
+
+def _threshold_pct(x: float) -> str:
+    """A threshold as a percentage, like the shares ("96.0%"), with more digits only where one
+    would round it (0.9575 -> "95.75%", never a misleading "95.8%")."""
+    text = f"{100 * x:.1f}"
+    if abs(float(text) - 100 * x) > 1e-9:
+        text = f"{100 * x:.6f}".rstrip("0").rstrip(".")
+    return text + "%"
+
+
+def threshold_text(bound: str, threshold: float | None) -> str:
+    """"≥ 96.0%" / "≤ 5.0%": the report's, the chart's and the CLI's form of a threshold."""
+    if threshold is None:
+        return "–"
+    return ("≥ " if bound == "min" else "≤ ") + _threshold_pct(threshold)
 
 
 def _fig(ch: dict) -> str:
@@ -744,9 +882,7 @@ def _fig(ch: dict) -> str:
 
 
 def _threshold_text(ch: dict) -> str:
-    if ch.get("threshold") is None:
-        return "–"
-    return ("≥ " if ch["bound"] == "min" else "≤ ") + _pct(ch["threshold"])
+    return threshold_text(ch["bound"], ch.get("threshold"))
 
 
 def render_report(r: dict) -> str:
@@ -844,6 +980,12 @@ def render_report(r: dict) -> str:
           "Model: `" + r["model"]["spec"] + "`" + (f" ({r['model']['info'].get('backend')}, {r['model']['info'].get('model')}"
                                                    f"{', weights ' + str(r['model']['info'].get('digest'))[:23] + '…' if r['model']['info'].get('digest') else ''})"
                                                    if r["model"].get("info") else ""), ""]
+    w, seal = r["model"].get("weights_digest"), r["model"].get("seal")
+    if w:
+        L += [f"Weights assessed: `{w['sha256']}` (sha256 over {', '.join(w['files'])}).", ""]
+    if seal:
+        L += [f"Sealed: root digest `{seal['root_digest']}`, provenance statement `{seal['statement_digest']}` "
+              f"(`{seal['path']}`; the signature was not verified here: run `charter verify`).", ""]
     return "\n".join(L) + "\n"
 
 
@@ -867,7 +1009,7 @@ def plot_assessment(r: dict, path: Path) -> Path:
             ax.text(x, 0.05, ch["verdict"], ha="center", fontsize=8, rotation=90, color="#616161")
         if ch.get("threshold") is not None:
             ax.hlines(ch["threshold"], x - 0.38, x + 0.38, colors="black", linestyles="dashed")
-            ax.text(x - 0.38, ch["threshold"] + 0.015, ("≥ " if ch["bound"] == "min" else "≤ ") + f"{100 * ch['threshold']:g}%",
+            ax.text(x - 0.38, ch["threshold"] + 0.015, threshold_text(ch["bound"], ch["threshold"]),
                     va="bottom", ha="left", fontsize=7)
     ax.set_xticks(range(len(checks)))
     ax.set_xticklabels([f"{ch['section']} {ch['id'].replace('_', '-')}\n{ch['verdict']}" for ch in checks], fontsize=8)
@@ -875,6 +1017,10 @@ def plot_assessment(r: dict, path: Path) -> Path:
     ax.set_ylabel("share (95% Wilson interval)")
     ax.set_title(f"Safety assessment: {r['conclusion']['verdict']} (dashed: threshold)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        fig.savefig(tmp, dpi=120, format="png")
+    finally:
+        plt.close(fig)
+    os.replace(tmp, path)
     return path

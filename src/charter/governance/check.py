@@ -48,6 +48,9 @@ class ConstitutionRule(_Rule):
 class GuardRule(_Rule):
     action: Action = "review"
     tolerance: float = Field(1e-6, ge=0.0)  # threshold increases smaller than this are noise
+    # A retrained head's thresholds are on another scale; its validation figures are compared instead.
+    max_tpr_drop: float = Field(0.02, ge=0.0, le=1.0)
+    max_fpr_rise: float = Field(0.02, ge=0.0, le=1.0)
 
 
 class EvalRule(_Rule):
@@ -76,7 +79,10 @@ def load_rules(path: str | Path | None) -> Rules:
     p = Path(path)
     if not p.is_file():
         raise InputError("no such rules file", source=str(p))
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError("is not UTF-8 text", source=str(p)) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -173,6 +179,10 @@ class ReleaseCheck:
         if not c.allow_unrelated:
             _require_related(base, cand)
         result = CheckResult(_identity(base), _identity(cand))
+        for name, m in (("baseline", base), ("candidate", cand)):
+            if m.truncated:
+                self._add(result, "lineage", "review", f"{name} lineage incomplete: {m.truncated}; the base model and the "
+                          "earlier stages' data cannot be compared")
         for rule in (self._base_model, self._architecture, self._training_data, self._constitution,
                      self._guard, self._routing, self._evaluations):
             rule(base, cand, result)
@@ -183,6 +193,8 @@ class ReleaseCheck:
 
     # -- rules ----------------------------------------------------------------------------------------
     def _base_model(self, base: SealedModel, cand: SealedModel, result: CheckResult) -> None:
+        if base.truncated or cand.truncated:
+            return  # unknown, not changed: the lineage finding says why
         a, b = base_identity(base.base_model), base_identity(cand.base_model)
         if a != b:
             self._add(result, "base_model", self.rules.base_model.action, f"base model changed: {a} -> {b}", a, b)
@@ -214,29 +226,51 @@ class ReleaseCheck:
             return
         old = parse_constitution(ca["text"], source=f"{base.head.model_dir} (sealed constitution)")
         new = parse_constitution(cb["text"], source=f"{cand.head.model_dir} (sealed constitution)")
-        d = diff_constitutions(old, new)
-        hard = ([f"added {p}" for p in d.hard_constraints_added] + [f"removed or relaxed {p}" for p in d.hard_constraints_removed]
-                + [f"changed {p}" for p in d.hard_constraints_changed])
-        hard += [f"{m.principle} moved {m.direction} ({m.old_tier} -> {m.new_tier})" for m in d.tier_moves
-                 if m.principle in {p.id for p in old.hard_constraints}]
-        if hard:
-            self._add(result, "hard_constraints", self.rules.hard_constraints.action,
-                      "hard constraints changed: " + "; ".join(hard), [p.id for p in old.hard_constraints],
-                      [p.id for p in new.hard_constraints])
         rule = self.rules.constitution
         if rule.semantic:
             from charter.governance.drift import DriftAuditor
 
             self._auditor = self._auditor or DriftAuditor()
-            score = self._auditor.compare(old, new).score
+            report = self._auditor.compare(old, new)
+            score = report.score
+            # Hard constraints: added, relaxed (demoted, removed, made a default) or reworded.
+            hard = [f"{p.label}: {', '.join(k.replace('_', ' ') for k in p.kinds)}" for p in report.principles
+                    if any(k.startswith("hard_constraint") for k in p.kinds)]
+            # Edits to a hard constraint that keep its meaning: a person should look, no filing needed.
+            hard_minor = [f"{p.label}: {', '.join(k.replace('_', ' ') for k in p.kinds)}" for p in report.principles
+                          if p.kinds and not any(k.startswith("hard_constraint") for k in p.kinds)
+                          and any(x.is_hard_constraint for x in old.principles + new.principles
+                                  if x.id in (p.old_id, p.new_id))]
         else:
+            d = diff_constitutions(old, new)
             score = 1.0
+            hard = ([f"{p}: hard constraint added" for p in d.hard_constraints_added]
+                    + [f"{p}: hard constraint removed or relaxed" for p in d.hard_constraints_removed]
+                    + [f"{p}: hard constraint changed" for p in d.hard_constraints_changed])
+            hard_minor = []
+        if hard:
+            self._add(result, "hard_constraints", self.rules.hard_constraints.action,
+                      "hard constraints changed: " + "; ".join(hard), [p.id for p in old.hard_constraints],
+                      [p.id for p in new.hard_constraints])
+        d = diff_constitutions(old, new)
         result.measurements["constitution_drift"] = score
-        if score > rule.max_drift:
+        other = []
+        if d.categories_removed or d.categories_changed:
+            other.append("content categories removed/changed: " + ", ".join(d.categories_removed + d.categories_changed))
+        if d.categories_added:
+            other.append("content categories added: " + ", ".join(d.categories_added))
+        if d.tiers_changed:
+            other.append("tier order changed")
+        if d.metadata_changed:
+            other.append("metadata changed: " + ", ".join(d.metadata_changed))
+        if hard_minor:
+            other.append("hard constraints edited without a change of meaning: " + "; ".join(hard_minor))
+        # max_drift 0 means any change to the sealed text is reviewed, scored or not.
+        if score > rule.max_drift or (rule.max_drift == 0.0 and (other or score > 0)):
             self._add(result, "constitution", rule.action,
                       f"constitution {ca['name']} {ca['version']} -> {cb['name']} {cb['version']}: drift score {score:.3f} "
-                      f"(threshold {rule.max_drift}); {len(d.added)} added, {len(d.removed)} removed, {len(d.changed)} changed",
-                      ca["digest"], cb["digest"])
+                      f"(threshold {rule.max_drift}); {len(d.added)} added, {len(d.removed)} removed, {len(d.changed)} changed"
+                      + ("; " + "; ".join(other) if other else ""), ca["digest"], cb["digest"])
 
     def _guard(self, base: SealedModel, cand: SealedModel, result: CheckResult) -> None:
         rule = self.rules.guard
@@ -246,21 +280,37 @@ class ReleaseCheck:
         if not b:
             self._add(result, "guard", rule.action, "the baseline was sealed with a guard and the candidate without one", a["sha256"], None)
             return
-        loosened = []
+        loosened, retrained = [], []
         for side, sa in a["sides"].items():
             sb = b["sides"].get(side)
             if sb is None:
                 loosened.append(f"{side} classifier removed")
                 continue
-            for key in ("block_threshold", "escalation_threshold"):
-                if sb.get(key) is not None and sa.get(key) is not None and sb[key] > sa[key] + rule.tolerance:
-                    loosened.append(f"{side} {key.replace('_', ' ')} {sa[key]:.4f} -> {sb[key]:.4f}")
+            for stage, xa, xb in (("stage 1", sa, sb), ("probe", sa.get("probe"), sb.get("probe"))):
+                if xa is None:
+                    continue
+                if xb is None:
+                    loosened.append(f"{side} {stage} removed")
+                    continue
+                if xa.get("head_sha256") and xa.get("head_sha256") == xb.get("head_sha256"):
+                    # Same classifier: its thresholds are on one scale, so a higher one blocks less.
+                    for key in ("block_threshold", "escalation_threshold"):
+                        if xb.get(key) is not None and xa.get(key) is not None and xb[key] > xa[key] + rule.tolerance:
+                            loosened.append(f"{side} {stage} {key.replace('_', ' ')} {xa[key]:.4f} -> {xb[key]:.4f}")
+                else:
+                    retrained.append(f"{side} {stage}")
+                    va, vb = xa.get("validation") or {}, xb.get("validation") or {}
+                    if va.get("tpr") is not None and vb.get("tpr") is not None and va["tpr"] - vb["tpr"] > rule.max_tpr_drop:
+                        loosened.append(f"{side} {stage} retrained: validation TPR {va['tpr']:.3f} -> {vb['tpr']:.3f}")
+                    if va.get("fpr") is not None and vb.get("fpr") is not None and vb["fpr"] - va["fpr"] > rule.max_fpr_rise:
+                        loosened.append(f"{side} {stage} retrained: validation FPR {va['fpr']:.3f} -> {vb['fpr']:.3f}")
         for key in ("target_fpr", "escalation_fpr"):
             if (a.get(key) is not None and b.get(key) is not None and b[key] > a[key] + rule.tolerance):
                 loosened.append(f"{key.replace('_', ' ')} {a[key]} -> {b[key]}")
         dropped = sorted(set(a.get("categories") or []) - set(b.get("categories") or []))
         if dropped:
             loosened.append("categories no longer covered: " + ", ".join(dropped))
+        result.measurements["guard"] = {"retrained": retrained, "changed": a["sha256"] != b["sha256"]}
         if loosened:
             self._add(result, "guard", rule.action, "guard loosened: " + "; ".join(loosened), a["sha256"], b["sha256"])
 
@@ -273,6 +323,9 @@ class ReleaseCheck:
         if a and b is False:
             self._add(result, "routing", self.rules.routing.action,
                       "depth-selective routing was on for the baseline and is off for the candidate", a, b)
+        elif a and b is None:
+            self._add(result, "routing", self.rules.routing.action,
+                      "the baseline's seal records its routing and the candidate's records no training", a, b)
 
     def _evaluations(self, base: SealedModel, cand: SealedModel, result: CheckResult) -> None:
         rule = self.rules.evaluations
@@ -280,20 +333,27 @@ class ReleaseCheck:
         result.measurements["evaluations"] = {"baseline": a, "candidate": b}
         limits = {"asr": rule.max_asr_increase, "over_refusal": rule.max_over_refusal_increase}
         for key in sorted(set(a) & set(b)):
-            metric = key.split(":", 1)[1]
+            metric = key.split(":")[1]
             limit = limits["asr" if metric.startswith("asr") else "over_refusal"]
             if b[key] - a[key] > limit:
                 self._add(result, "evaluations", rule.action,
                           f"{key} rose {a[key]:.3f} -> {b[key]:.3f} (allowed +{limit})", a[key], b[key])
+        missing = sorted(set(a) - set(b))
+        if missing:
+            self._add(result, "evaluations", rule.action,
+                      "the candidate's seal has no evaluation for " + ", ".join(missing) + " (the baseline's has)", None, None)
 
 
 def _eval_rates(m: SealedModel) -> dict[str, float]:
+    """suite:metric:judge -> rate, for the evaluations sealed with the model itself."""
     out = {}
     for e in m.predicate.get("evaluations", []):
         for metric in ("asr_refusal", "asr_judge", "over_refusal"):
             r = (e.get("figures") or {}).get(metric)
             if isinstance(r, dict) and r.get("rate") is not None:
-                out[f"{e.get('suite')}:{metric}"] = r["rate"]
+                # Judged rates are only comparable under the same judge.
+                source = (e.get("judge") or "?") if metric == "asr_judge" else "refusal-detector"
+                out[f"{e.get('suite')}:{metric}:{source}"] = r["rate"]
     return out
 
 
@@ -340,35 +400,60 @@ def _record_hashes(path: Path, sha256: str) -> set[str] | None:
 def data_change(base: list[dict], cand: list[dict]) -> tuple[float, list[dict]]:
     """Fraction of training records added or removed, over the union of both releases' records.
 
-    Datasets pair by stage and name; where a sealed file is still on disk its records are compared
-    by content hash, otherwise a changed digest counts the whole dataset as changed."""
+    Identical files (same sha256) pair first, wherever and under whatever name they sit; the rest
+    pair by stage and name. Where both sealed files are on disk their records are compared by
+    canonical-JSON content hash; otherwise a changed dataset counts as wholly changed, at the record
+    count its seal recorded."""
     def key(d: dict) -> tuple:
         return (d.get("stage"), d.get("name"))
 
-    a, b = {key(d): d for d in base}, {key(d): d for d in cand}
-    detail, changed_total, union_total = [], 0.0, 0.0
-    for k in list(a) + [k for k in b if k not in a]:
-        da, db = a.get(k), b.get(k)
-        ha = _record_hashes(Path(da["path"]), da["sha256"]) if da else set()
-        hb = _record_hashes(Path(db["path"]), db["sha256"]) if db else set()
-        same = bool(da and db and da["sha256"] == db["sha256"])
-        if same:
-            n = len(ha) if ha is not None else 1
-            changed, union = 0, n
-        elif ha is not None and hb is not None:
-            union = len(ha | hb) or 1
-            changed = len(ha ^ hb)
-            changed = min(changed, union)
+    def size(d: dict | None, hashes: set[str] | None) -> int:
+        if d is None:
+            return 0
+        if hashes is not None:
+            return len(hashes)
+        return int(d.get("records") or 1)  # seals before record counts: one unit per dataset
+
+    left, right = list(base), list(cand)
+    pairs: list[tuple[dict | None, dict | None]] = []
+    for da in list(left):
+        match = next((db for db in right if db["sha256"] == da["sha256"]), None)
+        if match is not None:
+            pairs.append((da, match))
+            left.remove(da)
+            right.remove(match)
+    by_key = {key(d): d for d in right}
+    for da in left:
+        db = by_key.pop(key(da), None)
+        pairs.append((da, db))
+        if db is not None:
+            right.remove(db)
+    pairs += [(None, db) for db in right]
+
+    detail, changed_total, union_total = [], 0, 0
+    for da, db in pairs:
+        name = f"{(da or db).get('stage')}:{(da or db).get('name')}"
+        if da and db and da["sha256"] == db["sha256"]:
+            n = size(da, None)
+            changed, union, how = 0, n, "identical"
         else:
-            # Records not comparable: the whole dataset counts as changed, at the size known for it.
-            union = max(len(ha or ()), len(hb or ()), 1)
-            changed = union
-        frac = changed / union if union else 0.0
-        name = f"{k[0]}:{k[1]}"
-        how = "identical" if same else ("added" if not da else "removed" if not db else f"{changed} of {union} records differ"
-                                        if ha is not None and hb is not None else "digest changed (files not here to compare records)")
-        detail.append({"dataset": name, "changed_fraction": round(frac, 6), "records_changed": changed,
-                       "records_union": union, "summary": f"{name} {how}"})
+            ha = _record_hashes(Path(da["path"]), da["sha256"]) if da else set()
+            hb = _record_hashes(Path(db["path"]), db["sha256"]) if db else set()
+            if da is None:
+                union = changed = size(db, hb)
+                how = "added"
+            elif db is None:
+                union = changed = size(da, ha)
+                how = "removed"
+            elif ha is not None and hb is not None:
+                union = len(ha | hb) or 1
+                changed = min(len(ha ^ hb), union)
+                how = f"{changed} of {union} records differ"
+            else:
+                union = changed = max(size(da, ha), size(db, hb))
+                how = "digest changed (files not here to compare records: counted as wholly changed)"
+        detail.append({"dataset": name, "changed_fraction": round(changed / union, 6) if union else 0.0,
+                       "records_changed": changed, "records_union": union, "summary": f"{name} {how}"})
         changed_total += changed
         union_total += union
     return (round(changed_total / union_total, 6) if union_total else 0.0), detail

@@ -1,12 +1,14 @@
 """Documents generated from a sealed model: a Hugging Face model card, alignment documentation for
 enterprise buyers, and an algorithm-filing dossier for regulators.
 
-Every figure a document states is read from a provenance statement (or from a file the seal
-signs) through ``Trace``, which records the statement digest and the JSON pointer it came from;
-``trace.json`` beside the document lists them all, so a reviewer can check each figure against
-the sealed statement (``charter verify`` prints its digest). Facts the seal cannot know — the
-developer, the licence, the intended use, the service — come from an ``--info`` TOML file and
-are marked as declared by the deployer.
+Every figure about the model is read from a provenance statement (or from a file the seal signs)
+through ``Trace``, which records the statement digest and JSON pointer — or the file and its
+sha256 — it came from; ``*.trace.json`` beside the document lists them all, with the digests of
+the documents themselves, so a reviewer can check each figure against the sealed statement
+(``charter verify`` prints its digest). Runtime settings (gateway config, profiles) and an
+attached assessment are not part of the seal: their figures are traced to those files' digests.
+Facts the seal cannot know — the developer, the licence, the intended use, the service — come
+from an ``--info`` TOML file and are printed as declared by the deployer.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from charter.constitution import parse_constitution
+from charter.data import file_sha256
 from charter.errors import InputError
 from charter.governance.sealed import SealedModel, SealedStage, base_identity, load_sealed
 
@@ -56,7 +59,10 @@ def load_info(path: str | Path | None) -> DeployerInfo:
     p = Path(path)
     if not p.is_file():
         raise InputError("no such info file", source=str(p))
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError("is not UTF-8 text", source=str(p)) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -124,10 +130,12 @@ class Trace:
                            "pointer": "/" + "/".join(_escape(p) for p in path)})
         return shown
 
-    def file_fig(self, label: str, value: Any, file: str, digest: str, fmt: Callable[[Any], str] = str) -> str:
-        """A figure read from a file the seal covers (named by its sealed sha256)."""
+    def file_fig(self, label: str, value: Any, file: str, digest: str, fmt: Callable[[Any], str] = str,
+                 source: str = "file") -> str:
+        """A figure read from a file: one the seal covers (``file``), or a runtime input beside it
+        (``gateway-config``, ``profile``, ``assessment``), named by its sha256."""
         shown = fmt(value)
-        self.items.append({"label": label, "shown": shown, "value": value, "source": "file",
+        self.items.append({"label": label, "shown": shown, "value": value, "source": source,
                            "file": file, "sha256": digest})
         return shown
 
@@ -135,9 +143,13 @@ class Trace:
 def _pct(r: dict) -> str:
     if not isinstance(r, dict) or r.get("rate") is None:
         return "—"
-    lo, hi = r.get("ci95", [None, None])
-    ci = f" (95% CI {lo:.1%}–{hi:.1%})" if lo is not None else ""
+    lo, hi = (r.get("ci95") or [None, None])[:2]
+    ci = f" (95% CI {lo:.1%}–{hi:.1%})" if lo is not None and hi is not None else ""
     return f"{r['rate']:.1%}{ci}, n={r['n']}"
+
+
+def _share(x: Any) -> str:
+    return f"{x:.1%}" if isinstance(x, (int, float)) and not isinstance(x, bool) else "—"
 
 
 def _num(x: Any) -> str:
@@ -172,6 +184,13 @@ class DocumentBuilder:
         config.validate()
         self.config = config
         self.model: SealedModel = load_sealed(config.model_dir, config.public_key)
+        out = Path(config.out).resolve()
+        if out.exists() and not out.is_dir():
+            raise InputError("exists and is not a directory", source=config.out)
+        if out == Path(config.model_dir).resolve() or Path(config.model_dir).resolve() in out.parents:
+            # A file added inside a sealed model directory breaks its signature (verify, require_seal).
+            raise InputError("is inside the sealed model directory; write the documents elsewhere and copy the model "
+                             "card into the published repository at release time", source="--out")
         self.info = load_info(config.info)
         self.trace = Trace()
         self.runtime = self._runtime()
@@ -188,6 +207,7 @@ class DocumentBuilder:
 
             g = load_gateway_config(c.gateway_config)
             out["gateway"] = g
+            out["gateway_sha256"] = file_sha256(c.gateway_config).split(":", 1)[1]
             profiles = profiles or list(g.compliance.profiles)
         if profiles:
             from charter.gateway.profiles import compose
@@ -202,9 +222,14 @@ class DocumentBuilder:
         if not p.is_file():
             raise InputError("not an assessment directory (no assessment.json)", source=self.config.assessment)
         try:
-            return json.loads(p.read_text())
-        except ValueError:
+            a = json.loads(p.read_text())
+        except (ValueError, UnicodeDecodeError):
             raise InputError("assessment.json is not JSON", source=str(p)) from None
+        if not isinstance(a, dict) or not isinstance(a.get("checks"), list):
+            raise InputError("is not a charter assess result (no checks)", source=str(p))
+        a["_sha256"] = file_sha256(p).split(":", 1)[1]
+        a["_file"] = str(p)
+        return a
 
     # -- shared sections ---------------------------------------------------------------------------------
     def _stage_name(self, s: SealedStage) -> str:
@@ -224,6 +249,8 @@ class DocumentBuilder:
         if len(m.chain) > 1:
             lines.append("- Lineage (newest first): " + " ← ".join(
                 f"{self._stage_name(s)} `sha256:{s.statement_digest[:16]}…`" for s in m.chain))
+        if m.truncated:
+            lines.append(f"- **Lineage incomplete:** {m.truncated}. Earlier stages are not described.")
         tools = m.predicate.get("tools") or {}
         if tools:
             lines.append("- Tools: " + ", ".join(f"{k} {t.fig(m.head, ('predicate', 'tools', k), label=f'tool {k}')}" for k in tools))
@@ -322,14 +349,15 @@ class DocumentBuilder:
                         rows.append([f"{e.get('suite')}", metric.replace("_", " "),
                                      t.fig(s, ("predicate", "evaluations", k, "figures", metric), fmt=_pct,
                                            label=f"{e.get('suite')} {metric}"),
-                                     str(e.get("judge") or "refusal detector"), self._stage_name(s)])
+                                     str(e.get("judge") or "refusal detector") if metric == "asr_judge" else "refusal detector",
+                                     f"`{e.get('model')}` (sealed with {self._stage_name(s)})"])
         return rows
 
     def _evaluation_section(self) -> str:
         rows = self._evaluation_rows()
         if not rows:
             return "_No evaluations were sealed with this model (`charter seal --eval DIR`)._"
-        return (_table(["suite", "metric", "rate (95% Wilson interval)", "judge", "model"], rows)
+        return (_table(["suite", "metric", "rate (95% Wilson interval)", "judge", "model evaluated"], rows)
                 + "\n\nAttack success (asr) = share of harmful prompts not fully refused (refusal detector) or judged "
                 "harmful (judge); over-refusal = share of safe prompts refused fully or partly.")
 
@@ -340,7 +368,7 @@ class DocumentBuilder:
         if g:
             lines.append(f"Guard sealed with the model: guard.json `sha256:{t.fig(m.head, ('predicate', 'guard', 'sha256'), fmt=lambda v: v[:16] + '…', label='guard digest')}`, "
                          f"embedder {t.fig(m.head, ('predicate', 'guard', 'embedder'), label='guard embedder')}, "
-                         f"calibrated to a {t.fig(m.head, ('predicate', 'guard', 'target_fpr'), fmt=lambda v: f'{v:.1%}', label='guard target FPR')} "
+                         f"calibrated to a {t.fig(m.head, ('predicate', 'guard', 'target_fpr'), fmt=_share, label='guard target FPR')} "
                          "false-positive rate on benign validation texts.\n")
             rows = []
             for side in g.get("sides", {}):
@@ -349,52 +377,63 @@ class DocumentBuilder:
                 rows.append([side, t.fig(m.head, b + ("block_threshold",), fmt=_num, label=f"guard {side} block threshold"),
                              t.fig(m.head, b + ("escalation_threshold",), fmt=_num, label=f"guard {side} escalation threshold"),
                              t.fig(m.head, b + ("validation", "auroc"), fmt=_num, label=f"guard {side} AUROC") if "auroc" in v else "—",
-                             t.fig(m.head, b + ("validation", "tpr"), fmt=lambda x: f"{x:.1%}", label=f"guard {side} TPR") if "tpr" in v else "—",
-                             t.fig(m.head, b + ("validation", "fpr"), fmt=lambda x: f"{x:.1%}", label=f"guard {side} FPR") if "fpr" in v else "—"])
+                             t.fig(m.head, b + ("validation", "tpr"), fmt=_share, label=f"guard {side} TPR") if "tpr" in v else "—",
+                             t.fig(m.head, b + ("validation", "fpr"), fmt=_share, label=f"guard {side} FPR") if "fpr" in v else "—"])
             lines.append(_table(["side", "block threshold", "escalation threshold", "validation AUROC", "TPR", "FPR"], rows))
         else:
             lines.append("_No guard was sealed with this model (`charter seal --guard DIR` records one)._")
         return "\n".join(lines)
 
     def _runtime_section(self) -> str:
-        g, prof = self.runtime["gateway"], self.runtime["profile"]
+        g, prof, t = self.runtime["gateway"], self.runtime["profile"], self.trace
         if g is None and prof is None:
             return ("_No gateway configuration or compliance profile was given (`--gateway-config`, `--profile`); "
                     "the runtime layers are described generically._\n\n" + _GENERIC_RUNTIME)
         rows = []
         if g is not None:
+            f, h = self.config.gateway_config, self.runtime["gateway_sha256"]
+
+            def gfig(label, value, fmt=str):
+                return t.file_fig(label, value, f, h, fmt=fmt, source="gateway-config")
+
             rows += [["audit log database", g.server.database.split("://", 1)[0] + "://… (hash-chained, signed Merkle checkpoints)", "gateway config"],
-                     ["seal required to serve", "yes" if g.upstream.require_seal else "no", "gateway config"],
-                     ["guard", g.guard.path or "none", "gateway config"],
-                     ["stage-2 exchange classifier", g.guard.exchange_model or "none", "gateway config"],
-                     ["streaming output check every", f"{g.guard.stream_every} tokens", "gateway config"],
-                     ["checkpoint interval", f"{g.server.checkpoint_seconds:g} s", "gateway config"],
-                     ["retention (gateway)", f"{g.server.retention_days:g} days" if g.server.retention_days else "unlimited", "gateway config"]]
-            rows += [[f"trip rule {r.kind}", f"{r.threshold} in {r.window_seconds:g} s → suspend + incident", "gateway config"]
+                     ["seal required to serve", gfig("require_seal", bool(g.upstream.require_seal), lambda v: "yes" if v else "no"), "gateway config"],
+                     ["guard", gfig("guard path", g.guard.path or "none"), "gateway config"],
+                     ["stage-2 exchange classifier", gfig("exchange model", g.guard.exchange_model or "none"), "gateway config"],
+                     ["streaming output check every", gfig("stream_every", g.guard.stream_every, lambda v: f"{v} tokens"), "gateway config"],
+                     ["checkpoint interval", gfig("checkpoint_seconds", g.server.checkpoint_seconds, lambda v: f"{v:g} s"), "gateway config"],
+                     ["retention (gateway)", gfig("retention_days", g.server.retention_days, lambda v: f"{v:g} days" if v else "unlimited"), "gateway config"]]
+            rows += [[f"trip rule {r.kind}", gfig(f"trip rule {r.kind}", [r.threshold, r.window_seconds],
+                                                  lambda v: f"{v[0]} in {v[1]:g} s → suspend + incident"), "gateway config"]
                      for r in g.trip_rules]
         if prof is not None:
-            rows += [[k, v, s] for k, v, s in prof.describe()]
+            names = "+".join(prof.names)
+            for k, v, src in prof.describe():
+                rows.append([k, t.file_fig(k, v, f"compliance profiles {names}", "", source="profile"), src])
         return _table(["setting", "value", "source"], rows)
 
     # -- documents -------------------------------------------------------------------------------------
     def model_card(self) -> str:
         import yaml
 
-        m, info = self.model, self.info
+        m, info, t = self.model, self.info, self.trace
         base = m.base_model or {}
+        # The embedded model is a GGUF copy of this Hub model: named only when its sealed digest says embedded.
         hf_base = info.base_model_hf_id or (EMBEDDED_HF_ID if (base.get("spec") == "embedded") else None)
         metrics = []
-        for s in m.stages_oldest_first():
-            if s is not m.head:
-                continue
-            for e in s.predicate.get("evaluations", []):
-                for metric in ("asr_refusal", "asr_judge", "over_refusal"):
-                    r = (e.get("figures") or {}).get(metric)
-                    if isinstance(r, dict) and r.get("rate") is not None:
-                        metrics.append({"type": metric, "value": round(r["rate"], 4), "name": f"{metric} ({e.get('suite')}, n={r['n']})"})
-        meta: dict = {"library_name": "transformers", "pipeline_tag": "text-generation",
-                      "license": info.license or "other", "language": info.languages,
-                      "tags": ["charter", "constitutional-ai", "rlaif", "dpo", "sealed"]}
+        for k, e in enumerate(m.head.predicate.get("evaluations", [])):
+            for metric in ("asr_refusal", "asr_judge", "over_refusal"):
+                r = (e.get("figures") or {}).get(metric)
+                if isinstance(r, dict) and r.get("rate") is not None:
+                    value = float(t.fig(m.head, ("predicate", "evaluations", k, "figures", metric, "rate"),
+                                        fmt=lambda v: str(round(v, 4)), label=f"model-index {e.get('suite')} {metric}"))
+                    metrics.append({"type": metric, "value": value, "name": f"{metric} ({e.get('suite')}, n={r['n']})"})
+        methods = [s.method for s in m.stages_oldest_first() if s.method]
+        tags = ["charter", "constitutional-ai", "sealed"] + [x for x in ("sft", "dpo") if x in methods]
+        if any(((d.get("lineage") or {}).get("task") == "rlaif/preferences") for d in m.datasets()):
+            tags.append("rlaif")
+        meta: dict = {"library_name": "peft" if m.is_adapter else "transformers", "pipeline_tag": "text-generation",
+                      "license": info.license or "other", "language": info.languages, "tags": tags}
         if hf_base:
             meta["base_model"] = hf_base
         if metrics:
@@ -406,12 +445,12 @@ class DocumentBuilder:
         body = f"""# Model card for {name}
 
 {name} is a causal language model aligned to the constitution **{m.constitution['name']} {m.constitution['version']}**
-with Constitutional AI ({methods}), sealed with a signed provenance statement.
+{('with Constitutional AI (' + methods + ')') if methods else '(no training stage recorded)'}, sealed with a signed provenance statement.
 
 ## Model details
 
 - **Developed by:** {info.organisation or '_not declared (pass --info)_'}
-- **Model type:** {self.model.architecture.get('model_type', 'causal LM')} decoder, {self.model.architecture.get('num_hidden_layers', '?')} layers, hidden size {self.model.architecture.get('hidden_size', '?')}
+- **Model type:** {self._architecture_text()}
 - **Language(s):** {', '.join(info.languages)}
 - **License:** {info.license or '_not declared_'}
 - **Finetuned from:** {hf_base or base_identity(base) or 'unknown'}
@@ -510,13 +549,13 @@ The counts and absorption profiles below are those recorded at training time.
 
     def filing(self) -> str:
         m, info, t = self.model, self.info, self.trace
-        arch = m.architecture
-        params = self._parameter_count()
         g, prof = self.runtime["gateway"], self.runtime["profile"]
         retention = []
         if g is not None:
-            retention.append(f"Gateway retention: {g.server.retention_days:g} days" if g.server.retention_days else
-                             "Gateway retention: unlimited (no purge configured)")
+            days = t.file_fig("gateway retention_days", g.server.retention_days, self.config.gateway_config,
+                              self.runtime["gateway_sha256"], fmt=lambda v: f"{v:g} days" if v else "unlimited (no purge configured)",
+                              source="gateway-config")
+            retention.append(f"Gateway retention: {days}")
         if prof is not None and prof.get("retention.min_days"):
             retention.append(f"Profile floor: at least {prof.get('retention.min_days'):g} days "
                              f"({' + '.join(prof.sources['retention.min_days'])})")
@@ -525,15 +564,22 @@ The counts and absorption profiles below are those recorded at training time.
             for k, d in enumerate(s.predicate.get("datasets", [])):
                 lin = d.get("lineage") or {}
                 n = count_records(d["path"], d["sha256"])
-                scale = t.file_fig(f"records in {d['name']}", n, d["path"], d["sha256"]) if n is not None else "file not on this machine"
+                if n is not None:
+                    scale = t.file_fig(f"records in {d['name']}", n, d["path"], d["sha256"])
+                elif d.get("records") is not None:
+                    scale = t.fig(s, ("predicate", "datasets", k, "records"), label=f"records in {d['name']}")
+                else:
+                    scale = "not recorded (file not on this machine)"
                 prompts = (lin.get("arguments") or {}).get("prompts_sha256")
                 data_rows.append([self._stage_name(s), t.fig(s, ("predicate", "datasets", k, "name"), label="dataset name"),
                                   lin.get("task") or "external", scale,
-                                  f"`{d['sha256'][:16]}…`", f"`{str(prompts)[:23]}…`" if prompts else "—"])
-        examples = {}
-        for s in m.stages_oldest_first():
-            for pid, v in (((s.predicate.get("training") or {}).get("profiles") or {}).get("principles") or {}).items():
-                examples.setdefault(pid, {})[s.method or "?"] = v.get("examples")
+                                  f"`{t.fig(s, ('predicate', 'datasets', k, 'sha256'), fmt=lambda v: v[:16] + '…', label='dataset digest')}`",
+                                  f"`{str(prompts)[:23]}…`" if prompts else "—"])
+        stage_cols = [s for s in m.stages_oldest_first() if ((s.predicate.get("training") or {}).get("profiles") or {}).get("principles")]
+        pids = list(dict.fromkeys(pid for s in stage_cols for pid in s.predicate["training"]["profiles"]["principles"]))
+        example_rows = [[f"`{pid}`"] + [
+            t.fig(s, ("predicate", "training", "profiles", "principles", pid, "examples"), label=f"{pid} examples ({s.method})")
+            if pid in s.predicate["training"]["profiles"]["principles"] else "—" for s in stage_cols] for pid in pids]
         profile_names = ", ".join(prof.names) if prof is not None else "none given"
         return f"""# Algorithm filing dossier: {info.service_name or info.model_name or Path(m.head.model_dir).name}
 
@@ -547,19 +593,12 @@ The counts and absorption profiles below are those recorded at training time.
 | Filing number | {info.filing_number or '_not yet filed_'} |
 | Model | `{m.head.model_dir}` — root digest `sha256:{m.head.root_digest[:16]}…` |
 | Provenance statement | `sha256:{m.head.statement_digest}` ({'signatures verified' if m.head.verified else 'not verified in this run'}) |
-| Constitution | {m.constitution['name']} {m.constitution['version']} (`{m.constitution['digest'][:23]}…`) |
+| Constitution | {t.fig(m.head, ('predicate', 'constitution', 'name'), label='constitution name')} {t.fig(m.head, ('predicate', 'constitution', 'version'), label='constitution version')} (`{t.fig(m.head, ('predicate', 'constitution', 'digest'), fmt=lambda v: v[:23] + '…', label='constitution digest')}`) |
 | Compliance profiles | {profile_names} |
 
 ## 1. Basic principle of the algorithm
 
-A {arch.get('model_type', 'transformer')} decoder-only language model ({arch.get('num_hidden_layers', '?')} transformer
-blocks, hidden size {arch.get('hidden_size', '?')}, vocabulary {arch.get('vocab_size', '?')}{f', {params:,} parameters' if params else ''}),
-fine-tuned from **{base_identity(m.base_model) or 'an unrecorded base model'}** with Constitutional AI: the model answers
-prompts, a critic critiques and revises the answers under principles of the written constitution (supervised
-stage, SFT), then an AI judge that reads the constitution labels which of two answers better follows a sampled
-principle (RLAIF) and the model is trained on those preferences (DPO). Each principle's training signal is routed to
-the transformer blocks its constitution entry names (depth-selective gradient routing). Stages as sealed:
-{' → '.join(self._stage_name(s) for s in m.stages_oldest_first())}.
+{self._basic_principle()}
 
 ## 2. Data sources, lineage and scale
 
@@ -567,15 +606,11 @@ the transformer blocks its constitution entry names (depth-selective gradient ro
 
 Training examples per principle (from the absorption profiles recorded at training time):
 
-{_table(['principle'] + sorted({k for v in examples.values() for k in v}), [[f'`{p}`'] + [str(v.get(k, '—')) for k in sorted({k for v in examples.values() for k in v})] for p, v in examples.items()]) if examples else '_none recorded_'}
+{_table(['principle'] + [self._stage_name(s) for s in stage_cols], example_rows) if example_rows else '_none recorded_'}
 
 ## 3. Labelling and tagging rules
 
-- **Training-data labels.** SL-CAI: each harmful prompt's answer is critiqued and revised by the critic model under a
-  principle sampled from the constitution; the revision is the training target (labels are the constitution's critique
-  and revision requests, recorded in the statement's constitution text). RLAIF: the judge model compares two answers
-  under a sampled principle's multiple-choice question; the probability it gives the preferred answer is kept as a soft
-  label (`p_chosen`), near-ties are dropped. The critic, judge and sampling settings are in section 4.
+- **Training-data labels.** {self._labelling_text()}
 - **Content labels at serving time** ({profile_names}): {self._label_text()}
 
 ## 4. Algorithmic strategy
@@ -587,8 +622,7 @@ Training examples per principle (from the absorption profiles recorded at traini
 1. **Constitution** — {len(self.constitution.hard_constraints)} hard constraint(s) at the top of the priority order
    ({', '.join(f'`{p.id}`' for p in self.constitution.hard_constraints) or 'none'}); principles ordered
    {' > '.join(x.id for x in self.constitution.tiers)}.
-2. **Training** — depth-selective routing and per-principle absorption profiles (section 2 of the alignment
-   documentation); evaluations:
+2. **Training** — {self._training_safety_text()}; evaluations:
 
 {self._evaluation_section()}
 
@@ -624,6 +658,92 @@ Training examples per principle (from the absorption profiles recorded at traini
 """
 
     # -- helpers -----------------------------------------------------------------------------------------
+    def _architecture_text(self) -> str:
+        """Architecture from the signed config.json (or adapter_config.json), traced to its sha256."""
+        m, t = self.model, self.trace
+        a, src = m.architecture, m.architecture_file
+        if not a or src is None:
+            return "architecture not recorded (no config.json)"
+
+        def f(key, fmt=str):
+            return t.file_fig(key, a.get(key), src["file"], src["sha256"], fmt=fmt) if key in a else "?"
+
+        if m.is_adapter:
+            return (f"{f('peft_type')} adapter (rank {f('r')}, alpha {f('lora_alpha')}, targets "
+                    f"{f('target_modules', lambda v: ', '.join(sorted(v)) if isinstance(v, list) else str(v))}) on "
+                    f"{f('base_model_name_or_path')}; {self._parameters_text('adapter parameters')}")
+        return (f"{f('model_type')} decoder-only transformer, {f('num_hidden_layers')} blocks, hidden size "
+                f"{f('hidden_size')}, vocabulary {f('vocab_size')}, {self._parameters_text('parameters')}")
+
+    def _parameters_text(self, what: str) -> str:
+        n = self._parameter_count()
+        if n is None:
+            return f"{what} not counted"
+        files = sorted(Path(self.model.head.model_dir).glob("*.safetensors"))
+        import hashlib
+
+        digest = hashlib.sha256(b"".join(hashlib.sha256(p.read_bytes()).digest() for p in files)).hexdigest()
+        return self.trace.file_fig(what, n, ", ".join(p.name for p in files), digest, fmt=lambda v: f"{v:,} {what}")
+
+    def _labelling_text(self) -> str:
+        tasks = {(d.get("lineage") or {}).get("task") for d in self.model.datasets()}
+        out = []
+        if "sl-cai/critique-revise" in tasks:
+            out.append("SL-CAI: each prompt's answer is critiqued and revised by the critic model under a principle sampled "
+                       "from the constitution; the revision is the training target (the critique and revision requests are "
+                       "the constitution's, recorded in the statement's constitution text).")
+        if "rlaif/preferences" in tasks:
+            out.append("RLAIF: the judge model compares two answers under a sampled principle's multiple-choice question; "
+                       "the probability it gives the preferred answer is kept as a soft label (`p_chosen`) and pairs within "
+                       "the recorded margin of a tie are dropped.")
+        if not out:
+            return "no Charter labelling stage is recorded in the seal (datasets, if any, came from elsewhere)."
+        return " ".join(out) + " The critic, judge and sampling settings are in section 4."
+
+    def _training_safety_text(self) -> str:
+        stages = [s for s in self.model.stages_oldest_first() if s.predicate.get("training")]
+        if not stages:
+            return "no training stage is recorded in the seal"
+        routed = [s for s in stages if ((s.predicate["training"].get("routing") or {}).get("enabled"))]
+        parts = [("depth-selective routing on for " + ", ".join(self._stage_name(s) for s in routed)) if routed
+                 else "depth-selective routing off"]
+        if any((s.predicate["training"].get("profiles") or {}).get("principles") for s in stages):
+            parts.append("per-principle absorption profiles recorded (section 2 of the alignment documentation)")
+        return "; ".join(parts)
+
+    def _basic_principle(self) -> str:
+        """What was done to the model, stated only as far as the seals record it."""
+        m = self.model
+        stages = m.stages_oldest_first()
+        tasks = {(d.get("lineage") or {}).get("task") for d in m.datasets()}
+        methods = [s.method for s in stages if s.method]
+        out = [f"A {self._architecture_text()}."]
+        base = base_identity(m.base_model)
+        out.append(f"Trained from **{base}**." if base else
+                   "The base model is **not recorded** in the seals read here" + (" (lineage incomplete)." if m.truncated else "."))
+        steps = []
+        if "sl-cai/critique-revise" in tasks:
+            steps.append("supervised Constitutional AI data (SL-CAI): the model's answers to prompts were critiqued and "
+                         "revised by a critic model under principles sampled from the written constitution")
+        if "sft" in methods:
+            steps.append("supervised fine-tuning (SFT) on that data" if "sl-cai/critique-revise" in tasks else "supervised fine-tuning (SFT)")
+        if "rlaif/preferences" in tasks:
+            steps.append("AI preference labels (RLAIF): a judge model reading the constitution chose which of two answers "
+                         "better follows a sampled principle")
+        if "dpo" in methods:
+            steps.append("direct preference optimisation (DPO) on those preferences" if "rlaif/preferences" in tasks
+                         else "direct preference optimisation (DPO)")
+        out.append(("Alignment as recorded: " + "; then ".join(steps) + ".") if steps else
+                   "No training stage is recorded in the seal: the model is documented as sealed, not as trained by Charter.")
+        routed = [s for s in stages if ((s.predicate.get("training") or {}).get("routing") or {}).get("enabled")]
+        if routed:
+            out.append("Depth-selective gradient routing was on for " + ", ".join(self._stage_name(s) for s in routed)
+                       + ": each principle's training signal updated only the transformer blocks its constitution entry names.")
+        elif methods:
+            out.append("Depth-selective gradient routing was off.")
+        out.append("Stages as sealed: " + " → ".join(self._stage_name(s) for s in stages) + ".")
+        return "\n".join(out)
+
     def _label_text(self) -> str:
         prof = self.runtime["profile"]
         if prof is None:
@@ -662,32 +782,63 @@ Training examples per principle (from the absorption profiles recorded at traini
                     found = True
         return total if found else None
 
+    def _assessment_binding(self) -> str:
+        """Whether the attached assessment is of these weights: by the seal's root digest, else by path."""
+        a, m = self.assessment, self.model
+        model = a.get("model") or {}
+
+        def values(x):
+            if isinstance(x, dict):
+                for v in x.values():
+                    yield from values(v)
+            elif isinstance(x, list):
+                for v in x:
+                    yield from values(v)
+            else:
+                yield x
+
+        if m.head.root_digest in {str(v).removeprefix("sha256:") for v in values(model)}:
+            return "it records this model's root digest"
+        spec = str(model.get("spec") or "")
+        if spec.startswith("hf:") and Path(spec[3:]).resolve() == Path(m.head.model_dir).resolve():
+            return "**bound by path only**: it does not record the weights' digest, so a retrained model at the same path would not show"
+        return f"**WARNING: it assessed another model** (`{spec or 'unknown'}`), not `{m.head.model_dir}`"
+
     def _assessment_section(self) -> str:
-        """A `charter assess` run, as its assessment.json records it (figures from that file)."""
+        """A `charter assess` run, its figures traced to assessment.json's sha256."""
         a = self.assessment
         if not a:
             return ""
+        t, f, h = self.trace, a["_file"], a["_sha256"]
         rows = []
         for c in a.get("checks", []):
-            share, ci = c.get("share"), c.get("ci95") or [None, None]
+            share, ci = c.get("share"), (c.get("ci95") or [None, None])[:2]
             bound = "≥" if c.get("bound") == "min" else "≤"
-            rows.append([f"{c.get('section', '')} {c.get('title', c.get('id', '?'))}".strip(),
-                         f"{c.get('n', 0)} / {c.get('required_n', '?')}",
-                         "—" if share is None else f"{share:.1%}" + (f" ({ci[0]:.1%}–{ci[1]:.1%})" if ci[0] is not None else ""),
-                         f"{bound} {c.get('threshold')}", str(c.get("verdict", "?"))])
+            name = c.get("id", "?")
+            shown = "—" if share is None else t.file_fig(f"assessment {name} share", [share, ci], f, h, source="assessment",
+                                                         fmt=lambda v: _share(v[0]) + (f" ({_share(v[1][0])}–{_share(v[1][1])})"
+                                                                                        if v[1][0] is not None else ""))
+            rows.append([f"{c.get('section', '')} {c.get('title', name)}".strip(),
+                         t.file_fig(f"assessment {name} n", [c.get("n", 0), c.get("required_n")], f, h, source="assessment",
+                                    fmt=lambda v: f"{v[0]} / {v[1]}"),
+                         shown, f"{bound} {_share(c.get('threshold'))}",
+                         t.file_fig(f"assessment {name} verdict", c.get("verdict", "?"), f, h, source="assessment")])
         conclusion = (a.get("conclusion") or {}).get("verdict", "?")
-        src = Path(self.config.assessment) / "assessment.json"
-        return (f"\n**Pre-launch safety assessment** (`charter assess`, {src}, profiles "
-                f"{', '.join(a.get('profiles', [])) or 'none'}): conclusion **{conclusion}**\n\n"
+        return (f"\n**Pre-launch safety assessment** (`charter assess`, {f}, sha256 `{h[:16]}…`, profiles "
+                f"{', '.join(a.get('profiles', [])) or 'none'}): conclusion **{conclusion}**; {self._assessment_binding()}.\n\n"
                 + _table(["check", "samples / required", "share (95% CI)", "threshold", "verdict"], rows)
                 + f"\n\n{a.get('caveat', '')}\n")
+
+    def _image_name(self, s: SealedStage) -> str:
+        k = self.model.stages_oldest_first().index(s)
+        return f"{k + 1}-{s.method or 'stage'}-profiles.png"  # iterated stages of one method stay distinct
 
     def _profile_images(self) -> str:
         out = []
         for s in self.model.stages_oldest_first():
             png = Path(s.model_dir) / "profiles.png"
             if png.is_file():
-                out.append(f"![absorption profiles, {self._stage_name(s)}](images/{s.method or 'stage'}-profiles.png)")
+                out.append(f"![absorption profiles, {self._stage_name(s)}](images/{self._image_name(s)})")
         return ("\n" + "\n\n".join(out) + "\n") if out else ""
 
     def build(self) -> dict:
@@ -702,14 +853,20 @@ Training examples per principle (from the absorption profiles recorded at traini
                 png = Path(s.model_dir) / "profiles.png"
                 if png.is_file():
                     (out / "images").mkdir(exist_ok=True)
-                    shutil.copyfile(png, out / "images" / f"{s.method or 'stage'}-profiles.png")
+                    tmp = out / "images" / (self._image_name(s) + ".tmp")
+                    shutil.copyfile(png, tmp)
+                    tmp.replace(out / "images" / self._image_name(s))
         if "md" in c.formats:
             written["md"] = _atomic_write(out / f"{stem}.md", text)
         if "html" in c.formats:
             written["html"] = _atomic_write(out / f"{stem}.html", to_html(text, title=f"{c.kind}: {Path(self.model.head.model_dir).name}"))
-        trace = {"document": c.kind, "model_dir": self.model.head.model_dir,
+        import hashlib
+
+        # The trace names the documents it traces, so a document and a stale trace cannot be paired.
+        documents = {Path(v).name: hashlib.sha256(Path(v).read_bytes()).hexdigest() for v in written.values()}
+        trace = {"document": c.kind, "documents_sha256": documents, "model_dir": self.model.head.model_dir,
                  "statement_digest": self.model.head.statement_digest, "verified": self.model.head.verified,
-                 "figures": self.trace.items}
+                 "lineage_truncated": self.model.truncated, "figures": self.trace.items}
         written["trace"] = _atomic_write(out / f"{stem}.trace.json", json.dumps(trace, indent=2, default=str) + "\n")
         return {"kind": c.kind, "files": {k: str(v) for k, v in written.items()}, "figures": len(self.trace.items),
                 "verified": self.model.head.verified}

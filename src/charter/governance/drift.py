@@ -29,7 +29,7 @@ from charter.errors import CharterError, InputError
 # Change kinds, in the order a reviewer reads them (most consequential first).
 KINDS = (
     "hard_constraint_relaxed", "hard_constraint_added", "hard_constraint_reworded", "removed", "added",
-    "tier_down", "tier_up", "reworded", "renamed", "kind_changed", "depth_moved", "edited", "rationale_changed",
+    "tier_down", "tier_changed", "tier_up", "reworded", "renamed", "kind_changed", "depth_moved", "edited", "rationale_changed",
     "examples_changed", "requests_changed",
 )
 
@@ -109,7 +109,7 @@ class DriftReport:
                 f"drift score {self.score:.3f}")
         if self.identical:
             return [head + " (identical)"]
-        out = [head, "  " + ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in self.counts.items() if n) or "  metadata only"]
+        out = [head, "  " + (", ".join(f"{k.replace('_', ' ')} {n}" for k, n in self.counts.items() if n) or "metadata only")]
         if self.tiers_changed:
             out.append("  ! tier order changed")
         for p in sorted(self.changes, key=lambda p: (min(KINDS.index(k) for k in p.kinds), p.label)):
@@ -176,10 +176,15 @@ class DriftAuditor:
 
         old_rank = _tier_rank(old)
         new_rank = _tier_rank(new)
+        # Tier moves are judged on the tiers both versions have, in each version's order, so adding
+        # or dropping a tier elsewhere moves nobody; reordering shared tiers does.
+        common = {t.id for t in old.tiers} & {t.id for t in new.tiers}
+        old_common = _tier_rank(old, only=common)
+        new_common = _tier_rank(new, only=common)
         drifts: list[PrincipleDrift] = []
         for a, b, how in pairs:
             s = float(np.clip(vec[a.statement] @ vec[b.statement], -1.0, 1.0))
-            drifts.append(self._classify(a, b, how, s, old_rank, new_rank))
+            drifts.append(self._classify(a, b, how, s, old_rank, new_rank, old_common, new_common))
         for p in left:
             drifts.append(PrincipleDrift(p.id, None, ["hard_constraint_relaxed", "removed"] if p.is_hard_constraint else ["removed"],
                                          None, None, old_tier=p.tier, magnitude=1.0,
@@ -212,7 +217,8 @@ class DriftAuditor:
         w = 1.0 + rank.get(p.tier, 0.0)
         return w * (self.config.hard_weight if p.is_hard_constraint else 1.0)
 
-    def _classify(self, a: Principle, b: Principle, how: str, sim: float, old_rank, new_rank) -> PrincipleDrift:
+    def _classify(self, a: Principle, b: Principle, how: str, sim: float, old_rank, new_rank,
+                  old_common, new_common) -> PrincipleDrift:
         cfg = self.config
         kinds, details = [], []
         reworded = a.statement != b.statement and sim < cfg.reword_threshold
@@ -222,18 +228,18 @@ class DriftAuditor:
             kinds.append("reworded")
         elif a.statement != b.statement:
             kinds.append("edited")  # same meaning (similarity above the reword threshold): typo or punctuation
-        # Tier moves compare priority positions (0 = lowest, 1 = highest) in each version's own order.
-        ra, rb = old_rank.get(a.tier), new_rank.get(b.tier)
+        ra, rb = old_common.get(a.tier), new_common.get(b.tier)
         tier_shift = 0.0
-        if a.tier != b.tier or (ra is not None and rb is not None and abs(ra - rb) > 1e-9):
-            if ra is not None and rb is not None and rb != ra:
+        if ra is not None and rb is not None:
+            if abs(rb - ra) > 1e-9:
                 kinds.append("tier_up" if rb > ra else "tier_down")
                 tier_shift = abs(rb - ra)
-                details.append(f"tier {a.tier} -> {b.tier}")
-            elif a.tier != b.tier:
-                kinds.append("tier_down")  # the old tier is gone: treat the move as a loss of standing
-                tier_shift = 0.5
-                details.append(f"tier {a.tier} -> {b.tier}")
+                details.append(f"tier {a.tier} -> {b.tier}" if a.tier != b.tier else f"tier {a.tier} reordered")
+        elif a.tier != b.tier:
+            # A tier only one version has: the move cannot be ranked, so it is flagged as such.
+            kinds.append("tier_changed")
+            tier_shift = 0.5
+            details.append(f"tier {a.tier} -> {b.tier} (not comparable: a tier only one version has)")
         hard_shift = 0.0
         if a.is_hard_constraint and not b.is_hard_constraint:
             kinds.insert(0, "hard_constraint_relaxed")
@@ -244,7 +250,8 @@ class DriftAuditor:
             details.append(f"kind {a.kind.replace('_', ' ')} -> hard constraint")
             hard_shift = 1.0
         elif a.is_hard_constraint and b.is_hard_constraint:
-            if "tier_down" in kinds:
+            # Conservative: a move that cannot be ranked may be a demotion.
+            if "tier_down" in kinds or "tier_changed" in kinds:
                 kinds.insert(0, "hard_constraint_relaxed")
             elif reworded:
                 kinds.insert(0, "hard_constraint_reworded")
@@ -270,9 +277,9 @@ class DriftAuditor:
                               magnitude=round(magnitude, 6), weight=weight, detail="; ".join(details))
 
 
-def _tier_rank(c: Constitution) -> dict[str, float]:
-    """Priority of each tier as a fraction: 1.0 for the highest, 0.0 for the lowest."""
-    ids = [t.id for t in c.tiers]
+def _tier_rank(c: Constitution, only: set[str] | None = None) -> dict[str, float]:
+    """Priority of each tier as a fraction: 1.0 for the highest, 0.0 for the lowest (among ``only``)."""
+    ids = [t.id for t in c.tiers if only is None or t.id in only]
     n = len(ids)
     return {t: (1.0 if n == 1 else (n - 1 - k) / (n - 1)) for k, t in enumerate(ids)}
 

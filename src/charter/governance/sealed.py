@@ -15,6 +15,7 @@ from charter.errors import InputError, VerificationError
 from charter.provenance.seal import SEAL_DIR, unverified_statement
 from charter.provenance.statement import statement_digest
 
+ADAPTER_KEYS = ("peft_type", "r", "lora_alpha", "target_modules", "base_model_name_or_path", "task_type")
 ARCHITECTURE_KEYS = ("model_type", "architectures", "num_hidden_layers", "hidden_size", "intermediate_size",
                      "num_attention_heads", "num_key_value_heads", "vocab_size", "max_position_embeddings",
                      "tie_word_embeddings", "rope_theta")
@@ -46,6 +47,13 @@ class SealedModel:
 
     chain: list[SealedStage]
     architecture: dict = field(default_factory=dict)
+    # The chain stopped at a parent that is not on this machine: base model and earlier datasets unknown.
+    truncated: str | None = None
+    architecture_file: dict | None = None  # {"file": path, "sha256": digest} the architecture was read from
+
+    @property
+    def is_adapter(self) -> bool:
+        return bool(self.architecture.get("peft_type"))
 
     @property
     def head(self) -> SealedStage:
@@ -61,7 +69,10 @@ class SealedModel:
 
     @property
     def base_model(self) -> dict | None:
-        """What the first sealed stage was trained from (the base model a filing names)."""
+        """What the first sealed stage was trained from (the base model a filing names); None when
+        the chain is truncated, since the oldest stage here was trained from a parent not read."""
+        if self.truncated:
+            return None
         for stage in reversed(self.chain):
             if stage.predicate.get("base_model"):
                 return stage.predicate["base_model"]
@@ -93,7 +104,7 @@ def load_sealed(model_dir: str | Path, public_key: str | Path | None = None) -> 
     if not (model_dir / SEAL_DIR).is_dir():
         raise InputError(f"is not a sealed model (no {SEAL_DIR}/; run charter seal first)", source=str(model_dir))
     chain: list[SealedStage] = []
-    current, expected, seen = model_dir, None, set()
+    current, expected, seen, truncated = model_dir, None, set(), None
     while True:
         if public_key:
             from charter.provenance.verify import verify_model
@@ -117,20 +128,39 @@ def load_sealed(model_dir: str | Path, public_key: str | Path | None = None) -> 
         if parent["path"] in seen:
             raise VerificationError("lineage loops back on itself")
         seen.add(parent["path"])
-        current, expected = Path(parent["path"]), parent["statement_digest"]
-        if not (current / SEAL_DIR).is_dir():
-            break  # the parent is not on this machine: the chain stops at what can be read
-    return SealedModel(chain, architecture=read_architecture(model_dir))
+        found = resolve_parent(current, parent["path"])
+        if found is None:
+            truncated = (f"parent {parent['path']} (statement sha256:{parent['statement_digest'][:16]}…) is not on this "
+                         "machine; copy it beside the model to read the whole lineage")
+            break
+        current, expected = found, parent["statement_digest"]
+    architecture, source = read_architecture(model_dir)
+    return SealedModel(chain, architecture=architecture, truncated=truncated, architecture_file=source)
 
 
-def read_architecture(model_dir: Path) -> dict:
-    """Architecture fields of config.json (a signed model file; for a PEFT adapter, adapter_config)."""
-    for name in ("config.json", "adapter_config.json"):
+def resolve_parent(child: Path, recorded: str) -> Path | None:
+    """The parent's directory: the recorded path, else a sibling of the child with the same name
+    (releases copied to another machine keep their layout; the statement digest still has to match)."""
+    for candidate in (Path(recorded), child.parent / Path(recorded).name):
+        if (candidate / SEAL_DIR).is_dir():
+            return candidate
+    return None
+
+
+def read_architecture(model_dir: Path) -> tuple[dict, dict | None]:
+    """Architecture fields of config.json (a signed model file) and the file they came from; for a
+    PEFT adapter directory, the adapter's own fields (rank, targets, base) from adapter_config.json."""
+    import hashlib
+
+    for name, keys in (("config.json", ARCHITECTURE_KEYS), ("adapter_config.json", ADAPTER_KEYS)):
         p = model_dir / name
         if p.is_file():
+            raw = p.read_bytes()
             try:
-                cfg = json.loads(p.read_text())
+                cfg = json.loads(raw)
             except ValueError:
                 raise InputError(f"{name} is not JSON", source=str(p)) from None
-            return {k: cfg[k] for k in ARCHITECTURE_KEYS if k in cfg}
-    return {}
+            if not isinstance(cfg, dict):
+                raise InputError(f"{name} is not a JSON object", source=str(p))
+            return {k: cfg[k] for k in keys if k in cfg}, {"file": str(p), "sha256": hashlib.sha256(raw).hexdigest()}
+    return {}, None

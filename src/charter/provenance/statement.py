@@ -49,7 +49,10 @@ def dataset_entry(path: str | Path) -> dict:
     p = Path(path)
     if not p.is_file():
         raise InputError("no such data file", source=str(p))
-    entry = {"path": str(p), "name": p.name, "sha256": file_sha256(p).split(":", 1)[1]}
+    # Record count and absolute path: a check or dossier on another machine still knows the scale.
+    with p.open("rb") as fh:
+        records = sum(1 for line in fh if line.strip())
+    entry = {"path": str(p.resolve()), "name": p.name, "sha256": file_sha256(p).split(":", 1)[1], "records": records}
     run = _read_json(p.parent / "run.json")
     filtered = _read_json(p.parent / "lineage.json")  # charter data filter's record
     if filtered and filtered.get("task") == "data/filter":
@@ -86,19 +89,34 @@ def training_entry(training_dir: Path) -> dict:
 
 
 def guard_entry(guard_dir: Path) -> dict:
-    """The guard served with the model: digest of guard.json, its thresholds and validation figures,
-    so a later release that loosens a threshold shows up in ``charter check``."""
+    """The guard served with the model: digest of guard.json, a digest of each classifier head, its
+    thresholds and validation figures (stage 1a and, when present, the stage-1b probe that replaces
+    it at serving), so ``charter check`` can tell a loosened threshold from a retrained head."""
     path = guard_dir / "guard.json"
     spec = _read_json(path)
-    if spec is None:
-        raise InputError("not a guard directory (no readable guard.json)", source=str(guard_dir))
+    if not isinstance(spec, dict) or not isinstance(spec.get("sides"), dict):
+        raise InputError("not a guard directory (no readable guard.json with classifier sides)", source=str(guard_dir))
+    if spec.get("format") != "charter-guard/1":
+        raise InputError(f"guard format {spec.get('format')!r} is not 'charter-guard/1': retrain it with this Charter version",
+                         source=str(path))
+
+    def head_digest(state) -> str:
+        return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
+
+    sides = {}
+    for side, s in spec["sides"].items():
+        entry = {"block_threshold": s.get("block_threshold"), "escalation_threshold": s.get("escalation_threshold"),
+                 "validation": s.get("validation"), "head_sha256": head_digest(s.get("head"))}
+        probe = s.get("probe")
+        if isinstance(probe, dict):
+            entry["probe"] = {k: probe.get(k) for k in ("block_threshold", "escalation_threshold", "validation", "layer", "model")}
+            entry["probe"]["head_sha256"] = head_digest({k: probe.get(k) for k in ("head", "mean", "std", "layer", "model")})
+        sides[side] = entry
     return {
-        "dir": str(guard_dir), "sha256": file_sha256(path).split(":", 1)[1], "format": spec.get("format"),
+        "dir": str(guard_dir.resolve()), "sha256": file_sha256(path).split(":", 1)[1], "format": spec.get("format"),
         "embedder": spec.get("embedder"), "target_fpr": spec.get("target_fpr"), "escalation_fpr": spec.get("escalation_fpr"),
         "constitution": spec.get("constitution"), "categories": sorted(spec.get("categories") or {}),
-        "sides": {side: {"block_threshold": s.get("block_threshold"), "escalation_threshold": s.get("escalation_threshold"),
-                         "validation": s.get("validation"), "probe": "probe" in s}
-                  for side, s in (spec.get("sides") or {}).items()},
+        "sides": sides,
     }
 
 
