@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from charter.constitution import parse_constitution
 from charter.data import file_sha256
 from charter.errors import InputError
-from charter.governance.sealed import SealedModel, SealedStage, base_identity, load_sealed
+from charter.governance.sealed import SealedModel, SealedStage, base_description, load_sealed
 
 KINDS = ("model-card", "alignment", "filing")
 FORMATS = ("md", "html")
@@ -453,7 +453,7 @@ class DocumentBuilder:
 - **Model type:** {self._architecture_text()}
 - **Language(s):** {', '.join(info.languages)}
 - **License:** {info.license or '_not declared_'}
-- **Finetuned from:** {hf_base or base_identity(base) or 'unknown'}
+- **Finetuned from:** {hf_base or base_description(base) or 'unknown'}
 - **Contact:** {info.contact or '_not declared_'}
 
 ## Uses
@@ -514,7 +514,7 @@ JSON pointer.
 | Contact | {self.info.contact or '_not declared_'} |
 | Licence | {self.info.license or '_not declared_'} |
 | Intended use | {self.info.intended_use or '_not declared_'} |
-| Base model | {self.info.base_model_hf_id or base_identity(m.base_model) or 'unknown'} |
+| Base model | {self.info.base_model_hf_id or base_description(m.base_model) or 'unknown'} |
 
 ## 1. The constitution
 
@@ -718,7 +718,7 @@ Training examples per principle (from the absorption profiles recorded at traini
         tasks = {(d.get("lineage") or {}).get("task") for d in m.datasets()}
         methods = [s.method for s in stages if s.method]
         out = [f"A {self._architecture_text()}."]
-        base = base_identity(m.base_model)
+        base = base_description(m.base_model)
         out.append(f"Trained from **{base}**." if base else
                    "The base model is **not recorded** in the seals read here" + (" (lineage incomplete)." if m.truncated else "."))
         steps = []

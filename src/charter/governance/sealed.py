@@ -90,6 +90,14 @@ class SealedModel:
         return list(reversed(self.chain))
 
 
+def base_description(base: dict | None) -> str | None:
+    """A base model as a person reads it: its spec and, when recorded, its content digest."""
+    if not base:
+        return None
+    sha = base.get("sha256")
+    return f"{base.get('spec') or base.get('path')}" + (f" ({sha if sha.startswith('sha256:') else 'sha256:' + sha})" if sha else "")
+
+
 def base_identity(base: dict | None) -> str | None:
     if not base:
         return None
