@@ -16,7 +16,7 @@ export TRANSFORMERS_OFFLINE = 1
 help:
 	@echo "make demo   - SL-CAI data -> SFT -> preferences (RLAIF) -> DPO on the embedded model"
 	@echo "make test   - the whole test suite (installs dev and llama.cpp extras)"
-	@echo "make bench  - benchmarks (bench/), results in bench/results/"
+	@echo "make bench  - benchmarks (bench/), results in bench/results/ (others: python bench/NAME.py)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,7 @@ bench: $(VENV)/.dev-installed
 	$(PY) bench/cai_throughput.py
 	$(PY) bench/train_step.py
 	$(PY) bench/judge_agreement.py
+	$(PY) bench/collective_scale.py
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache

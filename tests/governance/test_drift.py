@@ -196,3 +196,20 @@ def test_summary_line_says_metadata_only(auditor):
     a = build()
     b = parse_constitution(HEADER.format(version="2") + "".join(principle(k, s, t, kd) for k, (s, t, kd) in BASE.items()))
     assert auditor.compare(a, b).lines()[1] == "  metadata only"
+
+
+def test_history_warns_on_a_shallow_clone(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = lambda *a, cwd=repo: subprocess.run(["git", *a], cwd=cwd, check=True, capture_output=True)  # noqa: E731
+    git("init", "-q")
+    git("config", "user.email", "t@example.com")
+    git("config", "user.name", "t")
+    f = repo / "constitution.toml"
+    for v in ("1", "2"):
+        f.write_text(HEADER.format(version=v) + principle("a", "Be truthful and never deceive the user about facts."))
+        git("add", ".")
+        git("commit", "-q", "-m", v)
+    git("clone", "-q", "--depth", "1", f"file://{repo}", str(tmp_path / "shallow"), cwd=tmp_path)
+    res = CliRunner().invoke(app, ["constitution", "drift", "--history", str(tmp_path / "shallow" / "constitution.toml")])
+    assert res.exit_code == 0 and "shallow git clone" in res.output

@@ -124,7 +124,12 @@ def drift(
         if old or new:
             raise InputError("give either two constitutions or --history FILE, not both", source="--history")
         auditor = DriftAuditor(config)
-        from charter.cli._common import record_progress
+        from charter.cli._common import err_console, record_progress
+        from charter.governance.drift import is_shallow
+
+        if is_shallow(history):
+            err_console.print("warning: this is a shallow git clone, so earlier versions are missing; fetch the full "
+                              "history (git fetch --unshallow, or actions/checkout with fetch-depth: 0)", highlight=False)
 
         with record_progress("versions") as update:
             points = drift_history(history, auditor, lambda d, t: update(d, t, ""))

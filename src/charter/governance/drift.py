@@ -318,6 +318,11 @@ def _git(args: list[str], cwd: Path) -> str:
                          source=str(cwd)) from None
 
 
+def is_shallow(path: str | Path) -> bool:
+    """A shallow clone (CI checkouts default to depth 1) hides the file's earlier versions."""
+    return _git(["rev-parse", "--is-shallow-repository"], Path(path).resolve().parent).strip() == "true"
+
+
 def file_history(path: str | Path) -> list[tuple[str, str, str, str]]:
     """(commit, ISO date, subject, file text) for each commit that changed ``path``, oldest first."""
     p = Path(path).resolve()
@@ -330,7 +335,8 @@ def file_history(path: str | Path) -> list[tuple[str, str, str, str]]:
     # --name-only gives the path at each commit, which differs from today's after a rename.
     entries, cur = [], None
     for line in log.splitlines():
-        if "\t" in line and len(line.split("\t", 1)[0]) == 40:
+        head = line.split("\t", 1)[0]
+        if "\t" in line and len(head) in (40, 64) and all(ch in "0123456789abcdef" for ch in head):  # SHA-1 or SHA-256 repos
             cur = line.split("\t", 2)
             entries.append([*cur, rel])
         elif line.strip() and entries:
