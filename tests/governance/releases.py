@@ -45,11 +45,11 @@ def stage_dir(d: Path, task: str, records: str, rows: list[dict], args: dict) ->
     return write_jsonl(d / records, rows)
 
 
-def eval_dir(d: Path, suite: str, k: int, n: int) -> Path:
+def eval_dir(d: Path, suite: str, k: int, n: int, model: Path) -> Path:
     """An evaluation directory's summary (what `charter eval run` writes; figures as rate() gives them)."""
     d.mkdir(parents=True, exist_ok=True)
     key = "asr_refusal" if suite == "harmlessness" else "over_refusal"
-    (d / "summary.json").write_text(json.dumps({"suite": suite, "model": "hf:model", "judge": None, key: rate(k, n)}))
+    (d / "summary.json").write_text(json.dumps({"suite": suite, "model": f"hf:{model}", "judge": None, key: rate(k, n)}))
     return d
 
 
@@ -101,7 +101,7 @@ def release(root: Path, base_model: Path, key: dict, *, embedder, data_variant: 
     guard_path = guard_dir(root / "guard-data", embedder, loosen=loosen_guard) if guard else None
     seal = lambda model, **kw: Sealer(SealConfig(model_dir=str(model), constitution=str(constitution), key=str(key["priv"]),  # noqa: E731
                                                  overwrite=True, **kw), PASS).seal()
-    ev = tuple(str(eval_dir(root / "eval" / f"{s}-{k}", s, k, n)) for s, k, n in evals)
+    ev = tuple(str(eval_dir(root / "eval" / f"{s}-{k}", s, k, n, root / ("dpo" if dpo else "sft"))) for s, k, n in evals)
     if not dpo:
         seal(root / "sft", data=(str(sft_data),), guard=str(guard_path) if guard_path else None, evals=ev)
         return root / "sft"

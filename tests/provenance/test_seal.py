@@ -190,3 +190,23 @@ def test_a_filtered_corpus_carries_its_filter_lineage_into_the_seal(tmp_path):
     (tmp_path / "lineage.json").write_text(json.dumps({"task": "data/filter", "input_sha256": "sha256:abc", "kept": 1, "removed": 2}))
     entry = dataset_entry(tmp_path / "kept.jsonl")
     assert entry["lineage"]["task"] == "data/filter" and entry["lineage"]["filter"]["removed"] == 2
+
+
+def test_seal_refuses_evidence_about_other_models(tmp_path, tiny_model_dir, keys):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    ev = tmp_path / "eval"
+    ev.mkdir()
+    (ev / "summary.json").write_text(json.dumps({"suite": "harmlessness", "model": f"hf:{tiny_model_dir}"}))
+    with pytest.raises(InputError, match="seal each model with its own evaluations"):
+        Sealer(SealConfig(model_dir=str(model), constitution="default", key=str(keys["priv"]), evals=(str(ev),)), PASS).seal()
+    (ev / "summary.json").write_text(json.dumps({"suite": "harmlessness", "model": f"hf:{model}"}))
+    guard = tmp_path / "guard"
+    guard.mkdir()
+    (guard / "guard.json").write_text(json.dumps({"format": "charter-guard/1", "sides": {},
+                                                   "constitution": {"name": "other", "digest": "sha256:" + "0" * 64}}))
+    with pytest.raises(InputError, match="the guard was trained for constitution 'other'"):
+        Sealer(SealConfig(model_dir=str(model), constitution="default", key=str(keys["priv"]), evals=(str(ev),),
+                          guard=str(guard)), PASS).seal()
+    Sealer(SealConfig(model_dir=str(model), constitution="default", key=str(keys["priv"]), evals=(str(ev),)), PASS).seal()
+    assert verify_model(model, keys["pub"]).predicate["evaluations"][0]["model"] == f"hf:{model}"

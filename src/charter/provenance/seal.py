@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from charter.constitution import constitution_text, load_constitution
+from charter.constitution import constitution_digest, constitution_text, load_constitution
 from charter.errors import InputError, VerificationError
 from charter.provenance.dsse import INTOTO, sign_envelope
 from charter.provenance.keys import load_private_key
@@ -99,8 +99,13 @@ class Sealer:
         datasets = [dataset_entry(d) for d in c.data]
         training_dir = Path(c.training) if c.training else (model_dir if (model_dir / "train_config.json").exists() else None)
         training = training_entry(training_dir) if training_dir else None
-        evaluations = [self._evaluation(Path(e)) for e in c.evals]
+        evaluations = [self._evaluation(Path(e), model_dir) for e in c.evals]
         guard = guard_entry(Path(c.guard)) if c.guard else None
+        bound = (guard or {}).get("constitution") or {}
+        if bound.get("digest") and bound["digest"] != constitution_digest(constitution):
+            # A guard trained from another constitution's categories does not enforce this one.
+            raise InputError(f"the guard was trained for constitution {bound.get('name')!r} ({bound['digest'][:23]}…), "
+                             f"not the one being sealed ({constitution_digest(constitution)[:23]}…)", source=c.guard)
         parent = self._parent(Path(c.parent)) if c.parent else None
         base = (training or {}).get("config", {}).get("base_model")
 
@@ -138,11 +143,18 @@ class Sealer:
                 "subject_digest": statement["subject"][0]["digest"]["sha256"]}
 
     @staticmethod
-    def _evaluation(eval_dir: Path) -> dict:
+    def _evaluation(eval_dir: Path, model_dir: Path) -> dict:
         path = eval_dir / "summary.json"
         if not path.is_file():
             raise InputError("not an evaluation directory (no summary.json)", source=str(eval_dir))
         summary = json.loads(path.read_text())
+        # An evaluation of another local model (the base, a sibling run) must not be sealed as this
+        # model's evidence. Remote specs (openai:) cannot be resolved and are recorded as given.
+        spec = str(summary.get("model") or "")
+        kind, _, target = spec.partition(":")
+        if spec == "embedded" or kind in ("gguf", "llamacpp") or (
+                kind == "hf" and Path(target).exists() and Path(target).resolve() != model_dir.resolve()):
+            raise InputError(f"evaluated {spec}, not {model_dir}: seal each model with its own evaluations", source=str(eval_dir))
         return {"dir": str(eval_dir), "suite": summary.get("suite"), "model": summary.get("model"),
                 "judge": summary.get("judge"), "summary_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                 "figures": {k: summary.get(k) for k in ("asr_refusal", "asr_judge", "over_refusal", "labels", "pairs", "elo") if k in summary}}
