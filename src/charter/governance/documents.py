@@ -504,11 +504,11 @@ charter serve --model hf:{m.head.model_dir} --require-seal PUBLIC_KEY.pem
         name = self.info.model_name or Path(m.head.model_dir).name
         return f"""# Alignment documentation: {name}
 
-Generated {datetime.now(timezone.utc).strftime('%Y-%m-%d')} by Charter from the sealed model. Every figure is read from
-the provenance statement `sha256:{m.head.statement_digest}` (or its parents); `trace.json` lists each one with its
-JSON pointer.
+Generated {datetime.now(timezone.utc).strftime('%Y-%m-%d')} by Charter from the sealed model. Every figure about the model is read
+from the provenance statement `sha256:{m.head.statement_digest}` (or its parents) or a file it signs; runtime
+settings from the gateway configuration and profiles. `alignment.trace.json` lists each figure with its source.
 
-| | |
+| item | value |
 |---|---|
 | Developer | {self.info.organisation or '_not declared_'} |
 | Contact | {self.info.contact or '_not declared_'} |
