@@ -336,8 +336,10 @@ class DocumentBuilder:
                 keys = [k2 for k2 in ("method", "lora", "lora_r", "routing", "epochs", "max_steps", "learning_rate",
                                       "batch_size", "max_length", "beta", "seed") if k2 in args]
                 out.append(f"\n**Training: {self._stage_name(s)}**\n")
+                lr_default = "default (2e-4 with LoRA, 2e-5 full)"  # TrainConfig.lr() when none is given
                 out.append(_table(["setting", "value"], [
-                    [k2, t.fig(s, base + (k2,), fmt=_num, label=f"{s.method} {k2}")] for k2 in keys]))
+                    [k2, t.fig(s, base + (k2,), fmt=(lambda v: lr_default if v is None else _num(v)) if k2 == "learning_rate" else _num,
+                               label=f"{s.method} {k2}")] for k2 in keys]))
         return "\n".join(out) if out else "_No datasets or training configuration are recorded in the seal._"
 
     def _evaluation_rows(self) -> list[list[str]]:
@@ -742,7 +744,7 @@ Training examples per principle (from the absorption profiles recorded at traini
         elif methods:
             out.append("Depth-selective gradient routing was off.")
         out.append("Stages as sealed: " + " → ".join(self._stage_name(s) for s in stages) + ".")
-        return "\n".join(out)
+        return "\n\n".join(out)
 
     def _label_text(self) -> str:
         prof = self.runtime["profile"]
