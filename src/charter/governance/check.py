@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from charter.constitution import diff_constitutions, parse_constitution
 from charter.errors import InputError
+from charter.governance._toml import load_toml_model
 from charter.governance.sealed import SealedModel, base_identity, load_sealed
 
 Action = Literal["refile", "review", "ignore"]
@@ -74,28 +74,7 @@ class Rules(BaseModel):
 
 
 def load_rules(path: str | Path | None) -> Rules:
-    if path is None:
-        return Rules()
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("no such rules file", source=str(p))
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputError("is not UTF-8 text", source=str(p)) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"invalid TOML: {exc}", source=str(p)) from None
-    try:
-        return Rules.model_validate(data)
-    except ValidationError as exc:
-        from charter.constitution.loader import format_loc, locate
-
-        err = exc.errors(include_url=False)[0]
-        loc = tuple(err["loc"])
-        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-        raise InputError(f"{format_loc(loc)}: {msg}", source=str(p), line=locate(text, loc)) from None
+    return load_toml_model(path, Rules, "rules")
 
 
 @dataclass

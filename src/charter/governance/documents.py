@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from charter.constitution import parse_constitution
 from charter.data import file_sha256
 from charter.errors import InputError
+from charter.governance._toml import load_toml_model
 from charter.governance.sealed import SealedModel, SealedStage, base_description, load_sealed
 
 KINDS = ("model-card", "alignment", "filing")
@@ -54,28 +54,7 @@ class DeployerInfo(BaseModel):
 
 
 def load_info(path: str | Path | None) -> DeployerInfo:
-    if path is None:
-        return DeployerInfo()
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("no such info file", source=str(p))
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputError("is not UTF-8 text", source=str(p)) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"invalid TOML: {exc}", source=str(p)) from None
-    try:
-        return DeployerInfo.model_validate(data)
-    except ValidationError as exc:
-        from charter.constitution.loader import format_loc, locate
-
-        err = exc.errors(include_url=False)[0]
-        loc = tuple(err["loc"])
-        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-        raise InputError(f"{format_loc(loc)}: {msg}", source=str(p), line=locate(text, loc)) from None
+    return load_toml_model(path, DeployerInfo, "info")
 
 
 @dataclass
