@@ -148,3 +148,13 @@ def test_guard_rule_compares_retrained_heads_by_validation_figures():
         check._guard(model(base), model(cand), result)
         messages = [f.message for f in result.findings]
         assert (expected is None and not messages) or (messages and expected in messages[0]), name
+
+
+def test_base_model_is_identified_by_content_not_path(baseline, make_release, six_block_model, tmp_path_factory):
+    import shutil
+
+    moved = tmp_path_factory.mktemp("moved") / "base"
+    shutil.copytree(six_block_model, moved)  # the same weights under another path
+    code, r = run_check(baseline, make_release("moved-base", base=moved, evals=EVALS))
+    assert "base_model" not in rules_of(r) and r["baseline"]["base_model"].startswith("sha256:")
+    assert code == 0, r

@@ -29,7 +29,6 @@ item with its score and label, for audit), ``assessment.json``, ``report.md`` an
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -44,7 +43,7 @@ from charter.backends import Backend, ModelSpec, SamplingConfig, load_backend
 from charter.cai.rundir import RunDirectory, now
 from charter.cai.seeding import stable_seed
 from charter.data import (
-    PromptRecord, append_jsonl, file_columns, file_sha256, iter_jsonl, load_prompts, read_jsonl, write_jsonl_atomic,
+    PromptRecord, weights_digest, append_jsonl, file_columns, file_sha256, iter_jsonl, load_prompts, read_jsonl, write_jsonl_atomic,
 )
 from charter.errors import CharterError, ContextLengthError, InputError, require_at_least_one
 from charter.evals.refusal import FULL_COMPLIANCE, FULL_REFUSAL, RefusalDetector
@@ -284,29 +283,6 @@ def read_seal(model_dir: Path) -> tuple[dict, bytes]:
     if not isinstance(statement, dict) or not isinstance(statement.get("predicate", {}), dict):
         raise InputError("garbled seal: the statement is not a JSON object with a predicate object", source=where)
     return statement, payload
-
-
-def weights_digest(model_dir: Path) -> dict | None:
-    """A content digest of an hf: directory's weights: sha256 over the sorted names of
-    config.json and every *.safetensors file (pytorch_model*.bin where there is no safetensors
-    file), each with its own sha256. None when the directory holds none of them."""
-    if not model_dir.is_dir():
-        return None
-    weights = sorted(p for p in model_dir.glob("*.safetensors") if p.is_file())
-    if not weights:
-        weights = sorted(p for p in model_dir.glob("pytorch_model*.bin") if p.is_file())
-    files = ([model_dir / "config.json"] if (model_dir / "config.json").is_file() else []) + weights
-    if not files:
-        return None
-    files = sorted(files, key=lambda p: p.name)
-    h = hashlib.sha256()
-    listing = {}
-    for p in files:
-        digest = file_sha256(p)
-        listing[p.name] = digest
-        h.update(f"{p.name}\0{digest}\n".encode())
-    return {"sha256": "sha256:" + h.hexdigest(), "files": listing,
-            "method": "sha256 over the sorted file names, each followed by NUL, its sha256 and a newline"}
 
 
 def model_identity(model_spec: str) -> dict:

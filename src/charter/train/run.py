@@ -22,7 +22,7 @@ import torch
 from charter import __version__
 from charter.backends.spec import ModelSpec, embedded_gguf_path
 from charter.constitution import constitution_digest, load_constitution
-from charter.data import file_sha256
+from charter.data import file_sha256, weights_digest
 from charter.errors import InputError
 from charter.train.data import TrainingData, load_preference_data, load_sft_data
 from charter.train.profiles import write_profiles
@@ -114,7 +114,9 @@ def resolve_trainable_model(spec: str) -> tuple[Path, dict]:
             raise InputError("this is a LoRA adapter directory, not a full model; train on a merged model (--merge-lora)", source=str(p))
         if not (p / "config.json").exists():
             raise InputError("not a transformers model directory (no config.json)", source=str(p))
-        return p, {"spec": s.text, "path": str(p.resolve())}
+        # A content digest, so a different model at the same path (or the same one moved) is told apart.
+        digest = weights_digest(p)
+        return p, {"spec": s.text, "path": str(p.resolve())} | ({"sha256": digest["sha256"]} if digest else {})
     raise InputError(
         f"a {s.kind}: model cannot be trained (its weights are not reachable as a transformers model); "
         "use embedded, gguf:PATH or hf:PATH",
