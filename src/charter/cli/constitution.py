@@ -142,8 +142,12 @@ def drift(
             table = Table()
             for col in ("commit", "date", "version", "from previous", "from first", "changes"):
                 table.add_column(col)
-            for p in points:
-                changes = p.error or ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in p.counts.items())
+            prev_digest = None
+            for k, p in enumerate(points):
+                changes = p.error or ", ".join([f"{k2.replace('_', ' ')} {n}" for k2, n in p.counts.items()] + p.other)
+                if not changes:
+                    changes = "first version" if k == 0 else "same content (comments or formatting)" if p.digest == prev_digest else ""
+                prev_digest = p.digest or prev_digest
                 table.add_row(p.commit[:10], p.date[:10], p.version or "-",
                               "-" if p.drift_from_previous is None else f"{p.drift_from_previous:.3f}",
                               "-" if p.drift_from_first is None else f"{p.drift_from_first:.3f}", changes)

@@ -305,6 +305,7 @@ class HistoryPoint:
     drift_from_previous: float | None
     drift_from_first: float | None
     counts: dict[str, int] = field(default_factory=dict)
+    other: list[str] = field(default_factory=list)  # metadata, tier-order and category changes from the previous version
     error: str | None = None  # a commit whose file does not parse is recorded, not fatal
 
 
@@ -372,12 +373,21 @@ def drift_history(path: str | Path, auditor: DriftAuditor,
             from_prev.score if from_prev else (0.0 if prev is None else None),
             from_first.score if from_first else 0.0,
             counts={k2: n for k2, n in (from_prev.counts if from_prev else {}).items() if n},
+            other=_other_changes(from_prev) if from_prev else [],
         ))
         first = first or c
         prev = c
         if progress:
             progress(k + 1, len(versions))
     return points
+
+
+def _other_changes(r: DriftReport) -> list[str]:
+    out = [f"{k} changed" for k in r.metadata_changed]
+    if r.tiers_changed:
+        out.append("tier order changed")
+    out += [f"category {side} {c}" for side, cats in r.categories.items() for c in cats]
+    return out
 
 
 def plot_history(points: list[HistoryPoint], path: Path, title: str) -> Path:
