@@ -273,6 +273,27 @@ def append_jsonl(path: Path, records: Iterable[dict]) -> None:
         os.fsync(f.fileno())
 
 
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write beside ``path`` then rename over it: a reader never sees a half-written file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def save_figure_atomic(fig, path: Path, *, dpi: int = 120) -> Path:
+    """Save a matplotlib figure as PNG the same way (and close it)."""
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
 def write_jsonl_atomic(path: Path, records: Iterable[dict]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:

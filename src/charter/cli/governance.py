@@ -83,10 +83,10 @@ def check(
                                       public_key=str(public_key) if public_key else None,
                                       allow_unrelated=allow_unrelated)).run()
     if out:
+        from charter.data import write_text_atomic
+
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
-        tmp.replace(out)
+        write_text_atomic(out, json.dumps(result.to_dict(), indent=2, default=str) + "\n")
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
     else:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import random
 import re
 from dataclasses import dataclass, field
@@ -43,7 +42,8 @@ from charter.backends import Backend, ModelSpec, SamplingConfig, load_backend
 from charter.cai.rundir import RunDirectory, now
 from charter.cai.seeding import stable_seed
 from charter.data import (
-    PromptRecord, weights_digest, append_jsonl, file_columns, file_sha256, iter_jsonl, load_prompts, read_jsonl, write_jsonl_atomic,
+    PromptRecord, append_jsonl, file_columns, file_sha256, iter_jsonl, load_prompts, read_jsonl, save_figure_atomic,
+    weights_digest, write_jsonl_atomic, write_text_atomic,
 )
 from charter.errors import CharterError, ContextLengthError, InputError, require_at_least_one
 from charter.evals.refusal import FULL_COMPLIANCE, FULL_REFUSAL, RefusalDetector
@@ -664,9 +664,9 @@ class SafetyAssessment:
             results[check] = self._judge_answers(check, mine)
         report(total, total, "writing report")
         result = self._result(results, answers)
-        _write_atomic(self.out / ASSESSMENT, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+        write_text_atomic(self.out / ASSESSMENT, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
         result["chart"] = str(plot_assessment(result, self.out / CHART))
-        _write_atomic(self.out / REPORT, render_report(result))
+        write_text_atomic(self.out / REPORT, render_report(result))
         report(total, total, "done")
         return result
 
@@ -709,7 +709,7 @@ class SafetyAssessment:
         if check == "generated":
             extra["borderline"] = sum(r.get("borderline", False) for r in rows)
         if by_cat:
-            extra["by_category"] = {cat: _share(os) for cat, os in sorted(by_cat.items())}
+            extra["by_category"] = {cat: _share(outcomes) for cat, outcomes in sorted(by_cat.items())}
         if check != "generated":
             extra["refusal_detector"] = "charter.evals.refusal.RefusalDetector (string patterns)" + (
                 " + guard blocks (as served)" if c.as_served else "")
@@ -811,14 +811,6 @@ class SafetyAssessment:
         if self._backend is not None and not self._given:
             self._backend.close()
             self._backend = None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file in the same directory, then rename over ``path``: a reader never
-    sees a half-written file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _share(outcomes: list[bool]) -> dict:
@@ -993,10 +985,4 @@ def plot_assessment(r: dict, path: Path) -> Path:
     ax.set_ylabel("share (95% Wilson interval)")
     ax.set_title(f"Safety assessment: {r['conclusion']['verdict']} (dashed: threshold)", fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        fig.savefig(tmp, dpi=120, format="png")
-    finally:
-        plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure_atomic(fig, path)

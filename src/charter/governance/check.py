@@ -206,6 +206,7 @@ class ReleaseCheck:
         old = parse_constitution(ca["text"], source=f"{base.head.model_dir} (sealed constitution)")
         new = parse_constitution(cb["text"], source=f"{cand.head.model_dir} (sealed constitution)")
         rule = self.rules.constitution
+        d = diff_constitutions(old, new)
         if rule.semantic:
             from charter.governance.drift import DriftAuditor
 
@@ -221,7 +222,6 @@ class ReleaseCheck:
                           and any(x.is_hard_constraint for x in old.principles + new.principles
                                   if x.id in (p.old_id, p.new_id))]
         else:
-            d = diff_constitutions(old, new)
             score = 1.0
             hard = ([f"{p}: hard constraint added" for p in d.hard_constraints_added]
                     + [f"{p}: hard constraint removed or relaxed" for p in d.hard_constraints_removed]
@@ -231,7 +231,6 @@ class ReleaseCheck:
             self._add(result, "hard_constraints", self.rules.hard_constraints.action,
                       "hard constraints changed: " + "; ".join(hard), [p.id for p in old.hard_constraints],
                       [p.id for p in new.hard_constraints])
-        d = diff_constitutions(old, new)
         result.measurements["constitution_drift"] = score
         other = []
         if d.categories_removed or d.categories_changed:
@@ -386,9 +385,7 @@ def data_change(base: list[dict], cand: list[dict]) -> tuple[float, list[dict]]:
     def key(d: dict) -> tuple:
         return (d.get("stage"), d.get("name"))
 
-    def size(d: dict | None, hashes: set[str] | None) -> int:
-        if d is None:
-            return 0
+    def size(d: dict, hashes: set[str] | None) -> int:
         if hashes is not None:
             return len(hashes)
         return int(d.get("records") or 1)  # seals before record counts: one unit per dataset

@@ -44,6 +44,7 @@ import scipy.sparse as sp
 
 from charter.constitution.loader import parse_constitution
 from charter.constitution.model import DEFAULT_TIERS
+from charter.data import save_figure_atomic, write_text_atomic
 from charter.errors import InputError
 
 Progress = Callable[[str], None]
@@ -690,19 +691,19 @@ class CollectiveAnalysis:
             w.writerow([row["statement_id"], row["consensus"], row["agree_rate"], row["seen"], row["agree"],
                         row["disagree"], row["pass"], *(row["groups"][n]["agree_rate"] for n in names),
                         *(row["groups"][n]["seen"] for n in names), row["text"]])
-        _write_atomic(out / "consensus.csv", buf.getvalue())
+        write_text_atomic(out / "consensus.csv", buf.getvalue())
         n_votes = np.bincount(r.data.participant, minlength=r.data.n_participants)
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["participant_id", "group", "pc1", "pc2", "votes"])
         for pid, g, (x, y), n in zip(r.data.participant_ids, r.labels, r.projection, n_votes):
             w.writerow([pid, GROUP_NAMES[g] if g >= 0 else "", f"{x:.6f}", f"{y:.6f}", int(n)])
-        _write_atomic(out / "participants.csv", buf.getvalue())
+        write_text_atomic(out / "participants.csv", buf.getvalue())
         if self.config.plot:
             plot_groups(r, out / "groups.png")
-        _write_atomic(out / "report.md", render_report(a))
+        write_text_atomic(out / "report.md", render_report(a))
         # Written last: its presence means the directory is complete (``draft`` reads it).
-        _write_atomic(out / ANALYSIS_JSON, analysis_json(a))
+        write_text_atomic(out / ANALYSIS_JSON, analysis_json(a))
 
 
 def analysis_json(a: dict[str, Any]) -> str:
@@ -762,9 +763,7 @@ def plot_groups(r: CollectiveResult, path: Path) -> None:
     ax.set_title(f"Opinion groups: k = {r.k}" + (f", silhouette {sil:.2f}" if sil is not None else ""))
     ax.legend(loc="best", fontsize=8, markerscale=2)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
+    save_figure_atomic(fig, path)
 
 
 def render_report(a: dict[str, Any], top: int = 10) -> str:
@@ -828,12 +827,6 @@ def render_report(a: dict[str, Any], top: int = 10) -> str:
 
 def _md(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # -- drafting a constitution ---------------------------------------------------------------------
@@ -949,7 +942,7 @@ class ConstitutionDrafter:
         if out.is_dir():
             raise InputError("is a directory; give a file name such as constitution.toml", source=cfg.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(out, text)
+        write_text_atomic(out, text)
         return {"out": str(out), "principles": len(constitution.principles), "candidates": len(a["consensus"]),
                 "criterion": self.criterion(), "name": constitution.name, "version": constitution.version,
                 "ids": [p.id for p in constitution.principles]}

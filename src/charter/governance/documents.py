@@ -23,7 +23,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict
 
 from charter.constitution import parse_constitution
-from charter.data import file_sha256
+from charter.data import file_sha256, write_text_atomic
 from charter.errors import InputError
 from charter.governance._toml import load_toml_model
 from charter.governance.sealed import SealedModel, SealedStage, base_description, load_sealed
@@ -660,11 +660,13 @@ Training examples per principle (from the absorption profiles recorded at traini
         n = self._parameter_count()
         if n is None:
             return f"{what} not counted"
-        files = sorted(Path(self.model.head.model_dir).glob("*.safetensors"))
         import hashlib
 
-        digest = hashlib.sha256(b"".join(hashlib.sha256(p.read_bytes()).digest() for p in files)).hexdigest()
-        return self.trace.file_fig(what, n, ", ".join(p.name for p in files), digest, fmt=lambda v: f"{v:,} {what}")
+        # Named by the weight files' digests in the signed manifest (no re-hashing of the weights).
+        names = sorted(p.name for p in Path(self.model.head.model_dir).glob("*.safetensors"))
+        signed = [self.model.file_digests.get(name) for name in names]
+        digest = hashlib.sha256(b"".join(bytes.fromhex(d) for d in signed)).hexdigest() if all(signed) else None
+        return self.trace.file_fig(what, n, ", ".join(names), digest, fmt=lambda v: f"{v:,} {what}")
 
     def _labelling_text(self) -> str:
         tasks = {(d.get("lineage") or {}).get("task") for d in self.model.datasets()}
@@ -767,18 +769,8 @@ Training examples per principle (from the absorption profiles recorded at traini
         """Whether the attached assessment is of these weights: by the seal's root digest, else by path."""
         a, m = self.assessment, self.model
         model = a.get("model") or {}
-
-        def values(x):
-            if isinstance(x, dict):
-                for v in x.values():
-                    yield from values(v)
-            elif isinstance(x, list):
-                for v in x:
-                    yield from values(v)
-            else:
-                yield x
-
-        if m.head.root_digest in {str(v).removeprefix("sha256:") for v in values(model)}:
+        root = str((model.get("seal") or {}).get("root_digest") or "").removeprefix("sha256:")
+        if root == m.head.root_digest:
             return "it records this model's root digest"
         spec = str(model.get("spec") or "")
         if spec.startswith("hf:") and Path(spec[3:]).resolve() == Path(m.head.model_dir).resolve():
@@ -838,9 +830,9 @@ Training examples per principle (from the absorption profiles recorded at traini
                     shutil.copyfile(png, tmp)
                     tmp.replace(out / "images" / self._image_name(s))
         if "md" in c.formats:
-            written["md"] = _atomic_write(out / f"{stem}.md", text)
+            written["md"] = write_text_atomic(out / f"{stem}.md", text)
         if "html" in c.formats:
-            written["html"] = _atomic_write(out / f"{stem}.html", to_html(text, title=f"{c.kind}: {Path(self.model.head.model_dir).name}"))
+            written["html"] = write_text_atomic(out / f"{stem}.html", to_html(text, title=f"{c.kind}: {Path(self.model.head.model_dir).name}"))
         import hashlib
 
         # The trace names the documents it traces, so a document and a stale trace cannot be paired.
@@ -848,7 +840,7 @@ Training examples per principle (from the absorption profiles recorded at traini
         trace = {"document": c.kind, "documents_sha256": documents, "model_dir": self.model.head.model_dir,
                  "statement_digest": self.model.head.statement_digest, "verified": self.model.head.verified,
                  "lineage_truncated": self.model.truncated, "figures": self.trace.items}
-        written["trace"] = _atomic_write(out / f"{stem}.trace.json", json.dumps(trace, indent=2, default=str) + "\n")
+        written["trace"] = write_text_atomic(out / f"{stem}.trace.json", json.dumps(trace, indent=2, default=str) + "\n")
         return {"kind": c.kind, "files": {k: str(v) for k, v in written.items()}, "figures": len(self.trace.items),
                 "verified": self.model.head.verified}
 
@@ -877,10 +869,3 @@ def to_html(markdown_text: str, *, title: str) -> str:
     body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown_text)
     return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style></head>\n<body>\n{front}{body}</body></html>\n")
-
-
-def _atomic_write(path: Path, text: str) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path

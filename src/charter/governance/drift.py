@@ -24,6 +24,7 @@ import numpy as np
 
 from charter.constitution import Constitution, constitution_digest, diff_constitutions, parse_constitution
 from charter.constitution.model import Principle
+from charter.data import save_figure_atomic, write_text_atomic
 from charter.errors import CharterError, InputError
 
 # Change kinds, in the order a reviewer reads them (most consequential first).
@@ -413,16 +414,9 @@ def plot_history(points: list[HistoryPoint], path: Path, title: str) -> Path:
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure_atomic(fig, path)
 
 
 def write_json(obj, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")

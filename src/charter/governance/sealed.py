@@ -11,9 +11,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from charter.errors import InputError, VerificationError
-from charter.provenance.seal import SEAL_DIR, unverified_statement
-from charter.provenance.statement import statement_digest
+from charter.errors import InputError
+from charter.provenance.seal import MODEL_SIGNATURE, SEAL_DIR, signed_file_digests
+from charter.provenance.verify import walk_seals
 
 ADAPTER_KEYS = ("peft_type", "r", "lora_alpha", "target_modules", "base_model_name_or_path", "task_type")
 ARCHITECTURE_KEYS = ("model_type", "architectures", "num_hidden_layers", "hidden_size", "intermediate_size",
@@ -50,6 +50,7 @@ class SealedModel:
     # The chain stopped at a parent that is not on this machine: base model and earlier datasets unknown.
     truncated: str | None = None
     architecture_file: dict | None = None  # {"file": path, "sha256": digest} the architecture was read from
+    file_digests: dict[str, str] = field(default_factory=dict)  # name -> sha256 in the signed manifest
 
     @property
     def is_adapter(self) -> bool:
@@ -111,64 +112,30 @@ def load_sealed(model_dir: str | Path, public_key: str | Path | None = None) -> 
         raise InputError("no such model directory", source=str(model_dir))
     if not (model_dir / SEAL_DIR).is_dir():
         raise InputError(f"is not a sealed model (no {SEAL_DIR}/; run charter seal first)", source=str(model_dir))
-    chain: list[SealedStage] = []
-    current, expected, seen, truncated = model_dir, None, set(), None
-    while True:
-        if public_key:
-            from charter.provenance.verify import verify_model
-
-            v = verify_model(current, public_key)
-            statement, digest = v.statement, v.statement_digest
-        else:
-            try:
-                statement, payload = unverified_statement(current)
-            except (KeyError, ValueError, TypeError) as exc:
-                raise InputError(f"unreadable provenance statement ({exc})", source=str(current / SEAL_DIR)) from None
-            digest = statement_digest(payload)
-        if expected and digest != expected:
-            raise VerificationError(f"{current}: its statement is not the one its child recorded (re-sealed or replaced)")
-        if "predicate" not in statement or "constitution" not in statement.get("predicate", {}):
-            raise InputError("is not a Charter provenance statement", source=str(current / SEAL_DIR))
-        chain.append(SealedStage(str(current), statement, digest, bool(public_key)))
-        parent = statement["predicate"].get("parent")
-        if not parent:
-            break
-        if parent["path"] in seen:
-            raise VerificationError("lineage loops back on itself")
-        seen.add(parent["path"])
-        found = resolve_parent(current, parent["path"])
-        if found is None:
-            truncated = (f"parent {parent['path']} (statement sha256:{parent['statement_digest'][:16]}…) is not on this "
-                         "machine; copy it beside the model to read the whole lineage")
-            break
-        current, expected = found, parent["statement_digest"]
-    architecture, source = read_architecture(model_dir)
-    return SealedModel(chain, architecture=architecture, truncated=truncated, architecture_file=source)
+    links, truncated = walk_seals(model_dir, public_key)
+    chain = []
+    for link in links:
+        if "constitution" not in (link.statement.get("predicate") or {}):
+            raise InputError("is not a Charter provenance statement", source=str(link.model_dir / SEAL_DIR))
+        chain.append(SealedStage(str(link.model_dir), link.statement, link.statement_digest, link.verified))
+    sig = model_dir / SEAL_DIR / MODEL_SIGNATURE
+    digests = signed_file_digests(sig) if sig.is_file() else {}
+    architecture, source = read_architecture(model_dir, digests)
+    return SealedModel(chain, architecture=architecture, truncated=truncated, architecture_file=source, file_digests=digests)
 
 
-def resolve_parent(child: Path, recorded: str) -> Path | None:
-    """The parent's directory: the recorded path, else a sibling of the child with the same name
-    (releases copied to another machine keep their layout; the statement digest still has to match)."""
-    for candidate in (Path(recorded), child.parent / Path(recorded).name):
-        if (candidate / SEAL_DIR).is_dir():
-            return candidate
-    return None
-
-
-def read_architecture(model_dir: Path) -> tuple[dict, dict | None]:
-    """Architecture fields of config.json (a signed model file) and the file they came from; for a
-    PEFT adapter directory, the adapter's own fields (rank, targets, base) from adapter_config.json."""
-    import hashlib
-
+def read_architecture(model_dir: Path, signed: dict[str, str]) -> tuple[dict, dict | None]:
+    """Architecture fields of config.json (a signed model file) and the file they came from, named
+    by its digest in the signed manifest; for a PEFT adapter directory, the adapter's own fields
+    (rank, targets, base) from adapter_config.json."""
     for name, keys in (("config.json", ARCHITECTURE_KEYS), ("adapter_config.json", ADAPTER_KEYS)):
         p = model_dir / name
         if p.is_file():
-            raw = p.read_bytes()
             try:
-                cfg = json.loads(raw)
+                cfg = json.loads(p.read_bytes())
             except ValueError:
                 raise InputError(f"{name} is not JSON", source=str(p)) from None
             if not isinstance(cfg, dict):
                 raise InputError(f"{name} is not a JSON object", source=str(p))
-            return {k: cfg[k] for k in keys if k in cfg}, {"file": str(p), "sha256": hashlib.sha256(raw).hexdigest()}
+            return {k: cfg[k] for k in keys if k in cfg}, {"file": str(p), "sha256": signed.get(name)}
     return {}, None

@@ -35,13 +35,27 @@ def hashing_config(max_workers: int | None = None):
             .set_ignored_paths(paths=[SEAL_DIR], ignore_git_paths=True))
 
 
+def _bundle_statement(signature_path: Path) -> dict:
+    try:
+        bundle = json.loads(signature_path.read_text())
+        return json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        raise VerificationError(f"{signature_path} is not a model-signing bundle") from None
+
+
 def bundle_root_digest(signature_path: Path) -> str:
     """The root digest the model-signing bundle signs (its in-toto statement's subject)."""
     try:
-        bundle = json.loads(signature_path.read_text())
-        statement = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
-        return statement["subject"][0]["digest"]["sha256"]
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return _bundle_statement(signature_path)["subject"][0]["digest"]["sha256"]
+    except (KeyError, IndexError, TypeError):
+        raise VerificationError(f"{signature_path} is not a model-signing bundle") from None
+
+
+def signed_file_digests(signature_path: Path) -> dict[str, str]:
+    """File name -> sha256 as the model-signing manifest records it (what the signature covers)."""
+    try:
+        return {r["name"]: r["digest"] for r in _bundle_statement(signature_path)["predicate"]["resources"]}
+    except (KeyError, TypeError):
         raise VerificationError(f"{signature_path} is not a model-signing bundle") from None
 
 

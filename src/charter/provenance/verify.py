@@ -104,35 +104,70 @@ def verify_model(model_dir: str | Path, public_key_path: str | Path, *, constitu
     return VerifiedModel(str(model_dir), root, statement_digest(payload), statement, checks)
 
 
-def lineage(model_dir: str | Path, public_key_path: str | Path | None = None) -> list[dict]:
-    """The chain of seals from this model back through its parents (verified when a key is given)."""
-    chain, current, expected_digest = [], Path(model_dir), None
-    seen = set()
+@dataclass
+class SealLink:
+    model_dir: Path
+    statement: dict
+    statement_digest: str
+    verified: bool
+
+
+def resolve_parent(child: Path, recorded: str) -> Path | None:
+    """The parent's directory: the recorded path, else a sibling of the child with the same name
+    (releases copied to another machine keep their layout; the statement digest still has to match)."""
+    for candidate in (Path(recorded), child.parent / Path(recorded).name):
+        if (candidate / SEAL_DIR).is_dir():
+            return candidate
+    return None
+
+
+def walk_seals(model_dir: str | Path, public_key_path: str | Path | None = None) -> tuple[list[SealLink], str | None]:
+    """The seals from this model back through its parents, each checked against the digest its child
+    recorded (and verified when a key is given); plus why the walk stopped early, if it did (a parent
+    that is not on this machine), else None."""
+    chain: list[SealLink] = []
+    current, expected_digest, seen = Path(model_dir), None, set()
     while True:
         if public_key_path:
             v = verify_model(current, public_key_path)
             statement, digest = v.statement, v.statement_digest
         else:
-            statement, payload = unverified_statement(current)
+            try:
+                statement, payload = unverified_statement(current)
+            except (KeyError, ValueError, TypeError) as exc:
+                raise InputError(f"unreadable provenance statement ({exc})", source=str(current / SEAL_DIR)) from None
             digest = statement_digest(payload)
         if expected_digest and digest != expected_digest:
             raise VerificationError(f"{current}: its statement (sha256:{digest[:16]}…) is not the one its child recorded "
                                     f"(sha256:{expected_digest[:16]}…): the parent was re-sealed or replaced")
-        p = statement["predicate"]
-        chain.append({"model_dir": str(current), "statement_digest": digest,
-                      "root_digest": statement["subject"][0]["digest"]["sha256"],
-                      "method": ((p.get("training") or {}).get("config") or {}).get("method"),
-                      "constitution": f"{p['constitution']['name']} {p['constitution']['version']}",
-                      "base_model": p.get("base_model"), "verified": bool(public_key_path)})
-        parent = p.get("parent")
+        chain.append(SealLink(current, statement, digest, bool(public_key_path)))
+        parent = (statement.get("predicate") or {}).get("parent")
         if not parent:
-            return chain
+            return chain, None
         if parent["path"] in seen:
             raise VerificationError("lineage loops back on itself")
         seen.add(parent["path"])
-        current, expected_digest = Path(parent["path"]), parent["statement_digest"]
-        if not current.is_dir():
-            raise VerificationError(f"parent {current} recorded in the seal is not on this machine")
+        found = resolve_parent(current, parent["path"])
+        if found is None:
+            return chain, (f"parent {parent['path']} (statement sha256:{parent['statement_digest'][:16]}…) recorded in the "
+                           "seal is not on this machine; copy it beside the model to read the whole lineage")
+        current, expected_digest = found, parent["statement_digest"]
+
+
+def lineage(model_dir: str | Path, public_key_path: str | Path | None = None) -> list[dict]:
+    """The chain of seals from this model back through its parents (verified when a key is given)."""
+    links, truncated = walk_seals(model_dir, public_key_path)
+    if truncated:
+        raise VerificationError(truncated)
+    chain = []
+    for link in links:
+        p = link.statement["predicate"]
+        chain.append({"model_dir": str(link.model_dir), "statement_digest": link.statement_digest,
+                      "root_digest": link.statement["subject"][0]["digest"]["sha256"],
+                      "method": ((p.get("training") or {}).get("config") or {}).get("method"),
+                      "constitution": f"{p['constitution']['name']} {p['constitution']['version']}",
+                      "base_model": p.get("base_model"), "verified": link.verified})
+    return chain
 
 
 def _model_signing_failure(exc: BaseException) -> str:
