@@ -134,7 +134,7 @@ def main() -> None:
                 return CollectiveAnalysis(CollectiveConfig(str(votes), str(statements), "-", seed=args.seed, **kw)).analyze(data)
 
             t, r = median_time(analyse, args.repeats)
-            rows.append(common | {"run": "charter analysis", "seconds": t, "k": r.k, "ARI": score})
+            rows.append(common | {"run": "charter analysis", "seconds": t, "k": r.k, "ARI": ari(sv, data.participant_ids, r.labels)})
             t, r = median_time(lambda: analyse(weight=False, scale="sqrt"), args.repeats)
             rows.append(common | {"run": "Polis-exact (--no-weight --scale sqrt)", "seconds": t, "k": r.k,
                                   "ARI": ari(sv, data.participant_ids, r.labels)})

@@ -52,6 +52,23 @@ def _pick_column(columns: list[str], column: str | None, source: str) -> str:
     raise InputError(f"cannot tell which column holds the prompts; pass --column (columns: {', '.join(columns)})", source=source)
 
 
+def read_text_input(path: Path, what: str, *, allow_empty: bool = False) -> str:
+    """A user's input file as text (BOM stripped), or a one-line error: missing, not a file, not
+    UTF-8, empty."""
+    source = str(path)
+    if not path.exists():
+        raise InputError(f"no such {what} file", source=source)
+    if not path.is_file():
+        raise InputError("not a file", source=source)
+    try:
+        raw = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", source=source) from None
+    if not allow_empty and not raw.strip():
+        raise InputError(f"{what} file is empty", source=source)
+    return raw
+
+
 def load_prompts(
     path: str | os.PathLike,
     column: str | None = None,
@@ -66,16 +83,7 @@ def load_prompts(
     the first N prompts (after filtering), e.g. those used for training."""
     p = Path(path)
     source = str(p)
-    if not p.exists():
-        raise InputError("no such prompt file", source=source)
-    if not p.is_file():
-        raise InputError("not a file", source=source)
-    try:
-        raw = p.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", source=source) from None
-    if not raw.strip():
-        raise InputError("prompt file is empty", source=source)
+    raw = read_text_input(p, "prompt")
     suffix = p.suffix.lower()
     rows: list[tuple[int, str]] = []  # (line number, prompt text)
     extras: dict[int, dict] = {}  # line number -> the row's other columns
@@ -282,14 +290,15 @@ def write_text_atomic(path: Path, text: str) -> Path:
 
 
 def save_figure_atomic(fig, path: Path, *, dpi: int = 120) -> Path:
-    """Save a matplotlib figure as PNG the same way (and close it)."""
-    import matplotlib.pyplot as plt
-
+    """Save a matplotlib figure as PNG the same way (and close it when pyplot manages it)."""
     tmp = path.with_name(path.name + ".tmp")
     try:
         fig.savefig(tmp, dpi=dpi, format="png")
     finally:
-        plt.close(fig)
+        if getattr(fig.canvas, "manager", None) is not None:  # a pyplot figure; a bare Figure needs no closing
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
     os.replace(tmp, path)
     return path
 

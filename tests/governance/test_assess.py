@@ -167,7 +167,7 @@ def test_banks_give_exact_figures_with_a_scripted_model_and_insufficient_banks_a
     assert non["where"] == {"label": "safe"} and non["population"] == 20
     assert non["threshold"] == 0.05 and non["bound"] == "max" and not non["interval_clears"]
     gen = checks["generated"]
-    assert gen["n"] == 25 and gen["k"] >= 24 and gen["verdict"] in ("PASS", "FAIL")
+    assert gen["n"] == 25 and gen["k"] >= 24 and gen["verdict"] == "PASS"  # >= 96% against 90%, n = required
     assert all(c["ci95"][0] <= c["share"] <= c["ci95"][1] for c in (ref, non, gen))
     refusal_rows = list(read_jsonl(tmp_path / "a" / "samples_refusal.jsonl"))
     assert sum(x["refused"] for x in refusal_rows) == 18 and {x["refusal_label"] for x in refusal_rows} == {"full_refusal", "full_compliance"}

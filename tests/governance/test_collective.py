@@ -31,13 +31,7 @@ from charter.governance.collective import (
     two_proportion_z,
 )
 
-# The lead registers `collective` in charter.cli.main; until then drive the sub-app directly.
-if any(g.name == "collective" for g in cli_main.app.registered_groups):
-    APP, PREFIX = cli_main.app, ["collective"]
-else:  # pragma: no cover - depends on registration order
-    from charter.cli.collective import app as APP
-
-    PREFIX = []
+APP, PREFIX = cli_main.app, ["collective"]
 
 runner = CliRunner()
 
@@ -350,9 +344,11 @@ def test_toml_strings_and_slugs_survive_awkward_text():
     assert principle_slug("¿¡…!?", "c-7") == "statement-c-7"
 
 
-def test_vote_data_shape_helpers():
-    d = VoteData(["a"], ["1", "2"], ["x", "y"], np.array([0]), np.array([1]), np.array([1], dtype=np.int8))
-    assert (d.n_participants, d.n_statements, d.n_votes) == (1, 2, 1)
+def test_vote_data_counts_votes_per_participant():
+    d = VoteData(["a", "b", "c"], ["1", "2"], ["x", "y"], np.array([0, 2, 0]), np.array([1, 0, 0]),
+                 np.array([1, -1, 0], dtype=np.int8))
+    assert (d.n_participants, d.n_statements, d.n_votes) == (3, 2, 3)
+    assert d.votes_per_participant.tolist() == [2, 0, 1]  # b cast no vote, and still has a slot
 
 
 # -- Polis moderation, re-votes and awkward text -----------------------------------------------------

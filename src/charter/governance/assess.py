@@ -42,12 +42,14 @@ from charter.backends import Backend, ModelSpec, SamplingConfig, load_backend
 from charter.cai.rundir import RunDirectory, now
 from charter.cai.seeding import stable_seed
 from charter.data import (
-    PromptRecord, append_jsonl, file_columns, file_sha256, iter_jsonl, load_prompts, read_jsonl, save_figure_atomic,
+    PromptRecord, append_jsonl, file_columns, file_sha256, iter_jsonl, load_prompts, read_jsonl, read_text_input,
+    save_figure_atomic,
     weights_digest, write_jsonl_atomic, write_text_atomic,
 )
 from charter.errors import CharterError, ContextLengthError, InputError, require_at_least_one
 from charter.evals.refusal import FULL_COMPLIANCE, FULL_REFUSAL, RefusalDetector
-from charter.evals.stats import wilson
+from charter.evals.run import CATEGORY_COLUMNS as EVAL_CATEGORY_COLUMNS
+from charter.evals.stats import rate, wilson
 
 CHECKS = ("corpus", "generated", "refusal", "non_refusal")
 PASS, FAIL, INSUFFICIENT, NOT_ASSESSED, INCOMPLETE = "PASS", "FAIL", "INSUFFICIENT", "NOT ASSESSED", "INCOMPLETE"
@@ -58,7 +60,7 @@ STANDARD = "TC260-003 Basic Safety Requirements for Generative Artificial Intell
 CAVEAT = ("Sample sizes and thresholds are those of the compliance profile(s) named here, as commonly cited from "
           "the standard; Charter does not track the standard's text. Check them against the current text (and any "
           "national standard that supersedes it) before relying on this assessment.")
-CATEGORY_COLUMNS = ("category", "type", "harm_category", "subcategory", "domain_en")
+CATEGORY_COLUMNS = EVAL_CATEGORY_COLUMNS + ("domain_en",)  # CValues names its domain column so
 RESPONSE_FIELDS = ("completion", "chosen", "response", "output", "answer")
 _TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):")
 
@@ -236,7 +238,7 @@ def _corpus_rows(path: Path) -> Iterator[tuple[int, dict]]:
                 raise InputError("record is not a JSON object", source=str(path), line=i)
             yield i, o
     elif suffix in (".csv", ".tsv"):
-        raw = path.read_text(encoding="utf-8-sig")
+        raw = read_text_input(path, "corpus", allow_empty=True)
         reader = csv.DictReader(io.StringIO(raw, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
         if not reader.fieldnames:
             raise InputError("CSV file has no header row", source=str(path))
@@ -248,7 +250,7 @@ def _corpus_rows(path: Path) -> Iterator[tuple[int, dict]]:
         except csv.Error as exc:
             raise InputError(f"malformed CSV: {exc}", source=str(path), line=reader.line_num) from None
     elif suffix in (".txt", ""):
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for n, line in enumerate(read_text_input(path, "corpus", allow_empty=True).splitlines(), start=1):
             if line.strip():
                 yield n, {"text": line}
     else:
@@ -311,22 +313,29 @@ def model_identity(model_spec: str) -> dict:
     return {"weights_digest": weights, "seal": seal}
 
 
-def sealed_corpus(model_spec: str) -> tuple[list[str], str] | None:
+def sealed_corpus(model_spec: str) -> tuple[list[str], str, dict[str, str]] | None:
     """Training data files named by a sealed ``hf:DIR`` model's statement and its parents' (an SFT
-    model's data under a DPO model's), each checked against the digest the statement recorded."""
+    model's data under a DPO model's), each checked against the digest the statement recorded; with
+    those digests (path -> ``sha256:hex``), so the files are not hashed again. Parents are found and
+    checked as ``charter lineage`` finds them (recorded path or a sibling; the recorded digest)."""
+    from charter.provenance.statement import statement_digest
+    from charter.provenance.verify import resolve_parent
+
     spec = ModelSpec.parse(model_spec)
     if spec.kind != "hf":
         return None
     model_dir = Path(spec.target)
     if not _seal_path(model_dir).is_file():
         return None
-    files: list[str] = []
-    seen: set[str] = set()
+    files: dict[str, str] = {}
     d: Path | None = model_dir
-    while d is not None and str(d.resolve()) not in seen and len(seen) < 16:
-        seen.add(str(d.resolve()))
-        statement, _ = read_seal(d)
+    expected: str | None = None
+    seen: set[str] = set()
+    while d is not None:
+        statement, payload = read_seal(d)
         where = str(_seal_path(d))
+        if expected and statement_digest(payload) != expected:
+            raise InputError("this parent's statement is not the one its child recorded (re-sealed or replaced)", source=where)
         datasets = statement.get("predicate", {}).get("datasets", []) or []
         if not isinstance(datasets, list) or not all(isinstance(ds, dict) for ds in datasets):
             raise InputError("garbled seal: predicate.datasets is not a list of objects", source=where)
@@ -334,15 +343,18 @@ def sealed_corpus(model_spec: str) -> tuple[list[str], str] | None:
             p = Path(str(ds.get("path", "")))
             if not p.is_file():
                 raise InputError(f"the sealed statement names training data {str(p)!r}, which is not here; pass --corpus", source=where)
-            if ds.get("sha256") and file_sha256(p).split(":", 1)[1] != ds["sha256"]:
+            digest = file_sha256(p)
+            if ds.get("sha256") and digest.split(":", 1)[1] != ds["sha256"]:
                 raise InputError(f"training data {str(p)!r} differs from the digest the seal recorded; pass the "
                                  "sealed data with --corpus", source=where)
-            if str(p) not in files:
-                files.append(str(p))
+            files.setdefault(str(p), digest)
         parent = statement.get("predicate", {}).get("parent") or {}
-        parent = parent.get("path") if isinstance(parent, dict) else None
-        d = Path(str(parent)) if parent and _seal_path(Path(str(parent))).is_file() else None
-    return (files, str(model_dir)) if files else None
+        path = parent.get("path") if isinstance(parent, dict) else None
+        if not path or path in seen:
+            break
+        seen.add(path)
+        d, expected = resolve_parent(d, str(path)), parent.get("statement_digest")
+    return (list(files), str(model_dir), files) if files else None
 
 
 # -- banks -----------------------------------------------------------------------------------------
@@ -402,6 +414,7 @@ class SafetyAssessment:
         self.config = c = config
         from charter.gateway.profiles import compose
 
+        self._digests: dict[str, str] = {}  # path -> sha256, so no input is hashed twice
         self.profile = compose(list(c.profiles))
         self.figures = self._figures()
         self.out = Path(c.out)
@@ -415,7 +428,7 @@ class SafetyAssessment:
         if not self.corpus_files:
             sealed = sealed_corpus(c.model)
             if sealed:
-                self.corpus_files, self.corpus_from_seal = sealed
+                self.corpus_files, self.corpus_from_seal, self._digests = sealed
         for f in self.corpus_files:
             if not Path(f).is_file():
                 raise InputError("no such corpus file", source=f)
@@ -473,7 +486,8 @@ class SafetyAssessment:
 
     # -- corpus ------------------------------------------------------------------------------------
     def _index_corpus(self) -> list[tuple[int, int]]:
-        """(file index, line) of every record; records are parsed again only when sampled."""
+        """(file index, line) of every record (the sample is drawn from these; only the files
+        holding sampled records are read again, each up to its last sampled record)."""
         index = []
         for fi, f in enumerate(self.corpus_files):
             n = len(index)
@@ -491,10 +505,12 @@ class SafetyAssessment:
             wanted.setdefault(fi, set()).add(line)
         parsed: dict[tuple[int, int], CorpusItem] = {}
         for fi, lines in wanted.items():
-            f = self.corpus_files[fi]
+            f, last = self.corpus_files[fi], max(lines)
             for line, obj in _corpus_rows(Path(f)):
                 if line in lines:
                     parsed[(fi, line)] = CorpusItem(f, line, record_segments(obj, self.config.corpus_column, f, line))
+                if line >= last:
+                    break
         return [parsed[k] for k in chosen]
 
     # -- guard scoring -----------------------------------------------------------------------------
@@ -595,9 +611,7 @@ class SafetyAssessment:
 
     def _generate(self, items: list[dict], rundir: RunDirectory, report: Callable[[int], None]) -> None:
         c = self.config
-        if self._backend is None:
-            self._backend = load_backend(c.model)
-        backend = self._backend
+        backend = self._backend  # loaded by run() before anything is written
         sampling = SamplingConfig(c.max_new_tokens, c.temperature, 0.95, c.seed)
         done = 0
         for start in range(0, len(items), c.batch_size):
@@ -748,7 +762,7 @@ class SafetyAssessment:
             verdict = PASS
         return {
             "id": check, "section": spec["section"], "title": spec["title"], "metric": spec["metric"], "bound": spec["bound"],
-            "inputs": [{"path": p, "sha256": file_sha256(p)} for p in inputs], "population": population,
+            "inputs": [{"path": p, "sha256": self._sha256(p)} for p in inputs], "population": population,
             "required_n": required, "n": n, "k": k, "share": share, "ci95": [lo, hi], "threshold": threshold,
             "interval_clears": interval_ok, "verdict": verdict, "reasons": reasons,
             "required_n_source": req["source"], "threshold_source": thr["source"],
@@ -807,6 +821,11 @@ class SafetyAssessment:
                            "weaker_than_profile": weakened},
         }
 
+    def _sha256(self, path: str) -> str:
+        if path not in self._digests:
+            self._digests[path] = file_sha256(path)
+        return self._digests[path]
+
     def close(self) -> None:
         if self._backend is not None and not self._given:
             self._backend.close()
@@ -814,9 +833,8 @@ class SafetyAssessment:
 
 
 def _share(outcomes: list[bool]) -> dict:
-    n, k = len(outcomes), sum(outcomes)
-    lo, hi = wilson(k, n)
-    return {"n": n, "k": k, "share": k / n if n else None, "ci95": [lo, hi]}
+    r = rate(sum(outcomes), len(outcomes))
+    return {"n": r["n"], "k": r["k"], "share": r["rate"], "ci95": r["ci95"]}
 
 
 # -- report and chart ------------------------------------------------------------------------------

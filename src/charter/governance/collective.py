@@ -28,6 +28,7 @@ analysis at 10x the published size (10,000 people, 11,270 statements) still take
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -35,6 +36,7 @@ import os
 import re
 import string
 import time
+from datetime import datetime
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
@@ -44,8 +46,8 @@ import scipy.sparse as sp
 
 from charter.constitution.loader import parse_constitution
 from charter.constitution.model import DEFAULT_TIERS
-from charter.data import save_figure_atomic, write_text_atomic
-from charter.errors import InputError
+from charter.data import read_text_input, save_figure_atomic, write_text_atomic
+from charter.errors import InputError, require_at_least_one
 
 Progress = Callable[[str], None]
 
@@ -99,14 +101,11 @@ class CollectiveConfig:
             raise InputError(f"must be between 2 and {len(GROUP_NAMES)}, got {self.k}", source="--k")
         if not 2 <= self.max_k <= len(GROUP_NAMES):
             raise InputError(f"must be between 2 and {len(GROUP_NAMES)}, got {self.max_k}", source="--max-k")
-        if self.min_votes < 1:
-            raise InputError("must be at least 1", source="--min-votes")
+        require_at_least_one(self, "min_votes", "representative")
         if self.impute not in ("zero", "mean"):
             raise InputError(f"must be 'mean' or 'zero', got {self.impute!r}", source="--impute")
         if self.scale not in ("full", "sqrt", "none"):
             raise InputError(f"must be 'full', 'sqrt' or 'none', got {self.scale!r}", source="--scale")
-        if self.representative < 1:
-            raise InputError("must be at least 1", source="--representative")
         if self.silhouette_sample < 100:
             raise InputError("must be at least 100", source="--silhouette-sample")
 
@@ -140,6 +139,10 @@ class VoteData:
     def n_votes(self) -> int:
         return len(self.vote)
 
+    @functools.cached_property
+    def votes_per_participant(self) -> np.ndarray:
+        return np.bincount(self.participant, minlength=self.n_participants)
+
 
 def _norm(name: str) -> str:
     return re.sub(r"[\s\-]+", "_", name.strip().lower())
@@ -151,16 +154,7 @@ def _read_rows(path: Path, what: str, columns: dict[str, tuple[str, ...]],
     file; extra columns ignored, an optional column the header lacks reads as None. The line is
     the row's first physical line, so quoted multi-line texts are located right."""
     source = str(path)
-    if not path.exists():
-        raise InputError(f"no such {what} file", source=source)
-    if not path.is_file():
-        raise InputError("not a file", source=source)
-    try:
-        raw = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", source=source) from None
-    if not raw.strip():
-        raise InputError(f"{what} file is empty", source=source)
+    raw = read_text_input(path, what)
     reader = csv.reader(io.StringIO(raw, newline=""))
     try:
         header = next(reader)
@@ -229,8 +223,6 @@ def _timestamp(value: str | None) -> float:
     except ValueError:
         pass
     try:
-        from datetime import datetime
-
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return math.nan
@@ -472,7 +464,7 @@ class CollectiveAnalysis:
         timings: dict[str, float] = {}
         t = time.perf_counter()
         say("projecting (PCA)")
-        n_votes = np.bincount(data.participant, minlength=data.n_participants)
+        n_votes = data.votes_per_participant
         clustered = n_votes >= cfg.min_votes
         n_clustered = int(clustered.sum())
         if n_clustered < 3:
@@ -692,7 +684,7 @@ class CollectiveAnalysis:
                         row["disagree"], row["pass"], *(row["groups"][n]["agree_rate"] for n in names),
                         *(row["groups"][n]["seen"] for n in names), row["text"]])
         write_text_atomic(out / "consensus.csv", buf.getvalue())
-        n_votes = np.bincount(r.data.participant, minlength=r.data.n_participants)
+        n_votes = r.data.votes_per_participant
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["participant_id", "group", "pc1", "pc2", "votes"])
@@ -794,7 +786,7 @@ def render_report(a: dict[str, Any], top: int = 10) -> str:
         "## Groups and their representative statements",
         "",
         "A statement represents a group when the group agrees (or disagrees) with it markedly more than "
-        "everyone else (two-proportion z > 1.2816) and most of the group holds that view; ranked by the "
+        f"everyone else (two-proportion z > {Z_90}) and most of the group holds that view; ranked by the "
         "ratio of the group's rate to the rest's.",
     ]
     for g in a["groups"]:
@@ -860,8 +852,7 @@ class DraftConfig:
             self.min_group_agree = DEFAULT_MIN_GROUP_AGREE
         if self.min_seen < 0:
             raise InputError("must be at least 0", source="--min-seen")
-        if self.max_principles is not None and self.max_principles < 1:
-            raise InputError("must be at least 1", source="--max-principles")
+        require_at_least_one(self, "max_principles")
         tiers = [t for t, _ in DEFAULT_TIERS]
         if self.tier not in tiers:
             raise InputError(f"unknown tier {self.tier!r} (tiers: {', '.join(tiers)})", source="--tier")
