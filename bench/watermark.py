@@ -64,6 +64,8 @@ def main() -> None:
     plain = generate(backend, prompts, args.tokens, None, seed=1)
     rows, series = [], {}
     ppl_plain = perplexity(backend, prompts, plain)
+    # The z-test uses only the green-list ratio and key, not the bias: the plain texts score once.
+    plain_z = {n: [detect_ids(g[:n], "embedded", hashing_key=KEY)["z_score"] for g in plain] for n in lengths}
     for bias in (2.0, 4.0):
         wm = generation_watermark({"method": "kirchenbauer", "greenlist_ratio": 0.25, "bias": bias, "hashing_key": KEY})
         marked = generate(backend, prompts, args.tokens, wm, seed=1)
@@ -71,7 +73,7 @@ def main() -> None:
         rates = []
         for n in lengths:
             zs = [detect_ids(g[:n], "embedded", hashing_key=KEY, bias=bias)["z_score"] for g in marked]
-            fz = [detect_ids(g[:n], "embedded", hashing_key=KEY, bias=bias)["z_score"] for g in plain]
+            fz = plain_z[n]
             tpr, fpr = sum(z >= 4 for z in zs) / len(zs), sum(z >= 4 for z in fz) / len(fz)
             rates.append(tpr)
             rows.append({"bias": bias, "tokens": n, "detection_rate": round(tpr, 3), "false_positive_rate": round(fpr, 3),

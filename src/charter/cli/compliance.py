@@ -81,12 +81,13 @@ def watermark_key(
 ) -> None:
     """Print the watermark hashing key a gateway uses (configured, or derived from its runtime key)."""
     from charter.cli.gateway import _config, _runtime_key
-    from charter.gateway.compliance import derive_watermark_key
+    from charter.gateway.compliance import watermark_key_for
     from charter.provenance.keys import key_id
 
     cfg = _config(config)
     k = cfg.compliance.watermark_key
-    typer.echo(k if k is not None else derive_watermark_key(key_id(_runtime_key(cfg).public_key())))
+    runtime_id = key_id(_runtime_key(cfg).public_key()) if k is None else ""  # the key file only when needed
+    typer.echo(watermark_key_for(k, runtime_id))
 
 
 def register(app: typer.Typer) -> None:

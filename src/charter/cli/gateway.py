@@ -88,6 +88,7 @@ def serve(
     from charter.gateway.app import CONFIG_ENV
 
     state.close()
+    del state  # the parent only supervises: free its copy of the model and guard for the workers
     os.environ[CONFIG_ENV] = cfg.model_dump_json()
     uvicorn.run("charter.gateway.app:app_from_environment", factory=True, workers=cfg.server.workers, **common)
 

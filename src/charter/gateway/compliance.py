@@ -50,6 +50,9 @@ class Compliance:
         self.idle = timedelta(minutes=idle_minutes)
         self.watermark_key = watermark_key
         self.distress = distress  # a Guard whose input head flags distress/dependency
+        # Session state is kept only for the features that read it; a labels-only profile writes nothing.
+        self.tracks_sessions = bool(profile.get("disclosure.at_session_start") or profile.get("disclosure.every_minutes")
+                                    or profile.get("dependency.enabled"))
 
     @property
     def active(self) -> bool:
@@ -65,7 +68,7 @@ class Compliance:
         notice = Notice(session)
         at_start, every = p.get("disclosure.at_session_start"), p.get("disclosure.every_minutes")
         text = p.get("disclosure.text") or "You are interacting with an AI system."
-        if session is None:
+        if session is None or not self.tracks_sessions:
             if at_start:
                 notice.disclosure, notice.disclosure_reason = text, "session-start"
             return notice
@@ -85,8 +88,7 @@ class Compliance:
             handed_off = None if fresh or not handed_s else _parse(handed_s)
             if fresh and at_start:
                 notice.disclosure, notice.disclosure_reason = text, "session-start"
-            elif every and (disclosed_at is None or now - disclosed_at >= timedelta(minutes=every)) and (
-                    disclosed_at is not None or now - since >= timedelta(minutes=every)):
+            elif every and now - (disclosed_at or since) >= timedelta(minutes=every):
                 notice.disclosure, notice.disclosure_reason = text, "periodic"
             notice.continuous_minutes = (now - since).total_seconds() / 60
             limit = p.get("dependency.max_continuous_minutes")
@@ -147,6 +149,12 @@ class Compliance:
             return None
         return {"method": p.get("watermark.method"), "greenlist_ratio": p.get("watermark.greenlist_ratio"),
                 "bias": p.get("watermark.bias"), "hashing_key": self.watermark_key}
+
+
+def watermark_key_for(configured: int | None, runtime_key_id: str) -> int:
+    """The deployment's hashing key: the configured one, else derived from the runtime key. The
+    gateway marks with it and `charter watermark key` prints it, so both must come from here."""
+    return configured if configured is not None else derive_watermark_key(runtime_key_id)
 
 
 def derive_watermark_key(runtime_key_id: str) -> int:

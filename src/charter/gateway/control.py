@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from charter.audit import db
@@ -150,9 +150,7 @@ class TripWire:
                 continue
             scope = ALL if rule.scope == "all" else model_id
             since = iso_ago(rule.window_seconds)
-            with self.engine.connect() as conn:
-                n = conn.execute(select(func.count()).select_from(db.entries)
-                                 .where(db.entries.c.kind == kind, db.entries.c.time >= since)).scalar()
+            n = self.log.count_by_kind([kind], since=since)[kind]
             if n < rule.threshold:
                 continue
             with self._lock:

@@ -13,14 +13,14 @@ the lower maximum win.
 
 from __future__ import annotations
 
-import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from charter.errors import InputError
+from charter.tomlinput import load_toml_model, parse_toml_model
 
 BUNDLED = ("none", "cac-genai", "cac-anthropomorphic", "eu-ai-act-art50")
 
@@ -110,7 +110,7 @@ DEFAULTS = {
     # No assessment figures unless a profile sets them (charter assess then asks for flags).
     **{f"assessment.{f}": None for f in Assessment.model_fields},
 }
-SECTIONS = ("disclosure", "label", "watermark", "retention", "incidents", "dependency", "assessment")
+SECTIONS = tuple(f for f in Profile.model_fields if f not in ("name", "description", "references"))
 
 _VISIBLE_RANK = {"none": 0, "suffix": 1, "prefix": 2}
 
@@ -127,15 +127,13 @@ def _stricter(key: str, a, b):
         if key == "assessment.source":
             return a if b in a else f"{a}; {b}"
         return min(a, b) if key == "assessment.max_over_refused" else max(a, b)
-    if key == "watermark.greenlist_ratio":
-        return a
     if key == "label.visible":
         return a if _VISIBLE_RANK[a] >= _VISIBLE_RANK[b] else b
     if key.startswith("incidents."):  # fewer events in a longer window trips sooner
         return Rule(threshold=min(a.threshold, b.threshold), window_seconds=max(a.window_seconds, b.window_seconds))
     if key in ("disclosure.text", "dependency.handoff_text", "label.visible_text"):
         return a if b in a else f"{a} {b}"  # both regimes' notices are shown
-    return a  # method, classifier, webhook: the first profile that names one
+    return a  # method, green-list ratio, classifier, webhook: the first profile that names one
 
 
 class EffectiveProfile:
@@ -193,22 +191,14 @@ class EffectiveProfile:
 def load_profile(name_or_path: str) -> Profile:
     """A bundled profile by name, or a TOML file path."""
     if name_or_path in BUNDLED:
-        text, source = resources.files("charter.gateway").joinpath("bundled_profiles", f"{name_or_path}.toml").read_text(
-            encoding="utf-8"), f"bundled profile {name_or_path}"
+        text = resources.files("charter.gateway").joinpath("bundled_profiles", f"{name_or_path}.toml").read_text(encoding="utf-8")
+        source = f"bundled profile {name_or_path}"
     else:
         p = Path(name_or_path)
         if not p.is_file():
             raise InputError(f"unknown profile {name_or_path!r} (bundled: {', '.join(BUNDLED)}; or a .toml path)", source="profile")
-        text, source = p.read_text(encoding="utf-8"), str(p)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"not valid TOML: {exc}", source=source) from None
-    try:
-        return Profile.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise InputError(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}", source=source) from None
+        return load_toml_model(p, Profile, "profile")
+    return parse_toml_model(text, Profile, source=source)
 
 
 def compose(names: list[str]) -> EffectiveProfile:

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from charter.audit import AuditLog, GroupCommitWriter, connect
 from charter.constitution import constitution_digest, load_constitution
 from charter.errors import InputError
-from charter.gateway.compliance import Compliance, derive_watermark_key, utc_clock
+from charter.gateway.compliance import Compliance, utc_clock, watermark_key_for
 from charter.gateway.config import GatewayConfig, TripRule
 from charter.gateway.profiles import compose
 from charter.gateway.control import Incidents, KillSwitch, TripWire
@@ -124,8 +124,7 @@ class GatewayState:
         except Exception:  # noqa: BLE001 - best effort at shutdown
             log.exception("final checkpoint failed")
         await self.upstream.aclose()
-        self.writer.close()
-        self.engine.dispose()
+        self.close()
 
     async def _every(self, seconds: float, fn) -> None:
         while True:
@@ -200,7 +199,7 @@ def _compliance(config: GatewayConfig, profile, engine, runtime_key_id: str, clo
         from charter.guard import Guard
 
         distress = Guard.load(config.path(distress_dir))
-    key = c.watermark_key if c.watermark_key is not None else derive_watermark_key(runtime_key_id)
+    key = watermark_key_for(c.watermark_key, runtime_key_id)
     return Compliance(profile, engine, idle_minutes=c.idle_minutes, clock=clock or utc_clock, watermark_key=key,
                       distress=distress)
 

@@ -8,9 +8,20 @@ size (not its weights) and the deployment's hashing key.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from charter.errors import InputError
+
+DEFAULT_KEY = 15485863  # transformers' own default hashing key
+
+
+def _kirchenbauer(hashing_key: int | None, greenlist_ratio: float, bias: float):
+    """The one green-list configuration generation and detection must share."""
+    from transformers import WatermarkingConfig
+
+    return WatermarkingConfig(greenlist_ratio=greenlist_ratio, bias=bias, hashing_key=hashing_key or DEFAULT_KEY,
+                              seeding_scheme="lefthash", context_width=1)
 
 
 def generation_watermark(cfg: dict | None):
@@ -20,13 +31,10 @@ def generation_watermark(cfg: dict | None):
     if cfg["method"] == "synthid":
         from transformers import SynthIDTextWatermarkingConfig
 
-        key = cfg["hashing_key"] or 15485863
+        key = cfg["hashing_key"] or DEFAULT_KEY
         keys = [(key * (i + 1) * 2654435761) % (2**31) for i in range(20)]  # SynthID wants a tuple of keys
         return SynthIDTextWatermarkingConfig(ngram_len=5, keys=keys)
-    from transformers import WatermarkingConfig
-
-    return WatermarkingConfig(greenlist_ratio=cfg["greenlist_ratio"], bias=cfg["bias"],
-                              hashing_key=cfg["hashing_key"] or 15485863, seeding_scheme="lefthash", context_width=1)
+    return _kirchenbauer(cfg["hashing_key"], cfg["greenlist_ratio"], cfg["bias"])
 
 
 def _model_files(spec: str) -> Path:
@@ -46,17 +54,19 @@ def _model_files(spec: str) -> Path:
                      source=spec)
 
 
+@functools.lru_cache(maxsize=8)
 def _detector(model: str, hashing_key: int, greenlist_ratio: float, bias: float):
-    from transformers import AutoConfig, AutoTokenizer, WatermarkDetector, WatermarkingConfig
+    """Tokenizer and detector for one deployment's settings, built once per process (loading them
+    resolves the model files, which for a GGUF means hashing it)."""
+    from transformers import AutoConfig, AutoTokenizer, WatermarkDetector
 
     files = _model_files(model)
     tokenizer = AutoTokenizer.from_pretrained(files)
     config = AutoConfig.from_pretrained(files)
     if getattr(config, "eos_token_id", None) is None:
         config.eos_token_id = tokenizer.eos_token_id
-    wm = WatermarkingConfig(greenlist_ratio=greenlist_ratio, bias=bias, hashing_key=hashing_key,
-                            seeding_scheme="lefthash", context_width=1)
-    return tokenizer, WatermarkDetector(model_config=config, device="cpu", watermarking_config=wm)
+    return tokenizer, WatermarkDetector(model_config=config, device="cpu",
+                                        watermarking_config=_kirchenbauer(hashing_key, greenlist_ratio, bias))
 
 
 def detect_ids(ids, model: str, *, hashing_key: int, greenlist_ratio: float = 0.25, bias: float = 2.0,

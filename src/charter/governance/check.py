@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from charter.constitution import diff_constitutions, parse_constitution
 from charter.errors import InputError
-from charter.governance._toml import load_toml_model
+from charter.tomlinput import load_toml_model
 from charter.governance.sealed import SealedModel, base_identity, load_sealed
 
 Action = Literal["refile", "review", "ignore"]

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from charter.constitution import parse_constitution
 from charter.data import file_sha256, write_text_atomic
 from charter.errors import InputError
-from charter.governance._toml import load_toml_model
+from charter.tomlinput import load_toml_model
 from charter.governance.sealed import SealedModel, SealedStage, base_description, load_sealed
 
 KINDS = ("model-card", "alignment", "filing")

@@ -130,10 +130,12 @@ async def chat_completions(request: Request, tenant: Tenant = Depends(require_te
                        headers=headers)
 
     if state.compliance.active:
-        t = time.perf_counter()
-        ex.notice = await run_in_threadpool(state.compliance.on_request, tenant.name, ex.session)
+        c, t = state.compliance, time.perf_counter()
+        # Thread hops only for work that blocks: the session row, the distress classifier.
+        ex.notice = (await run_in_threadpool(c.on_request, tenant.name, ex.session) if c.tracks_sessions
+                     else c.on_request(tenant.name, ex.session))
         ex.timed("compliance", t)
-        if ex.notice.handoff_reason is None and await run_in_threadpool(state.compliance.check_distress, prompt):
+        if ex.notice.handoff_reason is None and c.distress is not None and await run_in_threadpool(c.check_distress, prompt):
             ex.notice.handoff_reason = "distress"
         if ex.notice.handoff_reason:
             return await _handoff(state, ex, req, headers)
@@ -149,12 +151,10 @@ async def chat_completions(request: Request, tenant: Tenant = Depends(require_te
     if in_dec is not None and in_dec.block:
         return await _blocked_input(state, ex, in_dec, req, headers)
     if req.stream:
-        entries = [("chat.request", ex.request_body())] + _compliance_entries(ex) + (
-            [_decision_entry("input", in_dec)] if in_dec else [])
-        await asyncio.wrap_future(state.writer.submit([(k, b, ex.tenant, rid) for k, b in entries]))
-        state.metrics.audit_entries.inc(len(entries))
-        return StreamingResponse(_stream(state, ex, req, in_dec), media_type="text/event-stream",
-                                 headers=headers | _dress(state, ex)[3] | {"X-Charter-Guard": "streaming", "Cache-Control": "no-cache"})
+        await _audit(state, ex, _request_entries(ex, [_decision_entry("input", in_dec)] if in_dec else []))
+        dressing = _dress(state, ex)
+        return StreamingResponse(_stream(state, ex, req, in_dec, dressing), media_type="text/event-stream",
+                                 headers=headers | dressing[3] | {"X-Charter-Guard": "streaming", "Cache-Control": "no-cache"})
     return await _complete(state, ex, in_dec, headers)
 
 
@@ -190,8 +190,7 @@ async def _complete(state: GatewayState, ex: _Exchange, in_dec, headers: dict):
     t = time.perf_counter()
     receipt = _receipt(state, ex, content)
     ex.timed("receipt", t)
-    entries = [("chat.request", ex.request_body())] + _compliance_entries(ex)
-    entries += [_decision_entry("input", in_dec)] if in_dec else []
+    entries = _request_entries(ex, [_decision_entry("input", in_dec)] if in_dec else [])
     entries += [_decision_entry("output", out_dec)] if out_dec else []
     entries.append(("chat.response", _response_body(content, finish, guard, result, receipt,
                                                     suspension.reason if suspension else None, ex)))
@@ -243,7 +242,7 @@ async def _canned(state: GatewayState, ex: _Exchange, req, headers: dict, text: 
     prefix, suffix, dress, dress_headers = _dress(state, ex)
     content = prefix + text + suffix
     receipt = _receipt(state, ex, content)
-    entries = [("chat.request", ex.request_body())] + _compliance_entries(ex) + entries_before + [
+    entries = _request_entries(ex, entries_before) + [
         ("chat.response", _response_body(content, finish, outcome, StreamResult(), receipt, None, ex))]
     await _audit(state, ex, entries)
     _finish(state, ex, outcome, 200)
@@ -283,6 +282,11 @@ def _dress(state: GatewayState, ex: _Exchange) -> tuple[str, str, dict, dict]:
     return prefix, suffix, extra, headers
 
 
+def _request_entries(ex: _Exchange, decisions: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """The entries every answer's audit record starts with: the request, its disclosure, decisions."""
+    return [("chat.request", ex.request_body())] + _compliance_entries(ex) + decisions
+
+
 def _compliance_entries(ex: _Exchange) -> list[tuple[str, dict]]:
     n = ex.notice
     if n is None or not n.disclosure:
@@ -291,7 +295,7 @@ def _compliance_entries(ex: _Exchange) -> list[tuple[str, dict]]:
                                        "continuous_minutes": round(n.continuous_minutes, 2)})]
 
 
-async def _stream(state: GatewayState, ex: _Exchange, req, in_dec):
+async def _stream(state: GatewayState, ex: _Exchange, req, in_dec, dressing: tuple[str, str, dict, dict]):
     """SSE body. Text is released only after the output check that covers it; the kill switch is
     looked at between chunks and while waiting for one (at most ``poll_seconds`` apart)."""
     created = int(time.time())
@@ -303,7 +307,7 @@ async def _stream(state: GatewayState, ex: _Exchange, req, in_dec):
     text, pending, n = "", "", 0
     finish, guard, out_dec, reason, sent = None, "allowed", None, None, ""
     nxt = None
-    prefix, suffix, dress, _ = _dress(state, ex)
+    prefix, suffix, dress, _ = dressing
     try:
         yield _sse(schemas.chunk(ex.rid, ex.model, created, {"role": "assistant", "content": prefix}))
         sent = prefix

@@ -6,11 +6,9 @@ kept in the database (as hashes of the cookie), so every gateway process honours
 
 from __future__ import annotations
 
-import hashlib
 import html
 import secrets
 import time
-from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -20,9 +18,10 @@ from starlette.concurrency import run_in_threadpool
 
 from charter.audit import db
 
-from charter.gateway.control import ALL
+from charter.gateway.control import ALL, iso_ago
 from charter.gateway.deps import get_state
 from charter.gateway.state import GatewayState
+from charter.gateway.tenants import hash_key
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 COOKIE = "charter_console"
@@ -45,10 +44,6 @@ form.inline{{display:inline}}pre{{white-space:pre-wrap;font-size:12px;margin:0}}
 <body>{nav}<h1>{e(title)}</h1>{body}</body></html>""")
 
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 async def _admin_of(request: Request, state: GatewayState) -> str | None:
     token = request.cookies.get(COOKIE)
     if not token:
@@ -56,7 +51,7 @@ async def _admin_of(request: Request, state: GatewayState) -> str | None:
 
     def look():
         with state.engine.connect() as conn:
-            row = conn.execute(select(db.console_sessions).where(db.console_sessions.c.token_hash == _token_hash(token))).first()
+            row = conn.execute(select(db.console_sessions).where(db.console_sessions.c.token_hash == hash_key(token))).first()
         return row.tenant if row and row.expires > time.time() else None
 
     return await run_in_threadpool(look)
@@ -83,7 +78,7 @@ async def login(key: str = Form(""), state: GatewayState = Depends(get_state)):
     def store():
         with state.engine.begin() as conn:
             conn.execute(db.console_sessions.delete().where(db.console_sessions.c.expires < time.time()))
-            conn.execute(db.console_sessions.insert().values(token_hash=_token_hash(token), tenant=tenant.name,
+            conn.execute(db.console_sessions.insert().values(token_hash=hash_key(token), tenant=tenant.name,
                                                              expires=time.time() + TTL))
 
     await run_in_threadpool(store)
@@ -100,7 +95,7 @@ async def overview(request: Request, state: GatewayState = Depends(get_state)):
         return _login_redirect()
 
     def gather():
-        since = (datetime.now(timezone.utc) - timedelta(hours=24)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        since = iso_ago(24 * 3600)
         counts = state.log.count_by_kind(["guard.input.allowed", "guard.input.blocked", "guard.output.allowed",
                                           "guard.output.blocked", "compliance.disclosure", "compliance.handoff",
                                           "chat.suspended"], since=since)
