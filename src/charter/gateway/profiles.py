@@ -139,7 +139,7 @@ def _stricter(key: str, a, b):
 class EffectiveProfile:
     """The composed settings, and for each the profile(s) it came from."""
 
-    def __init__(self, profiles: list[Profile]):
+    def __init__(self, profiles: list[Profile], overrides: dict[str, tuple[object, str]] | None = None):
         self.profiles = profiles
         self.values: dict = dict(DEFAULTS)
         self.sources: dict[str, list[str]] = {k: [] for k in DEFAULTS}
@@ -157,6 +157,11 @@ class EffectiveProfile:
                     if new != self.values[key] or new == value:  # it changed the setting, or agrees with it
                         self.sources[key].append(p.name)
                     self.values[key] = new
+
+        # Deployment settings (gateway.toml) replace a profile's value outright, named as their source.
+        for key, (value, source) in (overrides or {}).items():
+            if value is not None:
+                self.values[key], self.sources[key] = value, [source]
 
     @property
     def names(self) -> list[str]:
@@ -201,5 +206,5 @@ def load_profile(name_or_path: str) -> Profile:
     return parse_toml_model(text, Profile, source=source)
 
 
-def compose(names: list[str]) -> EffectiveProfile:
-    return EffectiveProfile([load_profile(n) for n in names])
+def compose(names: list[str], overrides: dict[str, tuple[object, str]] | None = None) -> EffectiveProfile:
+    return EffectiveProfile([load_profile(n) for n in names], overrides)

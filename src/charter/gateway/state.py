@@ -67,7 +67,9 @@ class GatewayState:
         self.writer = GroupCommitWriter(self.log)  # request entries: group commit under load
         self.killswitch = KillSwitch(self.engine, self.log)
         self.incidents = Incidents(self.engine, self.log)
-        self.profile = compose(config.compliance.profiles)
+        c = config.compliance
+        self.profile = compose(c.profiles, {"dependency.webhook": (c.handoff_webhook, "gateway.toml"),
+                                            "dependency.classifier": (c.distress_guard, "gateway.toml")})
         _check_retention(config, self.profile)
         rules = list(config.trip_rules) + [TripRule(**r) for r in self.profile.trip_rules()]
         self.tripwire = TripWire(rules, self.engine, self.log, self.killswitch, self.incidents)
@@ -190,10 +192,7 @@ def _check_retention(config: GatewayConfig, profile) -> None:
 
 def _compliance(config: GatewayConfig, profile, engine, runtime_key_id: str, clock) -> Compliance:
     c = config.compliance
-    if c.handoff_webhook:
-        profile.values["dependency.webhook"] = c.handoff_webhook
-        profile.sources["dependency.webhook"] = ["gateway.toml"]
-    distress_dir = c.distress_guard or profile.get("dependency.classifier")
+    distress_dir = profile.get("dependency.classifier")
     distress = None
     if distress_dir and profile.get("dependency.enabled"):
         from charter.guard import Guard
