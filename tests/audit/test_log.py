@@ -159,3 +159,21 @@ def test_group_commit_writer_batches_concurrent_appends_into_one_chain(log):
     assert sorted(seqs) == list(range(200))
     assert all(r[1].seq == r[0].seq + 1 and r[1].prev_hash == r[0].entry_hash for r in results)  # a request's entries stay together
     assert log.verify().ok
+
+
+def test_entries_written_in_the_earlier_form_still_verify_and_edits_to_them_are_caught(log):
+    from charter.audit.log import leaf_hash, legacy_entry
+
+    _fill(log, 4)
+    # Rewrite the chain as a release before the header form wrote it (one canonical JSON object).
+    prev = None
+    for e in list(log.entries()):
+        prev_hash = e.prev_hash if prev is None else prev
+        h = leaf_hash(legacy_entry(e.seq, e.time, e.tenant, e.kind, e.request_id, e.body, prev_hash)).hex()
+        _sql(log, "UPDATE audit_entries SET prev_hash = :p, entry_hash = :h WHERE seq = :s", p=prev_hash, h=h, s=e.seq)
+        prev = h
+    log._leaves.clear()
+    assert log.verify().ok
+    _sql(log, "UPDATE audit_entries SET body = :b WHERE seq = 2", b=json.dumps({"i": 2, "text": "edited"}))
+    r = log.verify()
+    assert not r.ok and r.first_bad == 2

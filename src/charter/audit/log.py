@@ -51,6 +51,15 @@ def canonical_entry(seq: int, time: str, tenant: str | None, kind: str, request_
     return (head + "\n" + body).encode("utf-8")
 
 
+def legacy_entry(seq: int, time: str, tenant: str | None, kind: str, request_id: str | None,
+                 body: str, prev_hash: str) -> bytes:
+    """The bytes entries written before the header form were hashed over (one canonical JSON
+    object). Starts with '{' where the current form starts with '[', so the two never collide;
+    verification accepts either, so logs kept from earlier releases still verify."""
+    return canonical_json({"seq": seq, "time": time, "tenant": tenant, "kind": kind, "request_id": request_id,
+                           "body": body, "prev_hash": prev_hash}).encode("utf-8")
+
+
 @dataclass
 class Entry:
     seq: int
@@ -70,6 +79,13 @@ class Entry:
     def computed_hash(self) -> str:
         return leaf_hash(canonical_entry(self.seq, self.time, self.tenant, self.kind, self.request_id,
                                          self.body or "", self.prev_hash)).hex()
+
+    def hash_matches(self) -> bool:
+        """Its content hashes to its recorded hash, in the current or the earlier entry form."""
+        if self.computed_hash() == self.entry_hash:
+            return True
+        fields = (self.seq, self.time, self.tenant, self.kind, self.request_id, self.body or "", self.prev_hash)
+        return leaf_hash(legacy_entry(*fields)).hex() == self.entry_hash
 
     def to_dict(self) -> dict:
         # Not dataclasses.asdict: it deep-copies, which shows up on the gateway's hot path.
@@ -258,7 +274,7 @@ class AuditLog:
                 return bad(expected, f"entry {expected} is missing (deleted); the next entry present is {e.seq}")
             if e.purged:
                 rep.purged += 1
-            elif e.computed_hash() != e.entry_hash:
+            elif not e.hash_matches():
                 return bad(e.seq, f"entry {e.seq} was modified: its content does not hash to its recorded hash")
             if e.prev_hash != prev:
                 return bad(e.seq, f"entry {e.seq} does not follow entry {e.seq - 1} (an entry was inserted, deleted or reordered here)")
@@ -411,7 +427,7 @@ def verify_export(path: str | Path, public_key: ec.EllipticCurvePublicKey) -> di
     for i, line in enumerate(lines[1:], start=2):
         rec = json.loads(line)
         e = Entry(**{k: rec[k] for k in Entry.__dataclass_fields__})
-        if not e.purged and e.computed_hash() != e.entry_hash:
+        if not e.purged and not e.hash_matches():
             raise VerificationError(f"{p}:{i}: entry {e.seq} was modified after export")
         if not verify_inclusion(e.seq, size, bytes.fromhex(e.entry_hash), [bytes.fromhex(h) for h in rec["inclusion_proof"]], root):
             raise VerificationError(f"{p}:{i}: entry {e.seq} is not in the signed log of {size} entries")
