@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from charter.constitution import diff_constitutions, parse_constitution
 from charter.errors import InputError
 from charter.tomlinput import load_toml_model
-from charter.governance.sealed import SealedModel, base_identity, load_sealed
+from charter.governance.sealed import SealedModel, base_identity, load_sealed, sealed_records
 
 Action = Literal["refile", "review", "ignore"]
 
@@ -355,17 +355,11 @@ def _require_related(a: SealedModel, b: SealedModel) -> None:
 
 def _record_hashes(path: Path, sha256: str) -> set[str] | None:
     """Content hashes of a dataset's records, when the file is here and is the sealed one."""
-    try:
-        raw = path.read_bytes()
-    except OSError:
-        return None
-    if hashlib.sha256(raw).hexdigest() != sha256:
+    records = sealed_records(path, sha256)
+    if records is None:
         return None  # the file on disk is not the one sealed: fall back to the digest alone
     out = set()
-    for line in raw.splitlines():
-        line = line.strip()
-        if not line:
-            continue
+    for line in records:
         try:
             # Canonical JSON, so re-serialised but identical records count as unchanged.
             line = json.dumps(json.loads(line), sort_keys=True, separators=(",", ":")).encode()

@@ -26,7 +26,7 @@ from charter.constitution import parse_constitution
 from charter.data import file_sha256, write_text_atomic
 from charter.errors import InputError
 from charter.tomlinput import load_toml_model
-from charter.governance.sealed import SealedModel, SealedStage, base_description, load_sealed
+from charter.governance.sealed import SealedModel, SealedStage, base_description, load_sealed, sealed_records
 
 KINDS = ("model-card", "alignment", "filing")
 FORMATS = ("md", "html")
@@ -144,16 +144,8 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def count_records(path: str, sha256: str) -> int | None:
     """Records in a sealed dataset file, only when the file here is the one sealed."""
-    import hashlib
-
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError:
-        return None
-    if hashlib.sha256(raw).hexdigest() != sha256:
-        return None
-    return sum(1 for line in raw.splitlines() if line.strip())
+    records = sealed_records(path, sha256)
+    return None if records is None else len(records)
 
 
 # -- the builder -------------------------------------------------------------------------------------

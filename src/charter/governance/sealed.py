@@ -91,6 +91,20 @@ class SealedModel:
         return list(reversed(self.chain))
 
 
+def sealed_records(path: str | Path, sha256: str) -> list[bytes] | None:
+    """The non-empty lines (records) of a sealed dataset file, only when the file on disk is the
+    one the seal recorded; None when it is missing or differs."""
+    import hashlib
+
+    try:
+        raw = Path(path).read_bytes()
+    except OSError:
+        return None
+    if hashlib.sha256(raw).hexdigest() != sha256:
+        return None
+    return [line.strip() for line in raw.splitlines() if line.strip()]
+
+
 def base_description(base: dict | None) -> str | None:
     """A base model as a person reads it: its spec and, when recorded, its content digest."""
     if not base:
