@@ -98,6 +98,26 @@ def embedded_gguf_path() -> Path:
     return files[0]
 
 
+def local_model_dir(spec: ModelSpec) -> Path | None:
+    """The transformers directory behind a local spec (embedded and gguf: dequantised once and
+    cached; hf: the directory, which must hold config.json); None for specs that are not local."""
+    if spec.kind in ("embedded", "gguf"):
+        from charter.backends.hf import dequantised_gguf_dir
+
+        p = embedded_gguf_path() if spec.kind == "embedded" else Path(spec.target).expanduser()
+        if not p.is_file():
+            raise BackendError("no such GGUF file", source=str(p))
+        return dequantised_gguf_dir(p)
+    if spec.kind == "hf":
+        p = Path(spec.target).expanduser()
+        if not p.is_dir():
+            raise BackendError("no such model directory", source=str(p))
+        if not (p / "config.json").exists():
+            raise BackendError("not a transformers model directory (no config.json)", source=str(p))
+        return p
+    return None
+
+
 def llamacpp_available() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None
 

@@ -38,20 +38,13 @@ def generation_watermark(cfg: dict | None):
 
 
 def _model_files(spec: str) -> Path:
-    from charter.backends.spec import ModelSpec, embedded_gguf_path
+    from charter.backends.spec import ModelSpec, local_model_dir
 
-    s = ModelSpec.parse(spec)
-    if s.kind == "embedded" or s.kind == "gguf":
-        from charter.backends.hf import dequantised_gguf_dir
-
-        return dequantised_gguf_dir(embedded_gguf_path() if s.kind == "embedded" else Path(s.target))
-    if s.kind == "hf":
-        p = Path(s.target)
-        if not (p / "config.json").is_file():
-            raise InputError("not a transformers model directory (no config.json)", source=str(p))
-        return p
-    raise InputError("watermark detection needs the local model that generated the text (embedded, hf:PATH, gguf:PATH)",
-                     source=spec)
+    path = local_model_dir(ModelSpec.parse(spec))
+    if path is None:
+        raise InputError("watermark detection needs the local model that generated the text (embedded, hf:PATH, gguf:PATH)",
+                         source=spec)
+    return path
 
 
 @functools.lru_cache(maxsize=8)

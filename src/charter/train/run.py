@@ -20,7 +20,7 @@ from typing import Callable, Literal
 import torch
 
 from charter import __version__
-from charter.backends.spec import ModelSpec, embedded_gguf_path
+from charter.backends.spec import ModelSpec, embedded_gguf_path, local_model_dir
 from charter.constitution import constitution_digest, load_constitution
 from charter.data import file_sha256, weights_digest
 from charter.errors import InputError
@@ -95,25 +95,16 @@ class DPOTrainConfig(TrainConfig):
 
 def resolve_trainable_model(spec: str) -> tuple[Path, dict]:
     """A local transformers directory for a model spec, or a clear error for models we cannot train."""
-    from charter.backends.hf import dequantised_gguf_dir
-
     s = ModelSpec.parse(spec)
-    if s.kind == "embedded":
-        gguf = embedded_gguf_path()
-        return dequantised_gguf_dir(gguf), {"spec": s.text, "gguf": str(gguf), "sha256": file_sha256(gguf)}
-    if s.kind == "gguf":
-        p = Path(s.target).expanduser()
-        if not p.is_file():
-            raise InputError("no such GGUF file", source=str(p))
-        return dequantised_gguf_dir(p), {"spec": s.text, "gguf": str(p), "sha256": file_sha256(p)}
+    if s.kind == "hf" and (Path(s.target).expanduser() / "adapter_config.json").exists() \
+            and not (Path(s.target).expanduser() / "config.json").exists():
+        raise InputError("this is a LoRA adapter directory, not a full model; train on a merged model (--merge-lora)",
+                         source=str(Path(s.target).expanduser()))
+    p = local_model_dir(s)
+    if s.kind in ("embedded", "gguf"):
+        gguf = embedded_gguf_path() if s.kind == "embedded" else Path(s.target).expanduser()
+        return p, {"spec": s.text, "gguf": str(gguf), "sha256": file_sha256(gguf)}
     if s.kind == "hf":
-        p = Path(s.target).expanduser()
-        if not p.is_dir():
-            raise InputError("no such model directory", source=str(p))
-        if (p / "adapter_config.json").exists() and not (p / "config.json").exists():
-            raise InputError("this is a LoRA adapter directory, not a full model; train on a merged model (--merge-lora)", source=str(p))
-        if not (p / "config.json").exists():
-            raise InputError("not a transformers model directory (no config.json)", source=str(p))
         # A content digest, so a different model at the same path (or the same one moved) is told apart.
         digest = weights_digest(p)
         return p, {"spec": s.text, "path": str(p.resolve())} | ({"sha256": digest["sha256"]} if digest else {})
