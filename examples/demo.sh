@@ -78,7 +78,6 @@ constitution = "default"
 [server]
 port = $PORT
 database = "sqlite:///$GW/audit.db"
-runtime_key = "$GW/charter-runtime-key.pem"
 [upstream]
 model = "hf:$OUT/dpo"
 model_id = "charter-demo"
@@ -113,7 +112,7 @@ WAIT
 run "$PY" examples/gateway_client.py --base-url "http://127.0.0.1:$PORT/v1" --api-key "$KEY"
 kill "$GW_PID"; wait "$GW_PID" 2>/dev/null || true
 trap - EXIT
-run "$CHARTER" audit verify --config "$GW/gateway.toml" --public-key "$GW/charter-runtime-key.pub.pem"
+run "$CHARTER" audit verify --config "$GW/gateway.toml" --public-key "$GW/audit.runtime-key.pub.pem"
 
 # 9. Governance: documents generated from the sealed model (every figure traced to its statement),
 #    a drift audit between the bundled constitutions, and the re-filing check (SFT release as the

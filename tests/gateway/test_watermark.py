@@ -10,7 +10,7 @@ from charter.errors import InputError
 from charter.gateway.watermark import detect, detect_ids, generation_watermark
 from tests.cli.test_cli import _one_error_line, invoke
 
-KEY = 424242
+KEY = bytes.fromhex("5f" * 32)  # a 256-bit secret, as the gateway's key file holds
 
 
 def _generate(backend, watermark, seed, n=150):
@@ -31,8 +31,8 @@ def test_watermarked_tokens_are_detected_and_plain_ones_are_not(tiny_model_dir):
     plain = [detect_ids(_generate(b, None, s), spec, hashing_key=KEY)["z_score"] for s in range(4)]
     assert min(marked) >= 4.0, marked
     assert max(plain) < 4.0, plain
-    other_key = detect_ids(_generate(b, wm, 0), spec, hashing_key=KEY + 1)["z_score"]
-    assert other_key < 4.0  # the key is the secret
+    other_key = detect_ids(_generate(b, wm, 0), spec, hashing_key=KEY[:-1] + b"\x00")["z_score"]
+    assert other_key < 4.0  # the key is the secret: one byte off and the mark is gone
 
 
 @pytest.mark.integration
@@ -48,20 +48,35 @@ def test_watermark_cli_on_embedded_model_text(tmp_path):
     plain = b.generate(conv, cfg, seeds=[7])[0].text
     (tmp_path / "m.txt").write_text(marked)
     (tmp_path / "p.txt").write_text(plain)
-    r = invoke("watermark", "detect", "--file", tmp_path / "m.txt", "--key", KEY)
+    (tmp_path / "wm-key").write_text(KEY.hex())
+    (tmp_path / "wm-key").chmod(0o600)
+    r = invoke("watermark", "detect", "--file", tmp_path / "m.txt", "--key-file", tmp_path / "wm-key")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout.splitlines()[0])["watermarked"] is True and "WATERMARKED" in r.stdout
-    r = invoke("watermark", "detect", "--file", tmp_path / "p.txt", "--key", KEY)
+    r = invoke("watermark", "detect", "--file", tmp_path / "p.txt", "--key-file", tmp_path / "wm-key")
     assert json.loads(r.stdout.splitlines()[0])["watermarked"] is False
 
 
 def test_watermark_cli_errors(tiny_model_dir, tmp_path):
     assert "no such file" in _one_error_line(invoke("watermark", "detect", "--file", tmp_path / "nope", "--key", 1))
     (tmp_path / "x.txt").write_text("hello")
-    assert "local model" in _one_error_line(invoke("watermark", "detect", "--file", tmp_path / "x.txt", "--key", 1,
+    key = tmp_path / "wm-key"
+    key.write_text(KEY.hex())
+    key.chmod(0o600)
+    assert "local model" in _one_error_line(invoke("watermark", "detect", "--file", tmp_path / "x.txt", "--key-file", key,
                                                    "--model", "openai:http://h/v1#m"))
     with pytest.raises(InputError, match="too short"):
-        detect("", f"hf:{tiny_model_dir}", hashing_key=1)
+        detect("", f"hf:{tiny_model_dir}", hashing_key=KEY)
+    with pytest.raises(InputError, match="128 bits"):  # an integer key of the old kind is refused
+        detect("some text here", f"hf:{tiny_model_dir}", hashing_key=424242)
+    assert "--key-file" in _one_error_line(invoke("watermark", "detect", "--file", tmp_path / "x.txt"))
+    key.chmod(0o644)
+    assert "readable by group/others" in _one_error_line(invoke("watermark", "detect", "--file", tmp_path / "x.txt",
+                                                                "--key-file", key))
+    short = tmp_path / "short-key"
+    short.write_text("ab" * 8 + "\n")  # 64 bits
+    short.chmod(0o600)
+    assert "at least 128" in _one_error_line(invoke("watermark", "detect", "--file", tmp_path / "x.txt", "--key-file", short))
 
 
 def test_profiles_cli():

@@ -58,8 +58,9 @@ def profiles_show(
 def watermark_detect(
     file: Path = typer.Option(..., "--file", "-f", help="Text file to test."),
     model: str = typer.Option("embedded", "--model", help="The model that would have generated it (its tokenizer and vocabulary)."),
-    key: int = typer.Option(..., "--key", help="The deployment's watermark hashing key ([compliance] watermark_key, or "
-                                                 "`charter watermark key` for the derived one)."),
+    key_file: Optional[Path] = typer.Option(None, "--key-file", help="The deployment's watermark key file (hex, as the gateway "
+                                             "writes it; `charter watermark key` names it)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="gateway.toml: use its watermark key file."),
     greenlist_ratio: float = typer.Option(0.25, "--greenlist-ratio"),
     z_threshold: float = typer.Option(4.0, "--z-threshold", help="Verdict threshold on the z-score."),
 ) -> None:
@@ -68,10 +69,24 @@ def watermark_detect(
 
     if not file.is_file():
         raise InputError("no such file", source=str(file))
-    r = detect(file.read_text(encoding="utf-8"), model, hashing_key=key, greenlist_ratio=greenlist_ratio, z_threshold=z_threshold)
+    secret = _watermark_secret(key_file, config)
+    r = detect(file.read_text(encoding="utf-8"), model, hashing_key=secret, greenlist_ratio=greenlist_ratio,
+               z_threshold=z_threshold)
     typer.echo(json.dumps(r))
     console.print(f"{'WATERMARKED' if r['watermarked'] else 'no watermark detected'}: z = {r['z_score']:.2f}, "
                   f"p = {r['p_value']:.2e} over {r['tokens']} tokens ({r['green_fraction']:.0%} green)", highlight=False)
+
+
+def _watermark_secret(key_file: Optional[Path], config: Optional[Path]) -> bytes:
+    from charter.provenance.keys import load_secret
+
+    if key_file is None and config is None:
+        raise InputError("name the watermark key: --key-file FILE or --config gateway.toml", source="--key-file")
+    if key_file is None:
+        from charter.cli.gateway import _config
+
+        key_file = Path(_config(config).watermark_key_path())
+    return load_secret(key_file, "the watermark key", create=False)
 
 
 @watermark_app.command("key")
@@ -79,15 +94,12 @@ def watermark_detect(
 def watermark_key(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="gateway.toml (default: ./gateway.toml)."),
 ) -> None:
-    """Print the watermark hashing key a gateway uses (configured, or derived from its runtime key)."""
-    from charter.cli.gateway import _config, _runtime_key
-    from charter.gateway.compliance import watermark_key_for
-    from charter.provenance.keys import key_id
+    """Name the watermark key file a gateway uses and its id (the key itself is never printed)."""
+    from charter.cli.gateway import _config
+    from charter.provenance.keys import load_secret, secret_id
 
-    cfg = _config(config)
-    k = cfg.compliance.watermark_key
-    runtime_id = key_id(_runtime_key(cfg).public_key()) if k is None else ""  # the key file only when needed
-    typer.echo(watermark_key_for(k, runtime_id))
+    path = _config(config).watermark_key_path()
+    typer.echo(json.dumps({"key_file": path, "key_id": secret_id(load_secret(path, "the watermark key", create=False))}))
 
 
 def register(app: typer.Typer) -> None:

@@ -37,9 +37,9 @@ def _db(config: Optional[Path], database: Optional[str]):
 
 
 def _runtime_key(cfg):
-    from charter.gateway.state import _runtime_key as load
+    from charter.provenance.keys import load_runtime_key
 
-    return load(cfg.path(cfg.server.runtime_key))
+    return load_runtime_key(cfg.runtime_key_path())
 
 
 def register(app: typer.Typer) -> None:

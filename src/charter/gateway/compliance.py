@@ -6,7 +6,6 @@ the shared database so every gateway process agrees on it."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
@@ -45,7 +44,7 @@ class Notice:
 
 class Compliance:
     def __init__(self, profile: EffectiveProfile, engine: Engine, *, idle_minutes: float = 30.0,
-                 clock: Callable[[], datetime] = utc_clock, watermark_key: int | None = None, distress=None):
+                 clock: Callable[[], datetime] = utc_clock, watermark_key: bytes | None = None, distress=None):
         self.profile, self.engine, self.clock = profile, engine, clock
         self.idle = timedelta(minutes=idle_minutes)
         self.watermark_key = watermark_key
@@ -149,15 +148,3 @@ class Compliance:
             return None
         return {"method": p.get("watermark.method"), "greenlist_ratio": p.get("watermark.greenlist_ratio"),
                 "bias": p.get("watermark.bias"), "hashing_key": self.watermark_key}
-
-
-def watermark_key_for(configured: int | None, runtime_key_id: str) -> int:
-    """The deployment's hashing key: the configured one, else derived from the runtime key. The
-    gateway marks with it and `charter watermark key` prints it, so both must come from here."""
-    return configured if configured is not None else derive_watermark_key(runtime_key_id)
-
-
-def derive_watermark_key(runtime_key_id: str) -> int:
-    """A per-deployment watermark key when none is configured: stable for the runtime key, and
-    not the library's public default."""
-    return int(hashlib.sha256(("charter-watermark:" + runtime_key_id).encode()).hexdigest()[:8], 16)

@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from charter.errors import InputError
 
@@ -24,13 +24,18 @@ class ServerConfig(_Section):
     database: str = "sqlite:///charter-gateway.db"
     durability: Literal["normal", "full"] = "normal"
     max_body_bytes: int = Field(1 << 20, ge=1024)
-    runtime_key: str = "charter-runtime-key.pem"  # created on first start when missing (unencrypted, mode 600)
+    # Signs checkpoints and receipts; created 0600 on first start. Default: beside a SQLite database
+    # file (DB.runtime-key.pem), never a fixed name in the working directory; other databases must name it.
+    runtime_key: str | None = None
     receipts: bool = True
     checkpoint_seconds: float = Field(30.0, gt=0)
     poll_seconds: float = Field(0.25, gt=0, le=1.0)  # kill-switch propagation between processes
     retention_days: float | None = Field(None, gt=0)
     system_prompt: str = "constitution"  # "constitution" (its summary), "none", or literal text
     log_requests: bool = True  # one structured JSON log line per request
+    # Behind a TLS-terminating proxy: believe its X-Forwarded-Proto / X-Forwarded-Host (console
+    # cookies get Secure, the console's Origin check uses the forwarded host). Off: never.
+    trust_proxy_headers: bool = False
 
 
 class UpstreamConfig(_Section):
@@ -52,7 +57,19 @@ class GuardConfig(_Section):
 
 class ComplianceConfig(_Section):
     profiles: list[str] = []  # bundled names (none, cac-genai, cac-anthropomorphic, eu-ai-act-art50) or .toml paths
-    watermark_key: int | None = None  # green-list hashing key (default: derived from the runtime key)
+    # A random 256-bit secret (hex, 0600), created on first use. Default: beside the runtime key
+    # (NAME.watermark-key). Never derived from anything published, never written in this file.
+    watermark_key_file: str | None = None
+    watermark_key: object = Field(None, exclude=True)  # the old inline integer key: refused below
+
+    @field_validator("watermark_key")
+    @classmethod
+    def _no_inline_key(cls, v):
+        if v is not None:
+            raise ValueError("an inline watermark key is no longer accepted (a number in a config file is neither "
+                             "secret nor 128 bits): delete it; the gateway creates a random key file "
+                             "(watermark_key_file)")
+        return v
     idle_minutes: float = Field(30.0, gt=0)  # a pause this long ends a session's continuous use
     distress_guard: str | None = None  # guard dir flagging distress/dependency (overrides the profile)
     handoff_webhook: str | None = None  # POSTed on every hand-off (overrides the profile)
@@ -62,7 +79,9 @@ class TripRule(_Section):
     kind: Literal["blocked_outputs", "blocked_inputs", "violation_reports"]
     threshold: int = Field(ge=1)
     window_seconds: float = Field(gt=0)
-    scope: Literal["model", "all"] = "model"
+    # What a trip suspends: the served model, everything, or (counting each tenant's entries
+    # separately) only the tenant whose entries reached the threshold.
+    scope: Literal["model", "all", "tenant"] = "model"
 
 
 class TenantConfig(_Section):
@@ -81,6 +100,24 @@ class GatewayConfig(_Section):
     trip_rules: list[TripRule] = []
     tenants: list[TenantConfig] = []
     base_dir: str = "."  # relative paths resolve against the working directory
+
+    def runtime_key_path(self) -> str:
+        """The runtime key file: as configured, else beside a SQLite database file (so the key is
+        the database's, not whatever a working directory happens to hold)."""
+        if self.server.runtime_key:
+            return self.path(self.server.runtime_key)
+        db = self.path(self.server.database)
+        if db.startswith("sqlite:///") and db[len("sqlite:///"):] not in ("", ":memory:"):
+            f = Path(db[len("sqlite:///"):])
+            return str(f.with_name(f.stem + ".runtime-key.pem"))
+        raise InputError("server.runtime_key: name the runtime key file (the database is not a SQLite file, so there is "
+                         "no default place beside it)", source="gateway config")
+
+    def watermark_key_path(self) -> str:
+        if self.compliance.watermark_key_file:
+            return self.path(self.compliance.watermark_key_file)
+        rt = Path(self.runtime_key_path())
+        return str(rt.with_name(rt.name.removesuffix(".pem").removesuffix(".runtime-key") + ".watermark-key"))
 
     def path(self, p: str) -> str:
         """Resolve a relative file path (or sqlite URL) against ``base_dir`` (the working directory)."""

@@ -18,13 +18,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from charter.audit import AuditLog, GroupCommitWriter, connect
 from charter.constitution import constitution_digest, load_constitution
 from charter.errors import InputError
-from charter.gateway.compliance import Compliance, utc_clock, watermark_key_for
+from charter.gateway.compliance import Compliance, utc_clock
 from charter.gateway.config import GatewayConfig, TripRule
 from charter.gateway.profiles import compose
 from charter.gateway.control import Incidents, KillSwitch, TripWire
-from charter.gateway.tenants import RateLimiter, TenantDirectory, upsert_tenant_hash
+from charter.gateway.tenants import RateLimiter, TenantDirectory, sync_config_tenants
 from charter.gateway.upstream import Upstream, load_upstream
-from charter.provenance.keys import key_id
+from charter.provenance.keys import key_id, load_runtime_key, load_secret
 
 log = logging.getLogger("charter.gateway")
 
@@ -46,16 +46,36 @@ class Metrics:
 
 @dataclass
 class Attestation:
+    """What the gateway can say about the served model. ``statement_digest`` and ``root_digest``
+    are set only when the seal was verified at start (``require_seal``): an unsigned or forged
+    ``charter-seal/`` beside the weights must not be named in receipts and headers as if it were
+    the model's. Its digests are kept apart, for /v1/attestation to show marked unverified."""
+
     sealed: bool
     verified: bool
-    statement_digest: str | None = None
-    root_digest: str | None = None
+    statement_digest: str | None = None  # verified at start only
+    root_digest: str | None = None  # verified at start only
     statement_envelope: dict | None = None
     constitution: dict = field(default_factory=dict)
+    unverified_statement_digest: str | None = None  # a seal present but not verified
+    unverified_root_digest: str | None = None
+
+    @property
+    def status(self) -> str:
+        """``verified``, ``unverified`` (a seal is there, nobody checked it) or ``unsealed``."""
+        if self.verified and self.statement_digest:
+            return "verified"
+        return "unverified" if self.sealed else "unsealed"
+
+    @property
+    def receipt_digest(self) -> str:
+        """The statement digest a receipt names: the verified digest, else ``unverified``/``unsealed``."""
+        return self.statement_digest if self.status == "verified" else self.status
 
     @property
     def header(self) -> str:
-        return f"sha256:{self.statement_digest}" if self.statement_digest else "unsealed"
+        """``X-Charter-Statement-Digest``: ``sha256:…`` only for a seal verified at start."""
+        return f"sha256:{self.statement_digest}" if self.status == "verified" else self.status
 
 
 class GatewayState:
@@ -76,10 +96,9 @@ class GatewayState:
         self.tenants = TenantDirectory(self.engine)
         self.ratelimiter = RateLimiter()
         self.metrics = Metrics()
-        for t in config.tenants:
-            upsert_tenant_hash(self.engine, t.name, t.key_sha256, admin=t.admin, rate_limit_rpm=t.rate_limit_rpm)
+        sync_config_tenants(self.engine, self.log, config.tenants)  # and revoke those removed from the config
         self.constitution = load_constitution(config.constitution)
-        self.runtime_key = _runtime_key(config.path(s.runtime_key))
+        self.runtime_key = load_runtime_key(config.runtime_key_path())
         pub = self.runtime_key.public_key()
         self.runtime_public_pem = pub.public_bytes(serialization.Encoding.PEM,
                                                    serialization.PublicFormat.SubjectPublicKeyInfo).decode()
@@ -90,7 +109,7 @@ class GatewayState:
                                                   timeout=u.timeout, api_key=u.api_key)
         self.guard = guard if guard is not None else _load_guard(config)
         self.refusal = _refusal(self.constitution, self.guard)
-        self.compliance = _compliance(config, self.profile, self.engine, self.runtime_key_id, clock)
+        self.compliance = _compliance(config, self.profile, self.engine, clock)
         self.attestation = _attest(self.upstream, config, self.constitution)
         self.system_prompt = _system_prompt(config, self.constitution)
         self._tasks: list[asyncio.Task] = []
@@ -148,40 +167,6 @@ class GatewayState:
         self.log.purge(cutoff.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), self.runtime_key)
 
 
-def _runtime_key(path: str) -> ec.EllipticCurvePrivateKey:
-    """The gateway's signing key (checkpoints, receipts). Created once, atomically, so several
-    processes started together end up with the same key."""
-    p = Path(path)
-    if not p.exists():
-        p.parent.mkdir(parents=True, exist_ok=True)
-        key = ec.generate_private_key(ec.SECP256R1())
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-        try:
-            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(pem)
-        except FileExistsError:
-            pass
-    data = p.read_bytes()
-    pub_path = p.with_name(p.stem + ".pub.pem")
-    passphrase = os.environ.get("CHARTER_KEY_PASSPHRASE")
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except TypeError:  # encrypted: the operator supplied a sealed-key style file
-        if not passphrase:
-            raise InputError("runtime key is encrypted: set CHARTER_KEY_PASSPHRASE", source=str(p)) from None
-        key = serialization.load_pem_private_key(data, password=passphrase.encode())
-    except ValueError:
-        raise InputError("not a PEM private key", source=str(p)) from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise InputError("runtime key must be an EC key (charter keys generate)", source=str(p))
-    if not pub_path.exists():  # for auditors: `charter audit verify --public-key` pins this key
-        pub_path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                           serialization.PublicFormat.SubjectPublicKeyInfo))
-    return key
-
-
 def _check_retention(config: GatewayConfig, profile) -> None:
     floor = profile.get("retention.min_days")
     days = config.server.retention_days
@@ -190,7 +175,7 @@ def _check_retention(config: GatewayConfig, profile) -> None:
                          f"{' + '.join(profile.sources['retention.min_days'])} requires", source="server.retention_days")
 
 
-def _compliance(config: GatewayConfig, profile, engine, runtime_key_id: str, clock) -> Compliance:
+def _compliance(config: GatewayConfig, profile, engine, clock) -> Compliance:
     c = config.compliance
     distress_dir = profile.get("dependency.classifier")
     distress = None
@@ -198,7 +183,8 @@ def _compliance(config: GatewayConfig, profile, engine, runtime_key_id: str, clo
         from charter.guard import Guard
 
         distress = Guard.load(config.path(distress_dir))
-    key = watermark_key_for(c.watermark_key, runtime_key_id)
+    # The watermark secret is read (created on first use) only where a profile marks text.
+    key = load_secret(config.watermark_key_path(), "the watermark key") if profile.get("watermark.enabled") else None
     return Compliance(profile, engine, idle_minutes=c.idle_minutes, clock=clock or utc_clock, watermark_key=key,
                       distress=distress)
 
@@ -224,6 +210,7 @@ def _refusal(constitution, guard) -> str:
 
 
 def _attest(upstream: Upstream, config: GatewayConfig, constitution) -> Attestation:
+    from charter.errors import VerificationError
     from charter.provenance.seal import SEAL_DIR, read_envelope, unverified_statement
     from charter.provenance.statement import statement_digest
 
@@ -240,9 +227,17 @@ def _attest(upstream: Upstream, config: GatewayConfig, constitution) -> Attestat
             raise InputError(f"the gateway's constitution {c['name']} {c['version']} is not the one the model was sealed "
                              f"with ({sealed_c['name']} {sealed_c['version']})", source="constitution")
         return Attestation(True, True, v.statement_digest, v.root_digest, read_envelope(Path(mdir) / SEAL_DIR), c)
-    statement, payload = unverified_statement(Path(mdir))
-    return Attestation(True, False, statement_digest(payload), statement["subject"][0]["digest"]["sha256"],
-                       read_envelope(Path(mdir) / SEAL_DIR), c)
+    # Not verified (no require_seal): anyone who can write beside the weights can put a charter-seal/
+    # there, so its digests are shown only as unverified and never named in receipts or headers.
+    try:
+        statement, payload = unverified_statement(Path(mdir))
+        envelope = read_envelope(Path(mdir) / SEAL_DIR)
+        subject = statement["subject"][0]["digest"]["sha256"]
+    except (VerificationError, KeyError, IndexError, TypeError, ValueError, OSError):
+        # An unreadable unverified seal says nothing; serving without require_seal does not depend on it.
+        return Attestation(True, False, constitution=c)
+    return Attestation(True, False, None, None, envelope, c, unverified_statement_digest=statement_digest(payload),
+                       unverified_root_digest=subject if isinstance(subject, str) else None)
 
 
 def _system_prompt(config: GatewayConfig, constitution) -> str | None:

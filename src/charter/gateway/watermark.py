@@ -9,19 +9,66 @@ size (not its weights) and the deployment's hashing key.
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 from pathlib import Path
 
 from charter.errors import InputError
 
-DEFAULT_KEY = 15485863  # transformers' own default hashing key
+def _seed_key(secret: bytes, label: bytes) -> int:
+    """A 63-bit integer drawn from the secret (torch generators take seeds below 2**64)."""
+    return int.from_bytes(hmac.new(secret, label, hashlib.sha256).digest()[:8], "big") >> 1
 
 
-def _kirchenbauer(hashing_key: int | None, greenlist_ratio: float, bias: float):
-    """The one green-list configuration generation and detection must share."""
+def _check_key(hashing_key) -> bytes:
+    if not isinstance(hashing_key, (bytes, bytearray)) or len(hashing_key) < 16:
+        raise InputError("the watermark key must be a secret of at least 128 bits (a key file from the gateway)",
+                         source="watermark key")
+    return bytes(hashing_key)
+
+
+@functools.lru_cache(maxsize=1)
+def _keyed_classes():
+    """transformers' green-list processor with the green list of each context token seeded by
+    HMAC-SHA256(secret, token) instead of ``hashing_key * token``: the built-in seeding multiplies
+    an integer key modulo 2**64, so it cannot carry a 128-bit secret, and its key is recoverable
+    from a few seeds. Everything else (bias, ratio, detector statistics) is the library's."""
     from transformers import WatermarkingConfig
+    from transformers.generation.logits_process import WatermarkLogitsProcessor
 
-    return WatermarkingConfig(greenlist_ratio=greenlist_ratio, bias=bias, hashing_key=hashing_key or DEFAULT_KEY,
-                              seeding_scheme="lefthash", context_width=1)
+    class KeyedWatermarkLogitsProcessor(WatermarkLogitsProcessor):
+        def __init__(self, *args, secret: bytes, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.secret = secret
+            self._seeds: dict[int, int] = {}
+
+        def set_seed(self, input_seq):
+            token = int(input_seq[-1].item())
+            seed = self._seeds.get(token)
+            if seed is None:
+                seed = self._seeds[token] = _seed_key(self.secret, b"green:%d" % token)
+            self.rng.manual_seed(seed)
+
+    class KeyedWatermarkingConfig(WatermarkingConfig):
+        def __init__(self, *, secret: bytes, **kwargs):
+            super().__init__(**kwargs)
+            self.secret = secret
+
+        def construct_processor(self, vocab_size: int, device):
+            return KeyedWatermarkLogitsProcessor(vocab_size=vocab_size, device=device, greenlist_ratio=self.greenlist_ratio,
+                                                 bias=self.bias, hashing_key=self.hashing_key,
+                                                 seeding_scheme=self.seeding_scheme, context_width=self.context_width,
+                                                 secret=self.secret)
+
+    return KeyedWatermarkLogitsProcessor, KeyedWatermarkingConfig
+
+
+def _kirchenbauer(hashing_key: bytes, greenlist_ratio: float, bias: float):
+    """The one green-list configuration generation and detection must share."""
+    secret = _check_key(hashing_key)
+    _, config = _keyed_classes()
+    return config(secret=secret, greenlist_ratio=greenlist_ratio, bias=bias, hashing_key=_seed_key(secret, b"table"),
+                  seeding_scheme="lefthash", context_width=1)
 
 
 def generation_watermark(cfg: dict | None):
@@ -31,8 +78,8 @@ def generation_watermark(cfg: dict | None):
     if cfg["method"] == "synthid":
         from transformers import SynthIDTextWatermarkingConfig
 
-        key = cfg["hashing_key"] or DEFAULT_KEY
-        keys = [(key * (i + 1) * 2654435761) % (2**31) for i in range(20)]  # SynthID wants a tuple of keys
+        secret = _check_key(cfg["hashing_key"])
+        keys = [_seed_key(secret, b"synthid:%d" % i) for i in range(20)]  # SynthID wants a tuple of keys
         return SynthIDTextWatermarkingConfig(ngram_len=5, keys=keys)
     return _kirchenbauer(cfg["hashing_key"], cfg["greenlist_ratio"], cfg["bias"])
 
@@ -48,7 +95,7 @@ def _model_files(spec: str) -> Path:
 
 
 @functools.lru_cache(maxsize=8)
-def _detector(model: str, hashing_key: int, greenlist_ratio: float, bias: float):
+def _detector(model: str, hashing_key: bytes, greenlist_ratio: float, bias: float):
     """Tokenizer and detector for one deployment's settings, built once per process (loading them
     resolves the model files, which for a GGUF means hashing it)."""
     from transformers import AutoConfig, AutoTokenizer, WatermarkDetector
@@ -58,11 +105,13 @@ def _detector(model: str, hashing_key: int, greenlist_ratio: float, bias: float)
     config = AutoConfig.from_pretrained(files)
     if getattr(config, "eos_token_id", None) is None:
         config.eos_token_id = tokenizer.eos_token_id
-    return tokenizer, WatermarkDetector(model_config=config, device="cpu",
-                                        watermarking_config=_kirchenbauer(hashing_key, greenlist_ratio, bias))
+    wm = _kirchenbauer(hashing_key, greenlist_ratio, bias)
+    detector = WatermarkDetector(model_config=config, device="cpu", watermarking_config=wm)
+    detector.processor = wm.construct_processor(config.vocab_size, "cpu")  # the keyed green lists
+    return tokenizer, detector
 
 
-def detect_ids(ids, model: str, *, hashing_key: int, greenlist_ratio: float = 0.25, bias: float = 2.0,
+def detect_ids(ids, model: str, *, hashing_key: bytes, greenlist_ratio: float = 0.25, bias: float = 2.0,
                z_threshold: float = 4.0) -> dict:
     """The test on token ids (what the model generated, before any re-tokenisation)."""
     import torch
@@ -71,7 +120,7 @@ def detect_ids(ids, model: str, *, hashing_key: int, greenlist_ratio: float = 0.
     return _result(detector, torch.as_tensor([list(ids)], dtype=torch.long), z_threshold)
 
 
-def detect(text: str, model: str, *, hashing_key: int, greenlist_ratio: float = 0.25, bias: float = 2.0,
+def detect(text: str, model: str, *, hashing_key: bytes, greenlist_ratio: float = 0.25, bias: float = 2.0,
            z_threshold: float = 4.0) -> dict:
     """z-score and p-value of the green-list mark in ``text`` (one-sided test against the
     unwatermarked green fraction ``greenlist_ratio``). The text is re-tokenised with the model's

@@ -76,3 +76,114 @@ def load_public_key(path: str | Path) -> ec.EllipticCurvePublicKey:
 def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
     der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha256(der).hexdigest()
+
+
+# -- a running service's own keys (the gateway's runtime key and watermark secret) ----------------
+# Unlike the sealing key above these are unencrypted (a service must start unattended), so the file
+# mode is the protection: created 0600 before any byte is written, refused when others can read it.
+
+def check_private_file(path: str | Path, what: str) -> Path:
+    """Refuse a secret file that group or others can read or write, or that git tracks (a key in a
+    repository is published: whoever has a clone can sign with it)."""
+    p = Path(path)
+    mode = p.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise InputError(f"{what} is readable by group/others (mode {mode:03o}); run `chmod 600 {p}` "
+                         f"(or delete it to create a new one)", source=str(p))
+    if _tracked_by_git(p):
+        raise InputError(f"{what} is tracked by git, so it is published: delete it from the repository "
+                         f"(git rm) and start again to create a new one", source=str(p))
+    return p
+
+
+def _tracked_by_git(p: Path) -> bool:
+    import subprocess
+
+    try:
+        r = subprocess.run(["git", "-C", str(p.parent), "ls-files", "--error-unmatch", "--", p.name],
+                           capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):  # no git here, or a hung one: nothing to learn
+        return False
+    return r.returncode == 0
+
+
+def create_private_file(path: str | Path, data: bytes) -> bool:
+    """Write ``data`` to a new file created 0600 (O_EXCL). False when it already exists, so several
+    processes started together all end up reading the one file the first of them wrote."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return True
+
+
+def public_key_path(private_path: str | Path) -> Path:
+    p = Path(private_path)
+    return p.with_name(p.stem + ".pub.pem")
+
+
+def load_runtime_key(path: str | Path) -> ec.EllipticCurvePrivateKey:
+    """A service's EC P-256 signing key (audit checkpoints, receipts), created on first use with a
+    public key file beside it (``NAME.pub.pem``) for auditors to pin. An operator may supply an
+    encrypted key instead; its passphrase comes from ``CHARTER_KEY_PASSPHRASE``."""
+    p = Path(path)
+    if not p.exists():
+        key = ec.generate_private_key(ec.SECP256R1())
+        create_private_file(p, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption()))
+    check_private_file(p, "the runtime key")
+    data = p.read_bytes()
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except TypeError:  # encrypted
+        passphrase = os.environ.get(PASSPHRASE_ENV)
+        if not passphrase:
+            raise InputError(f"the runtime key is encrypted: set {PASSPHRASE_ENV}", source=str(p)) from None
+        try:
+            key = serialization.load_pem_private_key(data, password=passphrase.encode())
+        except ValueError:
+            raise InputError("wrong passphrase for the runtime key", source=str(p)) from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise InputError("not a PEM private key", source=str(p)) from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise InputError("the runtime key must be an EC key (charter keys generate)", source=str(p))
+    pub = public_key_path(p)
+    if not pub.exists():  # for auditors: `charter audit verify --public-key` pins this key
+        pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
+    return key
+
+
+SECRET_BYTES = 32  # 256 bits
+
+
+def load_secret(path: str | Path, what: str, *, create: bool = True) -> bytes:
+    """A random symmetric secret stored as hex in a 0600 file (created on first use from the
+    operating system's CSPRNG); at least 128 bits are required of a file supplied by hand."""
+    import secrets
+
+    p = Path(path)
+    if not p.exists():
+        if not create:
+            raise InputError(f"no such {what} file", source=str(p))
+        create_private_file(p, (secrets.token_hex(SECRET_BYTES) + "\n").encode())
+    check_private_file(p, what)
+    text = p.read_text(encoding="ascii", errors="replace").strip()
+    try:
+        secret = bytes.fromhex(text)
+    except ValueError:
+        raise InputError(f"{what} must be hex (as Charter writes it)", source=str(p)) from None
+    if len(secret) < 16:
+        raise InputError(f"{what} has {len(secret) * 8} bits; at least 128 are required", source=str(p))
+    return secret
+
+
+def secret_id(secret: bytes) -> str:
+    """A name for a secret that reveals nothing of it (for logs and attestation)."""
+    return hashlib.sha256(b"charter-secret-id:" + secret).hexdigest()[:16]
