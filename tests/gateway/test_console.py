@@ -1,6 +1,7 @@
 """The web console, end to end in a real headless Chromium (Debian's chromium + chromedriver,
 driven by Selenium): log in with an admin key, throw and release the kill switch, search the
-audit log by tenant and session, verify the chain, open an incident's timeline."""
+audit log by tenant and session, verify the chain, open an incident's timeline, log out. Every
+form goes through the CSRF token and Origin checks a real browser exercises."""
 
 import shutil
 
@@ -57,6 +58,8 @@ def test_console_flows(make_gateway, browser):
     _submit(browser, "login")
     assert "Serving charter-test" in browser.find_element(By.ID, "status").text
     assert "cac-genai" in browser.find_element(By.ID, "profile").text
+    # The strict CSP still lets the console's own stylesheet apply (it is allowed by its hash).
+    assert browser.find_element(By.TAG_NAME, "body").value_of_css_property("max-width") == "1100px"
     counts = {el.get_attribute("data-kind"): el.text for el in browser.find_elements(By.CSS_SELECTOR, "#guard-chart .count")}
     assert counts["compliance.disclosure"] == "0"
 
@@ -90,3 +93,9 @@ def test_console_flows(make_gateway, browser):
     assert "drill: operator test" in browser.find_element(By.ID, "reason").text
     kinds = [r.find_elements(By.TAG_NAME, "td")[2].text for r in browser.find_elements(By.CSS_SELECTOR, "#timeline tr.event")]
     assert "incident.opened" in kinds and "admin.suspend" in kinds and "admin.resume" in kinds
+
+    # Log out (a form with its token, like every other): the session is gone.
+    _submit(browser, "logout")
+    assert "/console/login" in browser.current_url
+    browser.get(base + "/console")
+    assert "/console/login" in browser.current_url

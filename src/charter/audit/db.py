@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger, Boolean, Column, Float, Integer, MetaData, String, Table, Text, create_engine, event,
 )
+import os
 from contextlib import contextmanager
 
 from sqlalchemy.engine import Engine
@@ -28,6 +29,9 @@ entries = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("entry_hash", String(64), nullable=False),  # RFC 6962 leaf hash of the canonical entry
     Column("purged", Boolean, nullable=False, default=False),
+    # sha256 of the body, kept at append time: the leaf hash covers the header plus this digest,
+    # so a purged entry's hash can still be recomputed (NULL in entries of the earlier forms).
+    Column("body_sha256", String(64)),
 )
 
 checkpoints = Table(
@@ -59,6 +63,7 @@ tenants = Table(
     Column("rate_limit_rpm", Integer, nullable=False, default=60),
     Column("admin", Boolean, nullable=False, default=False),
     Column("created", String(40), nullable=False),
+    Column("source", String(20)),  # "config": declared in gateway.toml [[tenants]]; NULL: charter admin add-tenant
 )
 
 controls = Table(
@@ -111,14 +116,70 @@ def connect(url: str, *, durability: str = "normal") -> Engine:
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     try:
         if url.startswith("sqlite"):
+            created = _create_private_sqlite_file(url)
             engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
             _sqlite_pragmas(engine, durability)
         else:
+            created = None
             engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
         metadata.create_all(engine)
+        _add_missing_columns(engine)
+        if created:
+            _private_sidecars(created)
     except Exception as exc:  # driver and connection errors differ per backend
         raise InputError(f"cannot open database {_redact(url)}: {str(exc).splitlines()[0]}", source="database") from None
     return engine
+
+
+def _sqlite_file(url: str) -> str | None:
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database
+    return None if not name or name == ":memory:" or name.startswith("file:") else name
+
+
+def _create_private_sqlite_file(url: str) -> str | None:
+    """A new SQLite database file is created 0600 before SQLite opens it (SQLite gives its -wal and
+    -shm files the database file's permissions). An existing file keeps the mode its owner chose.
+    Returns the path when this call created the file."""
+    path = _sqlite_file(url)
+    if path is None:
+        return None
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return None
+    os.close(fd)
+    return path
+
+
+def _private_sidecars(path: str) -> None:
+    for suffix in ("-wal", "-shm", "-journal"):
+        side = path + suffix
+        try:
+            if os.stat(side).st_mode & 0o077:
+                os.chmod(side, 0o600)
+        except FileNotFoundError:
+            pass
+
+
+# Columns added after a table's first release: (table, column, DDL type). create_all makes new
+# tables whole; existing ones get the column here (idempotent, and safe when processes race).
+_LATER_COLUMNS = [("tenants", "source", "VARCHAR(20)"), ("audit_entries", "body_sha256", "VARCHAR(64)")]
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    from sqlalchemy import inspect, text
+
+    for table, column, ddl in _LATER_COLUMNS:
+        if column in {c["name"] for c in inspect(engine).get_columns(table)}:
+            continue
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
+        except Exception:  # noqa: BLE001 - another process added it first
+            if column not in {c["name"] for c in inspect(engine).get_columns(table)}:
+                raise
 
 
 def _sqlite_pragmas(engine: Engine, durability: str) -> None:

@@ -111,18 +111,45 @@ def add_tenant(
     typer.echo(key)
 
 
+@admin_app.command("revoke-tenant")
+@handle_errors
+def revoke_tenant(
+    name: str = typer.Argument(..., help="Tenant name."),
+    config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE,
+) -> None:
+    """Revoke a tenant: delete it (its key stops working within seconds on every gateway process)
+    and end its console sessions; logged in the audit log."""
+    from charter.gateway.tenants import revoke_tenant as revoke
+
+    cfg, engine, log = _db(config, database)
+    info = revoke(engine, log, name, actor="cli")
+    note = (" (it is declared in [[tenants]] of the config: remove the block, or the next start brings it back)"
+            if any(t.name == name for t in cfg.tenants) else "")
+    console.print(f"revoked tenant {name} ({info['console_sessions']} console sessions ended){note}", highlight=False)
+
+
+def _scope(model: Optional[str], tenant: Optional[str]) -> str:
+    from charter.gateway.control import ALL, tenant_scope
+
+    if model and tenant:
+        raise InputError("name a model or a tenant, not both", source="--tenant")
+    return tenant_scope(tenant) if tenant else model or ALL
+
+
 @admin_app.command("suspend")
 @handle_errors
 def suspend(
     model: Optional[str] = typer.Option(None, "--model", help="Only this model id (default: everything served)."),
+    tenant: Optional[str] = typer.Option(None, "--tenant", help="Instead: only this tenant's access."),
     reason: str = typer.Option("suspended by an administrator", "--reason"),
     config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE,
 ) -> None:
     """Kill switch: refuse new requests and stop in-flight streams (every process on the database)."""
-    from charter.gateway.control import ALL, KillSwitch
+    from charter.gateway.control import KillSwitch
 
+    scope = _scope(model, tenant)
     _, engine, log = _db(config, database)
-    s = KillSwitch(engine, log).suspend(model or ALL, reason=reason, actor="cli")
+    s = KillSwitch(engine, log).suspend(scope, reason=reason, actor="cli")
     console.print(f"suspended {s.scope} since {s.since}: {s.reason}", highlight=False)
 
 
@@ -130,14 +157,16 @@ def suspend(
 @handle_errors
 def resume(
     model: Optional[str] = typer.Option(None, "--model", help="The model id suspended with --model (default: the global switch)."),
+    tenant: Optional[str] = typer.Option(None, "--tenant", help="The tenant suspended with --tenant or a per-tenant trip rule."),
     config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE,
 ) -> None:
     """Lift a suspension."""
-    from charter.gateway.control import ALL, KillSwitch
+    from charter.gateway.control import KillSwitch
 
+    scope = _scope(model, tenant)
     _, engine, log = _db(config, database)
-    was = KillSwitch(engine, log).resume(model or ALL, actor="cli")
-    console.print(f"resumed {model or ALL}" + ("" if was else " (it was not suspended)"), highlight=False)
+    was = KillSwitch(engine, log).resume(scope, actor="cli")
+    console.print(f"resumed {scope}" + ("" if was else " (it was not suspended)"), highlight=False)
 
 
 @admin_app.command("status")
@@ -205,15 +234,30 @@ def _public_keys(paths: List[Path]):
     return [load_public_key(p) for p in paths] if paths else None
 
 
+def _audit_db(config: Optional[Path], database: Optional[str]):
+    """As _db, with the configured witness: checkpoints signed by CLI commands are witnessed too."""
+    from charter.audit import Witness
+
+    cfg, engine, log = _db(config, database)
+    s = cfg.server
+    if s.witness_file or s.witness_url:
+        log.witness = Witness(cfg.path(s.witness_file) if s.witness_file else None, s.witness_url)
+    return cfg, engine, log
+
+
 @audit_app.command("verify")
 @handle_errors
 def audit_verify(
     public_key: List[Path] = typer.Option([], "--public-key", help="Pin the checkpoint signer(s) (the gateway's runtime public key)."),
+    trusted: Optional[Path] = typer.Option(None, "--trusted", help="Checkpoints kept elsewhere (a witness file): "
+                                           "the log must contain each and still have its root."),
     config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE,
 ) -> None:
-    """Walk the hash chain and check every signed checkpoint; exit 1 naming the first bad entry."""
+    """Walk the hash chain and check every signed checkpoint and signed purge; exit 1 naming the first bad entry."""
+    from charter.audit import load_trusted
     from charter.cli._common import record_progress
 
+    records = load_trusted(trusted) if trusted is not None else None
     _, _, log = _db(config, database)
     total = log.size()
     done = [0]
@@ -223,11 +267,13 @@ def audit_verify(
             done[0] += n
             update(done[0], total, "chain")
 
-        rep = log.verify(_public_keys(public_key), progress=step)
+        rep = log.verify(_public_keys(public_key), progress=step, trusted=records)
     if not rep.ok:
         raise VerificationError(f"audit log: first bad entry {rep.first_bad}: {rep.problem}")
     console.print(f"audit log ok: {rep.entries} entries ({rep.purged} purged by retention), {rep.checkpoints} signed "
                   f"checkpoints verified, {rep.unanchored} entries after the last checkpoint (chain only)", highlight=False)
+    if records is not None:
+        console.print(f"all {rep.trusted} trusted checkpoints from {trusted} are in the log", highlight=False)
     for n in rep.notes:
         console.print(f"note: {n}", highlight=False)
 
@@ -241,8 +287,8 @@ def audit_export(
     until: Optional[str] = typer.Option(None, "--until", help="ISO time (UTC), exclusive."),
     config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE,
 ) -> None:
-    """Export entries for a regulator; `charter audit verify-export` checks the file offline."""
-    cfg, _, log = _db(config, database)
+    """Export entries for a regulator (file mode 0600); `charter audit verify-export` checks it offline."""
+    cfg, _, log = _audit_db(config, database)
     r = log.export(out, _runtime_key(cfg), tenant=tenant, since=_iso(since, "--since"), until=_iso(until, "--until"))
     console.print(f"exported {r['entries']} entries to {r['path']} (checkpoint of {r['tree_size']} entries, "
                   f"root {r['root_hash'][:16]}…)", highlight=False)
@@ -265,12 +311,23 @@ def audit_verify_export(
 
 @audit_app.command("checkpoint")
 @handle_errors
-def audit_checkpoint(config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE) -> None:
-    """Sign the current tree head now."""
-    cfg, _, log = _db(config, database)
+def audit_checkpoint(
+    witness: Optional[Path] = typer.Option(None, "--witness", help="Also append the checkpoint record to this file "
+                                           "(JSON lines, 0600): what `audit verify --trusted` reads."),
+    config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE,
+) -> None:
+    """Sign the current tree head now (chained to the previous checkpoint)."""
+    from charter.audit.witness import append_record
+
+    cfg, _, log = _audit_db(config, database)
     cp = log.checkpoint(_runtime_key(cfg))
     if cp is None:
         raise InputError("the audit log is empty", source="audit")
+    if witness is not None:  # the latest checkpoint, new or not: what the auditor now holds
+        try:
+            append_record(witness, cp.record())
+        except OSError as exc:
+            raise InputError(f"cannot write the witness file: {exc.strerror or exc}", source=str(witness)) from None
     console.print(f"checkpoint {cp.id}: {cp.tree_size} entries, root {cp.root_hash}", highlight=False)
 
 
@@ -283,7 +340,7 @@ def audit_prove(
     config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE,
 ) -> None:
     """Print an RFC 6962 inclusion or consistency proof against the latest signed checkpoint."""
-    cfg, _, log = _db(config, database)
+    cfg, _, log = _audit_db(config, database)
     cp = log.checkpoint(_runtime_key(cfg))
     if cp is None:
         raise InputError("the audit log is empty", source="audit")
@@ -304,15 +361,17 @@ def audit_prove(
 @handle_errors
 def audit_purge(
     older_than_days: Optional[float] = typer.Option(None, "--older-than-days", help="Default: the config's retention_days."),
+    reason: str = typer.Option("retention period", "--reason", help="Recorded in the signed purge entry."),
     config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE,
 ) -> None:
-    """Retention: drop the content of old entries, keeping their hashes so the log stays verifiable."""
-    cfg, _, log = _db(config, database)
+    """Retention: drop the content of old entries, keeping their hashes so the log stays verifiable.
+    The purge is itself an entry, signed with the runtime key (who, cutoff, reason)."""
+    cfg, _, log = _audit_db(config, database)
     days = older_than_days or cfg.server.retention_days
     if not days:
         raise InputError("no retention period: pass --older-than-days or set [server] retention_days", source="--older-than-days")
     cutoff = (datetime.now(timezone.utc) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    n = log.purge(cutoff, _runtime_key(cfg), actor="cli")
+    n = log.purge(cutoff, _runtime_key(cfg), actor="cli", reason=reason)
     console.print(f"purged the content of {n} entries older than {cutoff}", highlight=False)
 
 

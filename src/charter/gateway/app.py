@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from charter.gateway import errors
 from charter.gateway.config import GatewayConfig
+from charter.gateway.middleware import BodyLimit, ConsoleHeaders
 from charter.gateway.routers import admin, attestation, audit, chat, console
 from charter.gateway.state import GatewayState
 
@@ -34,6 +35,9 @@ def create_app(config: GatewayConfig, *, state: GatewayState | None = None, upst
     errors.install(app)
     for r in (chat.router, admin.router, audit.router, attestation.router, console.router):
         app.include_router(r)
+    # Outermost last: the body limit runs before routing, parsing and authentication.
+    app.add_middleware(ConsoleHeaders, csp=console.CSP)
+    app.add_middleware(BodyLimit, limit=config.server.max_body_bytes)
     return app
 
 

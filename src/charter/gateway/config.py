@@ -31,6 +31,8 @@ class ServerConfig(_Section):
     checkpoint_seconds: float = Field(30.0, gt=0)
     poll_seconds: float = Field(0.25, gt=0, le=1.0)  # kill-switch propagation between processes
     retention_days: float | None = Field(None, gt=0)
+    witness_file: str | None = None  # append each signed checkpoint here (JSON lines, 0600), off the database's disk
+    witness_url: str | None = None  # and/or POST each checkpoint (JSON) here; failures are logged and retried
     system_prompt: str = "constitution"  # "constitution" (its summary), "none", or literal text
     log_requests: bool = True  # one structured JSON log line per request
     # Behind a TLS-terminating proxy: believe its X-Forwarded-Proto / X-Forwarded-Host (console

@@ -4,12 +4,14 @@ check the cached state between tokens."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from charter.audit import db
@@ -17,6 +19,13 @@ from charter.audit.log import AuditLog, utc_now
 from charter.errors import InputError
 
 ALL = "*"
+TENANT_PREFIX = "tenant:"  # a scope that suspends one tenant's access, not a model
+
+
+def tenant_scope(name: str) -> str:
+    """The kill-switch scope of one tenant (``controls.scope`` holds 200 characters)."""
+    s = TENANT_PREFIX + name
+    return s if len(s) <= 200 else TENANT_PREFIX + "#" + hashlib.sha256(name.encode()).hexdigest()
 
 # Audit kinds a trip rule counts.
 RULE_KINDS = {"blocked_outputs": "guard.output.blocked", "blocked_inputs": "guard.input.blocked",
@@ -69,10 +78,18 @@ class KillSwitch:
             self._state = state
         return state
 
-    def suspended(self, model_id: str | None = None) -> Suspension | None:
-        """The suspension that applies to ``model_id`` (the cached state: no database access)."""
+    def suspended(self, model_id: str | None = None, tenant: str | None = None) -> Suspension | None:
+        """The suspension that applies to ``model_id`` (and, when given, to ``tenant``): the
+        cached state, no database access."""
         with self._lock:
-            return self._state.get(ALL) or (self._state.get(model_id) if model_id else None)
+            s = self._state.get(ALL) or (self._state.get(model_id) if model_id else None)
+            if s is None and tenant is not None and self._state:
+                s = self._state.get(tenant_scope(tenant))
+            return s
+
+    def tenant_suspended(self, tenant: str) -> Suspension | None:
+        with self._lock:
+            return self._state.get(tenant_scope(tenant)) if self._state else None
 
     def status(self) -> list[dict]:
         return [s.__dict__ for s in self.refresh().values()]
@@ -136,59 +153,98 @@ def _incident(r) -> dict:
 
 class TripWire:
     """Evaluates trip rules after a counted event: N matching audit entries within the window
-    (across every process, since they share the log) suspend the scope and open an incident."""
+    (across every process, since they share the log) suspend the scope and open an incident.
+    Violation reports count once per (tenant, request): reporting one request again adds nothing.
+    A rule with ``scope = "tenant"`` counts each tenant's entries on their own and suspends only
+    that tenant's access."""
 
     def __init__(self, rules, engine: Engine, log: AuditLog, killswitch: KillSwitch, incidents: Incidents):
         self.rules, self.engine, self.log = rules, engine, log
         self.killswitch, self.incidents = killswitch, incidents
         self._lock = threading.Lock()
 
-    def observe(self, kind: str, model_id: str) -> int | None:
-        """Called after an entry of ``kind`` was appended; returns an incident id when one opened."""
+    def count(self, kind: str, since: str, tenant: str | None = None) -> int:
+        e = db.entries
+        where = [e.c.kind == kind, e.c.time >= since] + ([e.c.tenant == tenant] if tenant is not None else [])
+        if kind == RULE_KINDS["violation_reports"]:
+            distinct = select(e.c.tenant, e.c.request_id).where(*where).distinct().subquery()
+            q = select(func.count()).select_from(distinct)
+        else:
+            q = select(func.count()).select_from(e).where(*where)
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar() or 0)
+
+    def observe(self, kind: str, model_id: str, tenant: str | None = None) -> int | None:
+        """Called after an entry of ``kind`` (of ``tenant``) was appended; returns an incident id
+        when one opened."""
         for rule in self.rules:
             if RULE_KINDS[rule.kind] != kind:
                 continue
-            scope = ALL if rule.scope == "all" else model_id
+            per_tenant = rule.scope == "tenant"
+            if per_tenant and not tenant:
+                continue
+            scope = tenant_scope(tenant) if per_tenant else ALL if rule.scope == "all" else model_id
             since = iso_ago(rule.window_seconds)
-            n = self.log.count_by_kind([kind], since=since)[kind]
+            n = self.count(kind, since, tenant if per_tenant else None)
             if n < rule.threshold:
                 continue
             with self._lock:
-                if self.killswitch.refresh().get(scope) or self.killswitch.suspended(model_id):
-                    return None  # already stopped; one incident per trip
-                ids = [e.request_id for e in self.log.entries(kinds=[kind], since=since) if e.request_id]
-                reason = f"trip rule: {n} {rule.kind.replace('_', ' ')} within {rule.window_seconds:g} s (threshold {rule.threshold})"
-                iid = self.incidents.open(scope, reason, {"rule": rule.model_dump(), "count": n, "window_start": since,
-                                                          "request_ids": ids})
+                if self.killswitch.refresh().get(scope) or (not per_tenant and self.killswitch.suspended(model_id)):
+                    continue  # already stopped; one incident per trip
+                ids = list(dict.fromkeys(e.request_id for e in self.log.entries(kinds=[kind], since=since,
+                                                                                tenant=tenant if per_tenant else None)
+                                         if e.request_id))
+                reason = (f"trip rule: {n} {rule.kind.replace('_', ' ')} within {rule.window_seconds:g} s "
+                          f"(threshold {rule.threshold})" + (f" by tenant {tenant}" if per_tenant else ""))
+                trigger = {"rule": rule.model_dump(), "count": n, "window_start": since, "request_ids": ids}
+                if per_tenant:
+                    trigger["tenant"] = tenant
+                iid = self.incidents.open(scope, reason, trigger)
                 self.killswitch.suspend(scope, reason=reason, actor="trip-rule", incident_id=iid)
                 return iid
         return None
 
 
+_LINE_BREAKS = re.compile(r"[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
+
+
+def md_text(x) -> str:
+    """Text that stays one Markdown inline run: no line breaks (which would start a new row or
+    heading), table pipes, code backticks, HTML and leading heading/list markers escaped, so
+    text a tenant wrote (a violation description, say) cannot forge rows or sections."""
+    s = _LINE_BREAKS.sub(" ", "" if x is None else str(x))
+    s = s.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`")
+    s = s.replace("<", "&lt;")  # no raw HTML
+    return re.sub(r"^(\s*)([#>*+=-]|\d+[.)])", lambda m: m.group(1) + "\\" + m.group(2), s)
+
+
 def render_report(rep: dict) -> str:
     inc = rep["incident"]
-    lines = [f"# Incident {inc['id']}: {inc['reason']}", "",
-             f"- status: {inc['status']}", f"- scope: {inc['scope']}", f"- opened: {inc['opened']}",
-             f"- closed: {inc['closed'] or '—'}", ""]
-    if inc.get("trigger"):
-        lines += ["## Trigger", "", "```json", json.dumps(inc["trigger"], indent=2), "```", ""]
+    lines = [f"# Incident {inc['id']}: {md_text(inc['reason'])}", "",
+             f"- status: {md_text(inc['status'])}", f"- scope: {md_text(inc['scope'])}", f"- opened: {md_text(inc['opened'])}",
+             f"- closed: {md_text(inc['closed'] or '—')}", ""]
+    if inc.get("trigger"):  # JSON escapes line breaks; backticks are escaped too, so the fence holds
+        lines += ["## Trigger", "", "```json", json.dumps(inc["trigger"], indent=2).replace("`", "\\u0060"), "```", ""]
     lines += ["## Timeline", "", "| seq | time | kind | tenant | request | detail |", "|---|---|---|---|---|---|"]
     for e in rep["timeline"]:
         d = e["data"] or {}
         detail = d.get("reason") or d.get("description") or (
             f"score {d['score']:.3f} > {d['threshold']:.3f} ({d.get('stage')}, {d.get('category') or '-'})" if "score" in d else "")
-        lines.append(f"| {e['seq']} | {e['time']} | {e['kind']} | {e['tenant'] or ''} | {e['request_id'] or ''} | {detail} |")
+        cells = [e["seq"], e["time"], e["kind"], e["tenant"] or "", e["request_id"] or "", detail]
+        lines.append("| " + " | ".join(md_text(c) for c in cells) + " |")
     lines += ["", "## Affected requests", ""]
     for rid, es in rep["affected_requests"].items():
-        lines.append(f"### {rid}")
+        lines.append(f"### {md_text(rid)}")
         for e in es:
             d = e["data"] or {}
+            when = md_text(e["time"])
             if e["kind"] == "chat.request":
                 msg = next((m.get("content") for m in reversed(d.get("messages", [])) if m.get("role") == "user"), "")
-                lines.append(f"- {e['time']} request from {e['tenant']}: {str(msg)[:200]!r}")
+                lines.append(f"- {when} request from {md_text(e['tenant'])}: {md_text(repr(str(msg)[:200]))}")
             elif e["kind"] == "chat.response":
-                lines.append(f"- {e['time']} response ({d.get('finish_reason')}): {str(d.get('content'))[:200]!r}")
+                lines.append(f"- {when} response ({md_text(d.get('finish_reason'))}): {md_text(repr(str(d.get('content'))[:200]))}")
             else:
-                lines.append(f"- {e['time']} {e['kind']}" + (f": block={d.get('block')} score={d.get('score')}" if "block" in d else ""))
+                lines.append(f"- {when} {md_text(e['kind'])}" + (
+                    f": block={md_text(d.get('block'))} score={md_text(d.get('score'))}" if "block" in d else ""))
         lines.append("")
     return "\n".join(lines) + "\n"

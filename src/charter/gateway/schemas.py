@@ -43,7 +43,7 @@ class ChatCompletionRequest(BaseModel):
     top_p: float | None = Field(None, gt=0, le=1)
     n: int = Field(1, ge=1, le=1)  # one choice per request
     stop: Union[str, list[str], None] = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)  # OpenAI's range (int64)
     user: str | None = Field(None, max_length=256)
 
     def stop_list(self) -> list[str]:
@@ -54,13 +54,15 @@ class ChatCompletionRequest(BaseModel):
 
 class SuspendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    model: str | None = None  # none: every model
+    model: str | None = Field(None, max_length=200)  # none: every model
+    tenant: str | None = Field(None, min_length=1, max_length=200)  # instead: only this tenant's access
     reason: str = Field("suspended by an administrator", max_length=2000)
 
 
 class ResumeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    model: str | None = None
+    model: str | None = Field(None, max_length=200)
+    tenant: str | None = Field(None, min_length=1, max_length=200)
 
 
 class ViolationReport(BaseModel):

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from charter.audit import AuditLog, GroupCommitWriter, connect
+from charter.audit import AuditLog, GroupCommitWriter, Witness, connect
 from charter.constitution import constitution_digest, load_constitution
 from charter.errors import InputError
 from charter.gateway.compliance import Compliance, utc_clock
@@ -83,7 +83,7 @@ class GatewayState:
         self.config = config
         s = config.server
         self.engine = connect(config.path(s.database), durability=s.durability)
-        self.log = AuditLog(self.engine)
+        self.log = AuditLog(self.engine, witness=_witness(config))  # every checkpoint this process signs is witnessed
         self.writer = GroupCommitWriter(self.log)  # request entries: group commit under load
         self.killswitch = KillSwitch(self.engine, self.log)
         self.incidents = Incidents(self.engine, self.log)
@@ -165,6 +165,13 @@ class GatewayState:
     def _retention(self) -> None:
         cutoff = datetime.now(timezone.utc) - timedelta(days=self.config.server.retention_days)
         self.log.purge(cutoff.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), self.runtime_key)
+
+
+def _witness(config: GatewayConfig) -> Witness | None:
+    s = config.server
+    if not (s.witness_file or s.witness_url):
+        return None
+    return Witness(config.path(s.witness_file) if s.witness_file else None, s.witness_url)
 
 
 def _check_retention(config: GatewayConfig, profile) -> None:

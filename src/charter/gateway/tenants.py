@@ -6,6 +6,7 @@ import hashlib
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -43,36 +44,107 @@ def add_tenant(engine: Engine, name: str, *, admin: bool = False, rate_limit_rpm
     return key
 
 
+CONFIG_SOURCE = "config"
+
+
 def upsert_tenant_hash(engine: Engine, name: str, key_sha256: str, *, admin: bool, rate_limit_rpm: int) -> None:
-    """Tenants declared in gateway.toml (by key hash) are written at start-up."""
+    """Tenants declared in gateway.toml (by key hash) are written at start-up, marked as coming
+    from the config. A changed key or a withdrawn admin flag ends the tenant's console sessions."""
     with engine.begin() as conn:
+        old = conn.execute(select(db.tenants).where(db.tenants.c.name == name)).first()
+        if old is not None and (old.key_hash != key_sha256 or (bool(old.admin) and not admin)):
+            conn.execute(db.console_sessions.delete().where(db.console_sessions.c.tenant == name))
         conn.execute(db.tenants.delete().where(db.tenants.c.name == name))
         conn.execute(db.tenants.insert().values(name=name, key_hash=key_sha256, rate_limit_rpm=rate_limit_rpm,
-                                                admin=admin, created=utc_now()))
+                                                admin=admin, created=old.created if old is not None else utc_now(),
+                                                source=CONFIG_SOURCE))
+
+
+def revoke_tenant(engine: Engine, log, name: str, *, actor: str) -> dict:
+    """Delete a tenant (its key stops working) and its console sessions, and log it."""
+    with engine.begin() as conn:
+        row = conn.execute(select(db.tenants).where(db.tenants.c.name == name)).first()
+        if row is None:
+            raise InputError(f"no tenant {name!r}", source="tenant")
+        conn.execute(db.tenants.delete().where(db.tenants.c.name == name))
+        n = conn.execute(db.console_sessions.delete().where(db.console_sessions.c.tenant == name)).rowcount
+    info = {"tenant": name, "admin": bool(row.admin), "source": row.source or "cli", "console_sessions": n, "actor": actor}
+    log.append("admin.revoke_tenant", info)
+    return info
+
+
+def sync_config_tenants(engine: Engine, log, declared) -> list[str]:
+    """At start: write the ``[[tenants]]`` of gateway.toml, and revoke tenants an earlier config
+    declared that this one no longer does (tenants made by ``charter admin add-tenant`` stay).
+    Returns the revoked names."""
+    for t in declared:
+        upsert_tenant_hash(engine, t.name, t.key_sha256, admin=t.admin, rate_limit_rpm=t.rate_limit_rpm)
+    names = {t.name for t in declared}
+    with engine.connect() as conn:
+        stale = [r.name for r in conn.execute(select(db.tenants.c.name).where(db.tenants.c.source == CONFIG_SOURCE))
+                 if r.name not in names]
+    revoked = []
+    for name in stale:
+        try:
+            revoke_tenant(engine, log, name, actor="config: no longer in [[tenants]]")
+            revoked.append(name)
+        except InputError:  # another process starting on the same database revoked it first
+            pass
+    return revoked
 
 
 class TenantDirectory:
     """Key → tenant lookups, cached briefly so a request costs no database round trip, while a
-    revoked key stops working within ``ttl`` seconds."""
+    revoked key stops working within ``ttl`` seconds (at once in the process that revoked it).
+    The cache is bounded: at most ``max_known`` valid keys and, separately, ``max_unknown``
+    invalid ones (least recently used dropped first), so a flood of made-up keys can neither grow
+    memory nor push out the valid entries."""
 
-    def __init__(self, engine: Engine, ttl: float = 5.0):
+    def __init__(self, engine: Engine, ttl: float = 5.0, *, max_known: int = 10_000, max_unknown: int = 1_024):
         self.engine, self.ttl = engine, ttl
-        self._cache: dict[str, tuple[float, Tenant | None]] = {}
+        self.max_known, self.max_unknown = max_known, max_unknown
+        self._known: OrderedDict[str, tuple[float, Tenant]] = OrderedDict()
+        self._unknown: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
 
     def lookup(self, key: str) -> Tenant | None:
         h = hash_key(key)
         now = time.monotonic()
         with self._lock:
-            hit = self._cache.get(h)
+            hit = self._known.get(h)
             if hit and now - hit[0] < self.ttl:
+                self._known.move_to_end(h)
                 return hit[1]
+            miss = self._unknown.get(h)
+            if miss is not None and now - miss < self.ttl:
+                self._unknown.move_to_end(h)
+                return None
         with self.engine.connect() as conn:
             row = conn.execute(select(db.tenants).where(db.tenants.c.key_hash == h)).first()
         tenant = Tenant(row.name, row.rate_limit_rpm, bool(row.admin)) if row else None
         with self._lock:
-            self._cache[h] = (now, tenant)
+            self._known.pop(h, None)
+            self._unknown.pop(h, None)
+            if tenant is None:
+                self._unknown[h] = now
+                while len(self._unknown) > self.max_unknown:
+                    self._unknown.popitem(last=False)
+            else:
+                self._known[h] = (now, tenant)
+                while len(self._known) > self.max_known:
+                    self._known.popitem(last=False)
         return tenant
+
+    def clear(self) -> None:
+        """Forget every cached answer (after a revocation in this process)."""
+        with self._lock:
+            self._known.clear()
+            self._unknown.clear()
+
+    def cached(self) -> tuple[int, int]:
+        """(valid, invalid) keys currently cached."""
+        with self._lock:
+            return len(self._known), len(self._unknown)
 
 
 class RateLimiter:

@@ -2,28 +2,54 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 from starlette.concurrency import run_in_threadpool
 
-from charter.gateway.control import ALL, render_report
+from charter.gateway.control import ALL, render_report, tenant_scope
 from charter.gateway.deps import get_state, require_admin
 from charter.gateway.schemas import ResumeRequest, SuspendRequest
 from charter.gateway.state import GatewayState
-from charter.gateway.tenants import Tenant
+from charter.gateway.errors import APIError
+from charter.gateway.tenants import Tenant, revoke_tenant
+
+INT32_MAX = 2**31 - 1  # incident ids are 32-bit integers in the database
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 
+def _switch_scope(body) -> str:
+    if body.model and body.tenant:
+        raise APIError(400, "name a model or a tenant, not both", param="tenant")
+    return tenant_scope(body.tenant) if body.tenant else body.model or ALL
+
+
 @router.post("/suspend")
 async def suspend(body: SuspendRequest, admin: Tenant = Depends(require_admin), state: GatewayState = Depends(get_state)):
-    s = await run_in_threadpool(state.killswitch.suspend, body.model or ALL, reason=body.reason, actor=f"tenant:{admin.name}")
+    s = await run_in_threadpool(state.killswitch.suspend, _switch_scope(body), reason=body.reason,
+                                actor=f"tenant:{admin.name}")
     return {"suspended": True, "scope": s.scope, "since": s.since, "reason": s.reason}
 
 
 @router.post("/resume")
 async def resume(body: ResumeRequest, admin: Tenant = Depends(require_admin), state: GatewayState = Depends(get_state)):
-    was = await run_in_threadpool(state.killswitch.resume, body.model or ALL, actor=f"tenant:{admin.name}")
-    return {"suspended": False, "scope": body.model or ALL, "was_suspended": was}
+    scope = _switch_scope(body)
+    was = await run_in_threadpool(state.killswitch.resume, scope, actor=f"tenant:{admin.name}")
+    return {"suspended": False, "scope": scope, "was_suspended": was}
+
+
+@router.delete("/tenants/{name}")
+async def revoke(name: str = Path(min_length=1, max_length=200), admin: Tenant = Depends(require_admin),
+                 state: GatewayState = Depends(get_state)):
+    """Revoke a tenant: its key stops working in this process at once (other processes on the
+    database within the key cache's few seconds) and its console sessions end."""
+    from charter.errors import InputError
+
+    try:
+        info = await run_in_threadpool(revoke_tenant, state.engine, state.log, name, actor=f"tenant:{admin.name}")
+    except InputError:
+        raise APIError(404, f"no tenant {name!r}", code="not_found") from None
+    state.tenants.clear()
+    return {"revoked": True} | info
 
 
 @router.get("/status")
@@ -38,14 +64,14 @@ async def incidents(admin: Tenant = Depends(require_admin), state: GatewayState 
 
 
 @router.get("/incidents/{incident_id}")
-async def incident(incident_id: int, admin: Tenant = Depends(require_admin), state: GatewayState = Depends(get_state)):
+async def incident(incident_id: int = Path(ge=0, le=INT32_MAX), admin: Tenant = Depends(require_admin),
+                   state: GatewayState = Depends(get_state)):
     from charter.errors import InputError
-    from charter.gateway.errors import APIError
 
     try:
         rep = await run_in_threadpool(state.incidents.report, incident_id)
     except InputError as exc:
-        raise APIError(404, str(exc), code="not_found") from None
+        raise APIError(404, f"no incident {incident_id}", code="not_found") from None
     return rep | {"markdown": render_report(rep)}
 
 

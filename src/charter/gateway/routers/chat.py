@@ -33,6 +33,7 @@ from charter.provenance.receipts import sign_receipt
 
 router = APIRouter(tags=["chat"])
 access = logging.getLogger("charter.gateway.access")
+log = logging.getLogger("charter.gateway")
 
 _REQUEST_SCHEMA = {"requestBody": {"required": True, "content": {"application/json": {
     "schema": schemas.ChatCompletionRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
@@ -45,19 +46,19 @@ async def list_models(tenant: Tenant = Depends(require_tenant), state: GatewaySt
                                                                            "statement_digest": state.attestation.statement_digest}}]}
 
 
-async def _read_request(request: Request, limit: int) -> schemas.ChatCompletionRequest:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise APIError(413, f"request body over {limit} bytes", code="request_too_large")
-    raw = b""
-    async for part in request.stream():
-        raw += part
-        if len(raw) > limit:
-            raise APIError(413, f"request body over {limit} bytes", code="request_too_large")
+MAX_SESSION_ID = 256  # X-Charter-Session, like `user`: the sessions table keys on tenant + session id
+
+
+async def _read_request(request: Request) -> schemas.ChatCompletionRequest:
+    # The body's size is capped before this runs, for every route ([server] max_body_bytes,
+    # middleware.BodyLimit); here it is parsed, with nesting too deep for the parser refused.
+    raw = await request.body()
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise APIError(400, "request body is not valid JSON", code="invalid_json") from None
+    except RecursionError:
+        raise APIError(400, "request body is nested too deeply", code="invalid_json") from None
     if not isinstance(data, dict):
         raise APIError(400, "request body must be a JSON object", code="invalid_json")
     try:
@@ -103,7 +104,11 @@ def _decision_entry(side: str, decision) -> tuple[str, dict]:
 @router.post("/v1/chat/completions", openapi_extra=_REQUEST_SCHEMA)
 async def chat_completions(request: Request, tenant: Tenant = Depends(require_tenant),
                            state: GatewayState = Depends(get_state)):
-    req = await _read_request(request, state.config.server.max_body_bytes)
+    req = await _read_request(request)
+    session = request.headers.get("x-charter-session") or req.user
+    if session is not None and len(session) > MAX_SESSION_ID:
+        raise APIError(400, f"X-Charter-Session: at most {MAX_SESSION_ID} characters", param="X-Charter-Session",
+                       code="invalid_session")
     if req.model != state.upstream.model_id:
         raise APIError(404, f"the model {req.model!r} does not exist on this gateway (it serves {state.upstream.model_id!r})",
                        param="model", code="model_not_found")
@@ -116,12 +121,13 @@ async def chat_completions(request: Request, tenant: Tenant = Depends(require_te
     params = GenParams(max_tokens=min(req.max_completion_tokens or req.max_tokens or u.max_new_tokens, u.max_new_tokens),
                        temperature=u.temperature if req.temperature is None else req.temperature,
                        top_p=u.top_p if req.top_p is None else req.top_p,
-                       seed=req.seed if req.seed is not None else uuid.uuid4().int % (2**31), stop=req.stop_list())
+                       # an int64 seed as the unsigned 64-bit value every backend's generator takes
+                       seed=req.seed % 2**64 if req.seed is not None else uuid.uuid4().int % (2**31), stop=req.stop_list())
     ex = _Exchange(rid, tenant.name, state.upstream.model_id, messages, prompt, params, time.perf_counter(),
-                   session=request.headers.get("x-charter-session") or req.user)
+                   session=session)
     headers = {"X-Charter-Request-Id": rid, "X-Charter-Statement-Digest": state.attestation.header}
 
-    suspension = state.killswitch.suspended(ex.model)
+    suspension = state.killswitch.suspended(ex.model, ex.tenant)
     if suspension:
         await run_in_threadpool(state.log.append, "chat.suspended", ex.request_body() | {"reason": suspension.reason},
                                 tenant=tenant.name, request_id=rid)
@@ -162,16 +168,18 @@ async def _complete(state: GatewayState, ex: _Exchange, in_dec, headers: dict):
     result = StreamResult()
     t = time.perf_counter()
     gen = asyncio.ensure_future(state.upstream.complete(ex.messages, ex.params, result))
-    suspension = await _race_killswitch(state, ex.model, gen)
+    suspension = await _race_killswitch(state, ex.model, gen, ex.tenant)
     ex.timed("upstream", t)
     if suspension is None:
         try:
             text = gen.result()
-        except UpstreamError as exc:
+        except UpstreamError as exc:  # the detail goes to the log and the audit entry, never to the client
+            log.warning("upstream error on %s: %s", ex.rid, exc)
             await run_in_threadpool(state.log.append, "chat.error", ex.request_body() | {"error": str(exc)},
                                     tenant=ex.tenant, request_id=ex.rid)
             _finish(state, ex, "upstream_error", 502)
-            raise APIError(502, str(exc), "upstream_error", code="upstream_error", headers=headers) from None
+            raise APIError(502, f"the upstream model failed to answer (request {ex.rid}; the detail is logged)",
+                           "upstream_error", code="upstream_error", headers=headers) from None
     out_dec, finish, content, guard = None, result.finish_reason, None, "allowed"
     if suspension is not None:
         content, finish, guard = state.refusal, "content_filter", "suspended"
@@ -203,14 +211,14 @@ async def _complete(state: GatewayState, ex: _Exchange, in_dec, headers: dict):
     return JSONResponse(body, headers=headers | dress_headers | {"X-Charter-Guard": guard, "Server-Timing": ex.server_timing()})
 
 
-async def _race_killswitch(state: GatewayState, model: str, task: asyncio.Future):
+async def _race_killswitch(state: GatewayState, model: str, task: asyncio.Future, tenant: str | None = None):
     """Wait for ``task``; if the kill switch trips first, cancel it and return the suspension."""
     poll = state.config.server.poll_seconds
     while True:
         done, _ = await asyncio.wait({task}, timeout=poll)
         if done:
             return None
-        s = state.killswitch.suspended(model)
+        s = state.killswitch.suspended(model, tenant)
         if s:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -315,7 +323,7 @@ async def _stream(state: GatewayState, ex: _Exchange, req, in_dec, dressing: tup
             nxt = asyncio.ensure_future(agen.__anext__())
             while True:
                 done, _ = await asyncio.wait({nxt}, timeout=poll)
-                s = state.killswitch.suspended(ex.model)
+                s = state.killswitch.suspended(ex.model, ex.tenant)
                 if s:
                     nxt.cancel()
                     await asyncio.gather(nxt, return_exceptions=True)
@@ -357,8 +365,9 @@ async def _stream(state: GatewayState, ex: _Exchange, req, in_dec, dressing: tup
             tail = ("\n\n" if sent != prefix else "") + state.refusal + suffix
             sent += tail
             yield _sse(schemas.chunk(ex.rid, ex.model, created, {"content": tail}))
-    except UpstreamError as exc:
-        finish, guard, reason = "error", "upstream-error", str(exc)
+    except UpstreamError as exc:  # the detail goes to the log, not into the stream
+        log.warning("upstream error on %s: %s", ex.rid, exc)
+        finish, guard, reason = "error", "upstream-error", str(exc)  # audited; the client gets a generic reason
     finally:
         # Shielded: when the client disconnects, the server cancels this generator, and anyio's
         # cancellation would otherwise abort every await here, losing the response entry.
@@ -374,6 +383,8 @@ async def _stream(state: GatewayState, ex: _Exchange, req, in_dec, dressing: tup
                 ("chat.response", _response_body(sent, finish, guard, result, receipt, reason, ex))]
             await _audit(state, ex, entries)
             _finish(state, ex, guard, 200, result.completion_tokens)
+    if guard == "upstream-error":
+        reason = "the upstream model failed mid-stream (the detail is logged)"
     extra = {"guard": guard, "request_id": ex.rid} | dress | ({"receipt": receipt} if receipt else {}) | (
         {"reason": reason} if reason else {})
     yield _sse(schemas.chunk(ex.rid, ex.model, created, {}, finish, extra))
@@ -398,13 +409,13 @@ async def _audit(state: GatewayState, ex: _Exchange, entries: list[tuple[str, di
     ex.timed("audit", t)
     for kind, _ in entries:
         if kind.endswith(".blocked"):
-            await run_in_threadpool(state.tripwire.observe, kind, ex.model)
+            await run_in_threadpool(state.tripwire.observe, kind, ex.model, ex.tenant)
 
 
 def _receipt(state: GatewayState, ex: _Exchange, content: str) -> dict | None:
     if not state.config.server.receipts:
         return None
-    return sign_receipt(state.runtime_key, statement_digest=state.attestation.statement_digest or "unsealed",
+    return sign_receipt(state.runtime_key, statement_digest=state.attestation.receipt_digest,
                         request_id=ex.rid, prompt=ex.prompt, output=content)
 
 

@@ -1,17 +1,28 @@
 """The web console at /console (admin key): audit-log browser with search and chain verification,
 incidents and their timelines, the kill switch, the active compliance profile, guard statistics.
-Plain server-rendered HTML (no front-end build); the admin logs in with an admin API key and gets
-an HttpOnly, SameSite=Strict session cookie (which also stops cross-site form posts). Logins are
-kept in the database (as hashes of the cookie), so every gateway process honours them."""
+Plain server-rendered HTML without any script (no front-end build); the admin logs in with an
+admin API key and gets an HttpOnly, SameSite=Strict session cookie (Secure behind TLS). Logins are
+kept in the database (as hashes of the cookie), so every gateway process honours them, and each
+request re-checks that the session's tenant still exists and is still an admin.
+
+Cross-site requests: every state-changing form (login, logout, suspend, resume, verify) carries
+a synchronizer token, an HMAC of the session (or, for the login form, of a pre-login cookie) under
+a secret derived from the runtime key, and a POST whose Origin (or Referer) names another host
+is refused with 403 before anything else happens. Responses carry a script-free CSP,
+X-Frame-Options: DENY and nosniff (middleware.ConsoleHeaders)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import html
 import secrets
 import time
-from urllib.parse import urlencode
+from dataclasses import dataclass
+from urllib.parse import urlencode, urlsplit
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
@@ -25,54 +36,159 @@ from charter.gateway.tenants import hash_key
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 COOKIE = "charter_console"
+PRE_COOKIE = "charter_console_login"  # binds the login form's token to this browser
 TTL = 8 * 3600
+
+STYLE = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;width:100%}"
+         "td,th{border-bottom:1px solid #ddd;padding:4px 6px;text-align:left;font-size:13px;vertical-align:top}"
+         "nav{margin-bottom:1em}.who{float:right;color:#666}.bad{color:#b00;font-weight:bold}.ok{color:#070;font-weight:bold}"
+         "form.inline{display:inline}pre{white-space:pre-wrap;font-size:12px;margin:0}")
+_STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
+# No script at all; the one inline stylesheet by hash; forms post only here; never framed.
+CSP = (f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; img-src 'self'; form-action 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'")
 
 
 def e(x) -> str:
     return html.escape("" if x is None else str(x))
 
 
-def _page(title: str, body: str, admin: str | None = None) -> HTMLResponse:
+@dataclass
+class Session:
+    admin: str
+    csrf: str
+
+
+def _page(title: str, body: str, admin: Session | None = None, status: int = 200) -> HTMLResponse:
     nav = ("" if admin is None else
            f'<nav><a href="/console">Overview</a> · <a href="/console/audit">Audit log</a> · '
-           f'<a href="/console/incidents">Incidents</a> <span class="who">{e(admin)}</span></nav>')
+           f'<a href="/console/incidents">Incidents</a> <span class="who">{e(admin.admin)} '
+           f'<form class="inline" method="post" action="/console/logout">{_token_field(admin.csrf)}'
+           f'<button id="logout">Log out</button></form></span></nav>')
     return HTMLResponse(f"""<!doctype html><html><head><meta charset="utf-8"><title>{e(title)} · Charter</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;width:100%}}
-td,th{{border-bottom:1px solid #ddd;padding:4px 6px;text-align:left;font-size:13px;vertical-align:top}}
-nav{{margin-bottom:1em}}.who{{float:right;color:#666}}.bad{{color:#b00;font-weight:bold}}.ok{{color:#070;font-weight:bold}}
-form.inline{{display:inline}}pre{{white-space:pre-wrap;font-size:12px;margin:0}}</style></head>
-<body>{nav}<h1>{e(title)}</h1>{body}</body></html>""")
+<style>{STYLE}</style></head>
+<body>{nav}<h1>{e(title)}</h1>{body}</body></html>""", status_code=status)
 
 
-async def _admin_of(request: Request, state: GatewayState) -> str | None:
+def _token_field(token: str) -> str:
+    return f'<input type="hidden" name="csrf" value="{e(token)}">'
+
+
+def _secret(state: GatewayState) -> bytes:
+    """The CSRF key: derived from the runtime private key (never published; the same in every
+    gateway process on the key), domain-separated from its signing use."""
+    sec = getattr(state, "_console_secret", None)
+    if sec is None:
+        d = state.runtime_key.private_numbers().private_value.to_bytes(32, "big")
+        sec = hashlib.sha256(b"charter console csrf v1\0" + d).digest()
+        state._console_secret = sec
+    return sec
+
+
+def _mac(state: GatewayState, purpose: str, value: str) -> str:
+    return hmac.new(_secret(state), f"{purpose}\0{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def _secure(request: Request, state: GatewayState) -> bool:
+    """Served over TLS: the scheme itself, or a trusted proxy's X-Forwarded-Proto."""
+    if request.url.scheme == "https":
+        return True
+    fwd = request.headers.get("x-forwarded-proto", "")
+    return state.config.server.trust_proxy_headers and fwd.split(",")[0].strip().lower() == "https"
+
+
+def _same_origin(request: Request, state: GatewayState) -> bool:
+    """A browser names the page a POST came from (Origin; Referer when Origin is absent): it must
+    be this host. A request naming neither is left to the token check."""
+    host = request.headers.get("host", "")
+    if state.config.server.trust_proxy_headers and request.headers.get("x-forwarded-host"):
+        host = request.headers["x-forwarded-host"].split(",")[0].strip()
+    origin = request.headers.get("origin")
+    source = origin if origin is not None else request.headers.get("referer")
+    if source is None:
+        return True
+    try:
+        parts = urlsplit(source)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(host) and parts.netloc.lower() == host.lower()
+
+
+def _forbidden(why: str) -> HTMLResponse:
+    return _page("Forbidden", f'<p class="bad" id="error">{e(why)}</p>', status=403)
+
+
+async def _session(request: Request, state: GatewayState) -> Session | None:
+    """The logged-in admin: a live session whose tenant still exists, is still an admin and is
+    not suspended (a revoked or demoted tenant's sessions end at once, in every process)."""
     token = request.cookies.get(COOKIE)
     if not token:
         return None
+    cs, t = db.console_sessions, db.tenants
 
     def look():
         with state.engine.connect() as conn:
-            row = conn.execute(select(db.console_sessions).where(db.console_sessions.c.token_hash == hash_key(token))).first()
-        return row.tenant if row and row.expires > time.time() else None
+            return conn.execute(select(cs.c.tenant, cs.c.expires).select_from(cs.join(t, t.c.name == cs.c.tenant))
+                                .where(cs.c.token_hash == hash_key(token), t.c.admin.is_(True))).first()
 
-    return await run_in_threadpool(look)
+    row = await run_in_threadpool(look)
+    if row is None or row.expires <= time.time() or state.killswitch.tenant_suspended(row.tenant):
+        return None
+    return Session(row.tenant, _mac(state, "session", token))
+
+
+async def _admin_of(request: Request, state: GatewayState) -> Session | None:
+    return await _session(request, state)
+
+
+async def _post_guard(request: Request, state: GatewayState, csrf: str):
+    """For a state-changing POST: (session, None) or (None, the response to send instead)."""
+    if not _same_origin(request, state):
+        return None, _forbidden("cross-site request refused (Origin does not match this host)")
+    s = await _session(request, state)
+    if s is None:
+        return None, _login_redirect()
+    if not csrf or not hmac.compare_digest(csrf, s.csrf):
+        return None, _forbidden("missing or wrong form token: reload the page and try again")
+    return s, None
 
 
 def _login_redirect() -> RedirectResponse:
     return RedirectResponse("/console/login", status_code=303)
 
 
+def _cookie(r, request: Request, state: GatewayState, name: str, value: str, max_age: int) -> None:
+    r.set_cookie(name, value, max_age=max_age, path="/console", httponly=True, samesite="strict",
+                 secure=_secure(request, state))
+
+
 @router.get("/login")
-async def login_form(error: str | None = None):
-    msg = f'<p class="bad" id="error">{e(error)}</p>' if error else ""
-    return _page("Console login", f"""{msg}<form method="post" action="/console/login">
+async def login_form(request: Request, error: str | None = None, state: GatewayState = Depends(get_state)):
+    msg = f'<p class="bad" id="error">{e(error[:200])}</p>' if error else ""
+    pre = request.cookies.get(PRE_COOKIE)
+    fresh = not pre or len(pre) > 100
+    if fresh:
+        pre = secrets.token_urlsafe(24)
+    r = _page("Console login", f"""{msg}<form method="post" action="/console/login">{_token_field(_mac(state, "login", pre))}
 <label>Admin API key <input type="password" name="key" id="key" size="60"></label> <button id="login">Log in</button></form>""")
+    if fresh:
+        _cookie(r, request, state, PRE_COOKIE, pre, 3600)
+    return r
 
 
 @router.post("/login")
-async def login(key: str = Form(""), state: GatewayState = Depends(get_state)):
+async def login(request: Request, key: str = Form(""), csrf: str = Form(""), state: GatewayState = Depends(get_state)):
+    if not _same_origin(request, state):
+        return _forbidden("cross-site request refused (Origin does not match this host)")
+    pre = request.cookies.get(PRE_COOKIE)
+    if not pre or not csrf or not hmac.compare_digest(csrf, _mac(state, "login", pre)):
+        return _forbidden("missing or wrong form token: reload the login page and try again")
     tenant = await run_in_threadpool(state.tenants.lookup, key) if key else None
     if tenant is None or not tenant.admin:
         return RedirectResponse("/console/login?" + urlencode({"error": "not an admin key"}), status_code=303)
+    if state.killswitch.tenant_suspended(tenant.name):
+        return RedirectResponse("/console/login?" + urlencode({"error": "this tenant's access is suspended"}),
+                                status_code=303)
     token = secrets.token_urlsafe(32)
 
     def store():
@@ -84,7 +200,26 @@ async def login(key: str = Form(""), state: GatewayState = Depends(get_state)):
     await run_in_threadpool(store)
     await run_in_threadpool(state.log.append, "admin.console_login", {"actor": f"tenant:{tenant.name}"})
     r = RedirectResponse("/console", status_code=303)
-    r.set_cookie(COOKIE, token, max_age=TTL, httponly=True, samesite="strict")
+    _cookie(r, request, state, COOKIE, token, TTL)
+    r.delete_cookie(PRE_COOKIE, path="/console")
+    return r
+
+
+@router.post("/logout")
+async def logout(request: Request, csrf: str = Form(""), state: GatewayState = Depends(get_state)):
+    admin, refused = await _post_guard(request, state, csrf)
+    if refused is not None:
+        return refused
+    token = request.cookies.get(COOKIE, "")
+
+    def end():
+        with state.engine.begin() as conn:
+            conn.execute(db.console_sessions.delete().where(db.console_sessions.c.token_hash == hash_key(token)))
+
+    await run_in_threadpool(end)
+    await run_in_threadpool(state.log.append, "admin.console_logout", {"actor": f"tenant:{admin.admin}"})
+    r = _login_redirect()
+    r.delete_cookie(COOKIE, path="/console", httponly=True, samesite="strict", secure=_secure(request, state))
     return r
 
 
@@ -107,10 +242,11 @@ async def overview(request: Request, state: GatewayState = Depends(get_state)):
                          for s in suspensions)
     else:
         status = f'<p class="ok" id="status">Serving {e(state.upstream.model_id)}</p>'
-    switch = ("""<form class="inline" method="post" action="/console/resume"><button id="resume">Resume</button></form>"""
+    token = _token_field(admin.csrf)
+    switch = (f"""<form class="inline" method="post" action="/console/resume">{token}<button id="resume">Resume</button></form>"""
               if suspensions else
-              """<form class="inline" method="post" action="/console/suspend"><input name="reason" id="reason"
- placeholder="reason" size="40"> <button id="suspend">Suspend everything</button></form>""")
+              f"""<form class="inline" method="post" action="/console/suspend">{token}<input name="reason" id="reason"
+ placeholder="reason" size="40" maxlength="2000"> <button id="suspend">Suspend everything</button></form>""")
     peak = max([1] + list(counts.values()))
     bars = "".join(f'<g transform="translate(0,{i * 22})"><text x="0" y="14" font-size="12">{e(k)}</text>'
                    f'<rect x="190" y="3" height="14" width="{int(300 * v / peak)}" fill="{"#c33" if "blocked" in k or "handoff" in k else "#48a"}"/>'
@@ -130,21 +266,22 @@ async def overview(request: Request, state: GatewayState = Depends(get_state)):
 
 
 @router.post("/suspend")
-async def suspend(request: Request, reason: str = Form(""), state: GatewayState = Depends(get_state)):
-    admin = await _admin_of(request, state)
-    if admin is None:
-        return _login_redirect()
+async def suspend(request: Request, reason: str = Form("", max_length=2000), csrf: str = Form(""),
+                  state: GatewayState = Depends(get_state)):
+    admin, refused = await _post_guard(request, state, csrf)
+    if refused is not None:
+        return refused
     await run_in_threadpool(state.killswitch.suspend, ALL, reason=reason or "suspended from the console",
-                            actor=f"console:{admin}")
+                            actor=f"console:{admin.admin}")
     return RedirectResponse("/console", status_code=303)
 
 
 @router.post("/resume")
-async def resume(request: Request, state: GatewayState = Depends(get_state)):
-    admin = await _admin_of(request, state)
-    if admin is None:
-        return _login_redirect()
-    await run_in_threadpool(state.killswitch.resume, ALL, actor=f"console:{admin}")
+async def resume(request: Request, csrf: str = Form(""), state: GatewayState = Depends(get_state)):
+    admin, refused = await _post_guard(request, state, csrf)
+    if refused is not None:
+        return refused
+    await run_in_threadpool(state.killswitch.resume, ALL, actor=f"console:{admin.admin}")
     return RedirectResponse("/console", status_code=303)
 
 
@@ -170,17 +307,17 @@ async def audit(request: Request, tenant: str = "", session: str = "", since: st
 <input name="tenant" id="tenant" placeholder="tenant" value="{e(tenant)}"> <input name="session" id="session" placeholder="session" value="{e(session)}">
 <input name="since" placeholder="since (ISO)" value="{e(since)}"> <input name="until" placeholder="until (ISO)" value="{e(until)}">
 <button id="search-button">Search</button></form>
-<form method="post" action="/console/audit/verify"><button id="verify">Verify the chain</button></form>{result}
+<form method="post" action="/console/audit/verify">{_token_field(admin.csrf)}<button id="verify">Verify the chain</button></form>{result}
 <p>{len(rows)} entries (newest first, at most 200)</p>
 <table id="entries"><tr><th>seq</th><th>time</th><th>tenant</th><th>kind</th><th>request</th><th>body</th></tr>{table}</table>"""
     return _page("Audit log", body, admin)
 
 
 @router.post("/audit/verify")
-async def verify(request: Request, state: GatewayState = Depends(get_state)):
-    admin = await _admin_of(request, state)
-    if admin is None:
-        return _login_redirect()
+async def verify(request: Request, csrf: str = Form(""), state: GatewayState = Depends(get_state)):
+    admin, refused = await _post_guard(request, state, csrf)
+    if refused is not None:
+        return refused
     rep = await run_in_threadpool(state.log.verify, [state.runtime_key.public_key()])
     msg = (f"ok: {rep.entries} entries, {rep.checkpoints} signed checkpoints verified" if rep.ok
            else f"first bad entry {rep.first_bad}: {rep.problem}")
@@ -200,7 +337,7 @@ async def incidents(request: Request, state: GatewayState = Depends(get_state)):
 
 
 @router.get("/incidents/{incident_id}")
-async def incident(incident_id: int, request: Request, state: GatewayState = Depends(get_state)):
+async def incident(request: Request, incident_id: int = Path(ge=0, le=2**31 - 1), state: GatewayState = Depends(get_state)):
     admin = await _admin_of(request, state)
     if admin is None:
         return _login_redirect()
