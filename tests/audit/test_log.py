@@ -71,15 +71,18 @@ def test_tampering_is_detected_and_the_first_bad_entry_named(log, key, attack):
     elif attack == "rewrite-with-new-hashes":
         # An attacker with write access recomputes the whole chain from entry 2 on: only the
         # signed checkpoint catches it.
+        from charter.audit.log import body_digest
+
         rows = list(log.entries())
         prev = rows[1].entry_hash
         for e in rows[2:]:
             e.body = json.dumps({"i": e.seq, "text": "rewritten"}) if e.seq == 2 else e.body
+            e.body_sha256 = body_digest(e.body)
             e.prev_hash = prev
             e.entry_hash = e.computed_hash()
             prev = e.entry_hash
-            _sql(log, "UPDATE audit_entries SET body = :b, prev_hash = :p, entry_hash = :h WHERE seq = :s",
-                 b=e.body, p=e.prev_hash, h=e.entry_hash, s=e.seq)
+            _sql(log, "UPDATE audit_entries SET body = :b, body_sha256 = :d, prev_hash = :p, entry_hash = :h WHERE seq = :s",
+                 b=e.body, d=e.body_sha256, p=e.prev_hash, h=e.entry_hash, s=e.seq)
         want = 0
     else:
         _sql(log, "DELETE FROM audit_entries WHERE seq >= 9")
