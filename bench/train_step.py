@@ -4,8 +4,10 @@ and depth-routed vs unrouted training, all in one process so the ratios share th
 Each configuration trains --steps optimizer steps (after one warm-up step that is not timed) on
 the same synthetic data: sequences of about --tokens tokens, three principles (one per depth
 third: shallow, middle, deep) in equal parts. "routed" trains each principle's batches on its
-third of the blocks only; "unrouted" trains every block (same batches, same order). The routing
-target is routed/unrouted <= 1.15.
+third of the blocks only; "unrouted" trains every block (same batches, same order). Both train the
+same parameter set — the blocks; embeddings, final norm and LM head are frozen in both (see
+docs/training.md) — and each row records the parameters the optimiser holds, so an unequal pair
+would show. The routing target is routed/unrouted <= 1.15.
 
     .venv/bin/python bench/train_step.py [--steps 4] [--batch-size 2] [--tokens 256] [--only sft-lora,...]
 """
@@ -39,6 +41,13 @@ class StepTimer(TrainerCallback):
     def __init__(self):
         self.times: list[float] = []
         self._t = None
+        self.optimised: int | None = None  # parameters (elements) the optimiser updates
+
+    def on_train_begin(self, args, state, control, optimizer=None, model=None, **kw):
+        if optimizer is not None:
+            self.optimised = sum(p.numel() for g in optimizer.param_groups for p in g["params"])
+        else:
+            self.optimised = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     def on_step_begin(self, args, state, control, **kw):
         self._t = time.perf_counter()
@@ -79,7 +88,8 @@ def measure(name: str, method: str, lora: bool, routing: bool, data: Path, tmp: 
     steady = timer.times[1:]  # step 1 warms up allocators and kernels
     per_step = statistics.median(steady)
     return {"config": name, "method": method, "lora": lora, "routing": routing, "steps_timed": len(steady),
-            "s_per_step": round(per_step, 3), "s_per_example": round(per_step / args.batch_size, 3)}
+            "s_per_step": round(per_step, 3), "s_per_example": round(per_step / args.batch_size, 3),
+            "optimised_params": timer.optimised}
 
 
 def main() -> None:
@@ -106,13 +116,16 @@ def main() -> None:
                 print(f"== {name}", flush=True)
                 pair[routing] = measure(name, method, kind == "lora", routing, data, tmp, args)
             pair[True]["routed_vs_unrouted"] = round(pair[True]["s_per_step"] / pair[False]["s_per_step"], 3)
+            if pair[True]["optimised_params"] != pair[False]["optimised_params"]:
+                raise SystemExit(f"{combo}: routed and unrouted runs optimise different parameter sets "
+                                 f"({pair[True]['optimised_params']} vs {pair[False]['optimised_params']}): unequal comparison")
             rows += [pair[False], pair[True]]
     for method in ("sft", "dpo"):
         lo = {r["routing"]: r for r in rows if r["method"] == method and r["lora"]}
         fu = {r["routing"]: r for r in rows if r["method"] == method and not r["lora"]}
         if False in lo and False in fu:
             lo[False]["lora_vs_full"] = round(lo[False]["s_per_step"] / fu[False]["s_per_step"], 3)
-    print_table(rows, ["config", "s_per_step", "s_per_example", "routed_vs_unrouted", "lora_vs_full"])
+    print_table(rows, ["config", "s_per_step", "s_per_example", "routed_vs_unrouted", "lora_vs_full", "optimised_params"])
     path = write_results("train_step", {
         "model": "embedded (SmolLM2-135M-Instruct, fp32, CPU)", "batch_size": args.batch_size,
         "tokens_per_sequence": args.tokens, "steps_timed_per_config": args.steps, "target_routed_vs_unrouted": 1.15,

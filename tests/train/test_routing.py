@@ -41,6 +41,27 @@ def test_router_freezes_non_block_parameters_and_switches_blocks(tiny_model_dir)
     assert all(p.requires_grad for n, p in model.named_parameters() if block_index(n) is not None)
 
 
+def test_routed_and_unrouted_runs_train_the_same_parameter_set(tiny_model_dir):
+    """The unrouted run is the baseline a routed run is compared with: it must train the same
+    parameters (every block, nothing outside the blocks), not also the embeddings, norm and head."""
+    from transformers import AutoModelForCausalLM
+
+    trainable = {}
+    for enabled in (True, False):
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)  # 4 blocks
+        names = {id(p): n for n, p in model.named_parameters()}
+        router = GradientRouter(model, RoutingPlan(n_blocks=4, principle_blocks={"p": [3]}, enabled=enabled))
+        assert not model.model.embed_tokens.weight.requires_grad and not model.model.norm.weight.requires_grad
+        assert not model.lm_head.weight.requires_grad
+        trainable[enabled] = {names[id(p)] for p in router.trainable()}
+        assert {n for n, p in model.named_parameters() if p.requires_grad} == trainable[enabled]
+        router.activate("p")  # routed: block 3 only; unrouted: every block still
+        on = {block_index(n) for n, p in model.named_parameters() if p.requires_grad}
+        assert on == ({3} if enabled else {0, 1, 2, 3})
+    assert trainable[True] == trainable[False] and all(block_index(n) is not None for n in trainable[True])
+    assert RoutingPlan(4, {}, enabled=False).to_json()["non_block_parameters"] == "frozen"
+
+
 def test_grouped_batches_are_homogeneous_complete_and_deterministic():
     groups = ["a"] * 7 + ["b"] * 3 + ["a+b"] * 2
     s = GroupedBatchSampler(groups, batch_size=3, seed=1)

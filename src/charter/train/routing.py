@@ -2,8 +2,10 @@
 
 A principle's ``depth`` (shallow / middle / deep thirds, or explicit fractions) maps to a set of
 blocks of the model being trained. An example shaped by several principles trains the union of
-their blocks. Parameters outside the blocks (embeddings, final norm, LM head) are frozen while
-routing is on, so "routed to the deep third" means exactly that.
+their blocks. Parameters outside the blocks (embeddings, final norm, LM head) belong to no
+principle, so they are frozen — and frozen with routing off too (``--no-routing``): a routed and an
+unrouted run then train the same parameter set and differ only in which blocks each batch may
+update, so "routed to the deep third" means exactly that and the two runs compare equal work.
 
 How the routing is enforced (see docs/training.md, "Why gradient masks"): batches hold examples
 of one principle group only, and before each forward pass the trainable parameters of unrouted
@@ -95,7 +97,7 @@ class RoutingPlan:
             "enabled": self.enabled,
             "n_blocks": self.n_blocks,
             "enforcement": "group-homogeneous batches; unrouted blocks get requires_grad=False before each forward",
-            "non_block_parameters": "frozen" if self.enabled else "trained",
+            "non_block_parameters": "frozen",  # routed or not: both runs train the same parameter set
             "principles": {
                 pid: {"depth": self.depths.get(pid), "blocks": blocks}
                 for pid, blocks in sorted(self.principle_blocks.items())
@@ -108,21 +110,23 @@ class RoutingPlan:
 
 
 class GradientRouter:
-    """Switches ``requires_grad`` of a model's trainable parameters per example group."""
+    """Switches ``requires_grad`` of a model's trainable parameters per example group.
+
+    Parameters outside every block (embeddings, final norm, LM head) are frozen whether routing is
+    on or off: no principle is routed there, and freezing them in both runs keeps a routed and an
+    unrouted run training the same parameter set (the unrouted run is the fair baseline: same
+    parameters, every block for every batch)."""
 
     def __init__(self, model: torch.nn.Module, plan: RoutingPlan):
         self.plan = plan
-        self.params: list[tuple[int | None, torch.nn.Parameter]] = [
-            (block_index(name), p) for name, p in model.named_parameters() if p.requires_grad
-        ]
-        if plan.enabled:
-            # Embeddings, final norm, LM head: not part of any block, so no principle is routed there.
-            for block, p in self.params:
-                if block is None:
-                    p.requires_grad_(False)
-            self.params = [(b, p) for b, p in self.params if b is not None]
-            if not self.params:
-                raise InputError("routing is on but no trainable parameter sits in a transformer block", source="--model")
+        params = [(block_index(name), p) for name, p in model.named_parameters() if p.requires_grad]
+        for block, p in params:
+            if block is None:
+                p.requires_grad_(False)
+        self.params: list[tuple[int, torch.nn.Parameter]] = [(b, p) for b, p in params if b is not None]
+        if not self.params:
+            raise InputError("no trainable parameter sits in a transformer block (Charter trains the blocks; "
+                             "embeddings, final norm and LM head stay frozen)", source="--model")
         self.active: str | None = None
 
     def trainable(self) -> list[torch.nn.Parameter]:
