@@ -94,3 +94,76 @@ def test_revoke_tenant_and_per_tenant_suspension(tmp_path, db_url):
     r = invoke("admin", "resume", "--tenant", "bob", "--config", cfg)
     assert r.exit_code == 0 and "resumed tenant:bob" in r.stdout and "not suspended" not in r.stdout
     engine.dispose()
+
+
+def test_audit_witness_file_catches_a_re_anchored_rewrite(tmp_path, db_url):
+    """`audit checkpoint --witness` keeps checkpoints outside the database; after an attacker
+    deletes the later checkpoints, rewrites an entry, recomputes the hashes and re-anchors with
+    the real key, `audit verify --trusted` fails while plain `audit verify` cannot tell."""
+    import os
+    import stat
+
+    from sqlalchemy import text
+
+    from charter.audit import AuditLog, connect
+    from charter.audit.log import body_digest, canonical_json
+
+    witness = tmp_path / "auditor" / "checkpoints.jsonl"
+    cfg = _cfg(tmp_path, db_url, f'witness_file = "{tmp_path / "gateway-witness.jsonl"}"\n')
+    for name in ("acme", "globex"):
+        assert invoke("admin", "add-tenant", name, "--config", cfg).exit_code == 0
+    r = invoke("audit", "checkpoint", "--config", cfg, "--witness", witness)
+    assert r.exit_code == 0, r.output
+    for name in ("initech", "umbrella"):
+        assert invoke("admin", "add-tenant", name, "--config", cfg).exit_code == 0
+    assert invoke("audit", "checkpoint", "--config", cfg, "--witness", witness).exit_code == 0
+    assert stat.S_IMODE(os.stat(witness).st_mode) == 0o600
+    assert len(witness.read_text().splitlines()) == 2
+    # The configured witness got the same checkpoints (the CLI signs with the gateway's key).
+    assert len((tmp_path / "gateway-witness.jsonl").read_text().splitlines()) == 2
+    pub = tmp_path / "rt.pub"
+    key = serialization.load_pem_private_key((tmp_path / "rt.pem").read_bytes(), None)
+    pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    r = invoke("audit", "verify", "--config", cfg, "--public-key", pub, "--trusted", witness)
+    assert r.exit_code == 0 and "all 2 trusted checkpoints" in r.stdout, r.output
+
+    engine = connect(db_url)
+    first = json.loads(witness.read_text().splitlines()[0])["tree_size"]
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_checkpoints WHERE tree_size > :n"), {"n": first})
+    rows = list(AuditLog(engine).entries())
+    prev = rows[first - 1].entry_hash
+    for e in rows[first:]:
+        if e.seq == first:
+            e.body = canonical_json(e.data | {"forged": True})
+        e.body_sha256, e.prev_hash = body_digest(e.body), prev
+        e.entry_hash = prev = e.computed_hash()
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE audit_entries SET body = :b, body_sha256 = :d, prev_hash = :p, entry_hash = :h "
+                              "WHERE seq = :s"), {"b": e.body, "d": e.body_sha256, "p": e.prev_hash, "h": e.entry_hash, "s": e.seq})
+    engine.dispose()
+    assert invoke("audit", "checkpoint", "--config", cfg).exit_code == 0  # the real key re-anchors the forgery
+    assert invoke("audit", "verify", "--config", cfg, "--public-key", pub).exit_code == 0
+    line = _one_error_line(invoke("audit", "verify", "--config", cfg, "--public-key", pub, "--trusted", witness), code=1)
+    assert f"first bad entry {first}" in line and "trusted checkpoint" in line
+    assert "not a JSON checkpoint record" in _one_error_line(
+        invoke("audit", "verify", "--config", cfg, "--trusted", tmp_path / "rt.pub"))
+
+
+def test_audit_purge_records_a_signed_entry_with_its_reason(tmp_path, db_url):
+    cfg = _cfg(tmp_path, db_url)
+    assert invoke("admin", "add-tenant", "acme", "--config", cfg).exit_code == 0
+    r = invoke("audit", "purge", "--older-than-days", "0.0000001", "--reason", "erasure request 42", "--config", cfg)
+    assert r.exit_code == 0 and "purged the content of" in r.stdout, r.output
+    export = tmp_path / "x.jsonl"
+    assert invoke("audit", "export", "--config", cfg, "--out", export).exit_code == 0
+    lines = [json.loads(x) for x in export.read_text().splitlines()]
+    purge = [x for x in lines[1:] if x["kind"] == "admin.purge"]
+    assert purge and json.loads(purge[0]["body"])["reason"] == "erasure request 42"
+    assert json.loads(purge[0]["body"])["authorisation"]["payloadType"].endswith("audit-purge.v1+json")
+    pub = tmp_path / "rt.pub"
+    key = serialization.load_pem_private_key((tmp_path / "rt.pem").read_bytes(), None)
+    pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    assert invoke("audit", "verify", "--config", cfg, "--public-key", pub).exit_code == 0
+    r = invoke("audit", "verify-export", export, "--public-key", pub)
+    assert r.exit_code == 0, r.output
