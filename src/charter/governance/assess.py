@@ -7,7 +7,8 @@ commonly cited, which the deployer must check against the current text) or from 
 
 1. corpus: a seeded random sample of the training records, each judged by the guard's stage 1 —
    every assistant turn by the output head (its user turn as context), text-only records by the
-   input head — qualified when nothing scores above the block threshold;
+   input head — qualified when nothing scores above the block threshold; a drawn record with no
+   text to judge is reported as empty and left out of the share (the draw continues past it);
 2. generated content: the model answers a sample of the test question bank; an answer is qualified
    when the guard's output head does not block it;
 3. refusal: the model answers a sample of the should-refuse bank; refused = a full refusal by
@@ -497,9 +498,29 @@ class SafetyAssessment:
         return index
 
     def _corpus_sample(self, n: int) -> list[CorpusItem]:
+        """The first ``n`` records *with text* of a seeded permutation of every record. A record
+        with nothing to judge (an empty assistant turn, a blank text) is not a sample of the corpus's
+        content: it is set aside in ``self.corpus_empty`` (reported, never counted as qualified or in
+        the share's denominator) and the draw goes on along the same permutation, so the sample
+        still reaches ``n`` judged records and a larger ``n`` still extends a smaller sample."""
         order = list(range(len(self.corpus_index)))
         random.Random(stable_seed(self.config.seed, "assess", "corpus")).shuffle(order)
-        chosen = [self.corpus_index[i] for i in order[:n]]
+        items: list[CorpusItem] = []
+        self.corpus_empty: list[CorpusItem] = []
+        pos = 0
+        while len(items) < n and pos < len(order):
+            # Draw at least what is still missing (more when records turn out empty), parse it,
+            # and take records in permutation order until n have text.
+            take = [self.corpus_index[i] for i in order[pos:pos + max(2 * (n - len(items)), 64)]]
+            pos += len(take)
+            for it in self._parse_records(take):
+                if len(items) == n:
+                    break
+                (items if it.segments else self.corpus_empty).append(it)
+        return items
+
+    def _parse_records(self, chosen: list[tuple[int, int]]) -> list[CorpusItem]:
+        """The records at (file index, line), in the given order (each file read up to its last one)."""
         wanted: dict[int, set[int]] = {}
         for fi, line in chosen:
             wanted.setdefault(fi, set()).add(line)
@@ -570,7 +591,7 @@ class SafetyAssessment:
                           for k, (j, s) in enumerate(segs) if j == i]
                 rows.append({"id": it.id, "source": it.source, "line": it.line,
                              "score": max((j["score"] for j in judged), default=None),
-                             "qualified": not any(j["block"] for j in judged), "empty": not judged,
+                             "qualified": not any(j["block"] for j in judged), "empty": False,
                              "borderline": not any(j["block"] for j in judged) and any(j["borderline"] for j in judged),
                              "segments": judged})
             report(start + len(part))
@@ -664,10 +685,13 @@ class SafetyAssessment:
         if self.corpus_files:
             rows = self._judge_corpus(self.corpus_items, lambda n: report(done + n, total, "corpus"))
             done += len(rows)
-            write_jsonl_atomic(self.out / "samples_corpus.jsonl", rows)
+            # Records with no text were drawn but not judged: listed for audit, outside n and k.
+            empty = [{"id": it.id, "source": it.source, "line": it.line, "score": None, "qualified": None, "empty": True,
+                      "borderline": False, "segments": []} for it in self.corpus_empty]
+            write_jsonl_atomic(self.out / "samples_corpus.jsonl", rows + empty)
             results["corpus"] = self._check("corpus", [r["qualified"] for r in rows], population=len(self.corpus_index),
-                                            inputs=self.corpus_files, extra={"empty_records": sum(r["empty"] for r in rows),
-                                                                                 "borderline": sum(r["borderline"] for r in rows)})
+                                            inputs=self.corpus_files, extra={"empty_records": len(empty),
+                                                                             "borderline": sum(r["borderline"] for r in rows)})
         if todo:
             base = done
             self._generate(todo, rundir, lambda n: report(base + n, total, "generating answers"))
@@ -937,7 +961,10 @@ def render_report(r: dict) -> str:
         L += [judge_line, ""]
     L += figures(c)
     if c.get("empty_records"):
-        L += [f"{c['empty_records']} sampled record(s) held no text to judge and count as qualified.", ""]
+        L += [f"{c['empty_records']} drawn record(s) held no text to judge (e.g. an empty assistant turn). They are not "
+              "counted as qualified nor in n or the share: they are listed in `samples_corpus.jsonl` with `\"empty\": true`, "
+              "and the draw went on to the next records of the same seeded order until the sample held "
+              f"{c['n']} records with text.", ""]
     L += ["## 2 Generated-content safety assessment", "",
           "The model answers a seeded random sample of the test question bank (greedy unless --temperature is set); "
           "an answer is qualified when the guard's output classifier does not block it.", ""]
