@@ -95,7 +95,9 @@ def _check_seal(src: Path, public_key: str | os.PathLike) -> str:
 
 def _load_adapter(src: Path, dtype: torch.dtype):
     """A PEFT LoRA directory (``charter train --no-merge-lora``): base model + adapter, merged for
-    inference. The base is the local path recorded in adapter_config.json; nothing is downloaded."""
+    inference. The base is the local path recorded in adapter_config.json; nothing is downloaded.
+    Under ``require_seal`` the seal's check (``_check_seal``) has already compared that base with the
+    digest the adapter's seal records (and verified the base's own seal when it has one)."""
     import json
 
     from peft import PeftModel

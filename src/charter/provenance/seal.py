@@ -20,7 +20,10 @@ from charter.constitution import constitution_digest, constitution_text, load_co
 from charter.errors import InputError, VerificationError
 from charter.provenance.dsse import INTOTO, sign_envelope
 from charter.provenance.keys import load_private_key
-from charter.provenance.statement import build_statement, dataset_entry, guard_entry, statement_digest, training_entry
+from charter.provenance.statement import (
+    ADAPTER_CONFIG, adapter_base_dir, adapter_base_name, base_content, build_statement, dataset_entry, gguf_source,
+    guard_entry, statement_digest, training_entry,
+)
 
 SEAL_DIR = "charter-seal"
 MODEL_SIGNATURE = "model.sig"
@@ -122,6 +125,7 @@ class Sealer:
                              f"not the one being sealed ({constitution_digest(constitution)[:23]}…)", source=c.guard)
         parent = self._parent(Path(c.parent)) if c.parent else None
         base = (training or {}).get("config", {}).get("base_model")
+        adapter_base = self._adapter_base(model_dir, base)
 
         seal_dir.mkdir(parents=True, exist_ok=True)
         sig_path = seal_dir / MODEL_SIGNATURE
@@ -136,7 +140,7 @@ class Sealer:
         statement = build_statement(
             model_name=model_dir.resolve().name, root_digest=root, constitution=constitution, constitution_text=text,
             datasets=datasets, training=training, evaluations=evaluations, parent=parent, base_model=base,
-            guard=guard, signature_file=f"{SEAL_DIR}/{MODEL_SIGNATURE}",
+            guard=guard, signature_file=f"{SEAL_DIR}/{MODEL_SIGNATURE}", adapter_base=adapter_base,
         )
         payload = json.dumps(statement, sort_keys=True, separators=(",", ":")).encode()
         envelope = sign_envelope(payload, INTOTO, key)
@@ -147,6 +151,48 @@ class Sealer:
                 "signature": str(sig_path), "statement": str(seal_dir / ENVELOPE),
                 "constitution": f"{constitution.name} {constitution.version}", "datasets": len(datasets),
                 "parent": parent["path"] if parent else None}
+
+    @staticmethod
+    def _adapter_base(model_dir: Path, trained_from: dict | None) -> dict | None:
+        """For a PEFT adapter directory: the base it loads (adapter_config.json's
+        base_model_name_or_path), bound by content so a replaced base fails verification and sealed
+        loading. None for a full model."""
+        name = adapter_base_name(model_dir)
+        if name is None:
+            return None
+        src = str(model_dir / ADAPTER_CONFIG)
+        try:
+            base_dir = adapter_base_dir(name)
+            content = base_content(base_dir)
+        except VerificationError as exc:
+            raise InputError(f"{exc}: an adapter is sealed together with its base, which must be on this machine",
+                             source=src) from None
+        entry = {"name_or_path": name, "path": str(base_dir.resolve()), "spec": f"hf:{base_dir.resolve()}"} | content
+        gguf = gguf_source(base_dir)
+        if gguf:  # the dequantised copy of a GGUF file (embedded, gguf:): the copy is what loads
+            entry["gguf"] = gguf
+        if (base_dir / SEAL_DIR).is_dir():
+            statement, payload = unverified_statement(base_dir)
+            entry["seal"] = {"statement_digest": statement_digest(payload),
+                             "root_digest": statement["subject"][0]["digest"]["sha256"]}
+        elif (base_dir / ADAPTER_CONFIG).is_file():
+            raise InputError(f"the adapter's base {name} is itself an unsealed adapter (its own base is outside any "
+                             "seal): seal it first, or train on a merged model", source=src)
+        # The base on disk must be the one training recorded (a base replaced between training and
+        # sealing would otherwise be sealed as if it were the original).
+        trained_from = trained_from or {}
+        want, got = trained_from.get("sha256"), None
+        if want and trained_from.get("gguf"):
+            got = (gguf or {}).get("sha256")
+        elif want and trained_from.get("path") and Path(trained_from["path"]).resolve() == base_dir.resolve():
+            got = content["sha256"]
+        mismatch = bool(want) and (got != want if got is not None else bool(trained_from.get("gguf")))
+        if mismatch:
+            raise InputError(f"the adapter's base {name} is not the model it was trained from (training recorded "
+                             f"{want[:23]}…, the base has {(got or 'no GGUF source')[:23]}…)", source=src)
+        if trained_from.get("spec") and (got is not None):
+            entry["spec"] = trained_from["spec"]
+        return entry
 
     @staticmethod
     def _parent(parent_dir: Path) -> dict:

@@ -17,8 +17,8 @@ from pathlib import Path
 from charter import __version__
 from charter.cai.rundir import now
 from charter.constitution import Constitution, constitution_digest
-from charter.data import file_sha256
-from charter.errors import InputError
+from charter.data import file_sha256, weights_digest
+from charter.errors import InputError, VerificationError
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://charter.dev/provenance/constitutional-training/v1"
@@ -120,6 +120,77 @@ def guard_entry(guard_dir: Path) -> dict:
     }
 
 
+# -- an adapter's base model ---------------------------------------------------------------------
+# A PEFT adapter directory (adapter_config.json) loads its base from base_model_name_or_path, a
+# directory outside the adapter's own seal; the seal records the base's content so loading can
+# check it. transformers reads config.json and the weights (weights_digest, the identity training
+# records for an hf: base) and these files beside them.
+ADAPTER_CONFIG = "adapter_config.json"
+BASE_OTHER_FILES = ("generation_config.json", "model.safetensors.index.json", "pytorch_model.bin.index.json",
+                    ADAPTER_CONFIG)
+
+
+def adapter_base_name(model_dir: Path) -> str | None:
+    """The base a PEFT adapter directory loads (its adapter_config.json's base_model_name_or_path,
+    exactly as the loader reads it); None when the directory is not an adapter."""
+    p = Path(model_dir) / ADAPTER_CONFIG
+    if not p.is_file():
+        return None
+    try:
+        cfg = json.loads(p.read_text())
+    except (OSError, ValueError):
+        raise InputError(f"{ADAPTER_CONFIG} is not readable JSON", source=str(p)) from None
+    base = cfg.get("base_model_name_or_path") if isinstance(cfg, dict) else None
+    if not isinstance(base, str) or not base:
+        raise InputError(f"{ADAPTER_CONFIG} names no base_model_name_or_path", source=str(p))
+    return base
+
+
+def adapter_base_dir(name: str) -> Path:
+    """The local directory behind an adapter's base (the resolver training uses); a VerificationError
+    naming the base when it is not a local transformers directory."""
+    from charter.backends.spec import ModelSpec, local_model_dir
+    from charter.errors import BackendError
+
+    try:
+        return local_model_dir(ModelSpec("hf", name, text=f"hf:{name}"))
+    except BackendError as exc:
+        why = str(exc).removeprefix(f"{exc.source}: ") if exc.source else str(exc)
+        raise VerificationError(f"the adapter's base model {name} cannot be found ({why})") from None
+
+
+def base_content(base_dir: Path) -> dict:
+    """What an adapter's base contributes when loaded: the weights digest (config.json and the
+    weights) and the sha256 of the other files transformers reads from that directory."""
+    w = weights_digest(base_dir)
+    if w is None:
+        raise VerificationError(f"the adapter's base model {base_dir} holds no weights (no config.json or *.safetensors)")
+    return {"sha256": w["sha256"], "files": w["files"], "method": w["method"],
+            "other_files": {n: file_sha256(base_dir / n) for n in BASE_OTHER_FILES if (base_dir / n).is_file()}}
+
+
+def base_changes(recorded: dict, found: dict) -> list[str]:
+    """Names of the base's files that differ between the seal's record and the directory now."""
+    out = []
+    for key in ("files", "other_files"):
+        a, b = recorded.get(key) or {}, found.get(key) or {}
+        out += [f"{n} ({'missing' if n not in b else 'added' if n not in a else 'changed'})"
+                for n in sorted(set(a) | set(b)) if a.get(n) != b.get(n)]
+    return out
+
+
+def gguf_source(base_dir: Path) -> dict | None:
+    """The GGUF file a dequantised cache directory was made from (its SOURCE record: path and
+    sha256, see backends.hf.dequantised_gguf_dir); None for an ordinary model directory."""
+    src = base_dir / "SOURCE"
+    if not (src.is_file() and (base_dir / "COMPLETE").is_file()):
+        return None
+    lines = src.read_text().splitlines()
+    if len(lines) < 2 or not lines[1].startswith("sha256:"):
+        return None
+    return {"path": lines[0], "sha256": lines[1]}
+
+
 def statement_digest(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
 
@@ -137,6 +208,7 @@ def build_statement(
     base_model: dict | None,
     signature_file: str,
     guard: dict | None = None,
+    adapter_base: dict | None = None,
 ) -> dict:
     return {
         "_type": STATEMENT_TYPE,
@@ -151,6 +223,7 @@ def build_statement(
             "training": training,
             "evaluations": evaluations,
             "base_model": base_model,
+            "adapter_base": adapter_base,
             "parent": parent,
             "guard": guard,
             "model_signature": {"format": "model-signing (Sigstore bundle, EC key)", "file": signature_file},

@@ -3,7 +3,9 @@
 Order: the model-signing signature over the files (names exactly which file changed, appeared or
 went missing), then the DSSE signature over the statement, then the binding between them (the
 statement's subject must be the root digest the file signature signs, so a statement cannot be
-swapped onto other weights), then, when given, the constitution.
+swapped onto other weights), then, for a LoRA adapter, its base model (the seal records the base's
+content digest: the base directory is outside the adapter's files but is loaded with them), then,
+when given, the constitution.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from charter.provenance.keys import load_public_key
 from charter.provenance.seal import (
     MODEL_SIGNATURE, SEAL_DIR, bundle_root_digest, hashing_config, read_envelope, unverified_statement,
 )
-from charter.provenance.statement import PREDICATE_TYPE, STATEMENT_TYPE, statement_digest
+from charter.provenance.statement import (
+    ADAPTER_CONFIG, PREDICATE_TYPE, STATEMENT_TYPE, adapter_base_dir, adapter_base_name, base_changes, base_content,
+    statement_digest,
+)
 
 
 @dataclass
@@ -41,6 +46,10 @@ class VerifiedModel:
                  f"  root digest      sha256:{self.root_digest}",
                  f"  statement digest sha256:{self.statement_digest}",
                  f"  constitution     {c['name']} {c['version']} ({c['digest'][:23]}…)"]
+        ab = p.get("adapter_base")
+        if ab:
+            lines.append(f"  adapter base     {ab.get('name_or_path')} sha256:{ab['sha256'].split(':')[-1][:16]}…"
+                         + (" (sealed)" if ab.get("seal") else ""))
         base = p.get("base_model")
         if base:
             lines.append(f"  base model       {base.get('spec', '')} {('sha256:' + base['sha256'].split(':')[-1][:16] + '…') if base.get('sha256') else base.get('path', '')}")
@@ -64,7 +73,7 @@ class VerifiedModel:
 
 
 def verify_model(model_dir: str | Path, public_key_path: str | Path, *, constitution: str | None = None,
-                 max_workers: int | None = None) -> VerifiedModel:
+                 max_workers: int | None = None, _bases: tuple[str, ...] = ()) -> VerifiedModel:
     import model_signing
 
     model_dir = Path(model_dir)
@@ -95,6 +104,7 @@ def verify_model(model_dir: str | Path, public_key_path: str | Path, *, constitu
     if subject != root:
         raise VerificationError(f"provenance statement is about other weights (subject sha256:{subject} ≠ signed root sha256:{root})")
     checks.append("statement subject = signed root digest")
+    checks += _check_adapter_base(model_dir, statement, public_key_path, max_workers, _bases)
     if constitution is not None:
         want = statement["predicate"]["constitution"]["digest"]
         got = constitution_digest(load_constitution(constitution))
@@ -102,6 +112,39 @@ def verify_model(model_dir: str | Path, public_key_path: str | Path, *, constitu
             raise VerificationError(f"constitution {constitution} ({got[:23]}…) is not the sealed one ({want[:23]}…)")
         checks.append(f"constitution {constitution} matches the sealed digest")
     return VerifiedModel(str(model_dir), root, statement_digest(payload), statement, checks)
+
+
+def _check_adapter_base(model_dir: Path, statement: dict, public_key_path, max_workers, seen: tuple[str, ...]) -> list[str]:
+    """A PEFT adapter loads its base from adapter_config.json's base_model_name_or_path (a signed
+    file, so the name cannot change): the base there must have the content the seal recorded, and
+    a sealed base must verify with the same key."""
+    name = adapter_base_name(model_dir)
+    if name is None:
+        return []
+    recorded = (statement.get("predicate") or {}).get("adapter_base")
+    if not recorded:
+        raise VerificationError(f"{model_dir} is a LoRA adapter sealed before base binding: its seal does not record "
+                                f"the digest of its base model {name}, which would load unchecked; re-seal it")
+    base_dir = adapter_base_dir(name)
+    found = base_content(base_dir)
+    changes = base_changes(recorded, found) or (["weights digest"] if found["sha256"] != recorded.get("sha256") else [])
+    if changes:
+        raise VerificationError(f"the adapter's base model {name} is not the one sealed with it — "
+                                f"{'; '.join(changes[:6])}{'…' if len(changes) > 6 else ''}")
+    checks = [f"adapter base {name} matches the sealed digest ({recorded['sha256'][:23]}…)"]
+    key = str(base_dir.resolve())
+    if key in seen or len(seen) > 8:
+        raise VerificationError(f"the adapter's base model {name} loops back through adapters")
+    if (base_dir / SEAL_DIR).is_dir():
+        try:
+            v = verify_model(base_dir, public_key_path, max_workers=max_workers, _bases=seen + (key,))
+        except VerificationError as exc:
+            raise VerificationError(f"the adapter's base model {name} is sealed but its own seal does not verify "
+                                    f"with this key: {exc}") from None
+        checks.append(f"adapter base's own seal verifies (statement sha256:{v.statement_digest[:16]}…)")
+    elif (base_dir / ADAPTER_CONFIG).is_file():
+        raise VerificationError(f"the adapter's base model {name} is itself an unsealed adapter: its own base is unchecked")
+    return checks
 
 
 @dataclass
