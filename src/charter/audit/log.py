@@ -493,11 +493,11 @@ class AuditLog:
     def _verify_keys(public_keys, trusted, cps: list[Checkpoint], rep: VerifyReport) -> list[ec.EllipticCurvePublicKey]:
         if public_keys is not None:
             return list(public_keys)
-        source = trusted if trusted else [c.to_dict() for c in cps]
+        pems = [r.get("public_key") for r in trusted] if trusted else [c.public_key for c in cps]
         keys, seen = [], set()
-        for rec in source:
+        for pem in dict.fromkeys(pems):  # distinct, in order: one key signs thousands of checkpoints
             try:
-                k = serialization.load_pem_public_key(str(rec.get("public_key", "")).encode())
+                k = serialization.load_pem_public_key(str(pem).encode())
             except (ValueError, TypeError):
                 continue
             if isinstance(k, ec.EllipticCurvePublicKey) and key_id(k) not in seen:
