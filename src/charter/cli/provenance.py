@@ -71,7 +71,7 @@ def verify(
     constitution: Optional[str] = typer.Option(None, "--constitution", "-c", help="Also check the model was sealed under this constitution."),
     as_json: bool = typer.Option(False, "--json", help="Print the verified statement as JSON."),
 ) -> None:
-    """Check every file digest, both signatures and their binding (offline). Exit 1 names what failed."""
+    """Check every file digest, both signatures and their binding, and an adapter's base model (offline). Exit 1 names what failed."""
     from charter.provenance import verify_model
 
     v = verify_model(model_dir, public_key, constitution=constitution)
@@ -121,7 +121,7 @@ def verify_receipt(
     public_key: Path = typer.Option(..., "--public-key", "-p", help="The runtime public key."),
     prompt_file: Optional[Path] = typer.Option(None, "--prompt-file", help="Also check this was the prompt."),
     output_file: Optional[Path] = typer.Option(None, "--output-file", help="Also check this was the output."),
-    statement_digest: Optional[str] = typer.Option(None, "--statement-digest", help="Also check the sealed model."),
+    statement_digest: Optional[str] = typer.Option(None, "--statement-digest", help="Also check the sealed model (hex or sha256:hex; a receipt saying unverified/unsealed fails)."),
 ) -> None:
     """Verify a response receipt's signature (and, when given, the prompt, output and model)."""
     from charter.provenance import verify_receipt as check
@@ -130,7 +130,12 @@ def verify_receipt(
                  prompt=prompt_file.read_text(encoding="utf-8") if prompt_file else None,
                  output=output_file.read_text(encoding="utf-8") if output_file else None,
                  statement_digest=statement_digest)
-    console.print(f"receipt ok: request {body['request_id']} at {body['time']}, model statement sha256:{body['statement_digest'][:16]}…",
+    from charter.provenance.receipts import UNATTESTED
+
+    sd = str(body.get("statement_digest"))
+    model = (f"model {sd}: the gateway had not verified a seal at start" if sd in UNATTESTED
+             else f"model statement sha256:{sd[:16]}…")
+    console.print(f"receipt ok: request {body['request_id']} at {body['time']}, {model}",
                   highlight=False, markup=False, soft_wrap=True)
 
 

@@ -2,6 +2,8 @@
 
 A gateway signs one per answer with a runtime key; anyone with the public key can later show that
 this sealed model produced that output for that prompt at that time, without storing the texts.
+The statement digest is the seal the gateway verified at start; ``unverified`` or ``unsealed``
+otherwise (see UNATTESTED).
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from charter.provenance.dsse import read_envelope_json, sign_envelope, verify_en
 from charter.provenance.keys import load_public_key
 
 RECEIPT_TYPE = "application/vnd.charter.receipt.v1+json"
+# What a receipt's statement_digest says when the gateway did not verify a seal at start: no seal at
+# all, or a charter-seal/ directory nobody checked (it is never named, since anyone could write it).
+UNATTESTED = ("unverified", "unsealed")
 
 
 def sha256_text(text: str) -> str:
@@ -46,6 +51,11 @@ def verify_receipt(receipt_path: str | Path, public_key_path: str | Path, *, pro
     for name, text in (("prompt", prompt), ("output", output)):
         if text is not None and sha256_text(text) != body[f"{name}_sha256"]:
             raise VerificationError(f"the {name} given is not the one this receipt was signed for")
-    if statement_digest is not None and statement_digest != body["statement_digest"]:
-        raise VerificationError("the receipt was signed for another sealed model (statement digest differs)")
+    if statement_digest is not None:
+        got = body.get("statement_digest")
+        if got in UNATTESTED:
+            raise VerificationError(f"the receipt names no sealed model: the gateway served a model whose seal it had not "
+                                    f"verified at start (statement digest {got!r})")
+        if statement_digest.removeprefix("sha256:") != got:
+            raise VerificationError("the receipt was signed for another sealed model (statement digest differs)")
     return body
