@@ -188,3 +188,63 @@ def test_a_full_model_seal_records_no_adapter_base(tiny_model_dir, keys, tmp_pat
     _seal(model, keys["priv"])
     v = verify_model(model, keys["pub"])
     assert v.predicate["adapter_base"] is None and not any("adapter" in c for c in v.checks)
+
+
+def test_cli_verify_names_the_swapped_base_in_one_line_and_verify_receipt_reads_unverified(sealed_adapter, keys, tmp_path):
+    from charter.provenance import sign_receipt
+    from tests.cli.test_cli import _one_error_line, invoke
+
+    base, adapter = sealed_adapter
+    r = invoke("verify", adapter, "--public-key", keys["pub"])
+    assert r.exit_code == 0 and f"ok: adapter base {base} matches" in r.output and "adapter base" in r.output
+    _flip(base / "model.safetensors")
+    line = _one_error_line(invoke("verify", adapter, "--public-key", keys["pub"]), code=1)
+    assert f"the adapter's base model {base} is not the one sealed with it" in line and "model.safetensors" in line
+    # A receipt from a gateway that verified no seal names none; checking it against a digest fails.
+    rec = tmp_path / "rec.json"
+    rec.write_text(json.dumps(sign_receipt(load_private_key(keys["priv"], PASS), statement_digest="unverified",
+                                           request_id="r1", prompt="hi", output="hello")))
+    r = invoke("verify-receipt", rec, "--public-key", keys["pub"])
+    assert r.exit_code == 0 and "model unverified: the gateway had not verified a seal at start" in r.output
+    line = _one_error_line(invoke("verify-receipt", rec, "--public-key", keys["pub"], "--statement-digest", "ab" * 32), code=1)
+    assert "names no sealed model" in line
+
+
+def test_the_base_must_be_the_one_training_recorded(sealed_adapter, keys, other_base):
+    """A training output records its base's digest (train_config.json base_model): a base replaced
+    between training and sealing is refused, not sealed as if it were the original."""
+    base, adapter = sealed_adapter
+    record = {"spec": f"hf:{base}", "path": str(base.resolve()), "sha256": weights_digest(base)["sha256"]}
+    (adapter / "train_config.json").write_text(json.dumps({"method": "sft", "arguments": {"lora": True}, "base_model": record}))
+    _seal(adapter, keys["priv"], overwrite=True)
+    assert verify_model(adapter, keys["pub"]).predicate["adapter_base"]["spec"] == f"hf:{base}"
+    (adapter / "train_config.json").write_text(json.dumps({"method": "sft", "base_model": record | {
+        "sha256": weights_digest(other_base)["sha256"]}}))
+    with pytest.raises(InputError, match=f"the adapter's base {base} is not the model it was trained from"):
+        _seal(adapter, keys["priv"], overwrite=True)
+
+
+def test_a_dequantised_gguf_base_records_its_gguf_and_is_checked_by_the_copy_that_loads(tmp_path, tiny_model_dir, keys):
+    """embedded/gguf: bases are loaded from the dequantised cache directory (SOURCE names the GGUF
+    and its sha256, as backends.hf.dequantised_gguf_dir writes it); training records the GGUF's
+    sha256. The seal records both and verification checks the directory that loads."""
+    from charter.data import file_sha256
+
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF stand-in bytes")
+    base, adapter = _make_adapter(tmp_path, tiny_model_dir)
+    (base / "SOURCE").write_text(f"{gguf}\n{file_sha256(gguf)}\n")
+    (base / "COMPLETE").write_text("ok\n")
+    (adapter / "train_config.json").write_text(json.dumps({"method": "sft", "base_model": {
+        "spec": "embedded", "gguf": str(gguf), "sha256": file_sha256(gguf)}}))
+    _seal(adapter, keys["priv"])
+    recorded = verify_model(adapter, keys["pub"]).predicate["adapter_base"]
+    assert recorded["gguf"] == {"path": str(gguf), "sha256": file_sha256(gguf)} and recorded["spec"] == "embedded"
+    _flip(base / "model.safetensors")  # the cached copy is what loads: changing it is caught
+    with pytest.raises(VerificationError, match="model.safetensors \\(changed\\)"):
+        verify_model(adapter, keys["pub"])
+    _flip(base / "model.safetensors")
+    (adapter / "train_config.json").write_text(json.dumps({"method": "sft", "base_model": {
+        "spec": "embedded", "gguf": str(gguf), "sha256": "sha256:" + "0" * 64}}))
+    with pytest.raises(InputError, match="is not the model it was trained from"):
+        _seal(adapter, keys["priv"], overwrite=True)
