@@ -401,7 +401,7 @@ class AuditLog:
             if last.key_id == key_id(private_key.public_key()):  # our own: check it before building on it
                 signed = open_signed(last.envelope, [private_key.public_key()], CHECKPOINT_TYPE, what=f"checkpoint {last.id}")
             old_root = _hex(signed.get("root_hash"))
-            proof = tree.consistency_proof(last.tree_size, n)
+            proof = tree.consistency_proof(last.tree_size, n) if last.tree_size >= 1 else []
             if signed.get("tree_size") != last.tree_size or not verify_consistency(last.tree_size, n, old_root, root, proof):
                 raise VerificationError(f"the audit log no longer extends checkpoint {last.id} ({last.tree_size} entries): "
                                         "refusing to sign it; run `charter audit verify`")
