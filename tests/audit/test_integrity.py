@@ -416,3 +416,53 @@ def test_the_first_line_of_an_export_is_a_trusted_checkpoint(log, key, tmp_path)
     head = (tmp_path / "x.jsonl").read_text().splitlines()[0]
     (tmp_path / "t.jsonl").write_text(head + "\n")
     assert log.verify([key.public_key()], trusted=load_trusted(tmp_path / "t.jsonl")).trusted == 1
+
+
+def test_the_gateway_witnesses_its_checkpoints_and_its_retention_purge_verifies(db_url, tmp_path):
+    """GatewayState's periodic checkpoint appends to the configured witness file; its retention
+    purge is a signed entry; the log then verifies against the witness file."""
+    from charter.gateway import GatewayConfig, GatewayState, OpenAIUpstream
+
+    witness = tmp_path / "witness.jsonl"
+    cfg = GatewayConfig.model_validate({
+        "server": {"database": db_url, "runtime_key": str(tmp_path / "runtime.pem"), "checkpoint_seconds": 3600,
+                   "system_prompt": "none", "log_requests": False, "retention_days": 1e-9, "witness_file": str(witness)},
+        "upstream": {"model": "openai:http://127.0.0.1:9/v1#stub", "model_id": "charter-test"}})
+    state = GatewayState(cfg, upstream=OpenAIUpstream("openai:http://127.0.0.1:9/v1#stub", model_id="charter-test"))
+    try:
+        _fill(state.log, 3)
+        state._checkpoint()
+        state._retention()
+        _fill(state.log, 1, start=3)
+        state._checkpoint()
+        trusted = load_trusted(witness)
+        assert len(trusted) >= 2 and stat.S_IMODE(os.stat(witness).st_mode) == 0o600
+        assert any(e.kind == PURGE_KIND for e in state.log.entries())
+        rep = state.log.verify([state.runtime_key.public_key()], trusted=trusted)
+        assert rep.ok and rep.purged >= 3 and rep.trusted == len(trusted), rep.problem
+    finally:
+        state.close()
+
+
+def test_concurrent_checkpointers_keep_one_linear_chain(db_url, key):
+    """Several processes (here: engines) checkpointing while others append never fork the chain."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    engines = [connect(db_url) for _ in range(3)]
+    logs = [AuditLog(e) for e in engines]
+    try:
+        def work(k):
+            for i in range(8):
+                logs[k].append("x", {"k": k, "i": i}, tenant="t")
+                logs[k].checkpoint(key)
+
+        with ThreadPoolExecutor(3) as pool:
+            list(pool.map(work, range(3)))
+        rep = logs[0].verify([key.public_key()])
+        assert rep.ok and rep.entries == 24 and rep.checkpoints >= 3, rep.problem
+        from charter.audit.log import _signed_body
+
+        assert [_signed_body(c)["index"] for c in logs[0].checkpoints()] == list(range(rep.checkpoints))
+    finally:
+        for e in engines:
+            e.dispose()
