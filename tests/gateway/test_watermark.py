@@ -58,7 +58,7 @@ def test_watermark_cli_on_embedded_model_text(tmp_path):
 
 
 def test_watermark_cli_errors(tiny_model_dir, tmp_path):
-    assert "no such file" in _one_error_line(invoke("watermark", "detect", "--file", tmp_path / "nope", "--key", 1))
+    assert "no such file" in _one_error_line(invoke("watermark", "detect", "--file", tmp_path / "nope", "--key-file", tmp_path / "nope"))
     (tmp_path / "x.txt").write_text("hello")
     key = tmp_path / "wm-key"
     key.write_text(KEY.hex())

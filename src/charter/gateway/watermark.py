@@ -54,6 +54,11 @@ def _keyed_classes():
             super().__init__(**kwargs)
             self.secret = secret
 
+        def to_dict(self) -> dict:
+            # Never serialised: generation configs are printed and saved, and the detector
+            # rebuilds the library's processor from this dict before Charter swaps in its own.
+            return {k: v for k, v in super().to_dict().items() if k != "secret"}
+
         def construct_processor(self, vocab_size: int, device):
             return KeyedWatermarkLogitsProcessor(vocab_size=vocab_size, device=device, greenlist_ratio=self.greenlist_ratio,
                                                  bias=self.bias, hashing_key=self.hashing_key,
