@@ -9,12 +9,14 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
 import pytest
 
 from charter.audit import AuditLog, connect
+from charter.gateway.control import KillSwitch
 from charter.gateway.tenants import add_tenant
 from tests.servers.openai_server import ServerThread, free_port
 from tests.servers.stub_upstream import build_stub
@@ -141,9 +143,11 @@ def test_two_processes_keep_one_valid_chain_and_share_the_kill_switch(setup, db_
     assert log.verify().ok
     assert {e.request_id for e in log.entries(kinds=["chat.response"])} >= set(ids)
 
-    # A slow stream on process A; the switch thrown from the CLI (a third process) stops it.
-    stub.app.state.text = " ".join(["tick"] * 2000)
-    finished = {}
+    # A stream on process A that lasts until something stops it (the stub streams until its client
+    # leaves, capped at 120 s), so the outcome cannot depend on how fast a loaded machine gets
+    # through a fixed number of tokens; the switch thrown from the CLI (a third process) stops it.
+    stub.app.state.endless = True
+    finished, flowing = {}, threading.Event()
 
     def stream():
         with httpx.stream("POST", a.url + "/chat/completions", headers={"Authorization": f"Bearer {keys['alice']}"},
@@ -153,22 +157,62 @@ def test_two_processes_keep_one_valid_chain_and_share_the_kill_switch(setup, db_
             for line in r.iter_lines():
                 if line.startswith("data: {"):
                     last = json.loads(line[6:])
-            finished["t"], finished["last"] = time.monotonic(), last
+                    if last["choices"] and last["choices"][0]["delta"].get("content"):
+                        flowing.set()
+            finished["t"], finished["last"] = time.time(), last
 
     th = threading.Thread(target=stream)
     th.start()
-    time.sleep(1.0)
+    assert flowing.wait(60), "the stream never started"
     r = subprocess.run(CLI + ["admin", "suspend", "--config", str(cfg), "--reason", "drill"], capture_output=True,
                        text=True, cwd=cfg.parent)
-    t0 = time.monotonic()
     assert r.returncode == 0, r.stderr
-    th.join(20)
-    assert finished["t"] - t0 < 1.0
+    th.join(60)
+    assert not th.is_alive() and "t" in finished, "the stream was not stopped by the suspension"
+    # Time from the moment the suspension was written (its `since`, stamped by the CLI as it
+    # commits the switch; read back from the database) to the end of the stream, not from when
+    # the CLI process returned: the stream outlived the switch and stopped within a few of the
+    # gateways' 0.1 s polls (measured 0.07-0.12 s with two CPU hogs running; 5 s is generous).
+    status = KillSwitch(connect(db_url), log).status()
+    assert [s["reason"] for s in status] == ["drill"]
+    since = datetime.strptime(status[0]["since"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+    assert since <= finished["t"] < since + 5.0, (since, finished["t"])
     assert finished["last"]["choices"][0]["finish_reason"] == "content_filter"
+    # The gateway let go of the upstream stream too (the stub saw its client leave).
+    deadline = time.monotonic() + 20
+    while stub.app.state.open_streams and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stub.app.state.open_streams == 0
     # Process B refuses new requests too.
     r = httpx.post(b.url + "/chat/completions", headers={"Authorization": f"Bearer {keys['alice']}"},
                    json={"model": "charter-test", "messages": [{"role": "user", "content": "hi"}]})
     assert r.status_code == 503
+
+
+def test_endless_stub_streams_until_its_client_leaves_and_never_past_its_cap():
+    """The stub behind the kill-switch test: an endless stream stops when the client goes away
+    (uvicorn drops writes to a closed connection silently, so the stub must notice) and ends by
+    itself at its hard cap."""
+    with ServerThread(build_stub(endless=True)) as stub:
+        with httpx.stream("POST", stub.url + "/chat/completions", timeout=30,
+                          json={"model": "stub", "stream": True, "messages": [{"role": "user", "content": "go"}]}) as r:
+            chunks = 0
+            for line in r.iter_lines():
+                chunks += line.startswith("data: {")
+                if chunks == 300:  # well past one pass over the text: it repeats
+                    break
+        assert chunks == 300
+        deadline = time.monotonic() + 20
+        while stub.app.state.open_streams and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert stub.app.state.open_streams == 0
+        stub.app.state.endless_cap_s = 0.3
+        with httpx.stream("POST", stub.url + "/chat/completions", timeout=30,
+                          json={"model": "stub", "stream": True, "messages": [{"role": "user", "content": "go"}]}) as r:
+            lines = [line for line in r.iter_lines() if line.startswith("data: ")]
+        events = [json.loads(line[6:]) for line in lines[:-1]]
+        assert lines[-1] == "data: [DONE]" and events[-2]["choices"][0]["finish_reason"] == "length"
+        assert events[-1]["usage"]["completion_tokens"] == len(events) - 2 > 20
 
 
 def test_tampered_database_is_reported_with_the_first_bad_entry(setup, db_url):
