@@ -329,6 +329,21 @@ def test_console_logout_ends_the_session(make_gateway):
     assert kinds == ["admin.console_login", "admin.console_logout"]
 
 
+def test_console_messages_cannot_be_planted_by_a_link(make_gateway):
+    gw = make_gateway()
+    c = _console_login(_base(gw), gw.keys["root"])
+    fake = c.get("/console/audit", params={"verified": "ok: 1000000 entries verified, all is well"})
+    assert "all is well" not in fake.text and 'id="verify-result"' not in fake.text
+    page = c.get("/console/login", params={"error": "Your key expired: call +1 555 0100"})
+    assert "555" not in page.text
+    real = c.post("/console/audit/verify", data={"csrf": _form_token(c)})
+    assert real.status_code == 303
+    shown = c.get(real.headers["location"])
+    assert re.search(r'id="verify-result">ok: \d+ entries', shown.text)
+    other = _console_login(_base(gw), gw.keys["root"])  # the signed result is this session's alone
+    assert 'id="verify-result"' not in other.get(real.headers["location"]).text
+
+
 def test_console_security_headers_and_cookie_flags(make_gateway):
     gw = make_gateway()
     for path in ("/console/login", "/console"):

@@ -162,9 +162,14 @@ def _cookie(r, request: Request, state: GatewayState, name: str, value: str, max
                  secure=_secure(request, state))
 
 
+LOGIN_ERRORS = {"not-admin": "not an admin key", "suspended": "this tenant's access is suspended"}
+
+
 @router.get("/login")
 async def login_form(request: Request, error: str | None = None, state: GatewayState = Depends(get_state)):
-    msg = f'<p class="bad" id="error">{e(error[:200])}</p>' if error else ""
+    # Only the gateway's own messages: a link cannot put words of its choosing on this page.
+    text = LOGIN_ERRORS.get(error or "")
+    msg = f'<p class="bad" id="error">{e(text)}</p>' if text else ""
     pre = request.cookies.get(PRE_COOKIE)
     fresh = not pre or len(pre) > 100
     if fresh:
@@ -185,10 +190,9 @@ async def login(request: Request, key: str = Form(""), csrf: str = Form(""), sta
         return _forbidden("missing or wrong form token: reload the login page and try again")
     tenant = await run_in_threadpool(state.tenants.lookup, key) if key else None
     if tenant is None or not tenant.admin:
-        return RedirectResponse("/console/login?" + urlencode({"error": "not an admin key"}), status_code=303)
+        return RedirectResponse("/console/login?error=not-admin", status_code=303)
     if state.killswitch.tenant_suspended(tenant.name):
-        return RedirectResponse("/console/login?" + urlencode({"error": "this tenant's access is suspended"}),
-                                status_code=303)
+        return RedirectResponse("/console/login?error=suspended", status_code=303)
     token = secrets.token_urlsafe(32)
 
     def store():
@@ -287,7 +291,7 @@ async def resume(request: Request, csrf: str = Form(""), state: GatewayState = D
 
 @router.get("/audit")
 async def audit(request: Request, tenant: str = "", session: str = "", since: str = "", until: str = "",
-                verified: str = "", state: GatewayState = Depends(get_state)):
+                verified: str = "", sig: str = "", state: GatewayState = Depends(get_state)):
     admin = await _admin_of(request, state)
     if admin is None:
         return _login_redirect()
@@ -300,7 +304,8 @@ async def audit(request: Request, tenant: str = "", session: str = "", since: st
     table = "".join(f'<tr class="entry"><td>{r.seq}</td><td>{e(r.time)}</td><td>{e(r.tenant)}</td><td>{e(r.kind)}</td>'
                     f'<td>{e(r.request_id)}</td><td><pre>{e((r.body or "(purged)")[:400])}</pre></td></tr>' for r in rows)
     result = ""
-    if verified:
+    if verified and hmac.compare_digest(sig, _mac(state, "verified", admin.csrf + "\0" + verified)):
+        # shown only as this session's own verification produced it, never from a crafted link
         cls = "ok" if verified.startswith("ok") else "bad"
         result = f'<p class="{cls}" id="verify-result">{e(verified)}</p>'
     body = f"""<form method="get" action="/console/audit" id="search">
@@ -321,7 +326,8 @@ async def verify(request: Request, csrf: str = Form(""), state: GatewayState = D
     rep = await run_in_threadpool(state.log.verify, [state.runtime_key.public_key()])
     msg = (f"ok: {rep.entries} entries, {rep.checkpoints} signed checkpoints verified" if rep.ok
            else f"first bad entry {rep.first_bad}: {rep.problem}")
-    return RedirectResponse("/console/audit?" + urlencode({"verified": msg}), status_code=303)
+    sig = _mac(state, "verified", admin.csrf + "\0" + msg)
+    return RedirectResponse("/console/audit?" + urlencode({"verified": msg, "sig": sig}), status_code=303)
 
 
 @router.get("/incidents")
