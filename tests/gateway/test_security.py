@@ -479,3 +479,22 @@ def test_sqlite_database_files_are_created_private(tmp_path):
         engine.dispose()
     finally:
         os.umask(old)
+
+
+def test_a_tampered_log_is_a_4xx_not_a_500(make_gateway):
+    # Under a rewrite below the last checkpoint the gateway refuses to sign or prove (VerificationError
+    # from AuditLog.checkpoint); that must reach clients as a 4xx without the verifier's details.
+    from sqlalchemy import text
+
+    gw = make_gateway()
+    assert httpx.post(gw.url + "/chat/completions", headers=gw.headers(), json=CHAT).status_code == 200
+    assert httpx.post(gw.url + "/admin/audit/checkpoint", headers=gw.headers("root")).status_code == 200
+    assert httpx.post(gw.url + "/chat/completions", headers=gw.headers(), json=CHAT).status_code == 200
+    log = AuditLog(connect(gw.db_url))
+    last = log.size() - 1
+    with log.engine.begin() as conn:  # delete an entry appended since the checkpoint: the chain has a gap
+        conn.execute(text("DELETE FROM audit_entries WHERE seq = :s"), {"s": last - 1})
+    for r in (httpx.post(gw.url + "/admin/audit/checkpoint", headers=gw.headers("root")),
+              httpx.get(gw.url + "/audit/proof/1", headers=gw.headers("root"))):
+        err = _is_openai_error(r, 409)
+        assert err["code"] == "audit_log_unverified" and "entry" not in r.text

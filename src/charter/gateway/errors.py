@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from charter.errors import VerificationError
+
 log = logging.getLogger("charter.gateway")
 
 
@@ -50,6 +52,14 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException):
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
         return _json(exc.status_code, error_body(str(exc.detail), "invalid_request_error", None, code))
+
+    @app.exception_handler(VerificationError)
+    async def _tampered(request: Request, exc: VerificationError):
+        # The audit log no longer extends its last signed checkpoint: refuse to sign or prove over
+        # it, say so without the details (an administrator reads them from `charter audit verify`).
+        log.error("audit log failed verification on %s: %s", request.url.path, exc)
+        return _json(409, error_body("the audit log failed verification; an administrator must run `charter audit "
+                                     "verify`", "invalid_request_error", None, "audit_log_unverified"))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
