@@ -401,6 +401,8 @@ def test_md_text_escapes_table_and_block_syntax():
     assert md_text("`code`") == "\\`code\\`"
     assert md_text("<script>") == "&lt;script>"
     assert md_text(None) == ""
+    # No phishing link or tracking image from a violation description.
+    assert md_text("![x](https://evil/b.png) [Resume](https://evil/p)") == "\\!\\[x\\](https://evil/b.png) \\[Resume\\](https://evil/p)"
 
 
 # -- 9. no 500s, no echoed exceptions ---------------------------------------------------------------
@@ -498,3 +500,20 @@ def test_a_tampered_log_is_a_4xx_not_a_500(make_gateway):
               httpx.get(gw.url + "/audit/proof/1", headers=gw.headers("root"))):
         err = _is_openai_error(r, 409)
         assert err["code"] == "audit_log_unverified" and "entry" not in r.text
+
+
+def test_nul_characters_are_a_400_on_every_database(make_gateway):
+    # PostgreSQL text columns refuse NUL; the driver's DataError must not surface as a 500.
+    gw = make_gateway()
+    for r in (httpx.get(gw.url + "/audit/entries?since=%00", headers=gw.headers()),
+              httpx.get(gw.url + "/audit/entries?request_id=a%00b", headers=gw.headers()),
+              httpx.post(gw.url + "/violations", headers=gw.headers(), json={"request_id": "a\u0000b", "description": "x"}),
+              httpx.delete(gw.url + "/admin/tenants/a%00b", headers=gw.headers("root")),
+              httpx.post(gw.url + "/admin/suspend", headers=gw.headers("root"), json={"model": "a\u0000b"})):
+        assert r.status_code < 500, r.text  # SQLite stores NUL (200/404); PostgreSQL refuses it (400)
+        if r.status_code >= 400:
+            _is_openai_error(r)
+        if gw.db_url.startswith("postgresql"):
+            assert r.status_code == 400 and r.json()["error"]["code"] in ("invalid_value", None), r.text
+        _no_leak(r)
+    assert httpx.post(gw.url + "/chat/completions", headers=gw.headers(), json=CHAT).status_code == 200

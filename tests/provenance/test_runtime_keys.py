@@ -111,3 +111,14 @@ def test_cli_refuses_a_readable_runtime_key_in_one_line(tmp_path):
     key.chmod(0o644)
     line = _one_error_line(invoke("audit", "checkpoint", "--config", cfg))
     assert str(key) in line and "readable by group/others" in line
+
+
+def test_the_key_once_published_in_the_repository_is_refused_anywhere(tmp_path):
+    r = subprocess.run(["git", "-C", str(REPO), "show", "e919b7b:charter-runtime-key.pem"], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("the published key's commit is not in this clone (shallow)")
+    p = tmp_path / "copied-outside-git.pem"  # mode 0600 and untracked: only its identity gives it away
+    p.write_bytes(r.stdout)
+    p.chmod(0o600)
+    with pytest.raises(InputError, match="published in Charter's repository"):
+        load_runtime_key(p)

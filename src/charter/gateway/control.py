@@ -210,11 +210,13 @@ _LINE_BREAKS = re.compile(r"[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
 
 def md_text(x) -> str:
     """Text that stays one Markdown inline run: no line breaks (which would start a new row or
-    heading), table pipes, code backticks, HTML and leading heading/list markers escaped, so
-    text a tenant wrote (a violation description, say) cannot forge rows or sections."""
+    heading), table pipes, code backticks, HTML, link/image brackets and leading heading/list
+    markers escaped, so text a tenant wrote (a violation description, say) cannot forge rows or
+    sections, or plant a link or a tracking image in the report."""
     s = _LINE_BREAKS.sub(" ", "" if x is None else str(x))
     s = s.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`")
     s = s.replace("<", "&lt;")  # no raw HTML
+    s = s.replace("[", "\\[").replace("]", "\\]").replace("!", "\\!")  # no links or auto-loading images
     return re.sub(r"^(\s*)([#>*+=-]|\d+[.)])", lambda m: m.group(1) + "\\" + m.group(2), s)
 
 

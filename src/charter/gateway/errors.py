@@ -8,6 +8,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from charter.errors import VerificationError
@@ -60,6 +61,14 @@ def install(app: FastAPI) -> None:
         log.error("audit log failed verification on %s: %s", request.url.path, exc)
         return _json(409, error_body("the audit log failed verification; an administrator must run `charter audit "
                                      "verify`", "invalid_request_error", None, "audit_log_unverified"))
+
+    @app.exception_handler(DataError)
+    async def _unstorable(request: Request, exc: DataError):
+        # A value the database cannot hold (PostgreSQL text refuses NUL characters; numbers out of
+        # a column's range): the request's fault, so a 400 naming no driver internals.
+        log.info("database refused a value on %s: %s", request.url.path, str(exc.orig).splitlines()[0] if exc.orig else exc)
+        return _json(400, error_body("a value in the request cannot be stored (for example a NUL character)",
+                                     "invalid_request_error", None, "invalid_value"))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

@@ -128,6 +128,13 @@ def public_key_path(private_path: str | Path) -> Path:
     return p.with_name(p.stem + ".pub.pem")
 
 
+# Keys whose private half is public (committed to a repository): whoever has a copy can sign with
+# them, so they are refused wherever they turn up (an old config, a deploy copy outside git).
+PUBLISHED_KEY_IDS = frozenset({
+    "ea4575868db0256c0147629c73f1596f098ae1d169f38395d2660e1da884b2c6",  # charter-runtime-key.pem, tracked until 2026-11-30
+})
+
+
 def load_runtime_key(path: str | Path) -> ec.EllipticCurvePrivateKey:
     """A service's EC P-256 signing key (audit checkpoints, receipts), created on first use with a
     public key file beside it (``NAME.pub.pem``) for auditors to pin. An operator may supply an
@@ -153,6 +160,9 @@ def load_runtime_key(path: str | Path) -> ec.EllipticCurvePrivateKey:
         raise InputError("not a PEM private key", source=str(p)) from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise InputError("the runtime key must be an EC key (charter keys generate)", source=str(p))
+    if key_id(key.public_key()) in PUBLISHED_KEY_IDS:
+        raise InputError("this runtime key was published in Charter's repository, so anyone can sign with it: delete it "
+                         "and start again to create a new one", source=str(p))
     pub = public_key_path(p)
     if not pub.exists():  # for auditors: `charter audit verify --public-key` pins this key
         pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
