@@ -466,3 +466,219 @@ def test_concurrent_checkpointers_keep_one_linear_chain(db_url, key):
     finally:
         for e in engines:
             e.dispose()
+
+
+# -- found by an attacker review ---------------------------------------------------------------------
+def _export_lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _write_lines(path, recs):
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+
+
+@pytest.mark.parametrize("where", ["database", "export file"])
+def test_an_entry_disguised_as_an_earlier_form_purged_entry_fails_verify_export(log, key, tmp_path, where):
+    """Nulling body *and* body_sha256 made an entry look like an earlier-form entry emptied by the
+    signed purge after it; verify_export, unlike verify, did not check the purge's signed list of
+    earlier-form headers, so content was hidden and the header rewritten."""
+    _fill(log, 6)
+    log.append("violation.report", {"description": "harmful output", "reporter": "victim"}, tenant="victim",
+               request_id="r-victim")
+    log.checkpoint(key)
+    assert log.purge(_rows(log)[2].time, key) == 2  # empties 0 and 1 (current form); the report is newer
+    _fill(log, 3, start=8)
+    forged = {"body": None, "body_sha256": None, "purged": True, "tenant": "acme", "kind": "chat.request",
+              "request_id": "r-benign", "time": "2000-01-01T00:00:00.000000Z"}
+    out = tmp_path / "x.jsonl"
+    if where == "database":
+        _sql(log, "UPDATE audit_entries SET body = NULL, body_sha256 = NULL, purged = :t, tenant = 'acme', "
+                  "kind = 'chat.request', request_id = 'r-benign', time = '2000-01-01T00:00:00.000000Z' WHERE seq = 6",
+             t=True)
+        assert not log.verify([key.public_key()]).ok
+        log.export(out, key)  # the gateway's own export of the tampered database
+    else:  # whoever relays an honest export edits the file
+        log.export(tmp_path / "honest.jsonl", key)
+        assert verify_export(tmp_path / "honest.jsonl", key.public_key())["entries"] == 11
+        recs = _export_lines(tmp_path / "honest.jsonl")
+        for r in recs:
+            if r.get("type") == "entry" and r["seq"] == 6:
+                r |= forged
+        _write_lines(out, recs)
+    with pytest.raises(VerificationError, match="entry 6 has no content and no kept body digest"):
+        verify_export(out, key.public_key())
+
+
+def _earlier_form(log, upto):
+    """Rewrite entries 0..upto-1 as a release before body digests wrote them, rehash the rest."""
+    prev = GENESIS
+    for e in _rows(log)[:upto]:
+        h = leaf_hash(legacy_entry(e.seq, e.time, e.tenant, e.kind, e.request_id, e.body, prev)).hex()
+        _sql(log, "UPDATE audit_entries SET prev_hash = :p, entry_hash = :h, body_sha256 = NULL WHERE seq = :s",
+             p=prev, h=h, s=e.seq)
+        prev = h
+    _rehash_from(log, upto)
+
+
+def test_an_export_carries_the_signed_headers_of_the_earlier_form_entries_a_purge_emptied(log, key, tmp_path):
+    _fill(log, 6)
+    _earlier_form(log, 4)
+    assert log.purge(_rows(log)[3].time, key) == 3  # empties 0, 1, 2: earlier form, headers signed
+    _fill(log, 1, start=7)
+    assert log.verify([key.public_key()]).ok
+    for tenant in (None, "acme", "globex"):
+        out = tmp_path / f"{tenant}.jsonl"
+        log.export(out, key, tenant=tenant)
+        purge = [r for r in _export_lines(out) if r["type"] == "purge"]
+        assert len(purge) == 1 and [h[0] for h in purge[0]["legacy_headers"]] == [0, 1, 2]
+        verify_export(out, key.public_key())
+    recs = _export_lines(tmp_path / "None.jsonl")
+    e1 = next(r for r in recs if r.get("seq") == 1 and r["type"] == "entry")
+    p = next(r for r in recs if r["type"] == "purge")
+    e1["tenant"] = "victim"  # a rewritten header of an emptied earlier-form entry
+    _write_lines(tmp_path / "a.jsonl", recs)
+    with pytest.raises(VerificationError, match="entry 1 has no content and no kept body digest"):
+        verify_export(tmp_path / "a.jsonl", key.public_key())
+    p["legacy_headers"][1][2] = "victim"  # ...and the list beside the purge edited to match
+    _write_lines(tmp_path / "b.jsonl", recs)
+    with pytest.raises(VerificationError, match="differ from what it signed"):
+        verify_export(tmp_path / "b.jsonl", key.public_key())
+
+
+def _fake_checkpoint_row(log, size, root, *, key_id="x", envelope=None):
+    _sql(log, "INSERT INTO audit_checkpoints (tree_size, root_hash, time, key_id, public_key, envelope) "
+              "VALUES (:n, :r, 'x', :k, 'x', :e)", n=size, r=root, k=key_id, e=json.dumps(envelope or {}))
+
+
+@pytest.mark.parametrize("row", ["huge tree size", "same size, other root", "truncated log", "emptied log"])
+def test_a_last_checkpoint_row_that_does_not_verify_stops_checkpointing_loudly(log, key, tmp_path, row):
+    """A fake last row (any key_id column) used to be returned unchecked (checkpointing and
+    witnessing silently stopped, or a proof was served against it); now checkpoint() refuses."""
+    witness = tmp_path / "w.jsonl"
+    log.witness = Witness(witness)
+    _fill(log, 6)
+    log.checkpoint(key)
+    if row == "huge tree size":
+        _fake_checkpoint_row(log, 10**12, "x")
+        _fill(log, 2, start=6)
+    elif row == "same size, other root":
+        _fake_checkpoint_row(log, 6, "ab" * 32, key_id="not-ours")
+    else:  # the genuine checkpoint now signs more entries than the log holds
+        _sql(log, "DELETE FROM audit_entries WHERE seq >= :n", n=4 if row == "truncated log" else 0)
+        log = AuditLog(log.engine, witness=log.witness)  # a restarted gateway
+    with pytest.raises(VerificationError, match="refusing to sign"):
+        log.checkpoint(key)
+    assert len(load_trusted(witness)) == 1
+
+
+def test_a_forged_last_checkpoint_row_cannot_get_a_rewritten_log_signed(log, key, tmp_path):
+    import base64
+
+    from charter.audit.merkle import MerkleTree
+
+    _fill(log, 6)
+    log.checkpoint(key)
+    e = _rows(log)[2]
+    e.body, e.tenant = canonical_json({"i": 2, "note": "rewritten"}), "victim"
+    _write(log, e)
+    _rehash_from(log, 2)
+    gw = AuditLog(log.engine)  # a restarted gateway, or the CLI
+    _fill(gw, 1, start=6)
+    with pytest.raises(VerificationError, match="no longer extends"):
+        gw.checkpoint(key)
+    root = MerkleTree(gw.leaf_hashes()).root().hex()
+    payload = canonical_json({"log": "charter-audit/1", "tree_size": 7, "root_hash": root, "index": 0}).encode()
+    _fake_checkpoint_row(log, 7, root, key_id="not-ours", envelope={
+        "payload": base64.b64encode(payload).decode(), "payloadType": "x", "signatures": []})
+    _fill(gw, 1, start=7)
+    with pytest.raises(VerificationError, match="refusing to sign"):
+        gw.checkpoint(key)
+    assert [c.tree_size for c in gw.checkpoints()] == [6, 7]  # nothing signed over the rewritten log
+    with pytest.raises(VerificationError):
+        gw.export(tmp_path / "x.jsonl", key, tenant="victim")
+
+
+@pytest.mark.parametrize("how", ["argument", "constructor"])
+def test_after_a_key_rotation_the_new_key_chains_on_only_when_given_the_earlier_key(log, key, how):
+    from charter.provenance.keys import key_id
+
+    old = ec.generate_private_key(ec.SECP256R1())
+    _fill(log, 3)
+    log.checkpoint(old)
+    _fill(log, 2, start=3)
+    with pytest.raises(VerificationError, match=f"{key_id(old.public_key())}.*earlier"):
+        log.checkpoint(key)
+    if how == "argument":
+        cp = log.checkpoint(key, trusted_keys=[old.public_key()])
+    else:
+        cp = AuditLog(log.engine, earlier_keys=[old.public_key()]).checkpoint(key)
+    assert cp.tree_size == 5
+    _fill(log, 1, start=5)
+    assert log.checkpoint(key).tree_size == 6  # the last checkpoint is its own now
+    rep = log.verify([old.public_key(), key.public_key()])
+    assert rep.ok and rep.checkpoints == 3, rep.problem
+
+
+def _old_release_log(log, key, plan):
+    """What the release before signed purges left: entries hashed in the single-object form; each
+    purge emptied every unpurged entry older than its cutoff, then appended {before, purged,
+    actor}; one unchained checkpoint at the end. ``plan``: "e" (an entry) or a purge's cutoff as
+    the index of the first entry it keeps."""
+    from charter.audit.log import CHECKPOINT_TYPE
+    from charter.audit.merkle import MerkleTree
+    from charter.provenance.keys import key_id
+    from cryptography.hazmat.primitives import serialization
+
+    def t(i):
+        return f"2020-01-01T00:00:{i:02d}.000000Z"
+
+    rows, prev = [], GENESIS
+    for seq, step in enumerate(plan):
+        if step == "e":
+            body, kind, tenant, rid = canonical_json({"i": seq, "text": f"message {seq}"}), "chat.request", "acme", f"r{seq}"
+        else:
+            emptied = [r for r in rows if r.time < t(step) and not r.purged]
+            for r in emptied:
+                r.purged = True
+            body, kind, tenant, rid = canonical_json({"before": t(step), "purged": len(emptied), "actor": "retention"}), PURGE_KIND, None, None
+        h = leaf_hash(legacy_entry(seq, t(seq), tenant, kind, rid, body, prev)).hex()
+        rows.append(Entry(seq, t(seq), tenant, kind, rid, body, prev, h, False, None))
+        prev = h
+    for r in rows:
+        if r.purged:
+            r.body = None
+        _insert(log, r)
+    pub = key.public_key()
+    old = {"tree_size": len(rows), "root_hash": MerkleTree([bytes.fromhex(r.entry_hash) for r in rows]).root().hex(),
+           "time": t(len(rows)), "log": "charter-audit/1"}
+    pem = pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    _sql(log, "INSERT INTO audit_checkpoints (tree_size, root_hash, time, key_id, public_key, envelope) "
+              "VALUES (:n, :r, :t, :k, :p, :e)", n=old["tree_size"], r=old["root_hash"], t=old["time"], k=key_id(pub),
+         p=pem, e=json.dumps(sign_envelope(canonical_json(old).encode(), CHECKPOINT_TYPE, key)))
+
+
+def test_an_old_unsigned_purge_cannot_account_for_more_entries_than_it_emptied(log, key, tmp_path):
+    # Entries 0..5; an old purge (6) empties 0, 1; entries 7, 8; an old purge (9) empties 2, 3.
+    _old_release_log(log, key, ["e"] * 6 + [2, "e", "e", 4])
+    _fill(log, 3, start=100)  # upgraded: the new release appends and signs chained checkpoints
+    log.checkpoint(key)
+    rep = log.verify([key.public_key()])
+    assert rep.ok and rep.purged == 4 and any("before purges were signed" in n for n in rep.notes), rep.problem
+    # Entry 5 was never purged: erase it and rewrite its header below an old cutoff.
+    for when, blamed in (("2000-01-01T00:00:00.000000Z", 6), ("2020-01-01T00:00:03.500000Z", 9)):
+        _sql(log, "UPDATE audit_entries SET body = NULL, purged = :t, time = :w, tenant = 'someone-else', "
+                  "request_id = 'r-fake' WHERE seq = 5", t=True, w=when)
+        rep = log.verify([key.public_key()])
+        assert not rep.ok and f"attributed to purge entry {blamed}" in rep.problem, rep.problem
+    # Moving an emptied entry from one old purge to the other is caught the same way.
+    _sql(log, "UPDATE audit_entries SET body = :b, purged = :f, time = '2020-01-01T00:00:05.000000Z', tenant = 'acme', "
+              "request_id = 'r5' WHERE seq = 5", b=canonical_json({"i": 5, "text": "message 5"}), f=False)
+    assert log.verify([key.public_key()]).ok
+    _sql(log, "UPDATE audit_entries SET time = '2020-01-01T00:00:03.000000Z' WHERE seq = 1")
+    rep = log.verify([key.public_key()])
+    assert not rep.ok and "attributed to purge entry 9" in rep.problem, rep.problem
+    # Offline, entries emptied by an old purge cannot be checked at all.
+    _sql(log, "UPDATE audit_entries SET time = '2020-01-01T00:00:01.000000Z' WHERE seq = 1")
+    log.export(tmp_path / "x.jsonl", key)
+    with pytest.raises(VerificationError, match="entry 0 has no content and no kept body digest"):
+        verify_export(tmp_path / "x.jsonl", key.public_key())

@@ -29,7 +29,7 @@ from typing import Callable, Iterator
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import func, select, text
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.engine import Engine
 
 from charter.audit import db
@@ -203,6 +203,7 @@ class _Purge:
     before: str
     signed: bool  # False: a record from before signed purges, which authorises nothing new
     legacy: dict | None = None  # signed: {"count", "sha256"} of the earlier-form entries it emptied
+    recorded: int = 0  # unsigned: how many entries it recorded emptying (its "purged", bound by its hash)
     problem: str | None = None
     headers: list = field(default_factory=list)  # earlier-form entries attributed to it by the walk
 
@@ -259,10 +260,14 @@ def _signed_body(cp: Checkpoint) -> dict:
 
 
 class AuditLog:
-    def __init__(self, engine: Engine, clock: Callable[[], str] = utc_now, witness=None):
+    def __init__(self, engine: Engine, clock: Callable[[], str] = utc_now, witness=None,
+                 earlier_keys: list[ec.EllipticCurvePublicKey] | None = None):
         self.engine = engine
         self.clock = clock
         self.witness = witness  # charter.audit.witness.Witness: gets every checkpoint this process signs
+        # Public keys (earlier runtime keys, after a rotation) whose checkpoints ``checkpoint`` may
+        # build on besides its own signing key's: the last checkpoint is always verified first.
+        self.earlier_keys: list[ec.EllipticCurvePublicKey] = list(earlier_keys or [])
         # Leaf hashes already read (entries are append-only and a purge keeps hashes), so periodic
         # checkpoints and proofs read only what was appended since. `verify` never uses it.
         self._leaves: list[bytes] = []
@@ -346,29 +351,43 @@ class AuditLog:
             found = dict(conn.execute(q).all())
         return {k: int(found.get(k, 0)) for k in kinds}
 
-    def leaf_hashes(self, size: int | None = None) -> list[bytes]:
+    def leaf_hashes(self, size: int | None = None, *, conn=None) -> list[bytes]:
+        """Leaf hashes of the first ``size`` entries (all by default); ``conn``: read on that
+        connection (inside its transaction) instead of a new one."""
         with self._leaves_lock:
             have = len(self._leaves)
             q = select(db.entries.c.seq, db.entries.c.entry_hash).where(db.entries.c.seq >= have).order_by(db.entries.c.seq)
-            with self.engine.connect() as conn:
-                new = conn.execution_options(yield_per=20000).execute(q).all()
+            if conn is not None:
+                new = conn.execute(q).all()
+            else:
+                with self.engine.connect() as c:
+                    new = c.execution_options(yield_per=20000).execute(q).all()
             if any(seq != have + i for i, (seq, _) in enumerate(new)):
                 raise VerificationError(f"the audit log has a gap after entry {have - 1}: run `charter audit verify`")
             self._leaves.extend(bytes.fromhex(h) for _, h in new)
             return self._leaves[:size] if size is not None else list(self._leaves)
 
     # -- checkpoints -------------------------------------------------------------------------------
-    def checkpoint(self, private_key: ec.EllipticCurvePrivateKey, *, witness=None) -> Checkpoint | None:
+    def checkpoint(self, private_key: ec.EllipticCurvePrivateKey, *, witness=None,
+                   trusted_keys: list[ec.EllipticCurvePublicKey] | None = None) -> Checkpoint | None:
         """Sign the current tree head (skipped when nothing was appended since the last one),
         chained to the last checkpoint: its index, the last one's digest, and a consistency proof
-        from the last signed root. Refuses (VerificationError) when the log no longer extends the
-        last checkpoint, so a rewritten log is never re-signed. A new checkpoint goes to the
-        witness (``witness`` or the log's own); with none new, the witness retries what it owes."""
+        from the last signed root. The last checkpoint row is checked first, whatever its columns
+        say: its signature (by this key, ``self.earlier_keys`` or ``trusted_keys``: earlier runtime
+        keys after a rotation), its row against what was signed, its size against the log's, and
+        that the log still extends its signed root. Refuses (VerificationError) otherwise, so a
+        rewritten log is never re-signed and a forged row never stops or steers checkpointing.
+        A new checkpoint goes to the witness (``witness`` or the log's own); with none new, the
+        witness retries what it owes."""
         witness = witness or self.witness
         leaves = self.leaf_hashes()
         if not leaves:
-            return self.latest_checkpoint()
-        tree = MerkleTree(leaves)
+            last = self.latest_checkpoint()
+            if last is not None:
+                raise VerificationError(f"the audit log is empty but checkpoint {last.id} signed {last.tree_size} entries: "
+                                        "refusing to sign or prove; run `charter audit verify`")
+            return None
+        keys = [private_key.public_key(), *self.earlier_keys, *(trusted_keys or [])]
         created = None
         # The lock makes the chain linear when several processes checkpoint at once (SQLite: the
         # write lock taken by BEGIN IMMEDIATE; PostgreSQL: an advisory lock that appends don't take).
@@ -378,9 +397,14 @@ class AuditLog:
             last_row = conn.execute(select(db.checkpoints).order_by(db.checkpoints.c.tree_size.desc(),
                                                                     db.checkpoints.c.id.desc()).limit(1)).first()
             last = _checkpoint(last_row) if last_row else None
+            if last is not None and last.tree_size > len(leaves):
+                # Another process may have appended and checkpointed since the leaves were read.
+                leaves = self.leaf_hashes(conn=conn)
+            tree = MerkleTree(leaves)
+            signed = self._check_last(last, tree, keys) if last is not None else None
             if last is None or last.tree_size < len(leaves):
                 count = conn.execute(select(func.count()).select_from(db.checkpoints)).scalar()
-                body = self._chained_body(tree, last, count, private_key)
+                body = self._chained_body(tree, last, signed, count)
                 envelope = sign_envelope(canonical_json(body).encode(), CHECKPOINT_TYPE, private_key)
                 pub = private_key.public_key()
                 pem = pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
@@ -392,17 +416,44 @@ class AuditLog:
             witness.publish(created) if created is not None else witness.flush()
         return created or last
 
-    def _chained_body(self, tree: MerkleTree, last: Checkpoint | None, count: int,
-                      private_key: ec.EllipticCurvePrivateKey) -> dict:
+    @staticmethod
+    def _check_last(last: Checkpoint, tree: MerkleTree, keys: list[ec.EllipticCurvePublicKey]) -> dict:
+        """The last checkpoint's signed body, if it is one a new checkpoint may build on (or be
+        returned as the latest): signed by one of ``keys`` (whatever its key_id column says), its
+        row what was signed, no larger than the log, and the log's entries still having its root.
+        Else VerificationError (the gateway answers 409 and logs the periodic failure)."""
+        n = tree.size
+        try:
+            signed = open_signed(last.envelope, keys, CHECKPOINT_TYPE, what=f"checkpoint {last.id}")
+        except VerificationError as exc:
+            sigs = last.envelope.get("signatures") if isinstance(last.envelope, dict) else None
+            other = sorted({str(g.get("keyid")) for g in sigs if isinstance(g, dict)} if isinstance(sigs, list) else [])
+            how = (f"if {', '.join(other)} is an earlier runtime key of this gateway, verify the log with it "
+                   "(`charter audit verify --public-key OLD.pub.pem`) and give it to the checkpointer as an earlier key "
+                   "(AuditLog(earlier_keys=...) or checkpoint(trusted_keys=...)); otherwise the row was forged: "
+                   "run `charter audit verify`" if other else "the row was forged: run `charter audit verify`")
+            raise VerificationError(f"the last checkpoint ({last.id}, {last.tree_size} entries) does not verify with this "
+                                    f"gateway's key {key_id(keys[0])} ({exc}); refusing to sign or prove: {how}") from None
+        if signed.get("tree_size") != last.tree_size or signed.get("root_hash") != last.root_hash:
+            raise VerificationError(f"checkpoint {last.id}'s row differs from what was signed: refusing to sign; "
+                                    "run `charter audit verify`")
+        if not isinstance(last.tree_size, int) or last.tree_size > n:
+            raise VerificationError(f"the last checkpoint ({last.id}) signed {last.tree_size} entries but the log holds {n}: "
+                                    "entries were deleted; refusing to sign; run `charter audit verify`")
+        if last.tree_size == n and tree.root().hex() != last.root_hash:
+            raise VerificationError(f"the audit log no longer matches checkpoint {last.id} ({last.tree_size} entries): "
+                                    "refusing to sign or prove; run `charter audit verify`")
+        return signed
+
+    def _chained_body(self, tree: MerkleTree, last: Checkpoint | None, signed: dict | None, count: int) -> dict:
+        """The body of the checkpoint after ``last`` (its signed body ``signed``, already verified
+        by ``_check_last``)."""
         n, root = tree.size, tree.root()
         prev, proof, index = None, [], count
         if last is not None:
-            signed = _signed_body(last)
-            if last.key_id == key_id(private_key.public_key()):  # our own: check it before building on it
-                signed = open_signed(last.envelope, [private_key.public_key()], CHECKPOINT_TYPE, what=f"checkpoint {last.id}")
             old_root = _hex(signed.get("root_hash"))
             proof = tree.consistency_proof(last.tree_size, n) if last.tree_size >= 1 else []
-            if signed.get("tree_size") != last.tree_size or not verify_consistency(last.tree_size, n, old_root, root, proof):
+            if last.tree_size < 1 or not verify_consistency(last.tree_size, n, old_root, root, proof):
                 raise VerificationError(f"the audit log no longer extends checkpoint {last.id} ({last.tree_size} entries): "
                                         "refusing to sign it; run `charter audit verify`")
             prev = {"digest": last.digest, "tree_size": last.tree_size, "root_hash": old_root.hex()}
@@ -473,7 +524,7 @@ class AuditLog:
             prev, expected = e.entry_hash, expected + 1
             leaves.append(bytes.fromhex(e.entry_hash))
         for p in purges.values():
-            if p.signed and (why := _legacy_mismatch(p)):
+            if p.problem is None and (why := _legacy_mismatch(p) if p.signed else _unsigned_excess(p)):
                 return bad(p.headers[0][0] if p.headers else p.seq, why)
         if legacy_purged:
             rep.notes.append(f"{legacy_purged} entries were purged before purges were signed: their headers are not bound "
@@ -598,13 +649,24 @@ class AuditLog:
     def export(self, out: str | Path, private_key: ec.EllipticCurvePrivateKey, *, tenant: str | None = None,
                since: str | None = None, until: str | None = None) -> dict:
         """JSONL for a regulator: a signed checkpoint, then each selected entry with its inclusion
-        proof against it, then the signed purge entries that emptied any of them. ``verify_export``
-        checks the file with the public key alone. Created 0600: it holds tenants' content."""
+        proof against it, then the signed purge entries that emptied any of them, each with the
+        headers of the earlier-form entries it emptied (what its signed ``legacy`` digest covers).
+        ``verify_export`` checks the file with the public key alone. Created 0600: it holds
+        tenants' content."""
         cp = self.checkpoint(private_key)
         if cp is None:
             raise InputError("the audit log is empty", source="audit")
         tree = MerkleTree(self.leaf_hashes(cp.tree_size))
-        purges = [p for p in self.entries(kinds=[PURGE_KIND]) if p.seq < cp.tree_size and "authorisation" in (p.body or "")]
+        purges = [(p, _json_object(p.body)) for p in self.entries(kinds=[PURGE_KIND]) if p.seq < cp.tree_size]
+        seqs = [p.seq for p, _ in purges]
+
+        def emptied_by(e: Entry, signed_only: bool) -> Entry | None:
+            """The first purge after ``e`` whose cutoff covers it (the one that emptied it)."""
+            for p, d in purges[bisect.bisect_right(seqs, e.seq):]:
+                if isinstance(d.get("before"), str) and e.time < d["before"] and (not signed_only or "authorisation" in d):
+                    return p
+            return None
+
         needed: dict[int, Entry] = {}
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -617,17 +679,37 @@ class AuditLog:
                 if e.seq >= cp.tree_size:
                     break
                 if e.empty:  # the first purge after it whose cutoff covers it emptied it
-                    p = next((p for p in purges if p.seq > e.seq and e.time < (p.data or {}).get("before", "")), None)
-                    if p is not None:
+                    p = emptied_by(e, e.body_sha256 is not None)
+                    if p is not None and "authorisation" in _json_object(p.body):
                         needed[p.seq] = p
                 proof = [h.hex() for h in tree.inclusion_proof(e.seq, cp.tree_size)]
                 f.write(json.dumps({"type": "entry"} | e.to_dict() | {"inclusion_proof": proof}) + "\n")
                 n += 1
+            legacy = self._legacy_emptied(cp.tree_size, emptied_by, needed)
             for p in needed.values():
                 proof = [h.hex() for h in tree.inclusion_proof(p.seq, cp.tree_size)]
-                f.write(json.dumps({"type": "purge"} | p.to_dict() | {"inclusion_proof": proof}) + "\n")
+                f.write(json.dumps({"type": "purge"} | p.to_dict() | {"inclusion_proof": proof,
+                                                                      "legacy_headers": legacy.get(p.seq, [])}) + "\n")
         tmp.replace(out)
         return {"path": str(out), "entries": n, "tree_size": cp.tree_size, "root_hash": cp.root_hash}
+
+    def _legacy_emptied(self, size: int, emptied_by, purges: dict[int, Entry]) -> dict[int, list[list]]:
+        """Headers of the earlier-form entries (no kept body digest) without content, by the purge
+        that emptied them, for those of ``purges`` that signed emptying any (read only then)."""
+        if not any(isinstance(_json_object(p.body).get("legacy"), dict) and _json_object(p.body)["legacy"].get("count")
+                   for p in purges.values()):
+            return {}
+        c = db.entries.c
+        q = (select(db.entries).where(c.seq < size, c.body_sha256.is_(None), or_(c.body.is_(None), c.body == ""))
+             .order_by(c.seq))
+        out: dict[int, list[list]] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(q):
+                e = Entry(**r._mapping)
+                p = emptied_by(e, False)
+                if p is not None and p.seq in purges:
+                    out.setdefault(p.seq, []).append(e.header())
+        return out
 
 
 class GroupCommitWriter:
@@ -694,7 +776,9 @@ class GroupCommitWriter:
 def verify_export(path: str | Path, public_key: ec.EllipticCurvePublicKey) -> dict:
     """Check an export with the public key alone: the signed checkpoint, each entry's hash and
     inclusion proof, and for an entry without content, the signed purge (in the file) that
-    authorises it."""
+    authorises it: one covering its time, and for an entry of the earlier forms (no kept body
+    digest), one whose signed list of emptied earlier-form headers (in the file, checked against
+    its signed digest) holds the entry's header."""
     p = Path(path)
     if not p.is_file():
         raise InputError("no such export file", source=str(p))
@@ -720,18 +804,36 @@ def verify_export(path: str | Path, public_key: ec.EllipticCurvePublicKey) -> di
         if not isinstance(e.seq, int) or not verify_inclusion(e.seq, size, _hex(e.entry_hash),
                                                               [_hex(h) for h in rec.get("inclusion_proof") or []], root):
             raise VerificationError(f"{p}:{i}: entry {e.seq} is not in the signed log of {size} entries")
-        records.append((i, rec.get("type"), e))
-    purges = _Purges([_purge_of(e, [public_key]) for _, t, e in records if t == "purge"])
-    for i, t, e in records:
-        if t == "purge" and (why := purges[e.seq].problem or (None if purges[e.seq].signed else f"purge entry {e.seq} is not signed")):
+        records.append((i, rec.get("type"), e, rec))
+    purges = _Purges([_purge_of(e, [public_key]) for _, t, e, _ in records if t == "purge"])
+    listed: dict[int, set[str]] = {}  # per signed purge: the earlier-form headers it signed emptying
+    for i, t, e, rec in records:
+        if t != "purge":
+            continue
+        pg = purges[e.seq]
+        if why := pg.problem or (None if pg.signed else f"purge entry {e.seq} is not signed"):
             raise VerificationError(f"{p}:{i}: {why}")
-        if e.empty or e.purged:
-            why, legacy = _check_purged(e, purges, None)
-            if why is None and legacy:
-                why = f"entry {e.seq} was purged before purges were signed: its header cannot be checked offline"
-            if why:
-                raise VerificationError(f"{p}:{i}: {why}")
-    n = sum(t == "entry" for _, t, _ in records)
+        headers = rec.get("legacy_headers") or []
+        pg.headers = headers if isinstance(headers, list) and all(isinstance(h, list) for h in headers) else [None]
+        if why := _legacy_mismatch(pg):
+            raise VerificationError(f"{p}:{i}: {why}")
+        listed[e.seq] = {canonical_json(h) for h in pg.headers}
+    for i, t, e, _ in records:
+        if not (e.empty or e.purged):
+            continue
+        if e.empty and e.body_sha256 is None:
+            # Earlier form (no kept digest): its header must be one a signed purge signed emptying.
+            h = canonical_json(e.header())
+            if not any(q.signed and h in listed.get(q.seq, ()) for q in purges.covering(e)):
+                raise VerificationError(
+                    f"{p}:{i}: entry {e.seq} has no content and no kept body digest, and no signed purge in the file "
+                    "signed emptying it with this header (its content was deleted and its header rewritten, or it was "
+                    "purged before purges were signed: its header cannot be checked offline)")
+            continue
+        why, _ = _check_purged(e, purges, None)
+        if why:
+            raise VerificationError(f"{p}:{i}: {why}")
+    n = sum(t == "entry" for _, t, _, _ in records)
     return {"entries": n, "tree_size": size, "root_hash": body["root_hash"], "checkpoint_time": body["time"]}
 
 
@@ -774,9 +876,17 @@ def _purge_of(e: Entry, keys) -> _Purge:
     data = _json_object(e.body)
     before = data.get("before") if isinstance(data.get("before"), str) else ""
     if "authorisation" not in data:
+        if e.empty:
+            # Without its content its cutoff and count are unknown, so the entries it emptied could
+            # not be told from entries emptied since (the release before signed purges did empty
+            # its own earlier purge entries once they were older than the cutoff).
+            return _Purge(e.seq, "", False, problem=f"purge entry {e.seq} has no content: the entries it emptied "
+                                                    "cannot be accounted for")
         # Written before purges were signed (hashed in an earlier form), or forged.
         legacy = e.body_sha256 is None and not e.empty and e.legacy_form_matches()
-        return _Purge(e.seq, before, False, problem=None if legacy else f"purge entry {e.seq} is not signed (forged)")
+        recorded = data.get("purged") if type(data.get("purged")) is int else 0
+        return _Purge(e.seq, before, False, recorded=recorded,
+                      problem=None if legacy else f"purge entry {e.seq} is not signed (forged)")
     try:
         signed = open_signed(data["authorisation"], keys, PURGE_TYPE, what=f"purge entry {e.seq}")
     except VerificationError as exc:
@@ -823,6 +933,7 @@ def _check_purged(e: Entry, purges: _Purges, first_chained: int | None) -> tuple
         return None, 0
     if first_chained is not None and e.seq >= first_chained:
         return none, 0
+    first.headers.append(e.header())  # counted against what that unsigned purge recorded
     return None, 1
 
 
@@ -832,6 +943,16 @@ def _purge_record_problem(e: Entry, purges: "_Purges", first_chained: int | None
         return p.problem if p else f"purge entry {e.seq} changed during verification"
     if not p.signed and first_chained is not None and e.seq >= first_chained:
         return f"purge entry {e.seq} is not signed but was written after checkpoints were chained (forged)"
+    return None
+
+
+def _unsigned_excess(p: _Purge) -> str | None:
+    """The release before signed purges emptied every entry older than the cutoff not yet purged,
+    then appended the purge entry with that count: each entry it emptied is attributed to it (the
+    first later purge covering it), so more than it recorded means entries were emptied since."""
+    if len(p.headers) > p.recorded:
+        return (f"{len(p.headers)} entries without content are attributed to purge entry {p.seq} (written before purges "
+                f"were signed), which recorded emptying {p.recorded}: content was deleted and headers rewritten since")
     return None
 
 
