@@ -167,3 +167,23 @@ def test_audit_purge_records_a_signed_entry_with_its_reason(tmp_path, db_url):
     assert invoke("audit", "verify", "--config", cfg, "--public-key", pub).exit_code == 0
     r = invoke("audit", "verify-export", export, "--public-key", pub)
     assert r.exit_code == 0, r.output
+
+
+def test_runtime_key_rotation_keeps_the_checkpoint_chain(tmp_path, db_url):
+    # After a rotation the last checkpoint is signed by the old key: the gateway must verify it
+    # before chaining to it, so it needs the old public key, named in earlier_runtime_keys.
+    cfg = _cfg(tmp_path, db_url)
+    assert invoke("admin", "add-tenant", "acme", "--config", cfg).exit_code == 0
+    assert invoke("audit", "checkpoint", "--config", cfg).exit_code == 0
+    (tmp_path / "rt.pem").rename(tmp_path / "old.pem")
+    (tmp_path / "rt.pub.pem").rename(tmp_path / "old.pub.pem")
+    assert invoke("admin", "add-tenant", "beta", "--config", cfg).exit_code == 0
+    r = invoke("audit", "checkpoint", "--config", cfg)  # creates the new key, then refuses the old-signed link
+    assert r.exit_code != 0 and "earlier" in r.output, r.output
+    cfg = _cfg(tmp_path, db_url, f'earlier_runtime_keys = ["{tmp_path / "old.pub.pem"}"]\n')
+    r = invoke("audit", "checkpoint", "--config", cfg)
+    assert r.exit_code == 0, r.output
+    r = invoke("audit", "verify", "--config", cfg, "--public-key", tmp_path / "old.pub.pem", "--public-key", tmp_path / "rt.pub.pem")
+    assert r.exit_code == 0 and "2 signed checkpoints" in r.stdout, r.output
+    r = invoke("audit", "verify", "--config", cfg, "--public-key", tmp_path / "rt.pub.pem")  # the old key not pinned
+    assert r.exit_code != 0 and "not a trusted key" in r.output, r.output

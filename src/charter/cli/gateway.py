@@ -235,14 +235,12 @@ def _public_keys(paths: List[Path]):
 
 
 def _audit_db(config: Optional[Path], database: Optional[str]):
-    """As _db, with the configured witness: checkpoints signed by CLI commands are witnessed too."""
-    from charter.audit import Witness
+    """As _db, with the log as the gateway configures it (witness, earlier runtime keys): checkpoints
+    signed by CLI commands are witnessed too."""
+    from charter.gateway.state import audit_log
 
-    cfg, engine, log = _db(config, database)
-    s = cfg.server
-    if s.witness_file or s.witness_url:
-        log.witness = Witness(cfg.path(s.witness_file) if s.witness_file else None, s.witness_url)
-    return cfg, engine, log
+    cfg, engine, _ = _db(config, database)
+    return cfg, engine, audit_log(cfg, engine)
 
 
 @audit_app.command("verify")

@@ -33,6 +33,9 @@ class ServerConfig(_Section):
     retention_days: float | None = Field(None, gt=0)
     witness_file: str | None = None  # append each signed checkpoint here (JSON lines, 0600), off the database's disk
     witness_url: str | None = None  # and/or POST each checkpoint (JSON) here; failures are logged and retried
+    # Public keys of earlier runtime keys (after a rotation): the last checkpoint may be signed by
+    # one of them, and the gateway must still verify it before chaining the next one to it.
+    earlier_runtime_keys: list[str] = []
     system_prompt: str = "constitution"  # "constitution" (its summary), "none", or literal text
     log_requests: bool = True  # one structured JSON log line per request
     # Behind a TLS-terminating proxy: believe its X-Forwarded-Proto / X-Forwarded-Host (console

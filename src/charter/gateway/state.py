@@ -83,7 +83,7 @@ class GatewayState:
         self.config = config
         s = config.server
         self.engine = connect(config.path(s.database), durability=s.durability)
-        self.log = AuditLog(self.engine, witness=_witness(config))  # every checkpoint this process signs is witnessed
+        self.log = audit_log(config, self.engine)
         self.writer = GroupCommitWriter(self.log)  # request entries: group commit under load
         self.killswitch = KillSwitch(self.engine, self.log)
         self.incidents = Incidents(self.engine, self.log)
@@ -167,11 +167,15 @@ class GatewayState:
         self.log.purge(cutoff.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), self.runtime_key)
 
 
-def _witness(config: GatewayConfig) -> Witness | None:
+def audit_log(config: GatewayConfig, engine) -> AuditLog:
+    """The audit log as configured: every checkpoint this process signs goes to the witness, and
+    the last checkpoint may be signed by an earlier runtime key (``earlier_runtime_keys``)."""
+    from charter.provenance.keys import load_public_key
+
     s = config.server
-    if not (s.witness_file or s.witness_url):
-        return None
-    return Witness(config.path(s.witness_file) if s.witness_file else None, s.witness_url)
+    witness = Witness(config.path(s.witness_file) if s.witness_file else None, s.witness_url) \
+        if (s.witness_file or s.witness_url) else None
+    return AuditLog(engine, witness=witness, earlier_keys=[load_public_key(config.path(k)) for k in s.earlier_runtime_keys])
 
 
 def _check_retention(config: GatewayConfig, profile) -> None:
