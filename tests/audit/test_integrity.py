@@ -16,18 +16,6 @@ from charter.errors import InputError, VerificationError
 from charter.provenance.dsse import sign_envelope
 
 
-@pytest.fixture
-def log(db_url):
-    engine = connect(db_url)
-    yield AuditLog(engine)
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def key():
-    return ec.generate_private_key(ec.SECP256R1())
-
-
 @pytest.fixture(scope="module")
 def attacker_key():
     return ec.generate_private_key(ec.SECP256R1())

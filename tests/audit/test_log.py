@@ -4,20 +4,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import text
 
-from charter.audit import AuditLog, connect, verify_export
+from charter.audit import verify_export
 from charter.errors import VerificationError
-
-
-@pytest.fixture
-def log(db_url):
-    engine = connect(db_url)
-    yield AuditLog(engine)
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def key():
-    return ec.generate_private_key(ec.SECP256R1())
 
 
 def _fill(log, n, tenant_of=lambda i: "acme" if i % 2 == 0 else "globex"):

@@ -14,6 +14,7 @@ from charter.data import weights_digest
 from charter.errors import InputError, VerificationError
 from charter.provenance import SealConfig, Sealer, generate_keypair, load_private_key, verify_model
 from charter.provenance.dsse import INTOTO, sign_envelope
+from tests.provenance.test_seal import _edit_statement
 from tests.tiny_models import build_tiny_model
 
 PASS = b"adapter base passphrase"
@@ -128,15 +129,6 @@ def test_a_missing_base_is_refused_naming_it(sealed_adapter, keys, tmp_path):
         verify_model(adapter, keys["pub"])
     with pytest.raises(VerificationError, match=f"refusing to load .*base model {base} cannot be found"):
         _load(adapter, keys["pub"])
-
-
-def _edit_statement(model_dir: Path) -> None:
-    p = model_dir / "charter-seal" / "provenance.dsse.json"
-    env = json.loads(p.read_text())
-    statement = json.loads(base64.b64decode(env["payload"]))
-    statement["predicate"]["constitution"]["version"] = "9.9.9"
-    env["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
-    p.write_text(json.dumps(env))
 
 
 def test_a_sealed_base_verifies_its_own_seal_and_a_broken_one_is_reported(tmp_path, tiny_model_dir, keys):

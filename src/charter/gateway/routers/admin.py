@@ -70,7 +70,7 @@ async def incident(incident_id: int = Path(ge=0, le=INT32_MAX), admin: Tenant = 
 
     try:
         rep = await run_in_threadpool(state.incidents.report, incident_id)
-    except InputError as exc:
+    except InputError:
         raise APIError(404, f"no incident {incident_id}", code="not_found") from None
     return rep | {"markdown": render_report(rep)}
 
