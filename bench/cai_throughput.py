@@ -3,11 +3,14 @@
 (a) naive: a plain transformers loop, one prompt at a time, initial -> critique -> revision;
 (b) Charter's batched, stage-pipelined CritiqueReviser on each installed backend;
 (c) the raw engines replaying exactly the generation calls Charter made, with no Charter code:
-    llama-cpp-python's own ``create_chat_completion`` (one sequence at a time, its prompt cache on)
-    and transformers' batched ``generate``.
+    llama-cpp-python's own ``create_chat_completion`` (one sequence at a time) set up at its best —
+    the same GGUF file, the same threads, n_ctx per sequence, n_batch/n_ubatch and KV-cache type as
+    Charter's llama.cpp backend, run once with its prompt cache (``LlamaRAMCache``) and once
+    without, the faster of the two being the baseline — and transformers' batched ``generate``.
+    Every baseline's settings are written to the JSON (each run's ``settings``; ``baseline_llamacpp``).
 Also: first load of the embedded model (GGUF parse + dequantise) vs the cached safetensors load.
 
-    .venv/bin/python bench/cai_throughput.py [--n 8] [--max-new-tokens 128]
+    .venv/bin/python bench/cai_throughput.py [--n 8] [--max-new-tokens 128] [--no-extra-bufts]
 """
 
 from __future__ import annotations
@@ -123,17 +126,68 @@ def charter_run(spec: str, args, prompts_file: Path, scope: str = "critique") ->
     return {"seconds": t["s"], "records": summary["records"], "tokens": backend.tokens}, backend
 
 
-def raw_llamacpp(calls) -> dict:
-    from llama_cpp import Llama
+def no_extra_bufts() -> None:
+    """Every llama.cpp model loaded in this process (Charter's backend and llama-cpp-python's
+    ``Llama`` both start from ``llama_model_default_params``) keeps its weights in plain CPU buffers."""
+    import llama_cpp
+    import llama_cpp.llama_cpp as low
 
-    llm = Llama(str(embedded_gguf_path()), n_ctx=4096, verbose=False)
+    default = low.llama_model_default_params
+
+    def params():
+        p = default()
+        p.use_extra_bufts = False
+        return p
+
+    low.llama_model_default_params = llama_cpp.llama_model_default_params = params
+
+
+def llamacpp_settings(options: dict) -> dict:
+    """The raw llama-cpp-python baseline's settings, matched to what Charter's llama.cpp backend
+    used in this run (``options`` is its BackendInfo.options; the context figures are the ones
+    ``charter.backends.llamacpp`` sets: n_batch 2048, n_ubatch 512, f16 KV cache)."""
+    import llama_cpp
+
+    return {"n_threads": int(options["n_threads"]), "n_threads_batch": int(options["n_threads"]),
+            "n_ctx": int(options["n_ctx"]), "n_batch": 2048, "n_ubatch": 512, "kv_cache_type": "f16",
+            # Charter leaves llama.cpp's default (auto), which picks flash attention on CPU;
+            # llama-cpp-python's Llama defaults to off, so the baseline turns it on.
+            "flash_attn": True,
+            "model_file": embedded_gguf_path().name, "llama_cpp_python": llama_cpp.__version__,
+            # Charter's temperature and top-p per call; the rest are create_chat_completion's
+            # defaults (top_k 40 truncates before top-p, which makes its sampling cheaper, not dearer).
+            "sampler": "temperature, top_p from each call; top_k 40, min_p 0.05, repeat_penalty 1.0 (defaults); seed 1",
+            "sequences_at_once": 1,
+            "use_extra_bufts": bool(llama_cpp.llama_model_default_params().use_extra_bufts)}
+
+
+def raw_llamacpp(calls, settings: dict, cache: bool) -> dict:
+    """llama-cpp-python's high-level API replaying Charter's calls, one sequence at a time, with
+    Charter's threads, context and batch sizes; with ``cache``, its RAM prompt cache (a saved KV
+    state per finished prompt+completion, restored for the longest matching prefix) on top of the
+    prefix reuse every ``Llama`` does with the previous prompt."""
+    import ctypes
+
+    from llama_cpp import Llama, LlamaRAMCache, llama_model_desc
+
+    llm = Llama(str(embedded_gguf_path()), n_ctx=settings["n_ctx"], n_batch=settings["n_batch"],
+                n_ubatch=settings["n_ubatch"], n_threads=settings["n_threads"],
+                n_threads_batch=settings["n_threads_batch"], flash_attn=settings["flash_attn"], verbose=False)
+    buf = ctypes.create_string_buffer(256)
+    llama_model_desc(llm.model, buf, len(buf))
+    used = dict(settings, model_desc=buf.value.decode(), n_threads=llm.context_params.n_threads,
+                n_threads_batch=llm.context_params.n_threads_batch, n_ctx=llm.n_ctx(), n_batch=llm.n_batch,
+                n_ubatch=llm.context_params.n_ubatch, prompt_cache=None)
+    if cache:
+        llm.set_cache(LlamaRAMCache(capacity_bytes=2 << 30))
+        used["prompt_cache"] = "LlamaRAMCache(capacity_bytes=2 GiB)"
     tokens = 0
     with timer() as t:
         for conv, cfg, _ in calls:
             r = llm.create_chat_completion(messages=conv, max_tokens=cfg.max_new_tokens,
                                            temperature=cfg.temperature, top_p=cfg.top_p, seed=1)
             tokens += r["usage"]["completion_tokens"]
-    return {"seconds": t["s"], "tokens": tokens}
+    return {"seconds": t["s"], "tokens": tokens, "settings": used}
 
 
 def raw_transformers(calls, model_dir: Path, batch_size: int) -> dict:
@@ -154,7 +208,9 @@ def raw_transformers(calls, model_dir: Path, batch_size: int) -> dict:
                                      temperature=cfg.temperature, top_p=cfg.top_p, pad_token_id=tok.pad_token_id or tok.eos_token_id)
             new = out[:, enc["input_ids"].shape[1]:]
             tokens += int(((new != tok.eos_token_id) & (new != tok.pad_token_id)).sum())
-    return {"seconds": t["s"], "tokens": tokens}
+    return {"seconds": t["s"], "tokens": tokens,
+            "settings": {"dtype": "float32", "batch_size": batch_size, "padding_side": "left",
+                         "torch_threads": torch.get_num_threads(), "model_dir": "dequantised embedded GGUF (Charter's cache)"}}
 
 
 def plot(results: dict, path: Path) -> Path:
@@ -194,7 +250,13 @@ def main() -> None:
     ap.add_argument("--naive-n", type=int, default=8, help="prompts for the (slow, linear) naive loop")
     ap.add_argument("--skip-naive", action="store_true")
     ap.add_argument("--plot-only", action="store_true", help="redraw the PNG from the last JSON")
+    ap.add_argument("--no-extra-bufts", action="store_true",
+                    help="load llama.cpp weights without its extra (AMX / repacked) buffer types, for Charter and the "
+                         "raw baseline alike: needed where the CPU advertises AMX but the VM does not enable it "
+                         "(llama.cpp then dies of SIGILL in libggml-cpu)")
     args = ap.parse_args()
+    if args.no_extra_bufts:
+        no_extra_bufts()
     json_path = Path(__file__).parent / "results" / "cai_throughput.json"
     if args.plot_only:
         import json
@@ -238,12 +300,12 @@ def main() -> None:
         # The naive loop is linear in prompts, so its rate from a few prompts is its rate.
         add("naive transformers loop", naive_loop(prompts[: args.naive_n], constitution, model_dir, cfg, args.revisions))
     engines = ["hf"] + (["llamacpp"] if llamacpp_available() else [])
-    recorded = {}
+    recorded, options = {}, {}
     for engine in engines:
         print(f"(b) charter on {engine} ...", flush=True)
         r, rec = charter_run(f"embedded:{engine}?batch_size={args.batch_size}", args, args.prompts)
-        add(f"charter {engine}", r)
-        recorded[engine] = rec.calls
+        add(f"charter {engine}", r | {"options": rec.info.options})
+        recorded[engine], options[engine] = rec.calls, rec.info.options
     if "llamacpp" in engines:
         # The H4 recipe's layout (few-shot before the whole chain) lets the prompt cache serve
         # every earlier turn; reported separately since it changes what the initial answer sees.
@@ -253,7 +315,11 @@ def main() -> None:
     print("(c) raw engines replaying Charter's calls ...", flush=True)
     add("raw transformers generate", raw_transformers(recorded["hf"], model_dir, args.batch_size))
     if "llamacpp" in recorded:
-        add("raw llama-cpp-python", raw_llamacpp(recorded["llamacpp"]))
+        settings = llamacpp_settings(options["llamacpp"])
+        print(f"    raw llama-cpp-python settings (matched to Charter's backend): {settings}", flush=True)
+        for cache in (True, False):
+            add(f"raw llama-cpp-python, {'prompt cache' if cache else 'no prompt cache'}",
+                raw_llamacpp(recorded["llamacpp"], settings, cache))
 
     runs = results["runs"]
     ratios = {}
@@ -264,7 +330,11 @@ def main() -> None:
                 ratios[f"records_per_min vs naive: {k}"] = runs[k]["records_per_min"] / naive
     ratios["hf_tokens_per_s_vs_raw_transformers"] = runs["charter hf"]["tokens_per_s"] / runs["raw transformers generate"]["tokens_per_s"]
     if "charter llamacpp" in runs:
-        ratios["llamacpp_tokens_per_s_vs_raw_llamacpp"] = runs["charter llamacpp"]["tokens_per_s"] / runs["raw llama-cpp-python"]["tokens_per_s"]
+        # The baseline at its best: the faster of the two raw llama-cpp-python runs.
+        best = max((k for k in runs if k.startswith("raw llama-cpp-python")), key=lambda k: runs[k]["tokens_per_s"])
+        ratios["llamacpp_tokens_per_s_vs_raw_llamacpp"] = runs["charter llamacpp"]["tokens_per_s"] / runs[best]["tokens_per_s"]
+        results["baseline_llamacpp"] = {"run": best, "settings": runs[best]["settings"],
+                                        "charter_backend_options": options["llamacpp"]}
     results["ratios"] = ratios
     print()
     print_table(rows, ["run", "seconds", "records/min", "gen tokens/s"])
