@@ -253,9 +253,12 @@ def main() -> None:
     ap.add_argument("--no-extra-bufts", action="store_true",
                     help="load llama.cpp weights without its extra (AMX / repacked) buffer types, for Charter and the "
                          "raw baseline alike: needed where the CPU advertises AMX but the VM does not enable it "
-                         "(llama.cpp then dies of SIGILL in libggml-cpu)")
+                         "(llama.cpp then dies of SIGILL in libggml-cpu); Charter's backend decides this by itself "
+                         "(charter.backends.llamacpp.extra_buffers_safe), and the baseline follows the same rule")
     args = ap.parse_args()
-    if args.no_extra_bufts:
+    from charter.backends.llamacpp import extra_buffers_safe
+
+    if args.no_extra_bufts or not extra_buffers_safe():
         no_extra_bufts()
     json_path = Path(__file__).parent / "results" / "cai_throughput.json"
     if args.plot_only:

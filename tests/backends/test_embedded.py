@@ -118,3 +118,19 @@ def test_llamacpp_policy_with_a_batched_critic_runs_both_at_once(tmp_path, tiny_
     assert len(chains) == 12 and all(c["rounds"][0]["critique"] is not None for c in chains)
     assert chains[0]["model"]["backend"] == "llamacpp" and chains[0]["critic"]["backend"] == "hf"
     assert CountingCritic.calls < 24  # 24 critic requests went out in fewer, batched calls
+
+
+def test_llamacpp_extra_buffers_follow_the_cpu_and_the_override(monkeypatch):
+    # AMX-flagged CPUs under some hypervisors trap on llama.cpp's AMX buffers (SIGILL): plain
+    # buffers there unless the operator says otherwise.
+    from pathlib import Path
+
+    from charter.backends.llamacpp import EXTRA_BUFTS_ENV, extra_buffers_safe
+
+    monkeypatch.delenv(EXTRA_BUFTS_ENV, raising=False)
+    reported = "amx_tile" in Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else False
+    assert extra_buffers_safe() is (not reported)
+    monkeypatch.setenv(EXTRA_BUFTS_ENV, "1")
+    assert extra_buffers_safe() is True
+    monkeypatch.setenv(EXTRA_BUFTS_ENV, "0")
+    assert extra_buffers_safe() is False

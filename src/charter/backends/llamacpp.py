@@ -55,6 +55,25 @@ class _Job:
     finish: str = "length"
 
 
+EXTRA_BUFTS_ENV = "CHARTER_LLAMACPP_EXTRA_BUFTS"
+
+
+def extra_buffers_safe() -> bool:
+    """Whether llama.cpp may keep weights in its extra CPU buffer types. One of them is AMX, chosen
+    whenever the CPU reports AMX; under some hypervisors the flags say AMX while the tile
+    instructions trap, and the process dies of SIGILL at the first forward pass (seen on this
+    project's VMs: amx_tile listed, kernel permission granted, still trapping). Plain buffers run
+    everywhere, so they are the default where AMX is reported; CHARTER_LLAMACPP_EXTRA_BUFTS=1 (or
+    0) decides instead."""
+    forced = os.environ.get(EXTRA_BUFTS_ENV)
+    if forced in ("0", "1"):
+        return forced == "1"
+    try:
+        return "amx_tile" not in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True
+
+
 class LlamaCppBackend(Backend):
     def __init__(
         self,
@@ -80,7 +99,9 @@ class LlamaCppBackend(Backend):
         self.n_parallel = max(1, int(batch_size))
         self.n_ctx_per_seq = int(n_ctx)
         threads = n_threads or max(1, os.cpu_count() or 1)
-        self.model = L.llama_model_load_from_file(str(src).encode(), L.llama_model_default_params())
+        mp = L.llama_model_default_params()
+        mp.use_extra_bufts = mp.use_extra_bufts and extra_buffers_safe()
+        self.model = L.llama_model_load_from_file(str(src).encode(), mp)
         if not self.model:
             raise BackendError("llama.cpp could not load this file as a model", source=str(src))
         self.vocab = L.llama_model_get_vocab(self.model)
@@ -115,7 +136,8 @@ class LlamaCppBackend(Backend):
             backend="llamacpp",
             model=str(src),
             digest=file_digest(src),
-            options={"n_ctx": self.n_ctx_per_seq, "batch_size": self.n_parallel, "n_threads": threads},
+            options={"n_ctx": self.n_ctx_per_seq, "batch_size": self.n_parallel, "n_threads": threads,
+                     "extra_buffers": bool(mp.use_extra_bufts)},
         )
 
     # -- tokens ----------------------------------------------------------------------------------
