@@ -122,3 +122,18 @@ def test_the_key_once_published_in_the_repository_is_refused_anywhere(tmp_path):
     p.chmod(0o600)
     with pytest.raises(InputError, match="published in Charter's repository"):
         load_runtime_key(p)
+
+
+def test_processes_racing_to_create_a_key_all_read_one_complete_file(tmp_path):
+    # Several gateway workers start together: one writes, the others must never see a half-written file.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from charter.provenance.keys import create_private_file
+
+    p = tmp_path / "race.pem"
+    datas = [bytes([65 + i]) * 100_000 for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        won = list(pool.map(lambda d: create_private_file(p, d), datas))
+    assert won.count(True) == 1
+    assert p.read_bytes() == datas[won.index(True)]
+    assert _mode(p) == 0o600 and [q.name for q in tmp_path.iterdir()] == ["race.pem"]  # no temporary left

@@ -131,7 +131,7 @@ def connect(url: str, *, durability: str = "normal") -> Engine:
     return engine
 
 
-def _sqlite_file(url: str) -> str | None:
+def sqlite_file(url: str) -> str | None:
     from sqlalchemy.engine import make_url
 
     name = make_url(url).database
@@ -142,15 +142,10 @@ def _create_private_sqlite_file(url: str) -> str | None:
     """A new SQLite database file is created 0600 before SQLite opens it (SQLite gives its -wal and
     -shm files the database file's permissions). An existing file keeps the mode its owner chose.
     Returns the path when this call created the file."""
-    path = _sqlite_file(url)
-    if path is None:
-        return None
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return None
-    os.close(fd)
-    return path
+    from charter.provenance.keys import create_private_file
+
+    path = sqlite_file(url)
+    return path if path is not None and create_private_file(path, b"") else None
 
 
 def _private_sidecars(path: str) -> None:

@@ -111,9 +111,12 @@ class GatewayConfig(_Section):
         the database's, not whatever a working directory happens to hold)."""
         if self.server.runtime_key:
             return self.path(self.server.runtime_key)
+        from charter.audit.db import sqlite_file
+
         db = self.path(self.server.database)
-        if db.startswith("sqlite:///") and db[len("sqlite:///"):] not in ("", ":memory:"):
-            f = Path(db[len("sqlite:///"):])
+        name = sqlite_file(db) if db.startswith("sqlite") else None
+        if name is not None:
+            f = Path(name)
             return str(f.with_name(f.stem + ".runtime-key.pem"))
         raise InputError("server.runtime_key: name the runtime key file (the database is not a SQLite file, so there is "
                          "no default place beside it)", source="gateway config")

@@ -108,18 +108,26 @@ def _tracked_by_git(p: Path) -> bool:
 
 
 def create_private_file(path: str | Path, data: bytes) -> bool:
-    """Write ``data`` to a new file created 0600 (O_EXCL). False when it already exists, so several
-    processes started together all end up reading the one file the first of them wrote."""
+    """Write ``data`` to a new file created 0600. False when it already exists, so several
+    processes started together all end up reading the one file the first of them wrote: the data
+    is written to a private temporary file first and then linked into place (atomic, and it fails
+    if the name exists), so no process ever sees the file half written."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
+    if p.exists():
+        return False
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, p)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    finally:
+        tmp.unlink(missing_ok=True)
     return True
 
 

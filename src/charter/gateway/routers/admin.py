@@ -83,5 +83,5 @@ async def checkpoint(admin: Tenant = Depends(require_admin), state: GatewayState
 
 @router.get("/audit/verify")
 async def verify(admin: Tenant = Depends(require_admin), state: GatewayState = Depends(get_state)):
-    rep = await run_in_threadpool(state.log.verify, [state.runtime_key.public_key()])
+    rep = await run_in_threadpool(state.log.verify, [state.runtime_key.public_key(), *state.log.earlier_keys])
     return rep.to_dict()

@@ -323,7 +323,7 @@ async def verify(request: Request, csrf: str = Form(""), state: GatewayState = D
     admin, refused = await _post_guard(request, state, csrf)
     if refused is not None:
         return refused
-    rep = await run_in_threadpool(state.log.verify, [state.runtime_key.public_key()])
+    rep = await run_in_threadpool(state.log.verify, [state.runtime_key.public_key(), *state.log.earlier_keys])
     msg = (f"ok: {rep.entries} entries, {rep.checkpoints} signed checkpoints verified" if rep.ok
            else f"first bad entry {rep.first_bad}: {rep.problem}")
     sig = _mac(state, "verified", admin.csrf + "\0" + msg)
