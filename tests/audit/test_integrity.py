@@ -670,3 +670,17 @@ def test_an_old_unsigned_purge_cannot_account_for_more_entries_than_it_emptied(l
     log.export(tmp_path / "x.jsonl", key)
     with pytest.raises(VerificationError, match="entry 0 has no content and no kept body digest"):
         verify_export(tmp_path / "x.jsonl", key.public_key())
+
+
+def test_a_proof_of_a_covered_entry_signs_no_new_checkpoint(log, key):
+    # The proof route asks for a checkpoint covering its entry: one already checked that holds it
+    # is reused, so tenants calling it cannot make the gateway sign (and witness) per call.
+    for i in range(3):
+        log.append("chat.request", {"i": i}, tenant="acme")
+    first = log.checkpoint(key)
+    log.append("chat.request", {"i": 3}, tenant="acme")
+    assert log.checkpoint(key, covering=1).id == first.id
+    assert len(log.checkpoints()) == 1
+    newer = log.checkpoint(key, covering=3)  # entry 3 is not in the first: a new one is signed
+    assert newer.id != first.id and newer.tree_size == 4
+    assert log.verify([key.public_key()]).ok

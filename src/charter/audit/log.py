@@ -370,7 +370,8 @@ class AuditLog:
 
     # -- checkpoints -------------------------------------------------------------------------------
     def checkpoint(self, private_key: ec.EllipticCurvePrivateKey, *, witness=None,
-                   trusted_keys: list[ec.EllipticCurvePublicKey] | None = None) -> Checkpoint | None:
+                   trusted_keys: list[ec.EllipticCurvePublicKey] | None = None,
+                   covering: int | None = None) -> Checkpoint | None:
         """Sign the current tree head (skipped when nothing was appended since the last one),
         chained to the last checkpoint: its index, the last one's digest, and a consistency proof
         from the last signed root. The last checkpoint row is checked first, whatever its columns
@@ -379,7 +380,8 @@ class AuditLog:
         that the log still extends its signed root. Refuses (VerificationError) otherwise, so a
         rewritten log is never re-signed and a forged row never stops or steers checkpointing.
         A new checkpoint goes to the witness (``witness`` or the log's own); with none new, the
-        witness retries what it owes."""
+        witness retries what it owes. ``covering``: the entry a caller needs in the tree (a proof);
+        a checked last checkpoint that already holds it is returned without signing a new one."""
         witness = witness or self.witness
         leaves = self.leaf_hashes()
         with self.engine.connect() as conn:
@@ -389,10 +391,11 @@ class AuditLog:
                 raise VerificationError(f"the audit log is empty but checkpoint {last.id} signed {last.tree_size} entries: "
                                         "refusing to sign or prove; run `charter audit verify`")
             return None
-        if last is not None and last.tree_size == len(leaves) and self._verified == (last.id, last.root_hash):
+        if (last is not None and self._verified == (last.id, last.root_hash)
+                and (last.tree_size == len(leaves) or (covering is not None and covering < last.tree_size <= len(leaves)))):
             if witness is not None:
                 witness.flush()
-            return last  # nothing new since this process checked (or signed) this row
+            return last  # nothing new (or nothing the caller needs) since this process checked or signed it
         keys = [private_key.public_key(), *self.earlier_keys, *(trusted_keys or [])]
         tree = MerkleTree(leaves)  # built before the write lock: appends are not held up by it
         created = None

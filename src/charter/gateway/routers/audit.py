@@ -51,7 +51,7 @@ async def proof(seq: int = Path(ge=0, le=SEQ_MAX), tenant: Tenant = Depends(requ
         if not tenant.admin and e.tenant != tenant.name:  # another tenant's, or the gateway's own (admin only)
             raise APIError(403, "a tenant key reads only its own audit entries", "permission_error",
                            code="forbidden_tenant")
-        cp = state.log.checkpoint(state.runtime_key)
+        cp = state.log.checkpoint(state.runtime_key, covering=seq)  # no new signature when one holds it
         return {"entry": e.to_dict(), "checkpoint": cp.to_dict(), "inclusion_proof": state.log.inclusion_proof(seq, cp.tree_size)}
 
     return await run_in_threadpool(build)
