@@ -603,7 +603,7 @@ class AuditLog:
         for i, cp in enumerate(cps):
             where = max(min(cp.tree_size, n) - 1, 0)
             lo = last_good.tree_size if last_good else 0
-            own = keys if pinned else [k for k in _row_key(cp)]
+            own = keys if pinned else _row_key(cp)
             try:
                 body = open_signed(cp.envelope, own, CHECKPOINT_TYPE, what=f"checkpoint {cp.id}")
             except VerificationError as exc:
@@ -616,7 +616,7 @@ class AuditLog:
                 return lo, (f"entries {lo}..{cp.tree_size - 1} do not match signed checkpoint {cp.id} "
                             f"(the log was rewritten within that range)")
             if "index" in body:
-                why = _link_problem(cp, body, i, last_good, last_body)
+                why = _link_problem(cp, body, i, last_good)
                 if why:
                     return lo, why
             elif last_body is not None and "index" in last_body:
@@ -992,7 +992,7 @@ def _legacy_mismatch(p: _Purge) -> str | None:
     return None
 
 
-def _link_problem(cp: Checkpoint, body: dict, i: int, last: Checkpoint | None, last_body: dict | None) -> str | None:
+def _link_problem(cp: Checkpoint, body: dict, i: int, last: Checkpoint | None) -> str | None:
     """Why a chained checkpoint does not link to the checkpoint before it, else None."""
     if body.get("index") != i:
         return (f"checkpoint {cp.id} was signed as checkpoint #{body.get('index')} but is #{i} in the log: "
