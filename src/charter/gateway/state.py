@@ -5,6 +5,7 @@ routers reach it through a FastAPI dependency."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -102,6 +103,10 @@ class GatewayState:
         self.runtime_public_pem = pub.public_bytes(serialization.Encoding.PEM,
                                                    serialization.PublicFormat.SubjectPublicKeyInfo).decode()
         self.runtime_key_id = key_id(pub)
+        # The console's CSRF/message MAC key: derived from the runtime private key (the same in every
+        # process on the key, never published), domain-separated from its signing use.
+        private = self.runtime_key.private_numbers().private_value.to_bytes(32, "big")
+        self.console_secret = hashlib.sha256(b"charter console csrf v1\0" + private).digest()
         u = config.upstream
         self.upstream = upstream or load_upstream(u.model, model_id=u.model_id,
                                                   require_seal=config.path(u.require_seal) if u.require_seal else None,

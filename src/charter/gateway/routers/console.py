@@ -74,19 +74,8 @@ def _token_field(token: str) -> str:
     return f'<input type="hidden" name="csrf" value="{e(token)}">'
 
 
-def _secret(state: GatewayState) -> bytes:
-    """The CSRF key: derived from the runtime private key (never published; the same in every
-    gateway process on the key), domain-separated from its signing use."""
-    sec = getattr(state, "_console_secret", None)
-    if sec is None:
-        d = state.runtime_key.private_numbers().private_value.to_bytes(32, "big")
-        sec = hashlib.sha256(b"charter console csrf v1\0" + d).digest()
-        state._console_secret = sec
-    return sec
-
-
 def _mac(state: GatewayState, purpose: str, value: str) -> str:
-    return hmac.new(_secret(state), f"{purpose}\0{value}".encode(), hashlib.sha256).hexdigest()
+    return hmac.new(state.console_secret, f"{purpose}\0{value}".encode(), hashlib.sha256).hexdigest()
 
 
 def _secure(request: Request, state: GatewayState) -> bool:
@@ -135,10 +124,6 @@ async def _session(request: Request, state: GatewayState) -> Session | None:
     if row is None or row.expires <= time.time() or state.killswitch.tenant_suspended(row.tenant):
         return None
     return Session(row.tenant, _mac(state, "session", token))
-
-
-async def _admin_of(request: Request, state: GatewayState) -> Session | None:
-    return await _session(request, state)
 
 
 async def _post_guard(request: Request, state: GatewayState, csrf: str):
@@ -229,7 +214,7 @@ async def logout(request: Request, csrf: str = Form(""), state: GatewayState = D
 
 @router.get("")
 async def overview(request: Request, state: GatewayState = Depends(get_state)):
-    admin = await _admin_of(request, state)
+    admin = await _session(request, state)
     if admin is None:
         return _login_redirect()
 
@@ -292,7 +277,7 @@ async def resume(request: Request, csrf: str = Form(""), state: GatewayState = D
 @router.get("/audit")
 async def audit(request: Request, tenant: str = "", session: str = "", since: str = "", until: str = "",
                 verified: str = "", sig: str = "", state: GatewayState = Depends(get_state)):
-    admin = await _admin_of(request, state)
+    admin = await _session(request, state)
     if admin is None:
         return _login_redirect()
 
@@ -332,7 +317,7 @@ async def verify(request: Request, csrf: str = Form(""), state: GatewayState = D
 
 @router.get("/incidents")
 async def incidents(request: Request, state: GatewayState = Depends(get_state)):
-    admin = await _admin_of(request, state)
+    admin = await _session(request, state)
     if admin is None:
         return _login_redirect()
     items = await run_in_threadpool(state.incidents.list)
@@ -344,7 +329,7 @@ async def incidents(request: Request, state: GatewayState = Depends(get_state)):
 
 @router.get("/incidents/{incident_id}")
 async def incident(request: Request, incident_id: int = Path(ge=0, le=2**31 - 1), state: GatewayState = Depends(get_state)):
-    admin = await _admin_of(request, state)
+    admin = await _session(request, state)
     if admin is None:
         return _login_redirect()
     from charter.errors import InputError
