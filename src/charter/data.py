@@ -270,12 +270,19 @@ def read_jsonl(path: Path) -> Iterator[dict]:
                 yield json.loads(line)
 
 
-def append_jsonl(path: Path, records: Iterable[dict]) -> None:
-    """Append records in one write + fsync, so a kill leaves at most one torn line."""
+def _open_private(path: Path, flags: int):
+    """A text file opened with ``flags``, created owner-only (0600) when it does not exist."""
+    return os.fdopen(os.open(path, flags, 0o600), "a" if flags & os.O_APPEND else "w", encoding="utf-8")
+
+
+def append_jsonl(path: Path, records: Iterable[dict], *, private: bool = False) -> None:
+    """Append records in one write + fsync, so a kill leaves at most one torn line. ``private``:
+    a new file is created 0600 (it holds secrets or tenants' content)."""
     payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     if not payload:
         return
-    with open(path, "a", encoding="utf-8") as f:
+    with (_open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT) if private
+          else open(path, "a", encoding="utf-8")) as f:
         f.write(payload)
         f.flush()
         os.fsync(f.fileno())
@@ -303,9 +310,13 @@ def save_figure_atomic(fig, path: Path, *, dpi: int = 120) -> Path:
     return path
 
 
-def write_jsonl_atomic(path: Path, records: Iterable[dict]) -> None:
+def write_jsonl_atomic(path: Path, records: Iterable[dict], *, private: bool = False) -> None:
+    """Write beside ``path`` then rename over it; ``private``: the file is created 0600."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    if private:
+        tmp.unlink(missing_ok=True)  # a leftover would keep its own mode
+    with (_open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL) if private
+          else open(tmp, "w", encoding="utf-8")) as f:
         for r in records:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
         f.flush()

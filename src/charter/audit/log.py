@@ -20,7 +20,6 @@ import base64
 import bisect
 import hashlib
 import json
-import os
 import threading
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -34,6 +33,7 @@ from sqlalchemy.engine import Engine
 
 from charter.audit import db
 from charter.audit.merkle import MerkleTree, leaf_hash, verify_consistency, verify_inclusion
+from charter.data import write_jsonl_atomic
 from charter.errors import InputError, VerificationError
 from charter.provenance.dsse import read_envelope_json, sign_envelope, verify_envelope
 from charter.provenance.keys import key_id
@@ -694,13 +694,10 @@ class AuditLog:
             return None
 
         needed: dict[int, Entry] = {}
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        n = 0
-        tmp = out.with_suffix(out.suffix + ".part")
-        tmp.unlink(missing_ok=True)  # a leftover would keep its own mode
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
-            f.write(json.dumps(cp.record()) + "\n")
+        counted = [0]
+
+        def lines():
+            yield cp.record()
             for e in self.entries(tenant=tenant, since=since, until=until):
                 if e.seq >= cp.tree_size:
                     break
@@ -709,14 +706,17 @@ class AuditLog:
                     if p is not None and "authorisation" in _json_object(p.body):
                         needed[p.seq] = p
                 proof = [h.hex() for h in tree.inclusion_proof(e.seq, cp.tree_size)]
-                f.write(json.dumps({"type": "entry"} | e.to_dict() | {"inclusion_proof": proof}) + "\n")
-                n += 1
+                yield {"type": "entry"} | e.to_dict() | {"inclusion_proof": proof}
+                counted[0] += 1
             legacy = self._legacy_emptied(cp.tree_size, emptied_by, needed)
             for p in needed.values():
                 proof = [h.hex() for h in tree.inclusion_proof(p.seq, cp.tree_size)]
-                f.write(json.dumps({"type": "purge"} | p.to_dict() | {"inclusion_proof": proof,
-                                                                      "legacy_headers": legacy.get(p.seq, [])}) + "\n")
-        tmp.replace(out)
+                yield {"type": "purge"} | p.to_dict() | {"inclusion_proof": proof, "legacy_headers": legacy.get(p.seq, [])}
+
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_jsonl_atomic(out, lines(), private=True)
+        n = counted[0]
         return {"path": str(out), "entries": n, "tree_size": cp.tree_size, "root_hash": cp.root_hash}
 
     def _legacy_emptied(self, size: int, emptied_by, purges: dict[int, Entry]) -> dict[int, list[list]]:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
+from charter.data import append_jsonl
 from charter.errors import InputError
 
 log = logging.getLogger("charter.audit.witness")
@@ -26,11 +26,7 @@ def append_record(path: str | Path, record: dict) -> None:
     """Append one checkpoint record as a JSON line to a file created 0600 (OSError on failure)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(p, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(record, sort_keys=True) + "\n")  # one write: whole lines even with several writers
-        f.flush()
-        os.fsync(f.fileno())
+    append_jsonl(p, [record], private=True)  # one write: whole lines even with several writers
 
 
 def load_trusted(path: str | Path) -> list[dict]:
