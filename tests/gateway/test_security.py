@@ -228,11 +228,9 @@ def test_the_invalid_key_cache_is_bounded(db_url):
         assert d.lookup("chk-" + secrets.token_hex(8)) is None
     known, unknown = d.cached()
     assert unknown == 50 and known == 1  # the flood neither grew the cache nor evicted the valid key
-    t0 = time.monotonic()
     assert d.lookup(good).name == "good"
     d.clear()
     assert d.cached() == (0, 0)
-    assert time.monotonic() - t0 < 5
     engine.dispose()
 
 
