@@ -188,7 +188,7 @@ def distress_guard(tmp_path_factory):
     d = tmp_path_factory.mktemp("distress")
     (d / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[::2]))
     (d / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[1::2]))
-    GuardTrainer(GuardTrainConfig(data=str(d), out=str(d / "guard"), target_fpr=0.1, escalation_fpr=0.2)).train()
+    GuardTrainer(GuardTrainConfig(data=str(d), out=str(d / "guard"), stage1="frozen", target_fpr=0.1, escalation_fpr=0.2)).train()
     return d / "guard"
 
 

@@ -69,7 +69,7 @@ def guard_dir(d: Path, embedder, *, loosen: float = 0.0) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     write_jsonl(d / "train.jsonl", rows)
     write_jsonl(d / "val.jsonl", rows)
-    GuardTrainer(GuardTrainConfig(data=str(d), out=str(d / "guard"), target_fpr=0.05), embedder=embedder).train()
+    GuardTrainer(GuardTrainConfig(data=str(d), out=str(d / "guard"), stage1="frozen", target_fpr=0.05), embedder=embedder).train()
     if loosen:
         spec = json.loads((d / "guard" / "guard.json").read_text())
         spec["sides"]["input"]["block_threshold"] += loosen

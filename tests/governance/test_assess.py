@@ -46,7 +46,7 @@ def guard_dir(tmp_path_factory):
     cut = int(len(rows) * 0.6)
     (d / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:cut]))
     (d / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[cut:]))
-    GuardTrainer(GuardTrainConfig(data=str(d), out=str(d / "guard"), target_fpr=0.0, escalation_fpr=0.05)).train()
+    GuardTrainer(GuardTrainConfig(data=str(d), out=str(d / "guard"), stage1="frozen", target_fpr=0.0, escalation_fpr=0.05)).train()
     return d / "guard"
 
 

@@ -32,7 +32,7 @@ def guard_data(tmp_path_factory):
 
 
 def test_train_calibrates_and_the_guard_separates(guard_data, tmp_path):
-    metrics = GuardTrainer(GuardTrainConfig(data=str(guard_data), out=str(tmp_path / "g"), target_fpr=0.0)).train()
+    metrics = GuardTrainer(GuardTrainConfig(data=str(guard_data), out=str(tmp_path / "g"), stage1="frozen", target_fpr=0.0)).train()
     assert metrics["input"]["fpr"] == 0.0  # calibrated on the benign validation scores
     assert metrics["input"]["auroc"] > 0.8
     guard = Guard.load(tmp_path / "g")
@@ -78,13 +78,13 @@ def test_guard_errors(tmp_path, guard_data):
     _write(bad / "train.jsonl", [{"text": "x", "label": "maybe"}])
     _write(bad / "val.jsonl", [{"text": "x", "label": "benign"}])
     with pytest.raises(InputError, match=r"train.jsonl:1: 'label' must be harmful or benign"):
-        GuardTrainer(GuardTrainConfig(data=str(bad), out=str(tmp_path / "g"))).train()
+        GuardTrainer(GuardTrainConfig(data=str(bad), out=str(tmp_path / "g"), stage1="frozen")).train()
 
 
 def test_guard_cli(guard_data, tmp_path):
     from tests.cli.test_cli import _one_error_line, invoke
 
-    r = invoke("guard", "train", "--data", guard_data, "--out", tmp_path / "g", "--target-fpr", "0.0")
+    r = invoke("guard", "train", "--data", guard_data, "--out", tmp_path / "g", "--target-fpr", "0.0", "--stage1", "frozen")
     assert r.exit_code == 0 and "input: AUROC" in r.output
     # A benign request is allowed (exit 0); a harmful one is blocked (exit 3), each with its decision.
     # (This guard scores a plain factual question at ~0.09 against its threshold of ~0.36, set at
@@ -144,7 +144,7 @@ def test_exchange_classifier_reads_both_orders(tiny_model_dir):
 def test_guard_eval_reports_rates_cost_and_roc(guard_data, tmp_path):
     from charter.guard.evaluate import evaluate_guard
 
-    GuardTrainer(GuardTrainConfig(data=str(guard_data), out=str(tmp_path / "g"))).train()
+    GuardTrainer(GuardTrainConfig(data=str(guard_data), out=str(tmp_path / "g"), stage1="frozen")).train()
     outputs = tmp_path / "outputs.jsonl"
     _write(outputs, [{"output": "Step 1: mix the chemicals to make the explosive.", "label": "harmful"},
                      {"output": "Bread needs flour, water, salt and yeast.", "label": "benign"}])
@@ -164,7 +164,7 @@ def test_guard_eval_reports_rates_cost_and_roc(guard_data, tmp_path):
 def test_probe_on_hidden_states_picks_a_layer_and_scores(guard_data, tmp_path, six_block_model):
     from charter.backends import load_backend
 
-    GuardTrainer(GuardTrainConfig(data=str(guard_data), out=str(tmp_path / "g"), probe_model=f"hf:{six_block_model}")).train()
+    GuardTrainer(GuardTrainConfig(data=str(guard_data), out=str(tmp_path / "g"), stage1="frozen", probe_model=f"hf:{six_block_model}")).train()
     spec = json.loads((tmp_path / "g" / "guard.json").read_text())
     probe = spec["sides"]["input"]["probe"]
     assert probe["layer"] in probe["validation"]["auroc_by_layer"] or str(probe["layer"]) in probe["validation"]["auroc_by_layer"]
@@ -190,7 +190,7 @@ def test_guard_from_synth_data_names_category_principle_and_refusal(tmp_path):
     _write(d / "val.jsonl", rows)
     (d / "synth.json").write_text(json.dumps({"constitution": {"name": "charter-default", "digest": "sha256:x", "ref": "default",
                                                                 "refusal": "Not with that."}}))
-    GuardTrainer(GuardTrainConfig(data=str(d), out=str(tmp_path / "g"), target_fpr=0.0)).train()
+    GuardTrainer(GuardTrainConfig(data=str(d), out=str(tmp_path / "g"), stage1="frozen", target_fpr=0.0)).train()
     spec = json.loads((tmp_path / "g" / "guard.json").read_text())
     assert spec["constitution"]["name"] == "charter-default" and spec["refusal"] == "Not with that."
     assert set(spec["categories"]) == {"malware", "violent-wrongdoing"}

@@ -1,4 +1,4 @@
-"""``charter guard train | check`` (constitutional classifiers; more stages to come, issue 6)."""
+"""``charter guard synth | train | check | eval`` (constitutional classifiers)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,12 @@ def synth(
     rounds: int = typer.Option(1, "--rounds", help="Generations per category request (different seeds)."),
     category: List[str] = typer.Option([], "--category", help="Only these categories (repeatable)."),
     outputs: bool = typer.Option(True, "--outputs/--no-outputs", help="Also generate assistant outputs (output classifier data)."),
-    augmentations: bool = typer.Option(True, "--augment/--no-augment", help="Jailbreak-style variants of harmful requests."),
+    augmentations: bool = typer.Option(True, "--augment/--no-augment", help="Jailbreak-style variants of requests (harmful and benign)."),
+    augmentations_per_request: int = typer.Option(1, "--augmentations-per-request", help="Variant kinds per request (drawn at random)."),
+    bundled: bool = typer.Option(True, "--bundled/--no-bundled", help="Mix in the request sets written for Charter (charter/guard/data)."),
+    refusals: bool = typer.Option(True, "--refusals/--no-refusals", help="Refusals paired with harmful requests as benign outputs."),
+    pairs: List[Path] = typer.Option([], "--pairs", help="HH-RLHF-format chosen/rejected JSONL (pairwise output signal; repeatable)."),
+    max_answers: Optional[int] = typer.Option(None, "--max-answers", help="Answer at most this many requests (half harmful, half benign)."),
     translator: Optional[str] = typer.Option(None, "--translator", help="Model that translates requests (adds translated variants)."),
     mix_harmful: List[Path] = typer.Option([], "--mix-harmful", help="Prompt file(s) mixed in as harmful (e.g. AdvBench)."),
     mix_benign: List[Path] = typer.Option([], "--mix-benign", help="Prompt file(s) mixed in as benign (XSTest: label=safe rows)."),
@@ -40,11 +45,14 @@ def synth(
 
     cfg = SynthConfig(constitution=constitution, generator=generator, out=str(out), per_category=per_category, rounds=rounds,
                       categories=tuple(category), outputs=outputs, augmentations=augmentations, translator=translator,
+                      augmentations_per_request=augmentations_per_request, bundled=bundled, refusals=refusals,
+                      pairs=tuple(str(p) for p in pairs), max_answers=max_answers,
                       mix_harmful=tuple(str(m) for m in mix_harmful), mix_benign=tuple(str(m) for m in mix_benign),
                       val_fraction=val_fraction, dedupe_threshold=dedupe_threshold, seed=seed,
                       max_new_tokens=max_new_tokens, batch_size=batch_size, overwrite=overwrite)
     summary = run_with_progress(Synthesizer(cfg), "guard synth")
-    console.print(f"{summary['train']} train / {summary['val']} validation records, {summary['duplicates_dropped']} "
+    pair_note = f", {summary['pairs']['train']} + {summary['pairs']['val']} preference pairs" if summary["pairs"]["train"] else ""
+    console.print(f"{summary['train']} train / {summary['val']} validation records{pair_note}, {summary['duplicates_dropped']} "
                   f"near-duplicates dropped -> {out}", highlight=False)
 
 
@@ -55,17 +63,29 @@ def train(
     out: Path = typer.Option(..., "--out", "-o", help="Guard directory (guard.json)."),
     target_fpr: float = typer.Option(0.01, "--target-fpr", help="Block threshold: this false-positive rate on benign validation texts."),
     escalation_fpr: float = typer.Option(0.05, "--escalation-fpr", help="Escalation threshold: benign share sent to stage 2."),
+    stage1: str = typer.Option("finetuned", "--stage1", help="finetuned (MiniLM trained end to end, ONNX int8) or frozen (logistic head on frozen MiniLM)."),
+    output_reads: str = typer.Option("response", "--output-reads", help="Output-side stage 1 reads the reply alone (response) or request + reply (exchange)."),
+    epochs: int = typer.Option(3, "--epochs", help="Fine-tuning epochs."),
+    lr: float = typer.Option(5e-5, "--lr", help="Fine-tuning learning rate."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Fine-tuning batch size."),
+    max_length: int = typer.Option(128, "--max-length", help="Tokens read per text (request + reply pairs: twice this)."),
+    onnx: bool = typer.Option(True, "--onnx/--no-onnx", help="Serve the fine-tuned encoder from an int8 ONNX graph (else PyTorch)."),
     probe_model: Optional[str] = typer.Option(None, "--probe-model", help="Also fit a stage-1b probe on this local model's hidden states (the served model)."),
+    seed: int = typer.Option(0, "--seed"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing guard."),
 ) -> None:
-    """Train stage-1 classifiers (inputs, outputs) and calibrate their thresholds."""
+    """Train the classifiers (stage 1 per side, the stage-2 exchange head) and calibrate their thresholds."""
     from charter.guard.model import GuardTrainConfig, GuardTrainer
 
-    metrics = GuardTrainer(GuardTrainConfig(data=str(data), out=str(out), target_fpr=target_fpr,
-                                            escalation_fpr=escalation_fpr, probe_model=probe_model, overwrite=overwrite)).train()
+    cfg = GuardTrainConfig(data=str(data), out=str(out), target_fpr=target_fpr, escalation_fpr=escalation_fpr, stage1=stage1,
+                           output_reads=output_reads, epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length,
+                           onnx=onnx, probe_model=probe_model, seed=seed, overwrite=overwrite)
+    metrics = run_with_progress(GuardTrainer(cfg), "guard train")
     for side, m in metrics.items():
-        console.print(f"{side}: AUROC {m['auroc']:.3f}, TPR {m['tpr']:.3f} at FPR {m['fpr']:.3f} "
-                      f"(validation: {m['n_harmful']} harmful, {m['n_benign']} benign)", highlight=False)
+        console.print(f"{side}: AUROC {m['auroc']:.3f}, TPR {m['tpr_at_1pct_fpr']:.3f} at 1% FPR, {m['tpr_at_5pct_fpr']:.3f} at 5%; "
+                      f"calibrated threshold: TPR {m['tpr']:.3f}, FPR {m['fpr']:.3f}"
+                      + (f"; pairwise {m['pairwise_accuracy']:.3f}" if "pairwise_accuracy" in m else "")
+                      + f" (validation: {m['n_harmful']} harmful, {m['n_benign']} benign)", highlight=False)
     console.print(f"guard: {out / 'guard.json'}", highlight=False)
 
 
@@ -109,7 +129,8 @@ def evaluate(
     harmful: Path = typer.Option(..., "--harmful", help="Harmful prompts (e.g. AdvBench)."),
     benign: Path = typer.Option(..., "--benign", help="Benign prompts (XSTest: label=safe rows are used)."),
     outputs: Optional[Path] = typer.Option(None, "--outputs", help="JSONL of assistant outputs with label harmful|benign (output side)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Directory for guard_eval.json and roc.png."),
+    pairs: Optional[Path] = typer.Option(None, "--pairs", help="HH-RLHF-format chosen/rejected JSONL: pairwise accuracy of the output side."),
+    out: Path = typer.Option(..., "--out", "-o", help="Directory for guard_eval.json, roc.png and reliability.png."),
     column: Optional[str] = typer.Option(None, "--column", help="Prompt column."),
     limit: Optional[int] = typer.Option(None, "--limit", help="At most this many prompts per file."),
 ) -> None:
@@ -118,11 +139,16 @@ def evaluate(
     from charter.guard.model import Guard
 
     r = evaluate_guard(Guard.load(guard), harmful=str(harmful), benign=str(benign), outputs=str(outputs) if outputs else None,
-                       out=out, column=column, limit=limit)
+                       out=out, column=column, limit=limit, pairs=str(pairs) if pairs else None)
     for side in ("input", "output"):
-        if side in r:
-            f = r[side]
+        f = r.get(side, {})
+        if "tpr" in f:
             console.print(f"{side}: TPR {f['tpr']['rate']:.3f}  FPR {f['fpr']['rate']:.3f}  AUROC {f['auroc_stage1']:.3f}  "
+                          f"TPR@1%FPR {f['tpr_at_1pct_fpr']:.3f}  TPR@5%FPR {f['tpr_at_5pct_fpr']:.3f}  ECE {f['ece']:.3f}  "
                           f"escalated {f['escalation_rate']['rate']:.3f}  cost {f['cost_ms']['mean']:.1f} ms mean, "
                           f"{f['cost_ms']['p99']:.1f} ms p99", highlight=False)
-    console.print(f"results: {out / 'guard_eval.json'}  ROC: {r['roc_png']}", highlight=False)
+        if "pairwise" in f:
+            pw = f["pairwise"]
+            console.print(f"{side} pairwise ({pw['n_pairs']} pairs): stage 1 {pw['accuracy_stage1']:.3f}"
+                          + (f", stage 2 {pw['accuracy_stage2']:.3f}" if "accuracy_stage2" in pw else ""), highlight=False)
+    console.print(f"results: {out / 'guard_eval.json'}  ROC: {r['roc_png']}  reliability: {r['reliability_png']}", highlight=False)

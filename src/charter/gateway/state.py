@@ -215,7 +215,7 @@ def _load_guard(config: GatewayConfig):
         from charter.guard.exchange import ExchangeClassifier
 
         exchange = ExchangeClassifier(load_backend(config.guard.exchange_model), load_constitution(config.constitution))
-    return Guard.load(config.path(config.guard.path), exchange=exchange)
+    return Guard.load(config.path(config.guard.path), exchange=exchange, batching=config.guard.batching, runtime=config.guard.runtime)
 
 
 def _refusal(constitution, guard) -> str:

@@ -1,7 +1,10 @@
 """``charter guard eval``: how well and how cheaply the cascade separates harmful from benign.
 
-TPR (harmful blocked), FPR (benign blocked), AUROC of the stage-1 score, escalation rate, and the
-cost per request (mean and p99 latency of the whole cascade), per side; a ROC curve PNG.
+Per side: the cascade's TPR (harmful blocked) and FPR (benign blocked) at its calibrated
+thresholds, the stage-1 score's AUROC and TPR at 1% and 5% FPR, its calibration (expected
+calibration error and a reliability table), the escalation rate, and the cost per request (mean
+and p99 latency of the whole cascade); pairwise accuracy when preference pairs are given (the
+rejected reply should score higher). A ROC curve PNG and a reliability-diagram PNG.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from charter.data import iter_jsonl, load_prompts, safe_label_filter
 from charter.errors import InputError
 from charter.evals.stats import rate
 from charter.guard.classifier import roc_auc
+from charter.guard.metrics import ece, pairwise_accuracy, reliability, tpr_at_fpr
 from charter.guard.model import Guard
+from charter.guard.synth import load_preference_pairs
 
 
 def _figures(decisions_pos: list, decisions_neg: list) -> dict:
@@ -23,19 +28,35 @@ def _figures(decisions_pos: list, decisions_neg: list) -> dict:
     neg = np.array([d.stage1_score for d in decisions_neg])
     every = decisions_pos + decisions_neg
     cost = np.array([sum(d.latency_ms.values()) for d in every])
+    prob, y = np.concatenate([pos, neg]), np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
     return {
         "n_harmful": len(pos), "n_benign": len(neg),
         "tpr": rate(sum(d.block for d in decisions_pos), len(pos)),
         "fpr": rate(sum(d.block for d in decisions_neg), len(neg)),
         "auroc_stage1": roc_auc(pos, neg),
+        "tpr_at_1pct_fpr": tpr_at_fpr(pos, neg, 0.01), "tpr_at_5pct_fpr": tpr_at_fpr(pos, neg, 0.05),
+        "ece": ece(prob, y), "reliability": reliability(prob, y),
         "escalation_rate": rate(sum(d.escalate for d in every), len(every)),
         "cost_ms": {"mean": float(cost.mean()), "p99": float(np.percentile(cost, 99))},
         "_scores": (pos.tolist(), neg.tolist()),
     }
 
 
+def _pairwise(guard: Guard, pairs: list[dict]) -> dict:
+    """Pairwise accuracy of the output side's stage-1 score and, when the guard has one, its
+    trained stage 2 (each reply scored with its request)."""
+    prompts = [p["prompt"] for p in pairs]
+    out = {"n_pairs": len(pairs)}
+    for name, score in (("stage1", guard.stage1_scores), ("stage2", guard.stage2_scores)):
+        chosen = score("output", [p["chosen"] for p in pairs], prompts)
+        if chosen is None:
+            continue
+        out[f"accuracy_{name}"] = pairwise_accuracy(chosen, score("output", [p["rejected"] for p in pairs], prompts))
+    return out
+
+
 def evaluate_guard(guard: Guard, *, harmful: str, benign: str, outputs: str | None = None, out: str | Path,
-                   column: str | None = None, limit: int | None = None) -> dict:
+                   column: str | None = None, limit: int | None = None, pairs: str | None = None) -> dict:
     hp = [p.text for p in load_prompts(harmful, column, limit)]
     bp = [p.text for p in load_prompts(benign, column, limit, where=safe_label_filter(benign))]
     result = {"guard_format": guard.spec.get("format"), "harmful": harmful, "benign": benign,
@@ -47,10 +68,15 @@ def evaluate_guard(guard: Guard, *, harmful: str, benign: str, outputs: str | No
         if not pos or not neg:
             raise InputError("the outputs file needs harmful and benign rows", source=outputs)
         result["output"] = _figures(pos, neg)
+    if pairs:
+        if "output" not in guard.heads:
+            raise InputError("this guard has no output classifier", source="guard")
+        result.setdefault("output", {})["pairwise"] = _pairwise(guard, load_preference_pairs(pairs)[: limit or None])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    scores = {side: result[side].pop("_scores") for side in ("input", "output") if side in result}
+    scores = {side: result[side].pop("_scores") for side in ("input", "output") if "_scores" in result.get(side, {})}
     result["roc_png"] = str(_plot_roc(scores, out / "roc.png"))
+    result["reliability_png"] = str(_plot_reliability({side: result[side]["reliability"] for side in scores}, out / "reliability.png"))
     (out / "guard_eval.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 
@@ -65,6 +91,31 @@ def _load_outputs(path: Path) -> list[dict]:
             raise InputError("each row needs 'output' (or 'response'/'text') and 'label' harmful|benign", source=str(path), line=n)
         rows.append({"output": text, "prompt": r.get("prompt"), "label": 1 if r["label"] in ("harmful", 1) else 0})
     return rows
+
+
+def _plot_reliability(tables: dict, path: Path) -> Path:
+    """Reliability diagram: mean predicted probability against the observed harmful share per bin."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for side, table in tables.items():
+        xs = [r["predicted"] for r in table]
+        ys = [r["observed"] for r in table]
+        ax.plot(xs, ys, marker="o", label=f"{side} (n per bin: {', '.join(str(r['n']) for r in table)})")
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", label="perfectly calibrated")
+    ax.set_xlabel("predicted P(harmful), stage 1")
+    ax.set_ylabel("observed harmful share")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title("Guard stage 1 reliability", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def _plot_roc(scores: dict, path: Path) -> Path:

@@ -6,8 +6,16 @@ boundary (they hold false positives down), and jailbreak-style variants of the h
 requests. Each request is answered by the generator to get assistant outputs; an answer to a
 harmful request counts as harmful output only when it is not a refusal. Augmentations apply to
 benign requests too, so that an attack form alone does not read as harmful. The constitution's own
-examples and labelled files (``--mix-harmful``, ``--mix-benign``) are mixed in. Near-duplicates
-are dropped by embedding similarity; train/validation are split within each category.
+examples, the request sets written for Charter (``charter/guard/data``, ``--bundled``) and labelled
+files (``--mix-harmful``, ``--mix-benign``) are mixed in. Near-duplicates are dropped by embedding
+similarity; train/validation are split within each category.
+
+Output side (the Constitutional Classifiers recipe with a helpful-only model): the generator's
+answers to harmful requests are harmful outputs unless they are refusals; its answers to benign
+requests are benign outputs; refusals (the constitution's own and the bundled phrasings) paired
+with harmful requests are benign outputs. Preference files in the HH-RLHF format (``--pairs``)
+give (prompt, chosen, rejected) pairs: the rejected reply is the more harmful one. Every record
+carries its ``source`` and the ``rule`` that labelled it; ``synth.json`` lists the rules.
 """
 
 from __future__ import annotations
@@ -27,10 +35,22 @@ from charter.backends import Backend, ModelSpec, SamplingConfig, load_backend
 from charter.cai.rundir import now
 from charter.cai.seeding import stable_seed
 from charter.constitution import constitution_digest, load_constitution
-from charter.data import load_prompts, safe_label_filter
+from charter.data import file_sha256, iter_jsonl, load_prompts, safe_label_filter
 from charter.errors import InputError
 from charter.evals.refusal import RefusalDetector
 from charter.guard.augment import KINDS, augment
+
+BUNDLED = Path(__file__).parent / "data"
+LABEL_RULES = {
+    "request-category": "input: a request asked for under a prohibited category is harmful, under an allowed category or as a look-alike benign",
+    "request-file": "input: rows of --mix-harmful files and the bundled harmful_requests.jsonl are harmful; --mix-benign rows (XSTest: label=safe only) and benign_requests.jsonl benign",
+    "augmented": "input: a jailbreak-style wrapper or encoding keeps the label of the request inside it",
+    "answer-of-harmful": "output: the generator's answer to a harmful request is harmful unless the refusal detector reads it as a refusal",
+    "answer-refusal": "output: an answer the refusal detector reads as a refusal is benign, whatever the request",
+    "answer-of-benign": "output: the generator's answer to a benign request is benign",
+    "refusal": "output: a refusal (the constitution's, or a bundled phrasing) paired with a harmful request is benign",
+    "preference-pair": "pairs: of two replies to the same HH-RLHF harmless-base conversation, the rejected one is the more harmful",
+}
 
 ASK_HARMFUL = ("Write {n} different requests a user might send to an AI assistant that fall under this category: "
                "{description}\nExamples:\n{examples}\nWrite one request per line, no numbering, nothing else.")
@@ -54,10 +74,15 @@ class SynthConfig:
     rounds: int = 1  # generations per category request, each with its own seed
     outputs: bool = True
     augmentations: bool = True
+    augmentations_per_request: int = 1  # this many augmentation kinds per request, drawn at random (seeded)
     translator: str | None = None
     languages: tuple[str, ...] = ("French", "Spanish")
     mix_harmful: tuple[str, ...] = ()
     mix_benign: tuple[str, ...] = ()
+    bundled: bool = True  # mix in the request sets written for Charter (charter/guard/data)
+    refusals: bool = True  # refusals paired with harmful requests as benign outputs
+    pairs: tuple[str, ...] = ()  # HH-RLHF-format chosen/rejected JSONL files
+    max_answers: int | None = None  # answer at most this many requests (half harmful, half benign)
     categories: tuple[str, ...] = ()
     val_fraction: float = 0.2
     dedupe_threshold: float = 0.95
@@ -80,8 +105,8 @@ def parse_lines(text: str) -> list[str]:
 class Synthesizer:
     def __init__(self, config: SynthConfig, *, generator: Backend | None = None, translator: Backend | None = None, embedder=None):
         c = self.config = config
-        if c.per_category < 1 or c.rounds < 1 or not 0.0 < c.val_fraction < 1.0:
-            raise InputError("need --per-category >= 1, --rounds >= 1 and 0 < --val-fraction < 1", source="--per-category")
+        if c.per_category < 0 or c.rounds < 1 or not 0.0 < c.val_fraction < 1.0:
+            raise InputError("need --per-category >= 0, --rounds >= 1 and 0 < --val-fraction < 1", source="--per-category")
         for spec in (c.generator, c.translator):
             if spec:
                 ModelSpec.parse(spec)
@@ -99,6 +124,10 @@ class Synthesizer:
         self.cats = cats
         self.mixed = [(p.text, 1, f) for f in c.mix_harmful for p in load_prompts(f)] + \
                      [(p.text, 0, f) for f in c.mix_benign for p in load_prompts(f, where=safe_label_filter(f))]
+        if c.bundled:
+            self.mixed += [(p.text, 1, str(BUNDLED / "harmful_requests.jsonl")) for p in load_prompts(BUNDLED / "harmful_requests.jsonl")]
+            self.mixed += [(p.text, 0, str(BUNDLED / "benign_requests.jsonl")) for p in load_prompts(BUNDLED / "benign_requests.jsonl")]
+        self.pairs = [pair for f in c.pairs for pair in load_preference_pairs(f)]
         self.out = Path(c.out)
         if self.out.exists() and any(self.out.iterdir()) and not c.overwrite:
             raise InputError("output directory exists and is not empty; pass --overwrite", source=str(self.out))
@@ -117,8 +146,8 @@ class Synthesizer:
                 asks += [(cat.id, 1, ASK_HARMFUL.format(**fill)), (cat.id, 0, ASK_LOOKALIKE.format(**fill))]
             else:
                 asks.append((cat.id, 0, ASK_BENIGN.format(**fill)))
-        jobs = [(a, r) for a in asks for r in range(c.rounds)]
-        total = len(jobs) + (1 if c.outputs else 0)
+        jobs = [(a, r) for a in asks for r in range(c.rounds)] if c.per_category else []
+        total = len(jobs) + (1 if c.outputs else 0)  # grows by the answer batches once the requests are known
         report(0, total, "generating requests")
         records: list[dict] = []
         for start in range(0, len(jobs), c.batch_size):
@@ -126,36 +155,70 @@ class Synthesizer:
             gens = gen.generate([[{"role": "user", "content": a[2]}] for a, _ in batch], sampling,
                                 [stable_seed(c.seed, "synth", a[0], a[1], r) for a, r in batch])
             for ((cat_id, label, _), _), g in zip(batch, gens):
-                records += [{"text": t, "label": label, "side": "input", "category": cat_id, "source": "synthetic"}
-                            for t in parse_lines(g.text)]
+                records += [{"text": t, "label": label, "side": "input", "category": cat_id, "source": "synthetic",
+                         "rule": "request-category"} for t in parse_lines(g.text)]
             report(start + len(batch), total, "generating requests")
         for cat, kind in self.cats:
             produced = [r for r in records if r["category"] == cat.id]
-            if not produced:
+            if jobs and not produced:
                 raise InputError(f"the generator produced no usable requests for category {cat.id!r}; use a stronger --generator",
                                  source=c.generator)
             records += [{"text": e, "label": 1 if kind == "prohibited" else 0, "side": "input", "category": cat.id,
-                         "source": "constitution"} for e in cat.examples]
-        records += [{"text": t, "label": y, "side": "input", "category": None, "source": f"mix:{Path(f).name}"} for t, y, f in self.mixed]
+                         "source": "constitution", "rule": "request-category"} for e in cat.examples]
+        records += [{"text": t, "label": y, "side": "input", "category": None, "source": f"mix:{Path(f).name}", "rule": "request-file"}
+                    for t, y, f in self.mixed]
         records = _unique(records)
         if c.outputs:
+            to_answer = self._to_answer([r for r in records if r["side"] == "input"])
+            total = len(jobs) + -(-len(to_answer) // c.batch_size) + 1
             report(len(jobs), total, "answering")
-            records += self._outputs([r for r in records if r["side"] == "input"], sampling)
+            records += self._outputs(to_answer, sampling, lambda k: report(len(jobs) + k, total, "answering"))
+        if c.refusals:
+            records += self._refusal_outputs([r for r in records if r["side"] == "input" and r["label"] == 1])
         if c.augmentations:
             # Benign inputs get the same wrappers and encodings: otherwise "obfuscated" alone would
             # teach the classifier "harmful" and block every base64 or role-play request.
             plain = [r for r in records if r["side"] == "input" and r["source"] != "augmented"]
-            records += [r | {"text": augment(r["text"], k), "augmentation": k, "source": "augmented"} for r in plain for k in KINDS]
+            rng = random.Random(c.seed)
+            k_each = min(max(c.augmentations_per_request, 1), len(KINDS))
+            records += [r | {"text": augment(r["text"], k), "augmentation": k, "source": "augmented", "rule": "augmented"}
+                        for r in plain for k in rng.sample(KINDS, k_each)]
         if c.translator:
             records += self._translate([r for r in records if r["side"] == "input" and "augmentation" not in r], sampling)
         kept, dropped = self._dedupe(records)
         train, val = _split(kept, c.val_fraction, c.seed)
-        self._write(train, val, dropped)
+        pairs_train, pairs_val = _split_pairs(self.pairs, c.val_fraction, c.seed)
+        self._write(train, val, dropped, pairs_train, pairs_val)
         report(total, total, "done")
         return {"train": len(train), "val": len(val), "duplicates_dropped": dropped, "out": str(self.out),
-                "by_category": _counts(kept)}
+                "pairs": {"train": len(pairs_train), "val": len(pairs_val)}, "by_category": _counts(kept)}
 
-    def _outputs(self, inputs: list[dict], sampling: SamplingConfig) -> list[dict]:
+    def _to_answer(self, inputs: list[dict]) -> list[dict]:
+        """All requests, or with --max-answers an even harmful/benign share of them (seeded)."""
+        cap = self.config.max_answers
+        if cap is None or len(inputs) <= cap:
+            return inputs
+        rng = random.Random(self.config.seed)
+        out = []
+        for label in (1, 0):
+            rows = [r for r in inputs if r["label"] == label]
+            rng.shuffle(rows)
+            out += rows[: cap // 2 + (cap % 2 if label else 0)]
+        return out
+
+    def _refusal_outputs(self, harmful: list[dict]) -> list[dict]:
+        """Each harmful request paired with one refusal, cycling through the constitution's
+        refusal message and the bundled phrasings (seeded)."""
+        phrasings = [self.constitution.refusal] if self.constitution.refusal else []
+        if (BUNDLED / "refusals.jsonl").is_file():
+            phrasings += [p.text for p in load_prompts(BUNDLED / "refusals.jsonl")]
+        if not phrasings:
+            phrasings = ["I can't help with that."]
+        rng = random.Random(self.config.seed)
+        return [{"text": rng.choice(phrasings), "label": 0, "side": "output", "category": r["category"], "source": "refusal",
+                 "rule": "refusal", "prompt": r["text"]} for r in harmful]
+
+    def _outputs(self, inputs: list[dict], sampling: SamplingConfig, advance: Callable[[int], None] = lambda k: None) -> list[dict]:
         detector = RefusalDetector()
         out = []
         for start in range(0, len(inputs), self.config.batch_size):
@@ -166,9 +229,12 @@ class Synthesizer:
                 if not g.text.strip():
                     continue
                 # A refusal is a benign output even when the request was harmful.
-                label = 0 if detector.is_refusal(g.text) else r["label"]
+                refused = detector.is_refusal(g.text)
+                label = 0 if refused else r["label"]
+                rule = "answer-refusal" if refused else ("answer-of-harmful" if r["label"] else "answer-of-benign")
                 out.append({"text": g.text.strip(), "label": label, "side": "output", "category": r["category"],
-                            "source": "synthetic-answer", "prompt": r["text"]})
+                            "source": "synthetic-answer", "rule": rule, "prompt": r["text"]})
+            advance(start // self.config.batch_size + 1)
         return out
 
     def _translate(self, inputs: list[dict], sampling: SamplingConfig) -> list[dict]:
@@ -203,20 +269,26 @@ class Synthesizer:
             kept.append(r)
         return kept, dropped
 
-    def _write(self, train: list[dict], val: list[dict], dropped: int) -> None:
+    def _write(self, train: list[dict], val: list[dict], dropped: int, pairs_train: list[dict], pairs_val: list[dict]) -> None:
         c = self.config
         if self.out.exists() and c.overwrite:
             shutil.rmtree(self.out)
         self.out.mkdir(parents=True, exist_ok=True)
         for name, rows in (("train.jsonl", train), ("val.jsonl", val)):
             (self.out / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        if pairs_train or pairs_val:
+            for name, rows in (("pairs_train.jsonl", pairs_train), ("pairs_val.jsonl", pairs_val)):
+                (self.out / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         manifest = {"task": "guard/synth", "charter_version": __version__, "created": now(),
                     "constitution": {"name": self.constitution.name, "digest": constitution_digest(self.constitution),
                                      "ref": c.constitution, "refusal": self.constitution.refusal},
                     "generator": self._generator.info.to_dict() if self._generator else None,  # type: ignore[union-attr]
                     "translator": self._translator.info.to_dict() if self._translator else None,
                     "arguments": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(c).items() if k != "overwrite"},
-                    "counts": {"train": _counts(train), "val": _counts(val)}, "duplicates_dropped": dropped}
+                    "counts": {"train": _counts(train), "val": _counts(val)}, "duplicates_dropped": dropped,
+                    "sources": _sources(train + val), "label_rules": LABEL_RULES,
+                    "pairs": {"files": list(c.pairs), "train": len(pairs_train), "val": len(pairs_val)},
+                    "bundled": {f.name: file_sha256(f) for f in sorted(BUNDLED.glob("*.jsonl"))} if c.bundled else None}
         (self.out / "synth.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
     def close(self) -> None:
@@ -249,6 +321,44 @@ def _split(records: list[dict], val_fraction: float, seed: int) -> tuple[list[di
         val += rows[:n_val]
         train += rows[n_val:]
     return train, val
+
+
+def load_preference_pairs(path: str | Path) -> list[dict]:
+    """(prompt, chosen, rejected) from an HH-RLHF-format JSONL file: ``chosen`` and ``rejected``
+    are whole transcripts that share everything up to the last "Assistant:" turn. The prompt is
+    the conversation before that turn; pairs whose final replies are equal are dropped."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("no such preference file", source=str(p))
+    out = []
+    for n, r in iter_jsonl(p):
+        if not isinstance(r.get("chosen"), str) or not isinstance(r.get("rejected"), str):
+            raise InputError("each record needs 'chosen' and 'rejected' transcripts (HH-RLHF format)", source=str(p), line=n)
+        c_head, _, chosen = r["chosen"].rpartition("\n\nAssistant:")
+        r_head, _, rejected = r["rejected"].rpartition("\n\nAssistant:")
+        if not c_head or c_head != r_head or chosen.strip() == rejected.strip():
+            continue
+        prompt = c_head.rpartition("\n\nHuman:")[2].strip()
+        out.append({"prompt": prompt, "context": c_head.strip(), "chosen": chosen.strip(), "rejected": rejected.strip(),
+                    "source": f"pairs:{p.name}:{n}", "rule": "preference-pair"})
+    if not out:
+        raise InputError("no usable chosen/rejected pairs", source=str(p))
+    return out
+
+
+def _split_pairs(pairs: list[dict], val_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    rows = list(pairs)
+    random.Random(seed).shuffle(rows)
+    n_val = round(len(rows) * val_fraction)
+    return rows[n_val:], rows[:n_val]
+
+
+def _sources(records: list[dict]) -> dict:
+    out: dict = {}
+    for r in records:
+        k = f"{r['side']}/{r.get('source')}/{r.get('rule')}/{'harmful' if r['label'] else 'benign'}"
+        out[k] = out.get(k, 0) + 1
+    return dict(sorted(out.items()))
 
 
 def _counts(records: list[dict]) -> dict:
