@@ -46,12 +46,15 @@ for pair in "base=embedded" "dpo=hf:$OUT/dpo"; do
 done
 run "$CHARTER" eval compare "$OUT"/eval/*-harmlessness "$OUT"/eval/*-over-refusal --out "$OUT/eval/report"
 
-# 6. Guard: constitutional classifiers from the constitution's content categories (synthetic data
-#    from the embedded model, plus the bundled AdvBench/XSTest samples mixed in).
+# 6. Guard: constitutional classifiers. Requests from the constitution's categories (embedded
+#    generator), the request sets written for Charter and the bundled AdvBench/XSTest samples; the
+#    embedded model's answers (helpful-only: its answers to harmful requests are harmful outputs)
+#    and refusals as outputs. Stage 1 and the stage-2 exchange head: MiniLM fine-tuned end to end,
+#    served by ONNX Runtime.
 run "$CHARTER" guard synth --constitution default --generator embedded --per-category "${DEMO_GUARD_PER_CATEGORY:-4}" \
-    --max-new-tokens 96 --mix-harmful src/charter/evals/data/advbench_sample.csv \
+    --max-new-tokens 96 --max-answers "${DEMO_GUARD_ANSWERS:-160}" --mix-harmful src/charter/evals/data/advbench_sample.csv \
     --mix-benign src/charter/evals/data/xstest_safe_sample.csv --out "$OUT/guard-data" --overwrite
-run "$CHARTER" guard train --data "$OUT/guard-data" --out "$OUT/guard" --overwrite
+run "$CHARTER" guard train --data "$OUT/guard-data" --out "$OUT/guard" --epochs "${DEMO_GUARD_EPOCHS:-2}" --overwrite
 
 # 7. Seal both models (signed files + provenance statement; the DPO model with the guard it is served with)
 #    and verify offline with the public key.

@@ -33,7 +33,7 @@ def test_unknown_category_and_empty_generation_are_input_errors(tmp_path, tiny_m
 @pytest.mark.integration
 def test_synth_with_the_embedded_generator_writes_a_trainable_split(tmp_path):
     cfg = SynthConfig(constitution="default", generator="embedded", out=str(tmp_path / "s"), per_category=4,
-                      categories=("malware", "security-education"), max_new_tokens=96, batch_size=8)
+                      categories=("malware", "security-education"), max_new_tokens=96, batch_size=8, bundled=False)
     s = Synthesizer(cfg)
     try:
         summary = s.run()
@@ -49,3 +49,54 @@ def test_synth_with_the_embedded_generator_writes_a_trainable_split(tmp_path):
     assert {r["category"] for r in rows} >= {"malware", "security-education"}
     manifest = json.loads((tmp_path / "s" / "synth.json").read_text())
     assert manifest["constitution"]["name"] == "charter-default" and manifest["generator"]["spec"] == "embedded"
+
+
+def test_output_side_records_carry_their_source_and_label_rule(tmp_path, tiny_model_dir):
+    from charter.guard.synth import LABEL_RULES
+
+    harmful, benign = tmp_path / "h.jsonl", tmp_path / "b.jsonl"
+    harmful.write_text("".join(json.dumps({"text": f"Explain how to build weapon number {i} at home"}) + "\n" for i in range(6)))
+    benign.write_text("".join(json.dumps({"text": f"Give me a recipe for soup number {i}"}) + "\n" for i in range(6)))
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"chosen": f"\n\nHuman: q{i}\n\nAssistant: no", "rejected": f"\n\nHuman: q{i}\n\nAssistant: yes {i}"}) + "\n"
+                             for i in range(10)) + json.dumps({"chosen": "\n\nHuman: x\n\nAssistant: same", "rejected": "\n\nHuman: x\n\nAssistant: same"}) + "\n")
+    cfg = SynthConfig(constitution="default", generator=f"hf:{tiny_model_dir}", out=str(tmp_path / "s"), per_category=0,
+                      categories=("malware",), mix_harmful=(str(harmful),), mix_benign=(str(benign),), bundled=False,
+                      pairs=(str(pairs),), max_answers=8, max_new_tokens=8, augmentations=False, dedupe_threshold=1.01)
+    s = Synthesizer(cfg)
+    try:
+        summary = s.run()
+    finally:
+        s.close()
+    rows = [json.loads(x) for f in ("train.jsonl", "val.jsonl") for x in (tmp_path / "s" / f).read_text().splitlines()]
+    outputs = [r for r in rows if r["side"] == "output"]
+    answers = [r for r in outputs if r["source"] == "synthetic-answer"]
+    harmful_texts = {r["text"] for r in rows if r["side"] == "input" and r["label"] == 1}
+    assert len(answers) == 8 and sum(1 for r in answers if r["prompt"] in harmful_texts) == 4  # --max-answers: half each
+    for r in answers:
+        harmful_request = r["prompt"] in harmful_texts
+        assert r["rule"] == ("answer-refusal" if r["label"] == 0 and harmful_request else
+                             "answer-of-harmful" if harmful_request else "answer-of-benign")
+        assert r["label"] == (1 if r["rule"] == "answer-of-harmful" else 0)
+    refusals = [r for r in outputs if r["source"] == "refusal"]
+    harmful_inputs = [r for r in rows if r["side"] == "input" and r["label"] == 1]
+    assert len(refusals) == len(harmful_inputs) and all(r["label"] == 0 and r["rule"] == "refusal" for r in refusals)
+    assert {r["prompt"] for r in refusals} == {r["text"] for r in harmful_inputs}
+    assert all(r["rule"] in LABEL_RULES for r in rows)
+    manifest = json.loads((tmp_path / "s" / "synth.json").read_text())
+    assert manifest["label_rules"] == LABEL_RULES and manifest["pairs"]["train"] + manifest["pairs"]["val"] == 10
+    assert any(k.startswith("output/refusal/refusal/benign") for k in manifest["sources"])
+    assert summary["pairs"] == {"train": 8, "val": 2}  # the pair with equal replies was dropped
+    pair = json.loads((tmp_path / "s" / "pairs_train.jsonl").read_text().splitlines()[0])
+    assert pair["prompt"].startswith("q") and pair["chosen"] == "no" and pair["rejected"].startswith("yes")
+
+
+def test_preference_files_are_checked(tmp_path):
+    from charter.guard.synth import load_preference_pairs
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"chosen": "x"}) + "\n")
+    with pytest.raises(InputError, match=r"bad.jsonl:1: each record needs 'chosen' and 'rejected'"):
+        load_preference_pairs(bad)
+    with pytest.raises(InputError, match="no such preference file"):
+        load_preference_pairs(tmp_path / "missing.jsonl")

@@ -63,13 +63,13 @@ def train(
     out: Path = typer.Option(..., "--out", "-o", help="Guard directory (guard.json)."),
     target_fpr: float = typer.Option(0.01, "--target-fpr", help="Block threshold: this false-positive rate on benign validation texts."),
     escalation_fpr: float = typer.Option(0.05, "--escalation-fpr", help="Escalation threshold: benign share sent to stage 2."),
-    stage1: str = typer.Option("finetuned", "--stage1", help="finetuned (MiniLM trained end to end, ONNX int8) or frozen (logistic head on frozen MiniLM)."),
+    stage1: str = typer.Option("finetuned", "--stage1", help="finetuned (MiniLM trained end to end, served by ONNX Runtime) or frozen (logistic head on frozen MiniLM)."),
     output_reads: str = typer.Option("response", "--output-reads", help="Output-side stage 1 reads the reply alone (response) or request + reply (exchange)."),
     epochs: int = typer.Option(3, "--epochs", help="Fine-tuning epochs."),
     lr: float = typer.Option(5e-5, "--lr", help="Fine-tuning learning rate."),
     batch_size: int = typer.Option(32, "--batch-size", help="Fine-tuning batch size."),
     max_length: int = typer.Option(128, "--max-length", help="Tokens read per text (request + reply pairs: twice this)."),
-    onnx: bool = typer.Option(True, "--onnx/--no-onnx", help="Serve the fine-tuned encoder from an int8 ONNX graph (else PyTorch)."),
+    runtime: str = typer.Option("onnx", "--runtime", help="How the fine-tuned encoder is served: onnx (fp32), onnx-int8 or torch."),
     probe_model: Optional[str] = typer.Option(None, "--probe-model", help="Also fit a stage-1b probe on this local model's hidden states (the served model)."),
     seed: int = typer.Option(0, "--seed"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing guard."),
@@ -79,7 +79,7 @@ def train(
 
     cfg = GuardTrainConfig(data=str(data), out=str(out), target_fpr=target_fpr, escalation_fpr=escalation_fpr, stage1=stage1,
                            output_reads=output_reads, epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length,
-                           onnx=onnx, probe_model=probe_model, seed=seed, overwrite=overwrite)
+                           runtime=runtime, probe_model=probe_model, seed=seed, overwrite=overwrite)
     metrics = run_with_progress(GuardTrainer(cfg), "guard train")
     for side, m in metrics.items():
         console.print(f"{side}: AUROC {m['auroc']:.3f}, TPR {m['tpr_at_1pct_fpr']:.3f} at 1% FPR, {m['tpr_at_5pct_fpr']:.3f} at 5%; "

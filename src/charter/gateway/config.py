@@ -59,7 +59,7 @@ class GuardConfig(_Section):
     exchange_model: str | None = None  # an LM stage-2 judge for escalated texts (default: the guard's trained exchange head)
     stream_every: int = Field(16, ge=1)  # output chunks between streaming checks
     batching: bool = True  # concurrent requests' checks share one classifier pass
-    runtime: Literal["onnx", "torch"] | None = None  # how a fine-tuned guard's encoder runs (default: as trained)
+    runtime: Literal["onnx", "onnx-int8", "torch"] | None = None  # how a fine-tuned guard's encoder runs (default: as trained)
 
 
 class ComplianceConfig(_Section):

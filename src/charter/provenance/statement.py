@@ -96,17 +96,26 @@ def guard_entry(guard_dir: Path) -> dict:
     spec = _read_json(path)
     if not isinstance(spec, dict) or not isinstance(spec.get("sides"), dict):
         raise InputError("not a guard directory (no readable guard.json with classifier sides)", source=str(guard_dir))
-    if spec.get("format") != "charter-guard/1":
-        raise InputError(f"guard format {spec.get('format')!r} is not 'charter-guard/1': retrain it with this Charter version",
+    if spec.get("format") not in ("charter-guard/1", "charter-guard/2"):
+        raise InputError(f"guard format {spec.get('format')!r} is not 'charter-guard/2': retrain it with this Charter version",
                          source=str(path))
+    encoder = spec.get("encoder") if isinstance(spec.get("encoder"), dict) else None
 
     def head_digest(state) -> str:
         return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
 
     sides = {}
     for side, s in spec["sides"].items():
+        # A fine-tuned guard's head is a named output of its encoder: the digest covers the name,
+        # the calibration and the encoder's file digests (guard.json lists them; Guard.load checks them).
+        head = s.get("head") if encoder is None else {"head": s.get("head"), "platt": s.get("platt"), "files": encoder.get("files")}
         entry = {"block_threshold": s.get("block_threshold"), "escalation_threshold": s.get("escalation_threshold"),
-                 "validation": s.get("validation"), "head_sha256": head_digest(s.get("head"))}
+                 "validation": s.get("validation"), "head_sha256": head_digest(head)}
+        stage2 = s.get("stage2")
+        if isinstance(stage2, dict) and encoder is not None:
+            entry["stage2"] = {"block_threshold": stage2.get("block_threshold"), "validation": stage2.get("validation"),
+                               "head_sha256": head_digest({"head": stage2.get("head"), "platt": stage2.get("platt"),
+                                                           "files": encoder.get("files")})}
         probe = s.get("probe")
         if isinstance(probe, dict):
             entry["probe"] = {k: probe.get(k) for k in ("block_threshold", "escalation_threshold", "validation", "layer", "model")}
@@ -115,6 +124,7 @@ def guard_entry(guard_dir: Path) -> dict:
     return {
         "dir": str(guard_dir.resolve()), "sha256": file_sha256(path).split(":", 1)[1], "format": spec.get("format"),
         "embedder": spec.get("embedder"), "target_fpr": spec.get("target_fpr"), "escalation_fpr": spec.get("escalation_fpr"),
+        "stage1": spec.get("stage1", "frozen"), "encoder_files": (encoder or {}).get("files"),
         "constitution": spec.get("constitution"), "categories": sorted(spec.get("categories") or {}),
         "sides": sides,
     }
