@@ -4,7 +4,7 @@ embedded model in the same run.
 Stage-1 latency per text (one request at a time: p50 and p99), for each encoder runtime:
 - frozen MiniLM + logistic head (PyTorch fp32, the first release's stage 1),
 - the fine-tuned encoder in PyTorch fp32,
-- the fine-tuned encoder in ONNX Runtime, int8 weights (the default).
+- the fine-tuned encoder in ONNX Runtime, fp32 (the default) and dynamic int8 weights.
 Then concurrent checks (8 client threads) with and without micro-batching, and the cascade's
 expected cost: stage 1 + escalation rate x stage 2 (the trained exchange head; the LM judge on
 the embedded model for reference), on benign traffic and on a 50/50 harmful mix.
@@ -93,6 +93,7 @@ def main() -> None:
         print(f"guard: {gdir}")
         tuned = Guard.load(gdir)
         tuned_torch = Guard.load(gdir, runtime="torch")
+        tuned_int8 = Guard.load(gdir, runtime="onnx-int8")
         frozen_dir = Path(d) / "frozen"
         if not (frozen_dir / "guard.json").exists():
             data = json.loads((gdir / "guard.json").read_text()).get("data")
@@ -114,13 +115,13 @@ def main() -> None:
         rows = [{"what": "generate 256 tokens, greedy, batch 1 (baseline)", "p50_ms": round(gen_ms, 1), "p99_ms": "", "fraction": 1.0}]
         per_runtime = {}
         for name, guard in (("frozen MiniLM + head (torch fp32)", frozen), ("fine-tuned (torch fp32)", tuned_torch),
-                            ("fine-tuned (ONNX int8) [default]", tuned)):
+                            ("fine-tuned (ONNX int8)", tuned_int8), ("fine-tuned (ONNX fp32) [default]", tuned)):
             guard.check_input("warm up")
             lat = _latencies(lambda t, g=guard: g._stage1("input", [t], [None]), mix)
             p50, p99 = float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
             per_runtime[name] = {"p50_ms": p50, "p99_ms": p99}
             rows.append({"what": f"stage 1 per text: {name}", "p50_ms": round(p50, 2), "p99_ms": round(p99, 2), "fraction": round(p50 / gen_ms, 5)})
-        # Concurrency: 8 clients, plain vs micro-batched (ONNX int8).
+        # Concurrency: 8 clients, plain vs micro-batched (the default runtime).
         batched = Guard.load(gdir, batching=True)
         batched.check_input("warm up")
         texts = (mix * 2)[:400]
@@ -145,12 +146,12 @@ def main() -> None:
             rows.append({"what": f"cascade, {label}, LM judge as stage 2 (reference)", "p50_ms": round(cost_lm, 1), "p99_ms": "",
                          "fraction": round(cost_lm / gen_ms, 4)})
     print_table(rows, ["what", "p50_ms", "p99_ms", "fraction"])
-    print(f"8 concurrent clients, ONNX int8: {plain_tps:.0f} checks/s one by one, {batched_tps:.0f} checks/s micro-batched "
+    print(f"8 concurrent clients, ONNX fp32: {plain_tps:.0f} checks/s one by one, {batched_tps:.0f} checks/s micro-batched "
           f"({batched_tps / plain_tps:.2f}x; {batched.finetuned.logits.batches} batches for {batched.finetuned.logits.jobs} calls)")
     print("targets: stage-1 p50 <= 5 ms; cascade <= 0.05 of the generation")
     path = write_results("guard_overhead", {
         "settings": {"model": args.model, "texts": len(mix), "baseline": "llama.cpp via load_backend('embedded'), greedy, 256 new tokens, batch 1, median of 3",
-                     "onnx": "onnxruntime CPUExecutionProvider, default threads (all cores), dynamic int8 weights",
+                     "onnx": "onnxruntime CPUExecutionProvider, default threads (all cores), fp32 (default) and dynamic int8 weights",
                      "torch": f"torch {__import__('torch').__version__}, {__import__('torch').get_num_threads()} threads, fp32, inference_mode",
                      "concurrency": "8 client threads, 400 checks"},
         "generated_tokens": [n for _, n in gen_times], "rows": rows, "stage1_by_runtime": per_runtime,

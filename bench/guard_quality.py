@@ -9,7 +9,9 @@ are tested on the other. Training data is built by the product path, `charter gu
   (benign) as --mix files,
 - the embedded model's answers to those requests (helpful-only: its answers to harmful requests
   are harmful outputs unless refusals) and refusals paired with harmful requests,
-- the train half of the HH-RLHF harmless pairs (--pairs).
+- the train half of the HH-RLHF harmless pairs (--pairs),
+- the replies written and labelled by hand for Charter (src/charter/guard/data/written_outputs.jsonl:
+  replies to Charter's own requests, none to a dev-set prompt), added to the cached answers.
 
 Test:
 - input: AdvBench test half vs the benign test pool (XSTest-safe + self-instruct + the
@@ -17,8 +19,8 @@ Test:
 - output: bench/data/output_dev.jsonl (300 completions labelled by hand, rubric beside it).
 - pairwise: the test half of the HH-RLHF pairs (the rejected reply should score higher).
 
-Stage-1 variants compared: logistic head on frozen MiniLM; fine-tuned MiniLM (PyTorch and int8
-ONNX); a probe on the served model's hidden states (SmolLM2-135M, transformers); for outputs,
+Stage-1 variants compared: logistic head on frozen MiniLM; fine-tuned MiniLM (PyTorch, ONNX fp32
+and int8); a probe on the served model's hidden states (SmolLM2-135M, transformers); for outputs,
 the exchange head reading request and reply together. Targets: input TPR >= 0.90 at 1% FPR,
 output AUROC >= 0.90, pairwise >= 0.65.
 
@@ -51,7 +53,7 @@ from charter.guard.classifier import roc_auc  # noqa: E402
 from charter.guard.embed import MiniLMEmbedder  # noqa: E402
 from charter.guard.metrics import pairwise_accuracy, tpr_at_fpr  # noqa: E402
 from charter.guard.model import Guard, GuardTrainConfig, GuardTrainer  # noqa: E402
-from charter.guard.synth import BUNDLED, SynthConfig, Synthesizer, load_preference_pairs  # noqa: E402
+from charter.guard.synth import BUNDLED, SynthConfig, Synthesizer, load_labelled_outputs, load_preference_pairs  # noqa: E402
 
 HERE = Path(__file__).parent
 CACHE = Path(os.environ.get("CHARTER_BENCH_CACHE", Path.home() / ".cache" / "charter-bench"))
@@ -93,6 +95,22 @@ def build_data(args, work: Path) -> tuple[Path, dict]:
     CACHE.mkdir(parents=True, exist_ok=True)
     shutil.copytree(work / "synth", cached)
     return cached, json.loads((cached / "synth.json").read_text())
+
+
+def with_written_outputs(cached: Path, work: Path) -> tuple[Path, int]:
+    """The cached synth data plus the bundled hand-labelled replies (one in five to validation,
+    seeded), as `charter guard synth --bundled` would add them."""
+    import random
+
+    rows = load_labelled_outputs(BUNDLED / "written_outputs.jsonl")
+    random.Random(0).shuffle(rows)
+    n_val = len(rows) // 5
+    out = work / "data"
+    shutil.copytree(cached, out)
+    for name, extra in (("val.jsonl", rows[:n_val]), ("train.jsonl", rows[n_val:])):
+        with open(out / name, "a") as fh:
+            fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in extra))
+    return out, len(rows)
 
 
 def _progress(what):
@@ -148,6 +166,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--no-probe", action="store_true")
+    ap.add_argument("--no-written", action="store_true", help="leave out the hand-labelled replies (ablation)")
     ap.add_argument("--probe-limit", type=int, default=1200, help="probe: at most this many training texts per side")
     args = ap.parse_args()
     if not available():
@@ -158,6 +177,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         data, synth_manifest = build_data(args, d)
+        n_written = 0
+        if not args.no_written and (BUNDLED / "written_outputs.jsonl").is_file():
+            data, n_written = with_written_outputs(data, d)
         timings = {}
         for kind in ("frozen", "finetuned"):
             t0 = time.perf_counter()
@@ -170,11 +192,13 @@ def main() -> None:
         shutil.copytree(d / "finetuned", CACHE / "guard-finetuned")
         frozen = Guard.load(d / "frozen", embedder=embedder)
         tuned = Guard.load(d / "finetuned", embedder=embedder)
+        tuned_int8 = Guard.load(d / "finetuned", embedder=embedder, runtime="onnx-int8")
         tuned_torch = Guard.load(d / "finetuned", embedder=embedder, runtime="torch")
         in_rows += input_rows("frozen MiniLM + logistic head", lambda t: frozen.stage1_scores("input", t), sets)
         in_rows += input_rows("fine-tuned MiniLM (PyTorch fp32)", lambda t: tuned_torch.stage1_scores("input", t), sets)
-        in_rows += input_rows("fine-tuned MiniLM (ONNX int8) [default]", lambda t: tuned.stage1_scores("input", t), sets)
-        in_rows += input_rows("stage 2: exchange head (ONNX int8)", lambda t: tuned.stage2_scores("input", t), sets)
+        in_rows += input_rows("fine-tuned MiniLM (ONNX fp32) [default]", lambda t: tuned.stage1_scores("input", t), sets)
+        in_rows += input_rows("fine-tuned MiniLM (ONNX int8)", lambda t: tuned_int8.stage1_scores("input", t), sets)
+        in_rows += input_rows("stage 2: exchange head (ONNX fp32)", lambda t: tuned.stage2_scores("input", t), sets)
         out_rows.append(output_row("frozen MiniLM + logistic head (reply)", lambda t, p: frozen.stage1_scores("output", t),
                                    lambda t, p: frozen.stage1_scores("output", t), sets))
         out_rows.append(output_row("fine-tuned, output head (reply) [default]", lambda t, p: tuned.stage1_scores("output", t),
@@ -216,7 +240,8 @@ def main() -> None:
                       for side, s in v["sides"].items()} for k, v in variants.items()}
     path = write_results("guard_quality", {
         "settings": vars(args), "synth": {"counts": synth_manifest.get("counts"), "sources": synth_manifest.get("sources"),
-                                          "pairs": synth_manifest.get("pairs")},
+                                          "pairs": synth_manifest.get("pairs"),
+                                          "written_outputs_added": n_written},
         "train_seconds": timings, "input": in_rows, "output": out_rows, "validation": validation})
     print(f"results: {path}")
 

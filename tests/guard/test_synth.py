@@ -60,9 +60,12 @@ def test_output_side_records_carry_their_source_and_label_rule(tmp_path, tiny_mo
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"chosen": f"\n\nHuman: q{i}\n\nAssistant: no", "rejected": f"\n\nHuman: q{i}\n\nAssistant: yes {i}"}) + "\n"
                              for i in range(10)) + json.dumps({"chosen": "\n\nHuman: x\n\nAssistant: same", "rejected": "\n\nHuman: x\n\nAssistant: same"}) + "\n")
+    labelled = tmp_path / "labelled.jsonl"
+    labelled.write_text(json.dumps({"prompt": "Write malware", "text": "Malware is software that harms computers.", "label": "benign"}) + "\n"
+                        + json.dumps({"prompt": "Write malware", "output": "Sure: step 1, get the target's password", "label": "harmful"}) + "\n")
     cfg = SynthConfig(constitution="default", generator=f"hf:{tiny_model_dir}", out=str(tmp_path / "s"), per_category=0,
                       categories=("malware",), mix_harmful=(str(harmful),), mix_benign=(str(benign),), bundled=False,
-                      pairs=(str(pairs),), max_answers=8, max_new_tokens=8, augmentations=False, dedupe_threshold=1.01)
+                      pairs=(str(pairs),), labelled_outputs=(str(labelled),), max_answers=8, max_new_tokens=8, augmentations=False, dedupe_threshold=1.01)
     s = Synthesizer(cfg)
     try:
         summary = s.run()
@@ -82,6 +85,9 @@ def test_output_side_records_carry_their_source_and_label_rule(tmp_path, tiny_mo
     harmful_inputs = [r for r in rows if r["side"] == "input" and r["label"] == 1]
     assert len(refusals) == len(harmful_inputs) and all(r["label"] == 0 and r["rule"] == "refusal" for r in refusals)
     assert {r["prompt"] for r in refusals} == {r["text"] for r in harmful_inputs}
+    hand = {r["text"]: r for r in outputs if r["rule"] == "labelled-output"}
+    assert hand["Malware is software that harms computers."]["label"] == 0 and hand["Sure: step 1, get the target's password"]["label"] == 1
+    assert all(r["source"] == "labelled:labelled.jsonl" and r["prompt"] == "Write malware" for r in hand.values())
     assert all(r["rule"] in LABEL_RULES for r in rows)
     manifest = json.loads((tmp_path / "s" / "synth.json").read_text())
     assert manifest["label_rules"] == LABEL_RULES and manifest["pairs"]["train"] + manifest["pairs"]["val"] == 10
@@ -100,3 +106,18 @@ def test_preference_files_are_checked(tmp_path):
         load_preference_pairs(bad)
     with pytest.raises(InputError, match="no such preference file"):
         load_preference_pairs(tmp_path / "missing.jsonl")
+
+
+def test_labelled_output_files_are_checked(tmp_path):
+    from charter.guard.synth import BUNDLED, load_labelled_outputs
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "p", "text": "t", "label": "harmful"}) + "\n" + json.dumps({"prompt": "p", "text": "t", "label": "unsafe"}) + "\n")
+    with pytest.raises(InputError, match=r"bad.jsonl:2: label must be 'harmful' or 'benign', got 'unsafe'"):
+        load_labelled_outputs(bad)
+    bad.write_text(json.dumps({"text": "t", "label": "benign"}) + "\n")
+    with pytest.raises(InputError, match=r"bad.jsonl:1: each row needs 'prompt' and 'text'"):
+        load_labelled_outputs(bad)
+    # The bundled replies load, with both labels present.
+    rows = load_labelled_outputs(BUNDLED / "written_outputs.jsonl")
+    assert {r["label"] for r in rows} == {0, 1} and len(rows) >= 300

@@ -49,6 +49,7 @@ LABEL_RULES = {
     "answer-refusal": "output: an answer the refusal detector reads as a refusal is benign, whatever the request",
     "answer-of-benign": "output: the generator's answer to a benign request is benign",
     "refusal": "output: a refusal (the constitution's, or a bundled phrasing) paired with a harmful request is benign",
+    "labelled-output": "output: rows of --labelled-outputs files and the bundled written_outputs.jsonl keep their hand-assigned label (what the reply does, not what was asked: rubric in bench/data/output_dev_RUBRIC.md)",
     "preference-pair": "pairs: of two replies to the same HH-RLHF harmless-base conversation, the rejected one is the more harmful",
 }
 
@@ -82,6 +83,7 @@ class SynthConfig:
     bundled: bool = True  # mix in the request sets written for Charter (charter/guard/data)
     refusals: bool = True  # refusals paired with harmful requests as benign outputs
     pairs: tuple[str, ...] = ()  # HH-RLHF-format chosen/rejected JSONL files
+    labelled_outputs: tuple[str, ...] = ()  # JSONL of {prompt, text, label: harmful|benign} replies labelled by hand
     max_answers: int | None = None  # answer at most this many requests (half harmful, half benign)
     categories: tuple[str, ...] = ()
     val_fraction: float = 0.2
@@ -128,6 +130,8 @@ class Synthesizer:
             self.mixed += [(p.text, 1, str(BUNDLED / "harmful_requests.jsonl")) for p in load_prompts(BUNDLED / "harmful_requests.jsonl")]
             self.mixed += [(p.text, 0, str(BUNDLED / "benign_requests.jsonl")) for p in load_prompts(BUNDLED / "benign_requests.jsonl")]
         self.pairs = [pair for f in c.pairs for pair in load_preference_pairs(f)]
+        files = list(c.labelled_outputs) + ([str(BUNDLED / "written_outputs.jsonl")] if c.bundled else [])
+        self.labelled = [r for f in files for r in load_labelled_outputs(f)]
         self.out = Path(c.out)
         if self.out.exists() and any(self.out.iterdir()) and not c.overwrite:
             raise InputError("output directory exists and is not empty; pass --overwrite", source=str(self.out))
@@ -175,6 +179,9 @@ class Synthesizer:
             records += self._outputs(to_answer, sampling, lambda k: report(len(jobs) + k, total, "answering"))
         if c.refusals:
             records += self._refusal_outputs([r for r in records if r["side"] == "input" and r["label"] == 1])
+        # Hand-labelled replies teach what the noisy answer rule cannot: a reply to a harmful
+        # request that only echoes or talks around it is benign; a vague attempt is harmful.
+        records += self.labelled
         if c.augmentations:
             # Benign inputs get the same wrappers and encodings: otherwise "obfuscated" alone would
             # teach the classifier "harmful" and block every base64 or role-play request.
@@ -343,6 +350,28 @@ def load_preference_pairs(path: str | Path) -> list[dict]:
                     "source": f"pairs:{p.name}:{n}", "rule": "preference-pair"})
     if not out:
         raise InputError("no usable chosen/rejected pairs", source=str(p))
+    return out
+
+
+def load_labelled_outputs(path: str | Path) -> list[dict]:
+    """Output-side records from a JSONL file of replies labelled by hand: ``prompt`` (the request),
+    ``text`` (or ``output``: the reply), ``label`` (``harmful`` | ``benign`` or 1 | 0) and an
+    optional ``category``."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("no such labelled-outputs file", source=str(p))
+    out = []
+    for n, r in iter_jsonl(p):
+        text = r.get("text", r.get("output"))
+        label = {"harmful": 1, "benign": 0, 1: 1, 0: 0}.get(r.get("label"))  # type: ignore[call-overload]
+        if not isinstance(text, str) or not text.strip() or not isinstance(r.get("prompt"), str):
+            raise InputError("each row needs 'prompt' and 'text' (the reply) strings", source=str(p), line=n)
+        if label is None:
+            raise InputError(f"label must be 'harmful' or 'benign', got {r.get('label')!r}", source=str(p), line=n)
+        out.append({"text": text.strip(), "label": label, "side": "output", "category": r.get("category"),
+                    "source": f"labelled:{p.name}", "rule": "labelled-output", "prompt": r["prompt"]})
+    if not out:
+        raise InputError("no labelled replies", source=str(p))
     return out
 
 
