@@ -249,3 +249,22 @@ def test_eval_reports_per_side_rates_pairwise_and_a_reliability_plot(finetuned_g
     assert (tmp_path / "e" / "reliability.png").read_bytes()[:4] == b"\x89PNG"
     saved = json.loads((tmp_path / "e" / "guard_eval.json").read_text())
     assert saved["output"]["pairwise"]["n_pairs"] == 8 and "reliability_png" in saved
+
+
+def test_make_demo_builds_its_guard_with_the_default_stage1():
+    """examples/demo.sh trains the guard without --stage1, so it gets the default: the fine-tuned
+    encoder with ONNX serving (CLI default = config default)."""
+    import inspect
+    import re
+    from pathlib import Path
+
+    from charter.cli import guard as cli_guard
+    from charter.guard.model import GuardTrainConfig
+
+    demo = (Path(__file__).parents[2] / "examples" / "demo.sh").read_text()
+    train_lines = [ln for ln in demo.splitlines() if re.search(r"guard train\b", ln)]
+    assert train_lines and not any("--stage1" in ln or "--runtime" in ln for ln in train_lines)
+    assert GuardTrainConfig(data="d", out="o").stage1 == "finetuned" and GuardTrainConfig(data="d", out="o").runtime == "onnx"
+    defaults = {name: p.default.default for name, p in inspect.signature(cli_guard.train).parameters.items()
+                if hasattr(p.default, "default")}
+    assert defaults["stage1"] == "finetuned" and defaults["runtime"] == "onnx"
