@@ -111,7 +111,8 @@ def main() -> None:
             t0 = time.perf_counter()
             g = backend.generate([[{"role": "user", "content": benign[i]}]], SamplingConfig(256, 0.0))[0]
             gen_times.append((time.perf_counter() - t0, g.completion_tokens))
-        gen_ms = statistics.median(t for t, _ in gen_times) * 1000
+        # Greedy answers may stop before 256 tokens: scale each run to 256 (prefill included).
+        gen_ms = statistics.median(t / max(n, 1) * 256 for t, n in gen_times) * 1000
         rows = [{"what": "generate 256 tokens, greedy, batch 1 (baseline)", "p50_ms": round(gen_ms, 1), "p99_ms": "", "fraction": 1.0}]
         per_runtime = {}
         for name, guard in (("frozen MiniLM + head (torch fp32)", frozen), ("fine-tuned (torch fp32)", tuned_torch),
@@ -150,7 +151,7 @@ def main() -> None:
           f"({batched_tps / plain_tps:.2f}x; {batched.finetuned.logits.batches} batches for {batched.finetuned.logits.jobs} calls)")
     print("targets: stage-1 p50 <= 5 ms; cascade <= 0.05 of the generation")
     path = write_results("guard_overhead", {
-        "settings": {"model": args.model, "texts": len(mix), "baseline": "llama.cpp via load_backend('embedded'), greedy, 256 new tokens, batch 1, median of 3",
+        "settings": {"model": args.model, "texts": len(mix), "baseline": "llama.cpp via load_backend('embedded'), greedy, up to 256 new tokens, batch 1, time scaled to 256 tokens, median of 3",
                      "onnx": "onnxruntime CPUExecutionProvider, default threads (all cores), fp32 (default) and dynamic int8 weights",
                      "torch": f"torch {__import__('torch').__version__}, {__import__('torch').get_num_threads()} threads, fp32, inference_mode",
                      "concurrency": "8 client threads, 400 checks"},

@@ -3,6 +3,7 @@ import json
 import pytest
 
 from charter.errors import InputError
+from charter.guard.augment import KINDS
 from charter.guard.synth import SynthConfig, Synthesizer, _split, parse_lines
 
 
@@ -33,7 +34,8 @@ def test_unknown_category_and_empty_generation_are_input_errors(tmp_path, tiny_m
 @pytest.mark.integration
 def test_synth_with_the_embedded_generator_writes_a_trainable_split(tmp_path):
     cfg = SynthConfig(constitution="default", generator="embedded", out=str(tmp_path / "s"), per_category=4,
-                      categories=("malware", "security-education"), max_new_tokens=96, batch_size=8, bundled=False)
+                      categories=("malware", "security-education"), max_new_tokens=96, batch_size=8, bundled=False,
+                      augmentations_per_request=len(KINDS))  # every kind, so each one is present below
     s = Synthesizer(cfg)
     try:
         summary = s.run()
