@@ -31,6 +31,7 @@ from charter.errors import InputError, require_at_least_one
 JUDGEMENTS = "judgements.jsonl"
 PREFS = "prefs.jsonl"
 CHOICES = ("A", "B")
+GUARD_PREFIX = "guard:"
 COT_CLAMP = (0.4, 0.6)
 
 
@@ -42,7 +43,7 @@ class PreferenceConfig:
     prompts: str
     out: str
     policy: str = "embedded"
-    judge: str | None = None  # defaults to the policy model (a weak judge: pass a stronger one)
+    judge: str | None = None  # defaults to the policy model (a weak judge: pass a stronger one); guard:DIR = the classifier
     column: str | None = None
     samples: int = 2
     cot: bool = False
@@ -180,20 +181,27 @@ class PreferenceLabeller:
         self.config = config
         self.constitution = constitution or load_constitution(config.constitution)
         self.prompts = load_prompts(config.prompts, config.column, config.limit)
-        for spec in (config.policy, config.judge):
+        self.guard_dir = Path(config.judge[len(GUARD_PREFIX):]) if config.judge and config.judge.startswith(GUARD_PREFIX) else None
+        if self.guard_dir is not None and not (self.guard_dir / "guard.json").is_file():
+            raise InputError("not a guard directory (no guard.json)", source="--judge")
+        for spec in (config.policy, None if self.guard_dir else config.judge):
             if spec is not None:
                 ModelSpec.parse(spec)
         self.out = Path(config.out)
         self.rundir = RunDirectory(self.out, JUDGEMENTS, self.run_manifest())
         self._policy, self._judge = policy, judge
         self._given = {id(x) for x in (policy, judge) if x is not None}
+        self._guard_judge = None
 
     def run_manifest(self) -> dict:
         c = self.config
         args = {k: getattr(c, k) for k in (
             "column", "policy", "judge", "samples", "cot", "margin", "limit", "seed", "few_shot",
             "batch_size", "max_new_tokens", "cot_max_new_tokens", "temperature", "top_p")}
-        return {"task": "rlaif/preferences", "charter_version": __version__, "arguments": args | {
+        feedback = {"kind": "lm", "spec": c.judge or c.policy}
+        if self.guard_dir is not None:
+            feedback = {"kind": "guard", "spec": c.judge, "guard_json_sha256": file_sha256(self.guard_dir / "guard.json")}
+        return {"task": "rlaif/preferences", "charter_version": __version__, "feedback": feedback, "arguments": args | {
             "constitution_digest": constitution_digest(self.constitution),
             "prompts_sha256": file_sha256(c.prompts)}}
 
@@ -205,7 +213,14 @@ class PreferenceLabeller:
         total, done = len(self.prompts), len(self.prompts) - len(todo)
         if todo:
             self._policy = self._policy or load_backend(c.policy)
-            self._judge = self._judge or (load_backend(c.judge) if c.judge and c.judge != c.policy else self._policy)
+            if self.guard_dir is not None:
+                # The classifier reads the constitution's categories; no LM judges.
+                from charter.guard.feedback import GuardPreferenceJudge
+                from charter.guard.model import Guard
+
+                self._guard_judge = GuardPreferenceJudge(Guard.load(self.guard_dir))
+            else:
+                self._judge = self._judge or (load_backend(c.judge) if c.judge and c.judge != c.policy else self._policy)
         if not resuming:
             self.rundir.write_manifest()
         prefs_path = self.out / PREFS
@@ -249,7 +264,8 @@ class PreferenceLabeller:
                 jobs.append((b, (i, j), principle, examples))
 
         stage("judging")
-        judge = ConstitutionJudge(self._judge, cot=c.cot, cot_max_new_tokens=c.cot_max_new_tokens)  # type: ignore[arg-type]
+        judge = self._guard_judge or ConstitutionJudge(self._judge, cot=c.cot, cot_max_new_tokens=c.cot_max_new_tokens)  # type: ignore[arg-type]
+        judge_info = self.run_manifest()["feedback"] if self._guard_judge else self._judge.info.to_dict()  # type: ignore[union-attr]
         verdicts = judge.judge([
             Comparison(batch[b].text, responses[b][i], responses[b][j], pr, tuple(ex)) for b, (i, j), pr, ex in jobs
         ])
@@ -258,7 +274,7 @@ class PreferenceLabeller:
         for b, p in enumerate(batch):
             records.append({"id": p.id, "prompt": p.text, "source": p.source, "row": p.row,
                             "responses": responses[b], "pairs": [], "policy": self._policy.info.to_dict(),  # type: ignore[union-attr]
-                            "judge": self._judge.info.to_dict(),  # type: ignore[union-attr]
+                            "judge": judge_info,
                             "constitution": {"name": self.constitution.name, "version": self.constitution.version,
                                              "digest": constitution_digest(self.constitution)},
                             "seed": c.seed, "cot": c.cot, "finished": now()})
