@@ -59,7 +59,7 @@ def preferences(
     prompts: Path = typer.Option(..., "--prompts", "-p", help="Prompts: CSV, TSV, JSONL, JSON or TXT."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (judgements.jsonl, prefs.jsonl, run.json)."),
     policy: str = typer.Option("embedded", "--policy", help=f"Model whose responses are compared. {MODEL_HELP}"),
-    judge: Optional[str] = typer.Option(None, "--judge", help="Model that reads the constitution and compares (default: the policy; pass a stronger one)."),
+    judge: Optional[str] = typer.Option(None, "--judge", help="Model that reads the constitution and compares (default: the policy; pass a stronger one), or guard:DIR for the constitutional classifier."),
     column: Optional[str] = typer.Option(None, "--column", help="Column/field holding the prompt."),
     samples: int = typer.Option(2, "--samples", help="Responses sampled per prompt; every pair is judged."),
     cot: bool = typer.Option(False, "--cot", help="Judge reasons step by step first; probabilities clamped to [0.4, 0.6]."),
