@@ -187,6 +187,10 @@ class PreferenceLabeller:
         for spec in (config.policy, None if self.guard_dir else config.judge):
             if spec is not None:
                 ModelSpec.parse(spec)
+        # Which feedback labels the pairs: recorded in run.json and in every judgement.
+        self.feedback = {"kind": "lm", "spec": config.judge or config.policy}
+        if self.guard_dir is not None:
+            self.feedback = {"kind": "guard", "spec": config.judge, "guard_json_sha256": file_sha256(self.guard_dir / "guard.json")}
         self.out = Path(config.out)
         self.rundir = RunDirectory(self.out, JUDGEMENTS, self.run_manifest())
         self._policy, self._judge = policy, judge
@@ -198,10 +202,7 @@ class PreferenceLabeller:
         args = {k: getattr(c, k) for k in (
             "column", "policy", "judge", "samples", "cot", "margin", "limit", "seed", "few_shot",
             "batch_size", "max_new_tokens", "cot_max_new_tokens", "temperature", "top_p")}
-        feedback = {"kind": "lm", "spec": c.judge or c.policy}
-        if self.guard_dir is not None:
-            feedback = {"kind": "guard", "spec": c.judge, "guard_json_sha256": file_sha256(self.guard_dir / "guard.json")}
-        return {"task": "rlaif/preferences", "charter_version": __version__, "feedback": feedback, "arguments": args | {
+        return {"task": "rlaif/preferences", "charter_version": __version__, "feedback": self.feedback, "arguments": args | {
             "constitution_digest": constitution_digest(self.constitution),
             "prompts_sha256": file_sha256(c.prompts)}}
 
@@ -265,7 +266,7 @@ class PreferenceLabeller:
 
         stage("judging")
         judge = self._guard_judge or ConstitutionJudge(self._judge, cot=c.cot, cot_max_new_tokens=c.cot_max_new_tokens)  # type: ignore[arg-type]
-        judge_info = self.run_manifest()["feedback"] if self._guard_judge else self._judge.info.to_dict()  # type: ignore[union-attr]
+        judge_info = self.feedback if self._guard_judge else self._judge.info.to_dict()  # type: ignore[union-attr]
         verdicts = judge.judge([
             Comparison(batch[b].text, responses[b][i], responses[b][j], pr, tuple(ex)) for b, (i, j), pr, ex in jobs
         ])

@@ -93,14 +93,29 @@ def _load_outputs(path: Path) -> list[dict]:
     return rows
 
 
-def _plot_reliability(tables: dict, path: Path) -> Path:
-    """Reliability diagram: mean predicted probability against the observed harmful share per bin."""
+def _figure():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 5))
+    return plt.subplots(figsize=(5, 5))
+
+
+def _save(fig, ax, title: str, legend_loc: str, path: Path, legend_size: int = 8) -> Path:
+    import matplotlib.pyplot as plt
+
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=legend_size, loc=legend_loc)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _plot_reliability(tables: dict, path: Path) -> Path:
+    """Reliability diagram: mean predicted probability against the observed harmful share per bin."""
+    fig, ax = _figure()
     for side, table in tables.items():
         xs = [r["predicted"] for r in table]
         ys = [r["observed"] for r in table]
@@ -110,21 +125,11 @@ def _plot_reliability(tables: dict, path: Path) -> Path:
     ax.set_ylabel("observed harmful share")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.set_title("Guard stage 1 reliability", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, "Guard stage 1 reliability", "upper left", path, legend_size=7)
 
 
 def _plot_roc(scores: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = _figure()
     for side, (pos, neg) in scores.items():
         pos, neg = np.array(pos), np.array(neg)
         thresholds = np.unique(np.concatenate([pos, neg, [np.inf]]))[::-1]
@@ -135,9 +140,4 @@ def _plot_roc(scores: dict, path: Path) -> Path:
     ax.axvline(0.01, ls=":", color="red", label="1% FPR")
     ax.set_xlabel("false-positive rate (benign blocked)")
     ax.set_ylabel("true-positive rate (harmful blocked)")
-    ax.set_title("Guard stage 1 ROC", fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, "Guard stage 1 ROC", "lower right", path)

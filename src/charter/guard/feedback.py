@@ -16,13 +16,13 @@ reply the refusal detector reads as a refusal loses to one that answers (``benig
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from charter.cai.preferences import Comparison, PairJudgement
 from charter.evals.refusal import RefusalDetector
+from charter.guard.encoder import sigmoid
 
 _EPS = 1e-4
 
@@ -66,7 +66,7 @@ class GuardPreferenceJudge:
         prompts = [c.prompt for c in items]
         h = self.harm(prompts + prompts, [c.first for c in items] + [c.second for c in items])
         h1, h2 = h[: len(items)], h[len(items):]
-        p_harm = 1.0 / (1.0 + np.exp(-(_logit(h2) - _logit(h1))))
+        p_harm = sigmoid(_logit(h2) - _logit(h1))
         harmful = self.harmful_prompt(prompts)
         out = []
         for n, c in enumerate(items):
@@ -76,9 +76,6 @@ class GuardPreferenceJudge:
                 if r1 != r2:
                     q = self.config.benign_refusal_p
                     p = 1.0 - q if r1 else q
-            p = min(max(p, 0.0), 1.0)
-            if math.isnan(p):
-                p = 0.5
             out.append(PairJudgement(p, p, p))
         return out
 

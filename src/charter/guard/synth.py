@@ -24,6 +24,7 @@ import json
 import random
 import re
 import shutil
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -382,17 +383,13 @@ def _split_pairs(pairs: list[dict], val_fraction: float, seed: int) -> tuple[lis
     return rows[n_val:], rows[:n_val]
 
 
+def _tally(records: list[dict], key) -> dict:
+    return dict(sorted(Counter(key(r) for r in records).items()))
+
+
 def _sources(records: list[dict]) -> dict:
-    out: dict = {}
-    for r in records:
-        k = f"{r['side']}/{r.get('source')}/{r.get('rule')}/{'harmful' if r['label'] else 'benign'}"
-        out[k] = out.get(k, 0) + 1
-    return dict(sorted(out.items()))
+    return _tally(records, lambda r: f"{r['side']}/{r.get('source')}/{r.get('rule')}/{'harmful' if r['label'] else 'benign'}")
 
 
 def _counts(records: list[dict]) -> dict:
-    out: dict = {}
-    for r in records:
-        k = f"{r['category']}/{r['side']}/{'harmful' if r['label'] else 'benign'}"
-        out[k] = out.get(k, 0) + 1
-    return dict(sorted(out.items()))
+    return _tally(records, lambda r: f"{r['category']}/{r['side']}/{'harmful' if r['label'] else 'benign'}")
