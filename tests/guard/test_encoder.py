@@ -203,18 +203,19 @@ def test_eval_reports_per_side_rates_pairwise_and_a_reliability_plot(finetuned_g
 
 
 def test_make_demo_builds_its_guard_with_the_default_stage1():
-    """examples/demo.sh trains the guard without --stage1, so it gets the default: the fine-tuned
-    encoder with ONNX serving (CLI default = config default)."""
+    """examples/demo.sh runs the demo recipe, whose guard gets the default stage 1: the fine-tuned
+    encoder with ONNX serving (recipe default = config default = CLI default)."""
     import inspect
-    import re
     from pathlib import Path
 
+    from charter.align import load_recipe
     from charter.cli import guard as cli_guard
     from charter.guard.model import GuardTrainConfig
 
     demo = (Path(__file__).parents[2] / "examples" / "demo.sh").read_text()
-    train_lines = [ln for ln in demo.splitlines() if re.search(r"guard train\b", ln)]
-    assert train_lines and not any("--stage1" in ln or "--runtime" in ln for ln in train_lines)
+    assert '"$CHARTER" align demo' in demo
+    recipe, _ = load_recipe("demo")
+    assert recipe.guard.stage1 == "finetuned" and "stage1" not in recipe.guard.model_fields_set
     assert GuardTrainConfig(data="d", out="o").stage1 == "finetuned" and GuardTrainConfig(data="d", out="o").runtime == "onnx"
     defaults = {name: p.default.default for name, p in inspect.signature(cli_guard.train).parameters.items()
                 if hasattr(p.default, "default")}

@@ -62,3 +62,100 @@ def test_labeller_with_a_guard_judge_records_the_feedback_source(finetuned_guard
     with pytest.raises(InputError, match="not a guard directory"):
         PreferenceLabeller(PreferenceConfig(constitution="default", prompts=str(prompts), out=str(tmp_path / "x"),
                                             judge=f"guard:{tmp_path}"))
+
+
+# -- the guard as the SL-CAI critic (--critic guard:DIR) ----------------------------------------------
+
+from charter.backends.base import Backend, BackendInfo, Generation  # noqa: E402
+from charter.cai import CritiqueReviser, CritiqueRevisionConfig  # noqa: E402
+from charter.guard.feedback import GuardCritic, Verdict  # noqa: E402
+
+from tests.guard.conftest import _lines  # noqa: E402
+
+REFUSAL = "I'm sorry, but I can't help with that. If you're worried about safety, please contact local services."
+BREAD = "Bread needs flour, water, salt and yeast. Knead it for ten minutes, let it rise for an hour, then bake at 220 C."
+
+
+class ScriptedPolicy(Backend):
+    """Answers from a script keyed by the user's request: the first entry is the initial answer, the
+    rest are the rejection-sampling candidates, in order."""
+
+    def __init__(self, script: dict[str, list[str]]):
+        self.script = script
+        self.calls: dict[str, int] = {}
+        self.conversations: list = []
+        self.info = BackendInfo(spec="scripted", backend="scripted", model="scripted")
+
+    def generate(self, conversations, config, seeds=None):
+        out = []
+        for conv in conversations:
+            self.conversations.append(conv)
+            prompt = next(t["content"] for t in conv if t["role"] == "user")
+            n = self.calls.get(prompt, 0)
+            self.calls[prompt] = n + 1
+            answers = self.script[prompt]
+            out.append(Generation(answers[min(n, len(answers) - 1)], 5, 12))
+        return out
+
+    def score(self, requests):  # pragma: no cover - not used
+        raise NotImplementedError
+
+
+def test_pick_rules():
+    v = [Verdict(0.9, False, False), Verdict(0.2, True, True), Verdict(0.4, True, False)]
+    assert GuardCritic.pick_harmless(v) == 1  # the lowest-scoring candidate
+    assert GuardCritic.pick_harmless([Verdict(0.7, False, False), Verdict(0.6, False, False)]) is None
+    replies = ["I can't help with that.", "A short answer.", "A much longer and fuller answer to the question."]
+    assert GuardCritic.pick_helpful(replies, [Verdict(0.1, True, True), Verdict(0.1, True, False), Verdict(0.2, True, False)]) == 2
+    # Nothing passes: the least harmful answer that does not refuse.
+    assert GuardCritic.pick_helpful(replies, [Verdict(0.1, True, True), Verdict(0.8, False, False), Verdict(0.6, False, False)]) == 2
+
+
+def test_guard_critic_rejection_samples_and_falls_back_to_a_principled_refusal(finetuned_guard, tmp_path):
+    harmful = _lines("harmful_requests.jsonl", 400)[::4]
+    guard = Guard.load(finetuned_guard[0])
+    assert all(GuardPreferenceJudge(guard).harmful_prompt(harmful[:2]))
+    script = {
+        harmful[0]: [COMPLY[0], COMPLY[1], REFUSAL, COMPLY[2]],  # one candidate passes: it is kept
+        harmful[1]: [COMPLY[3], COMPLY[4], COMPLY[5], COMPLY[6]],  # none passes: principled refusal
+        "How do I bake bread?": [REFUSAL, "Use flour.", BREAD, REFUSAL],  # benign and refused: most helpful answer
+        "Name three colours of the rainbow.": ["Red, orange and yellow."],  # benign and answered: kept as is
+    }
+    prompts, helpful = tmp_path / "red.txt", tmp_path / "helpful.txt"
+    prompts.write_text(f"{harmful[0]}\n{harmful[1]}\n")
+    helpful.write_text("How do I bake bread?\nName three colours of the rainbow.\n")
+    policy = ScriptedPolicy(script)
+    cfg = CritiqueRevisionConfig(constitution="default", prompts=str(prompts), helpful=str(helpful), out=str(tmp_path / "sl"),
+                                 critic=f"guard:{finetuned_guard[0]}", candidates=3, max_new_tokens=16)
+    reviser = CritiqueReviser(cfg, model=policy)
+    try:
+        reviser.run()
+    finally:
+        reviser.close()
+    chains = {json.loads(x)["prompt"]: json.loads(x) for x in (tmp_path / "sl" / "chains.jsonl").read_text().splitlines()}
+    first = chains[harmful[0]]
+    assert first["final_response"] == REFUSAL and first["rounds"][0]["chosen"] == 1
+    harms = [c["harm"] for c in first["rounds"][0]["candidates"]]
+    assert harms[1] == min(harms)
+    constitution = load_constitution("default")
+    second = chains[harmful[1]]
+    assert second["rounds"][0]["chosen"] == "refusal"
+    text = second["final_response"]
+    principle = constitution.principle(second["rounds"][0]["principle"])
+    assert text.startswith(constitution.refusal) and principle.statement in text
+    assert "I can help with related safe topics instead" in text
+    assert chains["How do I bake bread?"]["final_response"] == BREAD
+    assert chains["Name three colours of the rainbow."]["rounds"] == []
+    # Candidates were written under the constitution as system prompt and the principle's revision request.
+    cand = [c for c in policy.conversations if c[0]["role"] == "system" and c[1]["content"] == harmful[1]]
+    assert cand and "highest priority first" in cand[0][0]["content"] and cand[0][-1]["content"] == principle.revision
+    run = json.loads((tmp_path / "sl" / "run.json").read_text())
+    assert run["feedback"]["kind"] == "guard" and run["feedback"]["candidates"] == 3
+    assert first["critic"]["kind"] == "guard"
+    # The seal's dataset entry carries the feedback source of the stage that made the data.
+    from charter.provenance.statement import dataset_entry
+
+    assert dataset_entry(tmp_path / "sl" / "sft.jsonl")["lineage"]["feedback"]["kind"] == "guard"
+    with pytest.raises(InputError, match="not a guard directory"):
+        CritiqueReviser(CritiqueRevisionConfig(constitution="default", prompts=str(prompts), out=str(tmp_path / "x"),
+                                               critic=f"guard:{tmp_path}"))

@@ -48,6 +48,9 @@ from charter.data import (
 from charter.errors import ContextLengthError, InputError, require_at_least_one
 
 CHAINS = "chains.jsonl"
+GUARD_PREFIX = "guard:"
+# Under the guard critic, what a benign prompt's refused answer is asked to become.
+HELPFUL_REQUEST = "Please answer the original request directly, helpfully and completely."
 SFT = "sft.jsonl"
 
 
@@ -59,7 +62,7 @@ class CritiqueRevisionConfig:
     prompts: str
     out: str
     model: str = "embedded"
-    critic: str | None = None  # writes critiques and revisions; defaults to the policy model
+    critic: str | None = None  # writes critiques and revisions; defaults to the policy model; guard:DIR = the classifier
     column: str | None = None
     revisions: int = 1
     limit: int | None = None
@@ -75,11 +78,12 @@ class CritiqueRevisionConfig:
     max_new_tokens: int = 256
     temperature: float = 0.7
     top_p: float = 0.95
+    candidates: int = 4  # with --critic guard:DIR: policy samples per rejection-sampling round
 
     def validate(self) -> None:
         if self.revisions < 1:
             raise InputError("--revisions must be at least 1 (the paper used up to 4)", source="--revisions")
-        require_at_least_one(self, "limit", "batch_size", "max_new_tokens")
+        require_at_least_one(self, "limit", "batch_size", "max_new_tokens", "candidates")
         if self.few_shot < 0:
             raise InputError("--few-shot cannot be negative", source="--few-shot")
         if self.temperature < 0:
@@ -126,9 +130,18 @@ class CritiqueReviser:
         self.helpful = (
             load_prompts(config.helpful, config.helpful_column, config.limit) if config.helpful else []
         )
-        for spec in (config.model, config.critic):
+        self.guard_dir = Path(config.critic[len(GUARD_PREFIX):]) if config.critic and config.critic.startswith(GUARD_PREFIX) else None
+        if self.guard_dir is not None and not (self.guard_dir / "guard.json").is_file():
+            raise InputError("not a guard directory (no guard.json)", source="--critic")
+        for spec in (config.model, None if self.guard_dir else config.critic):
             if spec is not None:
                 ModelSpec.parse(spec)  # a typo in a spec fails here, before any work
+        # Which feedback shaped the revisions: recorded in run.json (and so in the seal) and in every chain.
+        self.feedback = {"kind": "lm", "spec": config.critic or config.model}
+        if self.guard_dir is not None:
+            self.feedback = {"kind": "guard", "spec": config.critic, "guard_json_sha256": file_sha256(self.guard_dir / "guard.json"),
+                             "candidates": config.candidates}
+        self._guard_critic = None
         self.out = Path(config.out)
         RunDirectory(self.out, CHAINS, {})  # fails fast on an output path that is a file
         self._model = model
@@ -147,7 +160,9 @@ class CritiqueReviser:
                 "few_shot", "few_shot_scope", "batch_size", "max_new_tokens", "temperature", "top_p",
             )},
         }
-        return {"task": "sl-cai/critique-revise", "charter_version": __version__, "arguments": shaping}
+        if self.guard_dir is not None:
+            shaping["candidates"] = c.candidates
+        return {"task": "sl-cai/critique-revise", "charter_version": __version__, "feedback": self.feedback, "arguments": shaping}
 
     # -- prompts ---------------------------------------------------------------------------------
     def _items(self) -> list[_Item]:
@@ -189,7 +204,16 @@ class CritiqueReviser:
         # model spec or a dead endpoint leaves the output directory exactly as it was.
         if todo:
             model = self._model or load_backend(c.model)
-            critic = self._critic or (load_backend(c.critic) if c.critic and c.critic != c.model else model)
+            if self.guard_dir is not None:
+                # The classifier lives in the guard stage; imported only when it is the critic.
+                from charter.guard.feedback import GuardCritic, GuardCriticConfig
+                from charter.guard.model import Guard
+
+                self._guard_critic = GuardCritic(Guard.load(self.guard_dir), self.constitution,
+                                                 GuardCriticConfig(candidates=c.candidates))
+                critic = model  # generation stays with the policy; the guard only reads
+            else:
+                critic = self._critic or (load_backend(c.critic) if c.critic and c.critic != c.model else model)
             self._model, self._critic = model, critic
         if not resuming:
             rundir.write_manifest()
@@ -216,6 +240,8 @@ class CritiqueReviser:
         """One prompt's whole chain. Yields (role, conversation, seed, stage) for each generation
         it needs and receives the result; returns the finished record."""
         it.started = _now()
+        if self._guard_critic is not None:
+            return (yield from self._guard_chain(it))
         chain_scope = self.config.few_shot_scope == "chain"
         conv: Conversation = []
         if chain_scope:
@@ -263,6 +289,65 @@ class CritiqueReviser:
             it.response = revised
             if chain_scope:
                 conv = ctx
+        return self._record(it)
+
+    def _guard_chain(self, it: _Item) -> Generator[tuple[str, Conversation, int, str], Generation, dict]:
+        """One prompt under the guard critic: the policy answers; the guard reads the answer. On a
+        harmful prompt a failing answer is replaced by the least harmful of k candidates written
+        under the nearest principle's revision request with the constitution as system prompt, or,
+        when none passes, by a principled refusal. On a benign prompt (a helpfulness prompt, or a
+        red-team prompt the guard's input side reads as benign) a refusing or failing answer is
+        replaced by the most helpful non-refusing candidate."""
+        critic = self._guard_critic
+        assert critic is not None
+        prompt = it.prompt.text
+        g = yield "model", [{"role": "user", "content": prompt}], self._seed("initial", it), "initial"
+        it.initial = it.response = g.text
+        first = critic.verdicts(prompt, [g.text])[0]
+        benign = it.kind != "harmless" or not critic.harmful_prompt(prompt)
+        if first.passes and not (benign and first.refusal):
+            return self._record(it)
+        principle, category = critic.nearest_principle(prompt, g.text)
+        if benign:
+            # Helpfulness is what is missing: the lowest tier's principle (genuinely helpful) routes it.
+            principle = max(self.constitution.principles, key=lambda p: self.constitution.tier_rank(p.tier))
+            request = HELPFUL_REQUEST
+        else:
+            principle = principle or it.rng.choice(self.constitution.principles)
+            request = principle.revision
+        ctx: Conversation = [
+            {"role": "system", "content": critic.system_prompt()},
+            {"role": "user", "content": prompt},
+            {"role": "assistant", "content": g.text},
+            {"role": "user", "content": request},
+        ]
+        texts = []
+        for k in range(self.config.candidates):
+            cand = yield "model", ctx, self._seed("candidate", it, k), "candidate"
+            texts.append(cand.text)
+        verdicts = critic.verdicts(prompt, texts)
+        if benign:
+            pool, pool_v = [g.text] + texts, [first] + verdicts
+            pick = critic.pick_helpful(pool, pool_v)
+            chosen: int | str = pick - 1 if pick else "initial"
+            revised = pool[pick]
+        else:
+            best = critic.pick_harmless(verdicts)
+            chosen = best if best is not None else "refusal"
+            revised = texts[best] if best is not None else critic.principled_refusal(prompt, principle)
+        why = "a benign prompt refused or flagged" if benign else f"P(harmful) {first.harm:.2f} >= {critic.config.threshold}"
+        it.rounds.append({
+            "principle": principle.id,
+            "category": category,
+            "critique": f"guard: {why}; nearest principle {principle.id}" + (f" (category {category})" if category else ""),
+            "revision_request": request,
+            "initial_harm": first.harm,
+            "candidates": [{"text": t, "harm": v.harm, "refusal": v.refusal} for t, v in zip(texts, verdicts)],
+            "chosen": chosen,
+            "revision": revised,
+            "revision_empty": False,
+        })
+        it.response = revised
         return self._record(it)
 
     def _schedule(self, todo: list[_Item], write: Callable[[list[dict]], None], stage: Callable[[str], None]) -> None:
@@ -385,7 +470,7 @@ class CritiqueReviser:
             "rounds": it.rounds,
             "final_response": it.response,
             "model": self._model.info.to_dict(),  # type: ignore[union-attr]
-            "critic": self._critic.info.to_dict(),  # type: ignore[union-attr]
+            "critic": self.feedback if self._guard_critic is not None else self._critic.info.to_dict(),  # type: ignore[union-attr]
             "constitution": {
                 "name": self.constitution.name,
                 "version": self.constitution.version,

@@ -21,7 +21,7 @@ def critique_revise(
     prompts: Path = typer.Option(..., "--prompts", "-p", help="Red-team prompts: CSV, TSV, JSONL, JSON or TXT."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (chains.jsonl, sft.jsonl, run.json)."),
     model: str = typer.Option("embedded", "--model", "-m", help=f"Policy model. {MODEL_HELP}"),
-    critic: Optional[str] = typer.Option(None, "--critic", help="Model that writes critiques and revisions (default: the policy model)."),
+    critic: Optional[str] = typer.Option(None, "--critic", help="Model that writes critiques and revisions (default: the policy model), or guard:DIR: the constitutional classifier picks among the policy's candidates (rejection sampling) and composes a principled refusal when none passes."),
     column: Optional[str] = typer.Option(None, "--column", help="Column/field holding the prompt (default: prompt, goal, question, ...)."),
     revisions: int = typer.Option(1, "--revisions", "-n", help="Critique->revision rounds, a new random principle each round."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use at most this many prompts (per file)."),
@@ -34,6 +34,7 @@ def critique_revise(
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="Token limit of each generation."),
     temperature: float = typer.Option(0.7, "--temperature", help="Sampling temperature (0 = greedy)."),
     top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling threshold."),
+    candidates: int = typer.Option(4, "--candidates", help="With --critic guard:DIR: policy candidates sampled when an answer fails the guard."),
 ) -> None:
     """Critique -> revision data (SL-CAI): chains.jsonl plus TRL-format sft.jsonl. Resumable."""
     from charter.cai import CritiqueReviser, CritiqueRevisionConfig
@@ -43,6 +44,7 @@ def critique_revise(
         column=column, revisions=revisions, limit=limit, seed=seed,
         helpful=str(helpful) if helpful else None, helpful_column=helpful_column, few_shot=few_shot, few_shot_scope=few_shot_scope,
         batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+        candidates=candidates,
     )
     summary = run_with_progress(CritiqueReviser(config), "critique-revise")
     console.print(

@@ -6,7 +6,7 @@ import typer
 
 from charter import __version__
 from charter.cli import (
-    assess, cai, collective, compliance, constitution, data, evals, gateway, governance, guard, models, provenance, train,
+    align, assess, cai, collective, compliance, constitution, data, evals, gateway, governance, guard, models, provenance, train,
 )
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app.add_typer(evals.app, name="eval")
 app.add_typer(guard.app, name="guard")
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
+align.register(app)
 provenance.register(app)
 gateway.register(app)
 compliance.register(app)

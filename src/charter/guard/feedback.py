@@ -12,6 +12,12 @@ sees an order, so both orders give the same probability (recorded as such).
 
 On a benign prompt (input score below the guard's escalation threshold) harm says little; there a
 reply the refusal detector reads as a refusal loses to one that answers (``benign_refusal_p``).
+
+``GuardCritic`` is the SL-CAI side (``charter cai critique-revise --critic guard:DIR``): the guard
+decides whether a reply violates the constitution and names the nearest principle; revisions are
+chosen by rejection sampling among the policy's own candidates, and when none passes the reply
+becomes a principled refusal composed from the constitution. A small model cannot write a good
+critique, but it can be filtered.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from charter.cai.preferences import Comparison, PairJudgement
+from charter.constitution import Constitution, Principle
 from charter.evals.refusal import RefusalDetector
 from charter.guard.encoder import sigmoid
 
@@ -80,4 +87,107 @@ class GuardPreferenceJudge:
         return out
 
 
-__all__ = ["GuardJudgeConfig", "GuardPreferenceJudge"]
+@dataclass
+class GuardCriticConfig:
+    candidates: int = 4  # k: policy samples per rejection-sampling round
+    threshold: float = 0.5  # a reply passes when its calibrated P(harmful) is below this
+    output_score: str = "max"
+
+
+@dataclass
+class Verdict:
+    """The guard's reading of one reply."""
+
+    harm: float
+    passes: bool
+    refusal: bool
+
+
+class GuardCritic:
+    """SL-CAI feedback from a ``charter.guard.Guard``: scores, names and composes; never generates."""
+
+    def __init__(self, guard, constitution: Constitution, config: GuardCriticConfig | None = None,
+                 *, refusals: RefusalDetector | None = None):
+        self.config = config or GuardCriticConfig()
+        self.constitution = constitution
+        self.refusals = refusals or RefusalDetector()
+        self.scorer = GuardPreferenceJudge(guard, GuardJudgeConfig(output_score=self.config.output_score),
+                                           refusals=self.refusals)
+        self.guard = guard
+        self._allowed_vectors = None
+
+    # -- reading ---------------------------------------------------------------------------------
+    def verdicts(self, prompt: str, replies: list[str]) -> list[Verdict]:
+        harm = self.scorer.harm([prompt] * len(replies), replies)
+        return [Verdict(float(h), bool(h < self.config.threshold), self.refusals.is_refusal(r))
+                for h, r in zip(harm, replies)]
+
+    def harmful_prompt(self, prompt: str) -> bool:
+        return bool(self.scorer.harmful_prompt([prompt])[0])
+
+    def nearest_principle(self, prompt: str, reply: str) -> tuple[Principle | None, str | None]:
+        """The constitution's principle (and prohibited category) nearest the exchange, as the guard
+        names them; None when the guard was built without the constitution's vectors."""
+        category, pid = self.guard.nearest(prompt + "\n" + reply)
+        try:
+            return (self.constitution.principle(pid) if pid else None), category
+        except (KeyError, ValueError):
+            return None, category
+
+    # -- choosing --------------------------------------------------------------------------------
+    @staticmethod
+    def pick_harmless(verdicts: list[Verdict]) -> int | None:
+        """Index of the lowest-scoring candidate when it passes, else None (compose a refusal)."""
+        if not verdicts:
+            return None
+        best = min(range(len(verdicts)), key=lambda i: verdicts[i].harm)
+        return best if verdicts[best].passes else None
+
+    @staticmethod
+    def pick_helpful(replies: list[str], verdicts: list[Verdict]) -> int:
+        """On a benign prompt: the most helpful non-refusing candidate that passes (the longest: the
+        guard has no helpfulness scale, and on a benign prompt a fuller answer is the better bet);
+        failing that the least harmful non-refusing one; failing that the first."""
+        answering = [i for i, v in enumerate(verdicts) if not v.refusal]
+        passing = [i for i in answering if verdicts[i].passes]
+        if passing:
+            return max(passing, key=lambda i: (len(replies[i].split()), -i))
+        if answering:
+            return min(answering, key=lambda i: verdicts[i].harm)
+        return 0
+
+    # -- composing -------------------------------------------------------------------------------
+    def system_prompt(self) -> str:
+        """The constitution as a system prompt: its principles in priority order."""
+        ranked = sorted(self.constitution.principles, key=lambda p: self.constitution.tier_rank(p.tier))
+        lines = [f"You are an assistant that follows the constitution \"{self.constitution.name}\". "
+                 "Its principles, highest priority first:"]
+        lines += [f"- {p.statement}" for p in ranked]
+        return "\n".join(lines)
+
+    def safe_alternative(self, prompt: str) -> str | None:
+        """The constitution's allowed category nearest the prompt, as an offer."""
+        allowed = self.constitution.categories.allowed
+        if not allowed:
+            return None
+        emb = self.guard.embedder
+        if self._allowed_vectors is None:
+            self._allowed_vectors = np.asarray(emb.embed([c.description for c in allowed]))
+        v = np.asarray(emb.embed([prompt]))[0]
+        best = allowed[int(np.argmax(self._allowed_vectors @ v))]
+        d = best.description.rstrip(".")
+        return f"I can help with related safe topics instead, such as {d[0].lower() + d[1:]}."
+
+    def principled_refusal(self, prompt: str, principle: Principle | None) -> str:
+        """The constitution's refusal message, the principle's statement as the reason, and a safe
+        alternative where the constitution's allowed categories give one."""
+        parts = [(self.constitution.refusal or "I can't help with that.").strip()]
+        if principle is not None:
+            parts.append(f"It conflicts with a principle I follow: {principle.statement}")
+        alternative = self.safe_alternative(prompt)
+        if alternative:
+            parts.append(alternative)
+        return " ".join(parts)
+
+
+__all__ = ["GuardCritic", "GuardCriticConfig", "GuardJudgeConfig", "GuardPreferenceJudge", "Verdict"]

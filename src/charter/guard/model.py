@@ -490,10 +490,10 @@ class Guard:
             stage, score = "stage2", p
         category = principle = None
         if block or escalate:
-            category, principle = self._nearest(text)
+            category, principle = self.nearest(text)
         return Decision(side, block, escalate, score, threshold, stage, latency, category, principle, stage1)
 
-    def _nearest(self, text: str) -> tuple[str | None, str | None]:
+    def nearest(self, text: str) -> tuple[str | None, str | None]:
         """The prohibited category and the principle whose embeddings are nearest the text."""
         cats, prins = self.spec.get("categories"), self.spec.get("principles")
         if not cats and not prins:

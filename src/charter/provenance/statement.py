@@ -61,6 +61,8 @@ def dataset_entry(path: str | Path) -> dict:
         entry["lineage"] = {
             "task": run.get("task"),
             "arguments": run.get("arguments", {}),
+            # Which feedback (an LM, or the guard and its digest) made the data: issue 17.
+            **({"feedback": run["feedback"]} if isinstance(run.get("feedback"), dict) else {}),
             "records": {f: file_sha256(p.parent / f).split(":", 1)[1] for f in STAGE_RECORDS if (p.parent / f).is_file()},
         }
     return entry
