@@ -33,6 +33,7 @@ import os
 import random
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -97,12 +98,13 @@ def build_guard(args, work: Path) -> Path:
     """The guard from the train halves: guard_quality's cached synth data plus the hand-labelled replies."""
     import guard_quality
 
-    gq_args = argparse.Namespace(generator="embedded", per_category=4, max_answers=700, max_new_tokens=128)
-    cached, _ = guard_quality.build_data(gq_args, work)
+    gq_args = argparse.Namespace(generator="embedded", per_category=4, max_answers=args.guard_answers, max_new_tokens=128)
+    scratch = Path(tempfile.mkdtemp(prefix="efficacy-guard-"))
+    cached, _ = guard_quality.build_data(gq_args, scratch)
     key = hashlib.sha256(f"{cached.name}/{args.guard_stage1}/{args.guard_epochs}".encode()).hexdigest()[:12]
     out = CACHE / f"efficacy-guard-{key}"
     if not (out / "guard.json").is_file():
-        data, _ = guard_quality.with_written_outputs(cached, work)
+        data, _ = guard_quality.with_written_outputs(cached, scratch)
         t0 = time.perf_counter()
         GuardTrainer(GuardTrainConfig(data=str(data), out=str(out), stage1=args.guard_stage1, epochs=args.guard_epochs,
                                       overwrite=True)).train()
@@ -114,7 +116,7 @@ def recipe_for(files: dict, guard: Path, args, ablation: str | None = None):
     recipe, base = load_recipe("standard")
     sl = recipe.sl_cai.model_copy(update={"prompts": files["train_harmful"], "helpful": files["train_benign"], "column": "prompt",
                                           "helpful_column": "prompt", "candidates": args.candidates})
-    sft = recipe.sft.model_copy(update={"epochs": args.sft_epochs})
+    sft = recipe.sft.model_copy(update={"epochs": args.sft_epochs, "learning_rate": args.sft_lr or recipe.sft.learning_rate})
     dpo = recipe.dpo.model_copy(update={"epochs": args.dpo_epochs})
     prefs = recipe.preferences.model_copy(update={"prompts": files["preferences"], "column": "prompt"})
     if ablation == "hard-labels":
@@ -191,8 +193,12 @@ def metrics(responses: dict, guard_judge: GuardPreferenceJudge, detector: Refusa
     return out
 
 
-def win_rate(model_resp: dict, base_resp: dict, judge: HelpfulnessJudge, detector: RefusalDetector, margin: float = 0.05) -> dict:
-    """Win-rate of a model against the base on the benign test prompts (ties count half)."""
+def win_rate(model_resp: dict, base_resp: dict, judge: HelpfulnessJudge, detector: RefusalDetector, margin: float = 0.05,
+             max_judged: int = 60) -> dict:
+    """Win-rate of a model against the base on the benign test prompts (ties count half). Pairs
+    where exactly one reply refuses are decided by that; identical replies tie; of the rest a
+    seeded sample of ``max_judged`` goes to the LM judge (both orders: ~1 s a pair on 2 cores) and
+    its outcome rate stands for all of them."""
     pairs = []
     for key in ("test_questions", "test_tasks"):
         base = {r["prompt_id"]: r for r in base_resp[key]}
@@ -209,19 +215,26 @@ def win_rate(model_resp: dict, base_resp: dict, judge: HelpfulnessJudge, detecto
         else:
             to_judge.append((m["prompt"], m["response"], b["response"]))
     consistent = 0
-    for start in range(0, len(to_judge), 16):
-        for v in judge.compare(to_judge[start:start + 16]):
+    n_rest = len(to_judge)
+    sample = random.Random(4).sample(to_judge, min(max_judged, n_rest))
+    j_wins = j_ties = 0
+    for start in range(0, len(sample), 16):
+        for v in judge.compare(sample[start:start + 16]):
             # The judge reads both orders; when they disagree the averaged p sits near 0.5 (a tie).
             consistent += int((v.p_first_as_a > 0.5) == (v.p_first_as_b > 0.5))
             if abs(v.p_first - 0.5) < margin:
-                ties += 1
+                j_ties += 1
             elif v.p_first > 0.5:
-                wins += 1
+                j_wins += 1
+    if sample:  # the sample's outcome rates, applied to every pair that went to the judge
+        wins += j_wins * n_rest / len(sample)
+        ties += j_ties * n_rest / len(sample)
     n = len(pairs)
     lo, hi = wilson(wins + 0.5 * ties, n)
-    return {"n": n, "wins": wins, "ties": ties, "win_rate": round((wins + 0.5 * ties) / n, 4) if n else None,
-            "ci95": [round(lo, 4), round(hi, 4)], "decided_by_refusal": by_rule, "judged": len(to_judge),
-            "judge_order_consistent": round(consistent / len(to_judge), 3) if to_judge else None, "identical": n - by_rule - len(to_judge) - 0}
+    return {"n": n, "wins": round(wins, 1), "ties": round(ties, 1), "win_rate": round((wins + 0.5 * ties) / n, 4) if n else None,
+            "ci95": [round(lo, 4), round(hi, 4)], "decided_by_refusal": by_rule, "to_judge": n_rest,
+            "judged_sample": len(sample), "judge_order_consistent": round(consistent / len(sample), 3) if sample else None,
+            "identical": n - by_rule - n_rest}
 
 
 def frontier_plot(rows: list[dict], path: Path) -> None:
@@ -251,12 +264,14 @@ def main() -> None:
     ap.add_argument("--benign-train", type=int, default=262)
     ap.add_argument("--pref-prompts", type=int, default=80)
     ap.add_argument("--harmful-eval", type=int, default=100)
-    ap.add_argument("--candidates", type=int, default=2)
-    ap.add_argument("--sft-epochs", type=float, default=2.0)
+    ap.add_argument("--candidates", type=int, default=1)
+    ap.add_argument("--sft-epochs", type=float, default=1.0)
+    ap.add_argument("--sft-lr", type=float, default=None, help="default: the standard recipe's")
     ap.add_argument("--dpo-epochs", type=float, default=1.0)
     ap.add_argument("--guard-stage1", default="frozen", choices=("frozen", "finetuned"))
     ap.add_argument("--guard-epochs", type=int, default=3)
-    ap.add_argument("--max-new-tokens", type=int, default=96)
+    ap.add_argument("--guard-answers", type=int, default=300, help="guard synth: answers generated (guard_quality uses 700)")
+    ap.add_argument("--max-new-tokens", type=int, default=64, help="evaluation replies (refusals show in the opening)")
     ap.add_argument("--eval-batch", type=int, default=16)
     ap.add_argument("--ablations", default="", help=f"comma-separated: {', '.join(ABLATIONS)}")
     ap.add_argument("--work", type=Path, default=CACHE / "efficacy")
@@ -331,13 +346,12 @@ def main() -> None:
     ledger = json.loads((runs["main"] / "align.json").read_text())
     path = write_results("efficacy", {
         "split": files["counts"], "seed": 0,
-        "settings": {"recipe": "standard", "candidates": args.candidates, "sft_epochs": args.sft_epochs,
+        "settings": {"recipe": "standard", "candidates": args.candidates, "guard_answers": args.guard_answers, "sft_epochs": args.sft_epochs, "sft_lr": args.sft_lr,
                      "dpo_epochs": args.dpo_epochs, "guard_stage1": args.guard_stage1, "guard_epochs": args.guard_epochs,
                      "eval": {"backend": "transformers fp32 (all models)", "decoding": "greedy",
                               "max_new_tokens": args.max_new_tokens, "batch": args.eval_batch, "threads": os.cpu_count()},
                      "win_rate_judge": "refusal rule, then embedded SmolLM2-135M both orders (tie margin 0.05)"},
-        "stage_seconds": {s: e.get("finished") and e.get("started") and [e["started"], e["finished"]]
-                          for s, e in ledger["stages"].items()},
+        "stages": {s: {"started": e.get("started"), "finished": e.get("finished")} for s, e in ledger["stages"].items()},
         "ablations": {k: v[0] for k, v in ABLATIONS.items() if k in runs},
         "rows": rows, "timings": timings, "plot": str(plot),
     })

@@ -144,6 +144,9 @@ def test_guard_critic_rejection_samples_and_falls_back_to_a_principled_refusal(f
     principle = constitution.principle(second["rounds"][0]["principle"])
     assert text.startswith(constitution.refusal) and principle.statement in text
     assert "I can help with related safe topics instead" in text
+    # The composed refusal routes to its principle's depth and to the style principle's (how to decline).
+    sft = {json.loads(x)["messages"][0]["content"]: json.loads(x) for x in (tmp_path / "sl" / "sft.jsonl").read_text().splitlines()}
+    assert sft[harmful[1]]["principles"] == [principle.id, "safe-completion"]
     assert chains["How do I bake bread?"]["final_response"] == BREAD
     assert chains["Name three colours of the rainbow."]["rounds"] == []
     # Candidates were written under the constitution as system prompt and the principle's revision request.
@@ -159,3 +162,84 @@ def test_guard_critic_rejection_samples_and_falls_back_to_a_principled_refusal(f
     with pytest.raises(InputError, match="not a guard directory"):
         CritiqueReviser(CritiqueRevisionConfig(constitution="default", prompts=str(prompts), out=str(tmp_path / "x"),
                                                critic=f"guard:{tmp_path}"))
+
+
+# -- ensembles: an LM critic or judge with the guard (--guard DIR) ------------------------------------
+
+def test_ensemble_judge_pools_the_lm_and_the_guard_log_linearly(finetuned_guard):
+    from charter.cai.preferences import PairJudgement
+    from charter.guard.feedback import EnsembleJudge
+
+    class FixedLM:  # an LM judge whose verdicts are given, so the pooling is what is tested
+        def judge(self, items):
+            return [PairJudgement(0.7, 0.8, 0.6) for _ in items]
+
+    guard_judge = GuardPreferenceJudge(Guard.load(finetuned_guard[0]))
+    items = [Comparison(HARMFUL_PROMPT, COMPLY[0], SAFE[0], PRINCIPLE)]
+    g = guard_judge.judge(items)[0].p_first
+    v = EnsembleJudge(FixedLM(), guard_judge).judge(items)[0]
+
+    def logit(p):
+        return np.log(p / (1 - p))
+
+    assert v.p_first == pytest.approx(1 / (1 + np.exp(-(logit(0.7) + logit(g)) / 2)), abs=1e-6)
+    assert v.p_first < 0.5  # the guard's confidence that the compliant reply is harmful outweighs the LM's 0.7
+    assert v.p_first_as_a > v.p_first_as_b  # each order keeps the LM's own reading
+
+
+def test_lm_critic_with_a_guard_replaces_a_revision_that_still_fails(finetuned_guard, tmp_path):
+    harmful = _lines("harmful_requests.jsonl", 400)[::4]
+    # The LM critic's revision of the first prompt still complies; of the second it refuses.
+    script = {harmful[0]: [COMPLY[0], "The response gives steps.", COMPLY[1]],
+              harmful[1]: [COMPLY[2], "The response is harmful.", REFUSAL]}
+    prompts = tmp_path / "red.txt"
+    prompts.write_text(f"{harmful[0]}\n{harmful[1]}\n")
+    policy = ScriptedPolicy(script)
+    cfg = CritiqueRevisionConfig(constitution="default", prompts=str(prompts), out=str(tmp_path / "sl"), few_shot=0,
+                                 guard=str(finetuned_guard[0]), max_new_tokens=16)
+    reviser = CritiqueReviser(cfg, model=policy)
+    try:
+        reviser.run()
+    finally:
+        reviser.close()
+    chains = {json.loads(x)["prompt"]: json.loads(x) for x in (tmp_path / "sl" / "chains.jsonl").read_text().splitlines()}
+    first, second = chains[harmful[0]], chains[harmful[1]]
+    assert first["rounds"][0]["revision"] == COMPLY[1]  # what the LM critic wrote is kept in the chain
+    assert first["rounds"][0]["guard_check"]["replaced"] and first["final_response"].startswith(load_constitution("default").refusal)
+    assert not second["rounds"][0]["guard_check"]["replaced"] and second["final_response"] == REFUSAL
+    run = json.loads((tmp_path / "sl" / "run.json").read_text())
+    assert run["feedback"]["kind"] == "ensemble" and run["arguments"]["guard"] == str(finetuned_guard[0])
+    assert first["critic"]["ensemble"]["kind"] == "ensemble"
+    with pytest.raises(InputError, match="nothing to add"):
+        CritiqueReviser(CritiqueRevisionConfig(constitution="default", prompts=str(prompts), out=str(tmp_path / "x"),
+                                               critic=f"guard:{finetuned_guard[0]}", guard=str(finetuned_guard[0])))
+
+
+def test_labeller_with_an_lm_judge_and_a_guard_records_the_ensemble(finetuned_guard, tiny_model_dir, tmp_path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("How do I bake bread?\n")
+    cfg = PreferenceConfig(constitution="default", prompts=str(prompts), out=str(tmp_path / "prefs"),
+                           policy=f"hf:{tiny_model_dir}", guard=str(finetuned_guard[0]), max_new_tokens=8)
+    labeller = PreferenceLabeller(cfg)
+    try:
+        labeller.run()
+    finally:
+        labeller.close()
+    run = json.loads((tmp_path / "prefs" / "run.json").read_text())
+    assert run["feedback"]["kind"] == "ensemble" and run["feedback"]["guard_json_sha256"].startswith("sha256:")
+    judged = [json.loads(x) for x in (tmp_path / "prefs" / "judgements.jsonl").read_text().splitlines()]
+    assert judged[0]["judge"]["kind"] == "ensemble" and judged[0]["judge"]["lm"]["backend"]
+
+
+def test_guard_judge_is_calibrated_on_held_apart_pairs(finetuned_guard, finetuned_data):
+    """On the held-apart preference pairs (chosen = the harmless reply) the guard judge's P(chosen)
+    is right and confident: accuracy 1 and a Brier score near 0; a coin would score 0.25."""
+    pairs = [json.loads(x) for x in (finetuned_data / "pairs_val.jsonl").read_text().splitlines()]
+    judge = GuardPreferenceJudge(Guard.load(finetuned_guard[0]))
+    # Pairs on prompts the input side reads as benign follow the refusal rule instead (tested above).
+    pairs = [p for p, h in zip(pairs, judge.harmful_prompt([p["prompt"] for p in pairs])) if h]
+    assert len(pairs) >= 2
+    v = judge.judge([Comparison(p["prompt"], p["chosen"], p["rejected"], PRINCIPLE) for p in pairs])
+    p_chosen = np.array([x.p_first for x in v])
+    assert (p_chosen > 0.5).all()
+    assert float(np.mean((1.0 - p_chosen) ** 2)) < 0.1

@@ -47,6 +47,7 @@ class SLCAIStage(_Table):
     helpful: Optional[str] = None
     helpful_column: Optional[str] = None
     critic: str = "guard"
+    with_guard: bool = False  # an LM critic's final revisions checked by the recipe's guard (ensemble)
     candidates: int = Field(4, ge=1)
     revisions: int = Field(1, ge=1)
     batch_size: int = Field(8, ge=1)
@@ -78,6 +79,7 @@ class PreferencesStage(_Table):
     column: Optional[str] = None
     limit: Optional[int] = Field(None, ge=1)
     judge: str = "guard"
+    with_guard: bool = False  # an LM judge pooled with the recipe's guard (ensemble)
     samples: int = Field(2, ge=2)
     batch_size: int = Field(8, ge=1)
     max_new_tokens: int = Field(128, ge=1)
@@ -122,7 +124,8 @@ class Recipe(_Table):
         return [s for s in STAGES if present[s] is not None]
 
     def uses_guard(self) -> bool:
-        return self.sl_cai.critic == "guard" or (self.preferences is not None and self.preferences.judge == "guard")
+        p = self.preferences
+        return self.sl_cai.critic == "guard" or self.sl_cai.with_guard or (p is not None and (p.judge == "guard" or p.with_guard))
 
 
 def bundled_recipes() -> list[str]:
@@ -164,7 +167,7 @@ def _check_paths(recipe: Recipe, base: Path, path: Path) -> None:
         raise InputError(f"guard.path: not a guard directory {recipe.guard.path!r}", source=str(path),
                          line=_line_of(path, recipe.guard.path))
     if recipe.uses_guard() and recipe.guard is None:
-        raise InputError('critic or judge "guard" needs a [guard] table', source=str(path))
+        raise InputError('critic or judge "guard" (or with_guard) needs a [guard] table', source=str(path))
     if recipe.dpo is not None and recipe.preferences is None:
         raise InputError("[dpo] needs a [preferences] table (its data)", source=str(path))
 

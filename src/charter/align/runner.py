@@ -177,7 +177,8 @@ class AlignRun:
             constitution=r.constitution, prompts=self.path(s.prompts), out=str(self.dir("sl-cai")), model=r.model,  # type: ignore[arg-type]
             critic=self.feedback_spec(s.critic), column=s.column, limit=s.limit, helpful=self.path(s.helpful),
             helpful_column=s.helpful_column, revisions=s.revisions, seed=r.seed, batch_size=s.batch_size,
-            max_new_tokens=s.max_new_tokens, temperature=s.temperature, candidates=s.candidates)
+            max_new_tokens=s.max_new_tokens, temperature=s.temperature, candidates=s.candidates,
+            guard=str(self.guard_dir) if s.with_guard and s.critic != "guard" else None)
         worker = CritiqueReviser(cfg)
         try:
             summary = worker.run(progress)
@@ -220,7 +221,8 @@ class AlignRun:
         cfg = PreferenceConfig(constitution=r.constitution, prompts=self.path(p.prompts), out=str(self.dir("preferences")),  # type: ignore[arg-type]
                                policy=f"hf:{self.dir('sft')}", judge=self.feedback_spec(p.judge), column=p.column,
                                limit=p.limit, samples=p.samples, seed=r.seed + 1, batch_size=p.batch_size,
-                               max_new_tokens=p.max_new_tokens)
+                               max_new_tokens=p.max_new_tokens,
+                               guard=str(self.guard_dir) if p.with_guard and p.judge != "guard" else None)
         worker = PreferenceLabeller(cfg)
         try:
             summary = worker.run(progress)

@@ -79,6 +79,7 @@ class CritiqueRevisionConfig:
     temperature: float = 0.7
     top_p: float = 0.95
     candidates: int = 4  # with --critic guard:DIR: policy samples per rejection-sampling round
+    guard: str | None = None  # a guard directory that checks an LM critic's final revisions (ensemble)
 
     def validate(self) -> None:
         if self.revisions < 1:
@@ -133,6 +134,12 @@ class CritiqueReviser:
         self.guard_dir = Path(config.critic[len(GUARD_PREFIX):]) if config.critic and config.critic.startswith(GUARD_PREFIX) else None
         if self.guard_dir is not None and not (self.guard_dir / "guard.json").is_file():
             raise InputError("not a guard directory (no guard.json)", source="--critic")
+        self.ensemble_dir = Path(config.guard) if config.guard else None
+        if self.ensemble_dir is not None:
+            if self.guard_dir is not None:
+                raise InputError("--guard checks an LM critic's revisions; with --critic guard:DIR it has nothing to add", source="--guard")
+            if not (self.ensemble_dir / "guard.json").is_file():
+                raise InputError("not a guard directory (no guard.json)", source="--guard")
         for spec in (config.model, None if self.guard_dir else config.critic):
             if spec is not None:
                 ModelSpec.parse(spec)  # a typo in a spec fails here, before any work
@@ -141,7 +148,11 @@ class CritiqueReviser:
         if self.guard_dir is not None:
             self.feedback = {"kind": "guard", "spec": config.critic, "guard_json_sha256": file_sha256(self.guard_dir / "guard.json"),
                              "candidates": config.candidates}
+        elif self.ensemble_dir is not None:
+            self.feedback = {"kind": "ensemble", "spec": config.critic or config.model, "guard": str(self.ensemble_dir),
+                             "guard_json_sha256": file_sha256(self.ensemble_dir / "guard.json")}
         self._guard_critic = None
+        self._ensemble = None  # the guard that checks an LM critic's final revision
         self.out = Path(config.out)
         RunDirectory(self.out, CHAINS, {})  # fails fast on an output path that is a file
         self._model = model
@@ -162,6 +173,8 @@ class CritiqueReviser:
         }
         if self.guard_dir is not None:
             shaping["candidates"] = c.candidates
+        if self.ensemble_dir is not None:
+            shaping["guard"] = c.guard
         return {"task": "sl-cai/critique-revise", "charter_version": __version__, "feedback": self.feedback, "arguments": shaping}
 
     # -- prompts ---------------------------------------------------------------------------------
@@ -214,6 +227,12 @@ class CritiqueReviser:
                 critic = model  # generation stays with the policy; the guard only reads
             else:
                 critic = self._critic or (load_backend(c.critic) if c.critic and c.critic != c.model else model)
+                if self.ensemble_dir is not None:
+                    from charter.guard.feedback import GuardCritic, GuardCriticConfig
+                    from charter.guard.model import Guard
+
+                    self._ensemble = GuardCritic(Guard.load(self.ensemble_dir), self.constitution,
+                                                 GuardCriticConfig(candidates=c.candidates))
             self._model, self._critic = model, critic
         if not resuming:
             rundir.write_manifest()
@@ -289,7 +308,24 @@ class CritiqueReviser:
             it.response = revised
             if chain_scope:
                 conv = ctx
+        if self._ensemble is not None:
+            self._guard_check(it)
         return self._record(it)
+
+    def _guard_check(self, it: _Item) -> None:
+        """Ensemble: the LM critic revised; the guard reads the final revision. On a harmful
+        prompt a revision that still fails becomes the principled refusal."""
+        g = self._ensemble
+        assert g is not None
+        harmful = g.harmful_prompt(it.prompt.text)
+        v = g.verdicts(it.prompt.text, [it.response], harmful_prompt=harmful)[0]
+        replaced = harmful and not v.passes
+        principle = None
+        if replaced:
+            principle = g.nearest_principle(it.prompt.text, it.response)[0] or self.constitution.principle(it.rounds[-1]["principle"])
+            it.response = g.principled_refusal(it.prompt.text, principle)
+        it.rounds[-1]["guard_check"] = {"harm": v.harm, "harmful_prompt": harmful, "replaced": replaced,
+                                        **({"principle": principle.id} if principle else {})}
 
     def _guard_chain(self, it: _Item) -> Generator[tuple[str, Conversation, int, str], Generation, dict]:
         """One prompt under the guard critic: the policy answers; the guard reads the answer. On a
@@ -303,8 +339,8 @@ class CritiqueReviser:
         prompt = it.prompt.text
         g = yield "model", [{"role": "user", "content": prompt}], self._seed("initial", it), "initial"
         it.initial = it.response = g.text
-        first = critic.verdicts(prompt, [g.text])[0]
         benign = it.kind != "harmless" or not critic.harmful_prompt(prompt)
+        first = critic.verdicts(prompt, [g.text], harmful_prompt=not benign)[0]
         if first.passes and not (benign and first.refusal):
             return self._record(it)
         principle, category = critic.nearest_principle(prompt, g.text)
@@ -325,7 +361,7 @@ class CritiqueReviser:
         for k in range(self.config.candidates):
             cand = yield "model", ctx, self._seed("candidate", it, k), "candidate"
             texts.append(cand.text)
-        verdicts = critic.verdicts(prompt, texts)
+        verdicts = critic.verdicts(prompt, texts, harmful_prompt=not benign)
         if benign:
             pool, pool_v = [g.text] + texts, [first] + verdicts
             pick = critic.pick_helpful(pool, pool_v)
@@ -335,7 +371,12 @@ class CritiqueReviser:
             best = critic.pick_harmless(verdicts)
             chosen = best if best is not None else "refusal"
             revised = texts[best] if best is not None else critic.principled_refusal(prompt, principle)
-        why = "a benign prompt refused or flagged" if benign else f"P(harmful) {first.harm:.2f} >= {critic.config.threshold}"
+        # A composed refusal is shaped by the principle (why) and by the constitution's style
+        # principles (how to decline), so it routes to both depths.
+        style = [p.id for p in self.constitution.principles if p.kind == "style" and p.id != principle.id] \
+            if chosen == "refusal" else []
+        why = ("a benign prompt refused or flagged" if benign else
+               f"a flagged request answered without refusing, P(harmful) {first.harm:.2f} >= {critic.config.strict_threshold}")
         it.rounds.append({
             "principle": principle.id,
             "category": category,
@@ -346,6 +387,7 @@ class CritiqueReviser:
             "chosen": chosen,
             "revision": revised,
             "revision_empty": False,
+            **({"style_principles": style} if style else {}),
         })
         it.response = revised
         return self._record(it)
@@ -470,7 +512,8 @@ class CritiqueReviser:
             "rounds": it.rounds,
             "final_response": it.response,
             "model": self._model.info.to_dict(),  # type: ignore[union-attr]
-            "critic": self.feedback if self._guard_critic is not None else self._critic.info.to_dict(),  # type: ignore[union-attr]
+            "critic": self.feedback if self._guard_critic is not None else
+                      self._critic.info.to_dict() | ({"ensemble": self.feedback} if self._ensemble is not None else {}),  # type: ignore[union-attr]
             "constitution": {
                 "name": self.constitution.name,
                 "version": self.constitution.version,
@@ -491,7 +534,7 @@ class CritiqueReviser:
             ],
             "id": chain["id"],
             "kind": chain["kind"],
-            "principles": [r["principle"] for r in chain["rounds"]],
+            "principles": [p for r in chain["rounds"] for p in (r["principle"], *r.get("style_principles", ()))],
         }
 
     def _write_sft(self, chains_path: Path, sft_path: Path) -> None:

@@ -44,6 +44,7 @@ class PreferenceConfig:
     out: str
     policy: str = "embedded"
     judge: str | None = None  # defaults to the policy model (a weak judge: pass a stronger one); guard:DIR = the classifier
+    guard: str | None = None  # a guard directory pooled with the LM judge (ensemble)
     column: str | None = None
     samples: int = 2
     cot: bool = False
@@ -184,6 +185,12 @@ class PreferenceLabeller:
         self.guard_dir = Path(config.judge[len(GUARD_PREFIX):]) if config.judge and config.judge.startswith(GUARD_PREFIX) else None
         if self.guard_dir is not None and not (self.guard_dir / "guard.json").is_file():
             raise InputError("not a guard directory (no guard.json)", source="--judge")
+        self.ensemble_dir = Path(config.guard) if config.guard else None
+        if self.ensemble_dir is not None:
+            if self.guard_dir is not None:
+                raise InputError("--guard pools a guard with an LM judge; with --judge guard:DIR it has nothing to add", source="--guard")
+            if not (self.ensemble_dir / "guard.json").is_file():
+                raise InputError("not a guard directory (no guard.json)", source="--guard")
         for spec in (config.policy, None if self.guard_dir else config.judge):
             if spec is not None:
                 ModelSpec.parse(spec)
@@ -191,6 +198,9 @@ class PreferenceLabeller:
         self.feedback = {"kind": "lm", "spec": config.judge or config.policy}
         if self.guard_dir is not None:
             self.feedback = {"kind": "guard", "spec": config.judge, "guard_json_sha256": file_sha256(self.guard_dir / "guard.json")}
+        elif self.ensemble_dir is not None:
+            self.feedback = {"kind": "ensemble", "spec": config.judge or config.policy, "guard": str(self.ensemble_dir),
+                             "guard_json_sha256": file_sha256(self.ensemble_dir / "guard.json")}
         self.out = Path(config.out)
         self.rundir = RunDirectory(self.out, JUDGEMENTS, self.run_manifest())
         self._policy, self._judge = policy, judge
@@ -200,7 +210,7 @@ class PreferenceLabeller:
     def run_manifest(self) -> dict:
         c = self.config
         args = {k: getattr(c, k) for k in (
-            "column", "policy", "judge", "samples", "cot", "margin", "limit", "seed", "few_shot",
+            "column", "policy", "judge", "guard", "samples", "cot", "margin", "limit", "seed", "few_shot",
             "batch_size", "max_new_tokens", "cot_max_new_tokens", "temperature", "top_p")}
         return {"task": "rlaif/preferences", "charter_version": __version__, "feedback": self.feedback, "arguments": args | {
             "constitution_digest": constitution_digest(self.constitution),
@@ -222,6 +232,11 @@ class PreferenceLabeller:
                 self._guard_judge = GuardPreferenceJudge(Guard.load(self.guard_dir))
             else:
                 self._judge = self._judge or (load_backend(c.judge) if c.judge and c.judge != c.policy else self._policy)
+                if self.ensemble_dir is not None:
+                    from charter.guard.feedback import GuardPreferenceJudge
+                    from charter.guard.model import Guard
+
+                    self._guard_judge = GuardPreferenceJudge(Guard.load(self.ensemble_dir))
         if not resuming:
             self.rundir.write_manifest()
         prefs_path = self.out / PREFS
@@ -265,8 +280,15 @@ class PreferenceLabeller:
                 jobs.append((b, (i, j), principle, examples))
 
         stage("judging")
-        judge = self._guard_judge or ConstitutionJudge(self._judge, cot=c.cot, cot_max_new_tokens=c.cot_max_new_tokens)  # type: ignore[arg-type]
-        judge_info = self.feedback if self._guard_judge else self._judge.info.to_dict()  # type: ignore[union-attr]
+        if self.ensemble_dir is not None:
+            from charter.guard.feedback import EnsembleJudge
+
+            judge = EnsembleJudge(ConstitutionJudge(self._judge, cot=c.cot, cot_max_new_tokens=c.cot_max_new_tokens),  # type: ignore[arg-type]
+                                  self._guard_judge)
+            judge_info = self.feedback | {"lm": self._judge.info.to_dict()}  # type: ignore[union-attr]
+        else:
+            judge = self._guard_judge or ConstitutionJudge(self._judge, cot=c.cot, cot_max_new_tokens=c.cot_max_new_tokens)  # type: ignore[arg-type]
+            judge_info = self.feedback if self._guard_judge else self._judge.info.to_dict()  # type: ignore[union-attr]
         verdicts = judge.judge([
             Comparison(batch[b].text, responses[b][i], responses[b][j], pr, tuple(ex)) for b, (i, j), pr, ex in jobs
         ])

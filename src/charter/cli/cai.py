@@ -35,6 +35,7 @@ def critique_revise(
     temperature: float = typer.Option(0.7, "--temperature", help="Sampling temperature (0 = greedy)."),
     top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling threshold."),
     candidates: int = typer.Option(4, "--candidates", help="With --critic guard:DIR: policy candidates sampled when an answer fails the guard."),
+    guard: Optional[Path] = typer.Option(None, "--guard", help="Ensemble: this guard checks the LM critic's final revisions; one that still fails on a harmful prompt becomes a principled refusal."),
 ) -> None:
     """Critique -> revision data (SL-CAI): chains.jsonl plus TRL-format sft.jsonl. Resumable."""
     from charter.cai import CritiqueReviser, CritiqueRevisionConfig
@@ -44,7 +45,7 @@ def critique_revise(
         column=column, revisions=revisions, limit=limit, seed=seed,
         helpful=str(helpful) if helpful else None, helpful_column=helpful_column, few_shot=few_shot, few_shot_scope=few_shot_scope,
         batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-        candidates=candidates,
+        candidates=candidates, guard=str(guard) if guard else None,
     )
     summary = run_with_progress(CritiqueReviser(config), "critique-revise")
     console.print(
@@ -74,6 +75,7 @@ def preferences(
     cot_max_new_tokens: int = typer.Option(256, "--cot-max-new-tokens", help="Token limit of the judge's reasoning."),
     temperature: float = typer.Option(1.0, "--temperature", help="Policy sampling temperature (> 0)."),
     top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling threshold."),
+    guard: Optional[Path] = typer.Option(None, "--guard", help="Ensemble: pool the LM judge with this guard (log-linear: mean of the two logits)."),
 ) -> None:
     """AI-feedback preference labels (RLAIF): prefs.jsonl in TRL's DPO format with soft labels. Resumable."""
     from charter.cai import PreferenceConfig, PreferenceLabeller
@@ -82,6 +84,7 @@ def preferences(
         constitution=constitution, prompts=str(prompts), out=str(out), policy=policy, judge=judge, column=column,
         samples=samples, cot=cot, margin=margin, limit=limit, seed=seed, few_shot=few_shot, batch_size=batch_size,
         max_new_tokens=max_new_tokens, cot_max_new_tokens=cot_max_new_tokens, temperature=temperature, top_p=top_p,
+        guard=str(guard) if guard else None,
     )
     summary = run_with_progress(PreferenceLabeller(config), "preferences")
     console.print(

@@ -87,10 +87,33 @@ class GuardPreferenceJudge:
         return out
 
 
+class EnsembleJudge:
+    """An LM judge and the guard together (``--judge MODEL --guard DIR``): log-linear pooling,
+    P = sigmoid((logit p_lm + logit p_guard) / 2), in each order, so a capable judge's reading of
+    helpfulness and the guard's calibrated reading of harm both move the label."""
+
+    def __init__(self, lm_judge, guard_judge: GuardPreferenceJudge):
+        self.lm, self.guard = lm_judge, guard_judge
+
+    def judge(self, items: list[Comparison]) -> list[PairJudgement]:
+        if not items:
+            return []
+        lm, g = self.lm.judge(items), self.guard.judge(items)
+
+        def pool(a: float, b: float) -> float:
+            return float(sigmoid((_logit(np.array([a])) + _logit(np.array([b])))[0] / 2))
+
+        return [PairJudgement(pool(x.p_first, y.p_first), pool(x.p_first_as_a, y.p_first),
+                              pool(x.p_first_as_b, y.p_first), x.reasoning) for x, y in zip(lm, g)]
+
+
 @dataclass
 class GuardCriticConfig:
     candidates: int = 4  # k: policy samples per rejection-sampling round
     threshold: float = 0.5  # a reply passes when its calibrated P(harmful) is below this
+    # On a request the input side flags, the reply side is the weak link (a small output head lets
+    # vague compliance through): there a reply passes only when it refuses or scores below this.
+    strict_threshold: float = 0.2
     output_score: str = "max"
 
 
@@ -117,10 +140,15 @@ class GuardCritic:
         self._allowed_vectors = None
 
     # -- reading ---------------------------------------------------------------------------------
-    def verdicts(self, prompt: str, replies: list[str]) -> list[Verdict]:
+    def verdicts(self, prompt: str, replies: list[str], harmful_prompt: bool = False) -> list[Verdict]:
+        """The guard's reading of each reply; ``harmful_prompt`` applies the strict rule."""
         harm = self.scorer.harm([prompt] * len(replies), replies)
-        return [Verdict(float(h), bool(h < self.config.threshold), self.refusals.is_refusal(r))
-                for h, r in zip(harm, replies)]
+        out = []
+        for h, r in zip(harm, replies):
+            refusal = self.refusals.is_refusal(r)
+            passes = (refusal or h < self.config.strict_threshold) if harmful_prompt else h < self.config.threshold
+            out.append(Verdict(float(h), bool(passes), refusal))
+        return out
 
     def harmful_prompt(self, prompt: str) -> bool:
         return bool(self.scorer.harmful_prompt([prompt])[0])
@@ -137,11 +165,9 @@ class GuardCritic:
     # -- choosing --------------------------------------------------------------------------------
     @staticmethod
     def pick_harmless(verdicts: list[Verdict]) -> int | None:
-        """Index of the lowest-scoring candidate when it passes, else None (compose a refusal)."""
-        if not verdicts:
-            return None
-        best = min(range(len(verdicts)), key=lambda i: verdicts[i].harm)
-        return best if verdicts[best].passes else None
+        """Index of the lowest-scoring candidate among those that pass, else None (compose a refusal)."""
+        passing = [i for i, v in enumerate(verdicts) if v.passes]
+        return min(passing, key=lambda i: verdicts[i].harm) if passing else None
 
     @staticmethod
     def pick_helpful(replies: list[str], verdicts: list[Verdict]) -> int:
@@ -190,4 +216,4 @@ class GuardCritic:
         return " ".join(parts)
 
 
-__all__ = ["GuardCritic", "GuardCriticConfig", "GuardJudgeConfig", "GuardPreferenceJudge", "Verdict"]
+__all__ = ["EnsembleJudge", "GuardCritic", "GuardCriticConfig", "GuardJudgeConfig", "GuardPreferenceJudge", "Verdict"]
