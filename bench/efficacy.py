@@ -31,7 +31,6 @@ import hashlib
 import json
 import os
 import random
-import shutil
 import sys
 import tempfile
 import time

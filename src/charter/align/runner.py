@@ -157,16 +157,10 @@ class AlignRun:
             mix_harmful=tuple(self.path(p) for p in g.mix_harmful),  # type: ignore[misc]
             mix_benign=tuple(self.path(p) for p in g.mix_benign),  # type: ignore[misc]
         ))
-        try:
-            synth.run(progress)
-        finally:
-            synth.close()
+        _run(synth, progress)
         trainer = GuardTrainer(GuardTrainConfig(data=str(data), out=str(self.guard_dir), stage1=g.stage1, epochs=g.epochs,
                                                 seed=r.seed, overwrite=True))
-        try:
-            metrics = trainer.run(progress)
-        finally:
-            trainer.close()
+        metrics = _run(trainer, progress)
         return {"guard": str(self.guard_dir), "built": True, "validation": metrics}
 
     def _sl_cai(self, progress: Progress) -> dict:
@@ -180,10 +174,7 @@ class AlignRun:
             max_new_tokens=s.max_new_tokens, temperature=s.temperature, candidates=s.candidates,
             guard=str(self.guard_dir) if s.with_guard and s.critic != "guard" else None)
         worker = CritiqueReviser(cfg)
-        try:
-            summary = worker.run(progress)
-        finally:
-            worker.close()
+        summary = _run(worker, progress)
         return {"records": summary["records"], "data": str(self.dir("sl-cai") / "sft.jsonl"), "feedback": worker.feedback}
 
     def _train(self, method: str, progress: Progress) -> dict:
@@ -224,10 +215,7 @@ class AlignRun:
                                max_new_tokens=p.max_new_tokens,
                                guard=str(self.guard_dir) if p.with_guard and p.judge != "guard" else None)
         worker = PreferenceLabeller(cfg)
-        try:
-            summary = worker.run(progress)
-        finally:
-            worker.close()
+        summary = _run(worker, progress)
         return {"pairs": summary.get("pairs"), "data": str(self.dir("preferences") / "prefs.jsonl"), "feedback": worker.feedback}
 
     def model_spec(self, name: str) -> str:
@@ -248,11 +236,7 @@ class AlignRun:
                 cfg = EvalConfig(model=self.model_spec(name), suite=suite, out=str(out), constitution=r.constitution,
                                  judge=(e.judge or r.model) if suite == "harmlessness" else None, skip=e.skip, limit=e.limit,
                                  max_new_tokens=e.max_new_tokens, seed=r.seed)
-                worker = EvalRun(cfg)
-                try:
-                    worker.run(lambda d, t, s, _x=f"{name} {suite}": progress(d, t, f"{_x} {s}"))
-                finally:
-                    worker.close()
+                _run(EvalRun(cfg), lambda d, t, s, _x=f"{name} {suite}": progress(d, t, f"{_x} {s}"))
                 dirs.append(str(out))
         report = compare(dirs, self.dir("eval") / "report")
         return {"report": str(self.dir("eval") / "report" / "report.md"), "runs": dirs,
@@ -288,6 +272,14 @@ class AlignRun:
 
     def close(self) -> None:
         pass
+
+
+def _run(worker, progress: Progress):
+    """A stage's worker (``run(progress)`` / ``close()``), closed however it ends."""
+    try:
+        return worker.run(progress)
+    finally:
+        worker.close()
 
 
 def _progress_callback(progress: Progress):

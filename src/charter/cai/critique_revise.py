@@ -27,6 +27,7 @@ from charter.backends import (
     SamplingConfig,
     load_backend,
 )
+from charter.cai.feedback_source import FeedbackSource
 from charter.cai.rundir import RunDirectory
 from charter.cai.rundir import now as _now
 from charter.cai.seeding import stable_seed
@@ -48,7 +49,6 @@ from charter.data import (
 from charter.errors import ContextLengthError, InputError, require_at_least_one
 
 CHAINS = "chains.jsonl"
-GUARD_PREFIX = "guard:"
 # Under the guard critic, what a benign prompt's refused answer is asked to become.
 HELPFUL_REQUEST = "Please answer the original request directly, helpfully and completely."
 SFT = "sft.jsonl"
@@ -131,26 +131,13 @@ class CritiqueReviser:
         self.helpful = (
             load_prompts(config.helpful, config.helpful_column, config.limit) if config.helpful else []
         )
-        self.guard_dir = Path(config.critic[len(GUARD_PREFIX):]) if config.critic and config.critic.startswith(GUARD_PREFIX) else None
-        if self.guard_dir is not None and not (self.guard_dir / "guard.json").is_file():
-            raise InputError("not a guard directory (no guard.json)", source="--critic")
-        self.ensemble_dir = Path(config.guard) if config.guard else None
-        if self.ensemble_dir is not None:
-            if self.guard_dir is not None:
-                raise InputError("--guard checks an LM critic's revisions; with --critic guard:DIR it has nothing to add", source="--guard")
-            if not (self.ensemble_dir / "guard.json").is_file():
-                raise InputError("not a guard directory (no guard.json)", source="--guard")
+        source = FeedbackSource.parse(config.critic, config.model, config.guard, flag="--critic")
+        self.guard_dir, self.ensemble_dir = source.guard_dir, source.ensemble_dir
         for spec in (config.model, None if self.guard_dir else config.critic):
             if spec is not None:
                 ModelSpec.parse(spec)  # a typo in a spec fails here, before any work
         # Which feedback shaped the revisions: recorded in run.json (and so in the seal) and in every chain.
-        self.feedback = {"kind": "lm", "spec": config.critic or config.model}
-        if self.guard_dir is not None:
-            self.feedback = {"kind": "guard", "spec": config.critic, "guard_json_sha256": file_sha256(self.guard_dir / "guard.json"),
-                             "candidates": config.candidates}
-        elif self.ensemble_dir is not None:
-            self.feedback = {"kind": "ensemble", "spec": config.critic or config.model, "guard": str(self.ensemble_dir),
-                             "guard_json_sha256": file_sha256(self.ensemble_dir / "guard.json")}
+        self.feedback = source.record | ({"candidates": config.candidates} if self.guard_dir is not None else {})
         self._guard_critic = None
         self._ensemble = None  # the guard that checks an LM critic's final revision
         self.out = Path(config.out)

@@ -22,6 +22,7 @@ from typing import Callable
 
 from charter import __version__
 from charter.backends import Backend, Conversation, ModelSpec, SamplingConfig, ScoreRequest, load_backend
+from charter.cai.feedback_source import FeedbackSource
 from charter.cai.rundir import RunDirectory, now
 from charter.cai.seeding import stable_seed
 from charter.constitution import Constitution, PreferenceExample, Principle, constitution_digest, load_constitution
@@ -31,7 +32,6 @@ from charter.errors import InputError, require_at_least_one
 JUDGEMENTS = "judgements.jsonl"
 PREFS = "prefs.jsonl"
 CHOICES = ("A", "B")
-GUARD_PREFIX = "guard:"
 COT_CLAMP = (0.4, 0.6)
 
 
@@ -182,25 +182,13 @@ class PreferenceLabeller:
         self.config = config
         self.constitution = constitution or load_constitution(config.constitution)
         self.prompts = load_prompts(config.prompts, config.column, config.limit)
-        self.guard_dir = Path(config.judge[len(GUARD_PREFIX):]) if config.judge and config.judge.startswith(GUARD_PREFIX) else None
-        if self.guard_dir is not None and not (self.guard_dir / "guard.json").is_file():
-            raise InputError("not a guard directory (no guard.json)", source="--judge")
-        self.ensemble_dir = Path(config.guard) if config.guard else None
-        if self.ensemble_dir is not None:
-            if self.guard_dir is not None:
-                raise InputError("--guard pools a guard with an LM judge; with --judge guard:DIR it has nothing to add", source="--guard")
-            if not (self.ensemble_dir / "guard.json").is_file():
-                raise InputError("not a guard directory (no guard.json)", source="--guard")
+        source = FeedbackSource.parse(config.judge, config.policy, config.guard, flag="--judge")
+        self.guard_dir, self.ensemble_dir = source.guard_dir, source.ensemble_dir
         for spec in (config.policy, None if self.guard_dir else config.judge):
             if spec is not None:
                 ModelSpec.parse(spec)
         # Which feedback labels the pairs: recorded in run.json and in every judgement.
-        self.feedback = {"kind": "lm", "spec": config.judge or config.policy}
-        if self.guard_dir is not None:
-            self.feedback = {"kind": "guard", "spec": config.judge, "guard_json_sha256": file_sha256(self.guard_dir / "guard.json")}
-        elif self.ensemble_dir is not None:
-            self.feedback = {"kind": "ensemble", "spec": config.judge or config.policy, "guard": str(self.ensemble_dir),
-                             "guard_json_sha256": file_sha256(self.ensemble_dir / "guard.json")}
+        self.feedback = source.record
         self.out = Path(config.out)
         self.rundir = RunDirectory(self.out, JUDGEMENTS, self.run_manifest())
         self._policy, self._judge = policy, judge
