@@ -101,6 +101,14 @@ class ScriptedPolicy(Backend):
         raise NotImplementedError
 
 
+def _revise(cfg, policy):
+    reviser = CritiqueReviser(cfg, model=policy)
+    try:
+        reviser.run()
+    finally:
+        reviser.close()
+
+
 def test_pick_rules():
     v = [Verdict(0.9, False, False), Verdict(0.2, True, True), Verdict(0.4, True, False)]
     assert GuardCritic.pick_harmless(v) == 1  # the lowest-scoring candidate
@@ -127,11 +135,7 @@ def test_guard_critic_rejection_samples_and_falls_back_to_a_principled_refusal(f
     policy = ScriptedPolicy(script)
     cfg = CritiqueRevisionConfig(constitution="default", prompts=str(prompts), helpful=str(helpful), out=str(tmp_path / "sl"),
                                  critic=f"guard:{finetuned_guard[0]}", candidates=3, max_new_tokens=16)
-    reviser = CritiqueReviser(cfg, model=policy)
-    try:
-        reviser.run()
-    finally:
-        reviser.close()
+    _revise(cfg, policy)
     chains = {json.loads(x)["prompt"]: json.loads(x) for x in (tmp_path / "sl" / "chains.jsonl").read_text().splitlines()}
     first = chains[harmful[0]]
     assert first["final_response"] == REFUSAL and first["rounds"][0]["chosen"] == 1
@@ -197,11 +201,7 @@ def test_lm_critic_with_a_guard_replaces_a_revision_that_still_fails(finetuned_g
     policy = ScriptedPolicy(script)
     cfg = CritiqueRevisionConfig(constitution="default", prompts=str(prompts), out=str(tmp_path / "sl"), few_shot=0,
                                  guard=str(finetuned_guard[0]), max_new_tokens=16)
-    reviser = CritiqueReviser(cfg, model=policy)
-    try:
-        reviser.run()
-    finally:
-        reviser.close()
+    _revise(cfg, policy)
     chains = {json.loads(x)["prompt"]: json.loads(x) for x in (tmp_path / "sl" / "chains.jsonl").read_text().splitlines()}
     first, second = chains[harmful[0]], chains[harmful[1]]
     assert first["rounds"][0]["revision"] == COMPLY[1]  # what the LM critic wrote is kept in the chain

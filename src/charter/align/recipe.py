@@ -117,11 +117,14 @@ class Recipe(_Table):
     eval: Optional[EvalStage] = None
     seal: Optional[SealStage] = None
 
+    def section(self, stage: str) -> _Table | None:
+        """The table that configures a stage (None: the recipe skips it)."""
+        return {"guard": self.guard, "sl-cai": self.sl_cai, "sft": self.sft, "preferences": self.preferences,
+                "dpo": self.dpo, "eval": self.eval, "seal": self.seal}[stage]
+
     def stages(self) -> list[str]:
         """The stages this recipe runs, in order."""
-        present = {"guard": self.guard, "sl-cai": self.sl_cai, "sft": self.sft, "preferences": self.preferences,
-                   "dpo": self.dpo, "eval": self.eval, "seal": self.seal}
-        return [s for s in STAGES if present[s] is not None]
+        return [s for s in STAGES if self.section(s) is not None]
 
     def uses_guard(self) -> bool:
         p = self.preferences

@@ -23,6 +23,7 @@ from typing import Callable
 from charter import __version__
 from charter.align.recipe import Recipe, load_recipe
 from charter.cai.rundir import now as _now
+from charter.data import file_sha256
 from charter.errors import InputError
 
 LEDGER = "align.json"
@@ -96,10 +97,19 @@ class AlignRun:
 
     def _settings(self, stage: str) -> dict:
         r = self.recipe
-        section = {"guard": r.guard, "sl-cai": r.sl_cai, "sft": r.sft, "preferences": r.preferences, "dpo": r.dpo,
-                   "eval": r.eval, "seal": r.seal}[stage]
+        section = r.section(stage)
+        settings = section.model_dump(mode="json") if section is not None else {}
+        # The contents of the files a stage reads, not only their names: an edited prompt file
+        # (or a replaced guard) redoes the stage.
+        inputs = {}
+        for key in ("prompts", "helpful", "mix_harmful", "mix_benign", "path"):
+            for value in (settings.get(key) if isinstance(settings.get(key), list) else [settings.get(key)]):
+                f = Path(self.path(value)) if value else None  # type: ignore[arg-type]
+                if f is not None:
+                    f = f / "guard.json" if f.is_dir() else f
+                    inputs[value] = file_sha256(f) if f.is_file() else None
         return {"stage": stage, "constitution": r.constitution, "model": r.model, "seed": r.seed,
-                "settings": section.model_dump(mode="json") if section is not None else None}
+                "settings": settings, "inputs": inputs}
 
     def fingerprints(self) -> dict[str, str]:
         """Each stage's digest chains the one before it: a change upstream redoes what follows."""

@@ -204,22 +204,19 @@ class CritiqueReviser:
         # model spec or a dead endpoint leaves the output directory exactly as it was.
         if todo:
             model = self._model or load_backend(c.model)
-            if self.guard_dir is not None:
-                # The classifier lives in the guard stage; imported only when it is the critic.
+            guard_path = self.guard_dir or self.ensemble_dir
+            if guard_path is not None:
+                # The classifier lives in the guard stage; imported only when it gives feedback.
                 from charter.guard.feedback import GuardCritic, GuardCriticConfig
                 from charter.guard.model import Guard
 
-                self._guard_critic = GuardCritic(Guard.load(self.guard_dir), self.constitution,
-                                                 GuardCriticConfig(candidates=c.candidates))
-                critic = model  # generation stays with the policy; the guard only reads
+                reader = GuardCritic(Guard.load(guard_path), self.constitution, GuardCriticConfig(candidates=c.candidates))
+                # guard:DIR is the critic (generation stays with the policy); --guard checks an LM critic.
+                self._guard_critic, self._ensemble = (reader, None) if self.guard_dir is not None else (None, reader)
+            if self.guard_dir is not None:
+                critic = model
             else:
                 critic = self._critic or (load_backend(c.critic) if c.critic and c.critic != c.model else model)
-                if self.ensemble_dir is not None:
-                    from charter.guard.feedback import GuardCritic, GuardCriticConfig
-                    from charter.guard.model import Guard
-
-                    self._ensemble = GuardCritic(Guard.load(self.ensemble_dir), self.constitution,
-                                                 GuardCriticConfig(candidates=c.candidates))
             self._model, self._critic = model, critic
         if not resuming:
             rundir.write_manifest()

@@ -212,19 +212,15 @@ class PreferenceLabeller:
         total, done = len(self.prompts), len(self.prompts) - len(todo)
         if todo:
             self._policy = self._policy or load_backend(c.policy)
-            if self.guard_dir is not None:
-                # The classifier reads the constitution's categories; no LM judges.
+            guard_path = self.guard_dir or self.ensemble_dir
+            if guard_path is not None:
+                # The classifier reads the constitution's categories: the judge (guard:DIR) or pooled with one (--guard).
                 from charter.guard.feedback import GuardPreferenceJudge
                 from charter.guard.model import Guard
 
-                self._guard_judge = GuardPreferenceJudge(Guard.load(self.guard_dir))
-            else:
+                self._guard_judge = GuardPreferenceJudge(Guard.load(guard_path))
+            if self.guard_dir is None:
                 self._judge = self._judge or (load_backend(c.judge) if c.judge and c.judge != c.policy else self._policy)
-                if self.ensemble_dir is not None:
-                    from charter.guard.feedback import GuardPreferenceJudge
-                    from charter.guard.model import Guard
-
-                    self._guard_judge = GuardPreferenceJudge(Guard.load(self.ensemble_dir))
         if not resuming:
             self.rundir.write_manifest()
         prefs_path = self.out / PREFS

@@ -99,12 +99,11 @@ class EnsembleJudge:
         if not items:
             return []
         lm, g = self.lm.judge(items), self.guard.judge(items)
-
-        def pool(a: float, b: float) -> float:
-            return float(sigmoid((_logit(np.array([a])) + _logit(np.array([b])))[0] / 2))
-
-        return [PairJudgement(pool(x.p_first, y.p_first), pool(x.p_first_as_a, y.p_first),
-                              pool(x.p_first_as_b, y.p_first), x.reasoning) for x, y in zip(lm, g)]
+        ours = np.array([y.p_first for y in g])
+        pooled = [sigmoid((_logit(np.array([getattr(x, k) for x in lm])) + _logit(ours)) / 2)
+                  for k in ("p_first", "p_first_as_a", "p_first_as_b")]
+        return [PairJudgement(float(pooled[0][n]), float(pooled[1][n]), float(pooled[2][n]), x.reasoning)
+                for n, x in enumerate(lm)]
 
 
 @dataclass
