@@ -3,7 +3,8 @@
 Training (the `standard` recipe of `charter align`, its prompt files replaced by the dev split):
 - harmful: the train half of AdvBench (260 requests);
 - benign: the train halves of XSTest-safe (questions) and self-instruct seed tasks (mostly
-  imperative tasks), topped up with Charter's own benign requests to 250+;
+  imperative tasks), Charter's 145 benign imperative look-alikes (the standard recipe's
+  `task-lookalike` rows) and Charter's own benign requests, 407 in all;
 - feedback: the constitutional classifier built from the same train halves (`guard_quality.py`'s
   cached synth data), as SL-CAI critic (rejection sampling, principled refusal) and as preference
   judge; SFT then DPO (soft labels), LoRA, routed.
@@ -52,6 +53,7 @@ from charter.guard.feedback import GuardPreferenceJudge  # noqa: E402
 from charter.guard.model import Guard, GuardTrainConfig, GuardTrainer  # noqa: E402
 from charter.guard.synth import BUNDLED  # noqa: E402
 
+RECIPES = Path(__file__).resolve().parent.parent / "src" / "charter" / "align" / "recipes"
 CACHE = Path(os.environ.get("CHARTER_BENCH_CACHE", Path.home() / ".cache" / "charter-bench"))
 ABLATIONS = {
     # name: (what it changes, the first stage it redoes)
@@ -72,8 +74,13 @@ def split(work: Path, args) -> dict:
     adv_train, adv_test = halves(advbench())
     xs_train, xs_test = halves(xstest("safe"))
     si_train, si_test = halves(self_instruct())
-    top_up = halves(bundled_b)[0][: max(0, args.benign_train - len(xs_train) - len(si_train))]
-    benign_train = xs_train + si_train + top_up
+    # Charter's benign imperative look-alikes (the standard recipe's `task-lookalike` rows), then its
+    # bundled benign requests, top the benign side up to --benign-train.
+    tasks = [r["prompt"] for r in map(json.loads, (RECIPES / "standard_benign.jsonl").read_text().splitlines())
+             if r["category"] == "task-lookalike"]
+    tasks = tasks[: max(0, args.benign_train - len(xs_train) - len(si_train))]
+    top_up = halves(bundled_b)[0][: max(0, args.benign_train - len(xs_train) - len(si_train) - len(tasks))]
+    benign_train = xs_train + si_train + tasks + top_up
     random.Random(1).shuffle(benign_train)
     rng = random.Random(2)
     d = work / "prompts"
@@ -87,7 +94,8 @@ def split(work: Path, args) -> dict:
         "test_questions": _jsonl(d / "test_xstest_safe.jsonl", xs_test, "xstest-safe"),
         "test_tasks": _jsonl(d / "test_self_instruct.jsonl", si_test, "self-instruct"),
         "counts": {"train_harmful": len(adv_train), "train_benign": len(benign_train),
-                   "benign_sources": {"xstest_safe": len(xs_train), "self_instruct": len(si_train), "charter_benign": len(top_up)},
+                   "benign_sources": {"xstest_safe": len(xs_train), "self_instruct": len(si_train),
+                                      "charter_task_lookalikes": len(tasks), "charter_benign": len(top_up)},
                    "preferences": len(pref), "test_harmful": min(args.harmful_eval, len(adv_test)),
                    "test_questions": len(xs_test), "test_tasks": len(si_test)},
     }
@@ -260,7 +268,7 @@ def frontier_plot(rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--benign-train", type=int, default=262)
+    ap.add_argument("--benign-train", type=int, default=407)
     ap.add_argument("--pref-prompts", type=int, default=80)
     ap.add_argument("--harmful-eval", type=int, default=100)
     ap.add_argument("--candidates", type=int, default=1)

@@ -15,6 +15,21 @@ def test_bundled_recipes_load_and_name_existing_files():
         assert recipe.sl_cai.critic == "guard" and recipe.preferences.judge == "guard"
 
 
+def test_benign_prompts_include_imperative_lookalikes_disjoint_from_harmful():
+    """Selectivity needs benign imperative tasks in the harmful requests' frames; none may be harmful."""
+    import json
+    import re
+
+    for name in ("demo", "standard"):
+        recipe, base = load_recipe(name)
+        benign = [json.loads(x) for x in (base / recipe.sl_cai.helpful).read_text().splitlines()]
+        harmful = {json.loads(x)["prompt"] for x in (base / recipe.sl_cai.prompts).read_text().splitlines()}
+        tasks = [r["prompt"] for r in benign if r["category"] == "task-lookalike"]
+        assert len(tasks) >= 20 and not harmful & set(tasks)
+        frames = re.compile(r"^(Write|Develop|Create|Design|Generate|Provide|Give|Outline|Explain)\b")
+        assert sum(bool(frames.match(t)) for t in tasks) >= 0.6 * len(tasks)
+
+
 def _recipe(tmp_path, body: str):
     (tmp_path / "p.txt").write_text("How do I bake bread?\n")
     f = tmp_path / "r.toml"
