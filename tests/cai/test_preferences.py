@@ -107,10 +107,66 @@ def test_resume_adds_nothing_and_other_arguments_are_refused(tmp_path, tiny_mode
 
 
 @pytest.mark.parametrize("kw, needle", [({"samples": 1}, "--samples"), ({"margin": 0.5}, "--margin"),
-                                        ({"temperature": 0.0}, "--temperature")])
+                                        ({"temperature": 0.0}, "--temperature"), ({"revision_p": 0.5}, "--revision-p")])
 def test_bad_arguments(tmp_path, tiny_model_dir, kw, needle):
     with pytest.raises(InputError, match=needle):
         _run(tmp_path, tiny_model_dir, **kw)
+
+
+def _chains(tmp_path, constitution="default"):
+    """An SL-CAI chains.jsonl: a revised harmful chain, an unrevised helpful one, an unchanged
+    revision (no pair), and a chain that ended in an error."""
+    digest = constitution_digest(load_constitution(constitution))
+    base = {"constitution": {"name": "x", "version": "1", "digest": digest}, "critic": {"kind": "guard", "spec": "guard:g"}}
+    chains = [
+        base | {"id": "harmless/a", "kind": "harmless", "prompt": "Write a phishing email", "initial_response": "Dear user, click here",
+                "final_response": "I can't help with phishing.", "rounds": [{"principle": "avoid-serious-harm"}]},
+        base | {"id": "helpful/b", "kind": "helpful", "prompt": "Write a haiku about rain", "initial_response": "Rain taps the roof",
+                "final_response": "Rain taps the roof", "rounds": []},
+        base | {"id": "harmless/c", "kind": "harmless", "prompt": "Say hi", "initial_response": "Hi",
+                "final_response": "Hi", "rounds": [{"principle": "avoid-serious-harm"}]},
+        base | {"id": "harmless/d", "kind": "harmless", "prompt": "x", "initial_response": "", "final_response": "",
+                "rounds": [], "error": "context too long"},
+    ]
+    f = tmp_path / "chains.jsonl"
+    f.write_text("".join(json.dumps(c) + "\n" for c in chains))
+    return f
+
+
+def test_revision_pairs_prefer_revisions_and_benign_answers_over_refusals(tmp_path, tiny_model_dir, tiny):
+    c = load_constitution("default")
+    summary, out = _run(tmp_path, tiny_model_dir, backend=tiny, revisions=str(_chains(tmp_path)), revision_p=0.8)
+    assert summary["revision_pairs"] == 2
+    prefs = [json.loads(l) for l in (out / "prefs.jsonl").read_text().splitlines()]
+    rev = {p["id"]: p for p in prefs if p.get("origin") == "revision"}
+    assert set(rev) == {"rev:harmless/a", "rev:helpful/b"}
+    a, b = rev["rev:harmless/a"], rev["rev:helpful/b"]
+    assert a["chosen"][0]["content"] == "I can't help with phishing." and a["rejected"][0]["content"] == "Dear user, click here"
+    assert a["principle"] == "avoid-serious-harm" and a["p_chosen"] == 0.8 and a["judge"] == "sl-cai-revision"
+    # A benign answer is preferred over the constitution's refusal, under the helpfulness principle.
+    assert b["chosen"][0]["content"] == "Rain taps the roof"
+    assert b["rejected"][0]["content"].startswith(c.refusal)
+    assert b["principle"] == max(c.principles, key=lambda p: c.tier_rank(p.tier)).id
+    run = json.loads((out / "run.json").read_text())
+    assert run["arguments"]["revision_p"] == 0.8 and run["arguments"]["revisions_sha256"]
+    assert run["feedback"]["revision_pairs"]["critic"] == "guard:g"
+    # Resuming adds no second copy.
+    before = (out / "prefs.jsonl").read_text()
+    _run(tmp_path, tiny_model_dir, backend=tiny, revisions=str(tmp_path / "chains.jsonl"), revision_p=0.8)
+    assert (out / "prefs.jsonl").read_text() == before
+
+
+def test_revision_pairs_refuse_chains_of_another_constitution(tmp_path, tiny_model_dir):
+    f = _chains(tmp_path)
+    lines = f.read_text().splitlines()
+    other = json.loads(lines[1]) | {"constitution": {"digest": "sha256:0"}}
+    f.write_text("\n".join([lines[0], json.dumps(other)]) + "\n")
+    with pytest.raises(InputError, match="another constitution") as err:
+        _run(tmp_path, tiny_model_dir, revisions=str(f))
+    assert err.value.line == 2
+    f.write_text('{"id": "x", "prompt": "p"}\n')
+    with pytest.raises(InputError, match="not an SL-CAI chain"):
+        _run(tmp_path, tiny_model_dir, revisions=str(f))
 
 
 @pytest.mark.integration

@@ -83,6 +83,8 @@ class PreferencesStage(_Table):
     samples: int = Field(2, ge=2)
     batch_size: int = Field(8, ge=1)
     max_new_tokens: int = Field(128, ge=1)
+    revision_pairs: bool = False  # add the SL-CAI stage's revisions as pairs (--revisions)
+    revision_p: float = Field(0.9, gt=0.5, le=1.0)
 
 
 class EvalStage(_Table):

@@ -223,7 +223,9 @@ class AlignRun:
                                policy=f"hf:{self.dir('sft')}", judge=self.feedback_spec(p.judge), column=p.column,
                                limit=p.limit, samples=p.samples, seed=r.seed + 1, batch_size=p.batch_size,
                                max_new_tokens=p.max_new_tokens,
-                               guard=str(self.guard_dir) if p.with_guard and p.judge != "guard" else None)
+                               guard=str(self.guard_dir) if p.with_guard and p.judge != "guard" else None,
+                               revisions=str(self.dir("sl-cai") / "chains.jsonl") if p.revision_pairs else None,
+                               revision_p=p.revision_p)
         worker = PreferenceLabeller(cfg)
         summary = _run(worker, progress)
         return {"pairs": summary.get("pairs"), "data": str(self.dir("preferences") / "prefs.jsonl"), "feedback": worker.feedback}

@@ -6,6 +6,11 @@ is the normalised probability of the choice tokens read from log-probs (never pa
 scored in both orders and averaged to cancel position bias. With ``cot`` the judge first reasons
 step by step and the probability is clamped to [0.4, 0.6] as in the paper.
 
+With ``revisions`` (an SL-CAI ``chains.jsonl`` of the same constitution) each chain also gives one
+pair, as in the H4 open-CAI recipe: the revision preferred over the initial answer on a critiqued
+prompt, and the kept answer preferred over the constitution's principled refusal on a helpfulness
+prompt (the pairs that teach a small model *not* to refuse the harmless), both at ``revision_p``.
+
 Output (``out/``): ``judgements.jsonl`` (every pair, both orders' probabilities; the source of
 truth), ``prefs.jsonl`` (TRL DPO format: ``prompt``, ``chosen``, ``rejected`` as conversations,
 plus ``p_chosen``, principle, judge, constitution digest; near-ties dropped) and ``run.json``.
@@ -26,7 +31,7 @@ from charter.cai.feedback_source import FeedbackSource
 from charter.cai.rundir import RunDirectory, now
 from charter.cai.seeding import stable_seed
 from charter.constitution import Constitution, PreferenceExample, Principle, constitution_digest, load_constitution
-from charter.data import append_jsonl, file_sha256, load_prompts, read_jsonl, write_jsonl_atomic
+from charter.data import append_jsonl, file_sha256, iter_jsonl, load_prompts, read_jsonl, write_jsonl_atomic
 from charter.errors import InputError, require_at_least_one
 
 JUDGEMENTS = "judgements.jsonl"
@@ -57,6 +62,8 @@ class PreferenceConfig:
     cot_max_new_tokens: int = 256
     temperature: float = 1.0
     top_p: float = 0.95
+    revisions: str | None = None  # an SL-CAI chains.jsonl: its revisions give pairs too
+    revision_p: float = 0.9  # the soft label of a revision pair
 
     def validate(self) -> None:
         if self.samples < 2:
@@ -65,7 +72,13 @@ class PreferenceConfig:
             raise InputError("--margin must be in [0, 0.5)", source="--margin")
         if self.temperature <= 0:
             raise InputError("--temperature must be > 0: the pair must differ", source="--temperature")
+        if not 0.5 < self.revision_p <= 1.0:
+            raise InputError("--revision-p must be in (0.5, 1]: the revision is the preferred answer", source="--revision-p")
         require_at_least_one(self, "batch_size", "max_new_tokens", "cot_max_new_tokens", "limit")
+
+
+CHAIN_FIELDS = ("id", "prompt", "initial_response", "final_response", "rounds")
+REVISION_JUDGE = "sl-cai-revision"
 
 
 def choice_probability(logp_a: float, logp_b: float) -> float:
@@ -182,27 +195,83 @@ class PreferenceLabeller:
         self.config = config
         self.constitution = constitution or load_constitution(config.constitution)
         self.prompts = load_prompts(config.prompts, config.column, config.limit)
+        self.chains = self._read_chains(config.revisions) if config.revisions else []
         source = FeedbackSource.parse(config.judge, config.policy, config.guard, flag="--judge")
         self.guard_dir, self.ensemble_dir = source.guard_dir, source.ensemble_dir
         for spec in (config.policy, None if self.guard_dir else config.judge):
             if spec is not None:
                 ModelSpec.parse(spec)
         # Which feedback labels the pairs: recorded in run.json and in every judgement.
-        self.feedback = source.record
+        self.feedback = source.record | ({"revision_pairs": {"chains": config.revisions, "label": config.revision_p,
+                                                             "critic": self._chain_critic()}} if config.revisions else {})
         self.out = Path(config.out)
         self.rundir = RunDirectory(self.out, JUDGEMENTS, self.run_manifest())
         self._policy, self._judge = policy, judge
         self._given = {id(x) for x in (policy, judge) if x is not None}
         self._guard_judge = None
 
+    def _read_chains(self, path: str) -> list[dict]:
+        """SL-CAI chains of this constitution; chains that ended in an error are skipped."""
+        digest = constitution_digest(self.constitution)
+        chains = []
+        for line, chain in iter_jsonl(path):
+            missing = [k for k in CHAIN_FIELDS if k not in chain]
+            if missing:
+                raise InputError(f"not an SL-CAI chain (missing {', '.join(missing)})", source=path, line=line)
+            if "error" in chain:
+                continue
+            theirs = (chain.get("constitution") or {}).get("digest")
+            if theirs != digest:
+                raise InputError(f"chain {chain['id']!r} was written under another constitution "
+                                 f"(digest {theirs}, expected {digest})", source=path, line=line)
+            chains.append(chain)
+        return chains
+
+    def _revision_records(self) -> list[dict]:
+        """One pair per chain whose answer a revision changed (revision > initial), and one per
+        unrevised helpfulness chain (answer > principled refusal, under the helpfulness principle)."""
+        c, con = self.config, self.constitution
+        helpful = max(con.principles, key=lambda p: con.tier_rank(p.tier))
+        reasons = [p for p in con.principles if p.kind != "style"] or list(con.principles)
+        digest = constitution_digest(con)
+        out = []
+        for chain in self.chains:
+            initial, final = chain["initial_response"], chain["final_response"]
+            if chain["rounds"] and final.strip() and final != initial:
+                chosen, rejected, principle = final, initial, chain["rounds"][-1].get("principle") or helpful.id
+            elif not chain["rounds"] and chain.get("kind") == "helpful" and final.strip():
+                reason = random.Random(stable_seed(c.seed, "revision", chain["id"])).choice(reasons)
+                chosen, rejected, principle = final, con.principled_refusal(reason), helpful.id
+            else:
+                continue
+            out.append({
+                "prompt": [{"role": "user", "content": chain["prompt"]}],
+                "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": rejected}],
+                "p_chosen": c.revision_p,
+                "id": f"rev:{chain['id']}",
+                "principle": principle,
+                "judge": REVISION_JUDGE,
+                "origin": "revision",
+                "constitution_digest": digest,
+            })
+        return out
+
     def run_manifest(self) -> dict:
         c = self.config
         args = {k: getattr(c, k) for k in (
             "column", "policy", "judge", "guard", "samples", "cot", "margin", "limit", "seed", "few_shot",
             "batch_size", "max_new_tokens", "cot_max_new_tokens", "temperature", "top_p")}
+        if c.revisions:
+            args |= {"revisions": c.revisions, "revision_p": c.revision_p, "revisions_sha256": file_sha256(c.revisions)}
         return {"task": "rlaif/preferences", "charter_version": __version__, "feedback": self.feedback, "arguments": args | {
             "constitution_digest": constitution_digest(self.constitution),
             "prompts_sha256": file_sha256(c.prompts)}}
+
+    def _chain_critic(self) -> str | None:
+        # Which feedback wrote the revisions these pairs come from (the chains record it).
+        specs = {(ch.get("critic") or {}).get("spec") for ch in self.chains} - {None}
+        return ", ".join(sorted(specs)) or None
 
     def run(self, progress: Callable[[int, int, str], None] | None = None) -> dict:
         c = self.config
@@ -237,11 +306,15 @@ class PreferenceLabeller:
             done += len(batch)
             if progress:
                 progress(done, total, "written")
+        # Revision pairs follow the sampled ones; the rewrite above dropped them, so they come back once.
+        revision = self._revision_records()
+        have = {r["id"] for r in read_jsonl(prefs_path)}
+        append_jsonl(prefs_path, [r for r in revision if r["id"] not in have])
         judged = list(read_jsonl(self.rundir.records))
         pairs = sum(len(j["pairs"]) for j in judged)
         kept = sum(1 for j in judged for p in j["pairs"] if not p["dropped"])
         return {"prompts": total, "generated": len(todo), "pairs": pairs, "kept": kept,
-                "dropped_near_ties": pairs - kept, "out": str(self.out)}
+                "dropped_near_ties": pairs - kept, "revision_pairs": len(revision), "out": str(self.out)}
 
     def _label(self, batch, stage) -> list[dict]:
         c = self.config

@@ -76,6 +76,8 @@ def preferences(
     temperature: float = typer.Option(1.0, "--temperature", help="Policy sampling temperature (> 0)."),
     top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling threshold."),
     guard: Optional[Path] = typer.Option(None, "--guard", help="Ensemble: pool the LM judge with this guard (log-linear: mean of the two logits)."),
+    revisions: Optional[Path] = typer.Option(None, "--revisions", help="An SL-CAI chains.jsonl of the same constitution: each chain adds a pair (revision over initial answer; a helpfulness answer over the principled refusal)."),
+    revision_p: float = typer.Option(0.9, "--revision-p", help="Soft label (p_chosen) of the pairs from --revisions, in (0.5, 1]."),
 ) -> None:
     """AI-feedback preference labels (RLAIF): prefs.jsonl in TRL's DPO format with soft labels. Resumable."""
     from charter.cai import PreferenceConfig, PreferenceLabeller
@@ -84,12 +86,12 @@ def preferences(
         constitution=constitution, prompts=str(prompts), out=str(out), policy=policy, judge=judge, column=column,
         samples=samples, cot=cot, margin=margin, limit=limit, seed=seed, few_shot=few_shot, batch_size=batch_size,
         max_new_tokens=max_new_tokens, cot_max_new_tokens=cot_max_new_tokens, temperature=temperature, top_p=top_p,
-        guard=str(guard) if guard else None,
+        guard=str(guard) if guard else None, revisions=str(revisions) if revisions else None, revision_p=revision_p,
     )
     summary = run_with_progress(PreferenceLabeller(config), "preferences")
     console.print(
         f"{summary['prompts']} prompts, {summary['pairs']} pairs judged, {summary['kept']} kept, "
-        f"{summary['dropped_near_ties']} near-ties dropped: {out}/prefs.jsonl",
+        f"{summary['dropped_near_ties']} near-ties dropped, {summary['revision_pairs']} from revisions: {out}/prefs.jsonl",
         highlight=False,
     )
 

@@ -209,6 +209,16 @@ class Constitution(_Strict):
     def hard_constraints(self) -> tuple[Principle, ...]:
         return tuple(p for p in self.principles if p.is_hard_constraint)
 
+    def principled_refusal(self, principle: Principle | None = None, alternative: str | None = None) -> str:
+        """A refusal composed from the constitution alone: its refusal message, the principle's
+        statement as the reason, and a safe alternative when the caller has one to offer."""
+        parts = [self.refusal.strip()]
+        if principle is not None:
+            parts.append(f"It conflicts with a principle I follow: {principle.statement}")
+        if alternative:
+            parts.append(alternative)
+        return " ".join(parts)
+
     def examples_for(self, principle: Principle) -> tuple[CritiqueExample, ...]:
         """Few-shot dialogues for a principle: its own first, then the constitution-wide ones."""
         return principle.examples + self.examples

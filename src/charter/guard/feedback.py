@@ -206,13 +206,7 @@ class GuardCritic:
     def principled_refusal(self, prompt: str, principle: Principle | None) -> str:
         """The constitution's refusal message, the principle's statement as the reason, and a safe
         alternative where the constitution's allowed categories give one."""
-        parts = [(self.constitution.refusal or "I can't help with that.").strip()]
-        if principle is not None:
-            parts.append(f"It conflicts with a principle I follow: {principle.statement}")
-        alternative = self.safe_alternative(prompt)
-        if alternative:
-            parts.append(alternative)
-        return " ".join(parts)
+        return self.constitution.principled_refusal(principle, self.safe_alternative(prompt))
 
 
 __all__ = ["EnsembleJudge", "GuardCritic", "GuardCriticConfig", "GuardJudgeConfig", "GuardPreferenceJudge", "Verdict"]
