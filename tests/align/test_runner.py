@@ -17,7 +17,7 @@ class Killed(Exception):
     pass
 
 
-def _write_recipe(tmp_path, model_dir, guard_dir, sft_epochs=1):
+def _write_recipe(tmp_path, model_dir, guard_dir, sft_epochs=1, revision_pairs=False):
     harmful = _lines("harmful_requests.jsonl", 400)[::100][:2]
     (tmp_path / "red.txt").write_text("\n".join(harmful) + "\n")
     (tmp_path / "benign.txt").write_text("How do I bake bread?\nWrite a haiku about the sea.\n")
@@ -40,6 +40,7 @@ max_length = 64
 [preferences]
 prompts = "prefs.txt"
 max_new_tokens = 8
+revision_pairs = {str(revision_pairs).lower()}
 [dpo]
 epochs = 1
 batch_size = 2
@@ -70,7 +71,7 @@ def _counting(monkeypatch, calls, kill=None):
 
 def test_align_runs_every_stage_and_resumes_after_a_kill_at_every_boundary(tmp_path, tiny_model_dir, finetuned_guard, monkeypatch):
     monkeypatch.setenv("CHARTER_KEY_PASSPHRASE", "test-passphrase")
-    recipe_file = _write_recipe(tmp_path, tiny_model_dir, finetuned_guard[0])
+    recipe_file = _write_recipe(tmp_path, tiny_model_dir, finetuned_guard[0], revision_pairs=True)
     out = tmp_path / "out"
     cfg = AlignConfig(recipe=str(recipe_file), out=str(out))
     calls: list[str] = []
@@ -103,6 +104,10 @@ def test_align_runs_every_stage_and_resumes_after_a_kill_at_every_boundary(tmp_p
         entry = next(d for d in datasets if d["name"] == data_name)
         assert entry["lineage"]["feedback"]["kind"] == "guard"
         assert entry["lineage"]["feedback"]["guard_json_sha256"].startswith("sha256:")
+    # revision_pairs: the SL-CAI chains are DPO pairs too, and the seal says so.
+    prefs = [json.loads(x) for x in (out / "prefs" / "prefs.jsonl").read_text().splitlines()]
+    assert any(p["id"].startswith("rev:") and p["judge"] == "sl-cai-revision" for p in prefs)
+    assert entry["lineage"]["feedback"]["revision_pairs"]["critic"].startswith("guard:")
 
 
 def test_a_changed_setting_redoes_its_stage_and_the_ones_after(tmp_path, tiny_model_dir, finetuned_guard, monkeypatch):
