@@ -134,7 +134,7 @@ def recipe_for(files: dict, guard: Path, args, ablation: str | None = None):
     elif ablation == "lm-critic":
         sl = sl.model_copy(update={"critic": "embedded"})
     elif ablation == "revision-pairs":
-        prefs = prefs.model_copy(update={"revision_pairs": True})
+        prefs = prefs.model_copy(update={"revision_pairs": True, "revision_p": args.revision_p})
     guard_stage = recipe.guard.model_copy(update={"path": str(guard)})
     return recipe.model_copy(update={"guard": guard_stage, "sl_cai": sl, "sft": sft, "preferences": prefs, "dpo": dpo,
                                      "eval": None, "seal": None}), base
@@ -277,6 +277,7 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=1)
     ap.add_argument("--sft-epochs", type=float, default=1.0)
     ap.add_argument("--sft-lr", type=float, default=None, help="default: the standard recipe's")
+    ap.add_argument("--revision-p", type=float, default=0.9, help="revision-pairs ablation: soft label of the pairs")
     ap.add_argument("--dpo-epochs", type=float, default=1.0)
     ap.add_argument("--guard-stage1", default="frozen", choices=("frozen", "finetuned"))
     ap.add_argument("--guard-epochs", type=int, default=3)
@@ -357,7 +358,7 @@ def main() -> None:
     path = write_results("efficacy", {
         "split": files["counts"], "seed": 0,
         "settings": {"recipe": "standard", "candidates": args.candidates, "guard_answers": args.guard_answers, "sft_epochs": args.sft_epochs, "sft_lr": args.sft_lr,
-                     "dpo_epochs": args.dpo_epochs, "guard_stage1": args.guard_stage1, "guard_epochs": args.guard_epochs,
+                     "dpo_epochs": args.dpo_epochs, "revision_p": args.revision_p, "guard_stage1": args.guard_stage1, "guard_epochs": args.guard_epochs,
                      "eval": {"backend": "transformers fp32 (all models)", "decoding": "greedy",
                               "max_new_tokens": args.max_new_tokens, "batch": args.eval_batch, "threads": os.cpu_count()},
                      "win_rate_judge": "refusal rule, then embedded SmolLM2-135M both orders (tie margin 0.05)"},
