@@ -146,7 +146,7 @@ def test_revision_pairs_prefer_revisions_and_benign_answers_over_refusals(tmp_pa
     # A benign answer is preferred over the constitution's refusal, under the helpfulness principle.
     assert b["chosen"][0]["content"] == "Rain taps the roof"
     assert b["rejected"][0]["content"].startswith(c.refusal)
-    assert b["principle"] == max(c.principles, key=lambda p: c.tier_rank(p.tier)).id
+    assert b["principle"] == c.helpfulness_principle.id == "genuine-helpfulness"
     run = json.loads((out / "run.json").read_text())
     assert run["arguments"]["revision_p"] == 0.8 and run["arguments"]["revisions_sha256"]
     assert run["feedback"]["revision_pairs"]["critic"] == "guard:g"

@@ -330,7 +330,7 @@ class CritiqueReviser:
         principle, category = critic.nearest_principle(prompt, g.text)
         if benign:
             # Helpfulness is what is missing: the lowest tier's principle (genuinely helpful) routes it.
-            principle = max(self.constitution.principles, key=lambda p: self.constitution.tier_rank(p.tier))
+            principle = self.constitution.helpfulness_principle
             request = HELPFUL_REQUEST
         else:
             principle = principle or it.rng.choice(self.constitution.principles)

@@ -231,7 +231,7 @@ class PreferenceLabeller:
         """One pair per chain whose answer a revision changed (revision > initial), and one per
         unrevised helpfulness chain (answer > principled refusal, under the helpfulness principle)."""
         c, con = self.config, self.constitution
-        helpful = max(con.principles, key=lambda p: con.tier_rank(p.tier))
+        helpful = con.helpfulness_principle
         reasons = [p for p in con.principles if p.kind != "style"] or list(con.principles)
         digest = constitution_digest(con)
         out = []

@@ -209,6 +209,12 @@ class Constitution(_Strict):
     def hard_constraints(self) -> tuple[Principle, ...]:
         return tuple(p for p in self.principles if p.is_hard_constraint)
 
+    @property
+    def helpfulness_principle(self) -> Principle:
+        """The first principle of the lowest-priority tier (genuinely helpful in the default order):
+        what a refused benign request is short of."""
+        return max(self.principles, key=lambda p: self.tier_rank(p.tier))
+
     def principled_refusal(self, principle: Principle | None = None, alternative: str | None = None) -> str:
         """A refusal composed from the constitution alone: its refusal message, the principle's
         statement as the reason, and a safe alternative when the caller has one to offer."""
