@@ -306,10 +306,10 @@ class PreferenceLabeller:
             done += len(batch)
             if progress:
                 progress(done, total, "written")
-        # Revision pairs follow the sampled ones; the rewrite above dropped them, so they come back once.
+        # Revision pairs follow the sampled ones: prefs.jsonl was rebuilt from the judgements above,
+        # so on a resumed run they are written once again, never twice.
         revision = self._revision_records()
-        have = {r["id"] for r in read_jsonl(prefs_path)}
-        append_jsonl(prefs_path, [r for r in revision if r["id"] not in have])
+        append_jsonl(prefs_path, revision)
         judged = list(read_jsonl(self.rundir.records))
         pairs = sum(len(j["pairs"]) for j in judged)
         kept = sum(1 for j in judged for p in j["pairs"] if not p["dropped"])
