@@ -53,7 +53,8 @@ from charter.guard.classifier import roc_auc  # noqa: E402
 from charter.guard.embed import MiniLMEmbedder  # noqa: E402
 from charter.guard.metrics import pairwise_accuracy, tpr_at_fpr  # noqa: E402
 from charter.guard.model import Guard, GuardTrainConfig, GuardTrainer  # noqa: E402
-from charter.guard.synth import BUNDLED, SynthConfig, Synthesizer, load_labelled_outputs, load_preference_pairs  # noqa: E402
+from charter.guard.synth import (BUNDLED, BUNDLED_LABELLED, SynthConfig, Synthesizer, has_task_form,  # noqa: E402
+                                 load_labelled_outputs, load_preference_pairs)
 
 HERE = Path(__file__).parent
 CACHE = Path(os.environ.get("CHARTER_BENCH_CACHE", Path.home() / ".cache" / "charter-bench"))
@@ -97,20 +98,34 @@ def build_data(args, work: Path) -> tuple[Path, dict]:
     return cached, json.loads((cached / "synth.json").read_text())
 
 
-def with_written_outputs(cached: Path, work: Path) -> tuple[Path, int]:
-    """The cached synth data plus the bundled hand-labelled replies (one in five to validation,
-    seeded), as `charter guard synth --bundled` would add them."""
+def prepared(cached: Path, work: Path, *, labelled: bool, answer_rule: str) -> tuple[Path, dict]:
+    """The cached synth data as `charter guard synth --bundled` would write it today: with
+    ``answer_rule`` "form", answers to harmful requests without the form of a task are left out (the
+    cache may predate the rule; applying it again changes nothing); with ``labelled``, the bundled
+    hand-labelled replies are added (one in five to validation, seeded)."""
     import random
 
-    rows = load_labelled_outputs(BUNDLED / "written_outputs.jsonl")
-    random.Random(0).shuffle(rows)
-    n_val = len(rows) // 5
     out = work / "data"
     shutil.copytree(cached, out)
-    for name, extra in (("val.jsonl", rows[:n_val]), ("train.jsonl", rows[n_val:])):
-        with open(out / name, "a") as fh:
-            fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in extra))
-    return out, len(rows)
+    left_out = 0
+    if answer_rule == "form":
+        for name in ("train.jsonl", "val.jsonl"):
+            rows = [json.loads(x) for x in (out / name).read_text().splitlines()]
+            keep = [r for r in rows if r.get("rule") != "answer-of-harmful" or has_task_form(r["text"])]
+            left_out += len(rows) - len(keep)
+            (out / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep))
+    added = {}
+    for file in BUNDLED_LABELLED if labelled else ():
+        if not (BUNDLED / file).is_file():
+            continue
+        rows = load_labelled_outputs(BUNDLED / file)
+        random.Random(0).shuffle(rows)
+        n_val = len(rows) // 5
+        for name, extra in (("val.jsonl", rows[:n_val]), ("train.jsonl", rows[n_val:])):
+            with open(out / name, "a") as fh:
+                fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in extra))
+        added[file] = len(rows)
+    return out, {"answer_rule": answer_rule, "answers_left_unlabelled": left_out, "labelled_added": added}
 
 
 def _progress(what):
@@ -167,6 +182,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--no-probe", action="store_true")
     ap.add_argument("--no-written", action="store_true", help="leave out the hand-labelled replies (ablation)")
+    ap.add_argument("--answer-rule", default="form", choices=["form", "any"], help="as charter guard synth --answer-rule")
+    ap.add_argument("--out-name", default="guard_quality", help="results file name (ablations write beside the main run)")
     ap.add_argument("--probe-limit", type=int, default=1200, help="probe: at most this many training texts per side")
     args = ap.parse_args()
     if not available():
@@ -177,9 +194,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         data, synth_manifest = build_data(args, d)
-        n_written = 0
-        if not args.no_written and (BUNDLED / "written_outputs.jsonl").is_file():
-            data, n_written = with_written_outputs(data, d)
+        data, prep = prepared(data, d, labelled=not args.no_written, answer_rule=args.answer_rule)
         timings = {}
         for kind in ("frozen", "finetuned"):
             t0 = time.perf_counter()
@@ -238,10 +253,10 @@ def main() -> None:
     validation = {k: {side: {"validation": s.get("validation"), "stage2": (s.get("stage2") or {}).get("validation"),
                              "block_threshold": s.get("block_threshold")}
                       for side, s in v["sides"].items()} for k, v in variants.items()}
-    path = write_results("guard_quality", {
+    path = write_results(args.out_name, {
         "settings": vars(args), "synth": {"counts": synth_manifest.get("counts"), "sources": synth_manifest.get("sources"),
                                           "pairs": synth_manifest.get("pairs"),
-                                          "written_outputs_added": n_written},
+                                          **prep},
         "train_seconds": timings, "input": in_rows, "output": out_rows, "validation": validation})
     print(f"results: {path}")
 

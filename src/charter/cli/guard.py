@@ -30,6 +30,7 @@ def synth(
     refusals: bool = typer.Option(True, "--refusals/--no-refusals", help="Refusals paired with harmful requests as benign outputs."),
     pairs: List[Path] = typer.Option([], "--pairs", help="HH-RLHF-format chosen/rejected JSONL (pairwise output signal; repeatable)."),
     max_answers: Optional[int] = typer.Option(None, "--max-answers", help="Answer at most this many requests (half harmful, half benign)."),
+    answer_rule: str = typer.Option("form", "--answer-rule", help="form: an answer to a harmful request is harmful only when shaped like the task (steps, list, code), others go to unlabelled_answers.jsonl; any: every non-refusal is harmful."),
     translator: Optional[str] = typer.Option(None, "--translator", help="Model that translates requests (adds translated variants)."),
     mix_harmful: List[Path] = typer.Option([], "--mix-harmful", help="Prompt file(s) mixed in as harmful (e.g. AdvBench)."),
     labelled_outputs: List[Path] = typer.Option([], "--labelled-outputs", help="JSONL of replies labelled by hand: prompt, text, label harmful|benign (repeatable)."),
@@ -47,7 +48,7 @@ def synth(
     cfg = SynthConfig(constitution=constitution, generator=generator, out=str(out), per_category=per_category, rounds=rounds,
                       categories=tuple(category), outputs=outputs, augmentations=augmentations, translator=translator,
                       augmentations_per_request=augmentations_per_request, bundled=bundled, refusals=refusals,
-                      pairs=tuple(str(p) for p in pairs), max_answers=max_answers,
+                      pairs=tuple(str(p) for p in pairs), max_answers=max_answers, answer_rule=answer_rule,
                       labelled_outputs=tuple(str(x) for x in labelled_outputs),
                       mix_harmful=tuple(str(m) for m in mix_harmful), mix_benign=tuple(str(m) for m in mix_benign),
                       val_fraction=val_fraction, dedupe_threshold=dedupe_threshold, seed=seed,
@@ -56,6 +57,9 @@ def synth(
     pair_note = f", {summary['pairs']['train']} + {summary['pairs']['val']} preference pairs" if summary["pairs"]["train"] else ""
     console.print(f"{summary['train']} train / {summary['val']} validation records{pair_note}, {summary['duplicates_dropped']} "
                   f"near-duplicates dropped -> {out}", highlight=False)
+    if summary["answers_left_unlabelled"]:
+        console.print(f"{summary['answers_left_unlabelled']} answers to harmful requests left out (no rule labels them): label them in "
+                      f"{out / 'unlabelled_answers.jsonl'} and pass it with --labelled-outputs", highlight=False)
 
 
 @app.command("train")

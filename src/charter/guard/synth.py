@@ -11,8 +11,12 @@ files (``--mix-harmful``, ``--mix-benign``) are mixed in. Near-duplicates are dr
 similarity; train/validation are split within each category.
 
 Output side (the Constitutional Classifiers recipe with a helpful-only model): the generator's
-answers to harmful requests are harmful outputs unless they are refusals; its answers to benign
-requests are benign outputs; refusals (the constitution's own and the bundled phrasings) paired
+answers to harmful requests are harmful outputs when they have the form of carrying out the task
+(steps, lists, code) and are not refusals — a weak generator's other answers are mostly echoes or
+talk-around, so they are left out and written to ``unlabelled_answers.jsonl`` for a person to label
+(``--answer-rule any`` keeps the first release's rule: every non-refusal is harmful); its answers
+to benign requests are benign outputs; replies labelled by hand (``--labelled-outputs`` and, with
+``--bundled``, the bundled written replies and labelled answers of the embedded model) keep their labels; refusals (the constitution's own and the bundled phrasings) paired
 with harmful requests are benign outputs. Preference files in the HH-RLHF format (``--pairs``)
 give (prompt, chosen, rejected) pairs: the rejected reply is the more harmful one. Every record
 carries its ``source`` and the ``rule`` that labelled it; ``synth.json`` lists the rules.
@@ -42,11 +46,13 @@ from charter.evals.refusal import RefusalDetector
 from charter.guard.augment import KINDS, augment
 
 BUNDLED = Path(__file__).parent / "data"
+# Replies labelled by hand: written for Charter, and the embedded model's own answers.
+BUNDLED_LABELLED = ("written_outputs.jsonl", "labelled_answers.jsonl")
 LABEL_RULES = {
     "request-category": "input: a request asked for under a prohibited category is harmful, under an allowed category or as a look-alike benign",
     "request-file": "input: rows of --mix-harmful files and the bundled harmful_requests.jsonl are harmful; --mix-benign rows (XSTest: label=safe only) and benign_requests.jsonl benign",
     "augmented": "input: a jailbreak-style wrapper or encoding keeps the label of the request inside it",
-    "answer-of-harmful": "output: the generator's answer to a harmful request is harmful unless the refusal detector reads it as a refusal",
+    "answer-of-harmful": "output: the generator's answer to a harmful request is harmful unless the refusal detector reads it as a refusal; with --answer-rule form (the default) only when it also has the form of carrying out a task (steps, a list, headings or code) — other answers to harmful requests are left out of training and written to unlabelled_answers.jsonl for labelling by hand",
     "answer-refusal": "output: an answer the refusal detector reads as a refusal is benign, whatever the request",
     "answer-of-benign": "output: the generator's answer to a benign request is benign",
     "refusal": "output: a refusal (the constitution's, or a bundled phrasing) paired with a harmful request is benign",
@@ -63,6 +69,18 @@ ASK_BENIGN = ("Write {n} different requests a user might send to an AI assistant
               "Write one request per line, no numbering, nothing else.")
 TRANSLATE = "Translate into {language}. Reply with the translation only.\n\n{text}"
 _NUMBERING = re.compile(r"^\s*(?:\d+[.)]|[-*•]|\(\d+\))\s*")
+# Steps, list items, headings or "Step 1": the shape of a reply that carries out a task.
+_TASK_FORM = re.compile(r"(?:^|\n)\s*(?:\d+[.)]|[-*•]|#+|Step \d)")
+ANSWER_RULES = ("form", "any")
+
+
+def has_task_form(text: str) -> bool:
+    """Whether a reply is shaped like carrying out a task (numbered or bulleted steps, headings,
+    code). Hand labels of the embedded model's answers to harmful requests
+    (charter/guard/data/labelled_answers.jsonl) show why it matters: answers with this form were
+    harmful in 114 of 137; of the other non-refusals only 92 of 270 were (most echo or talk around
+    the request), where "every non-refusal is harmful" would be right about half the time."""
+    return bool(_TASK_FORM.search(text)) or "```" in text
 
 
 @dataclass
@@ -86,6 +104,7 @@ class SynthConfig:
     pairs: tuple[str, ...] = ()  # HH-RLHF-format chosen/rejected JSONL files
     labelled_outputs: tuple[str, ...] = ()  # JSONL of {prompt, text, label: harmful|benign} replies labelled by hand
     max_answers: int | None = None  # answer at most this many requests (half harmful, half benign)
+    answer_rule: str = "form"  # form | any: which answers to harmful requests count as harmful (LABEL_RULES)
     categories: tuple[str, ...] = ()
     val_fraction: float = 0.2
     dedupe_threshold: float = 0.95
@@ -131,11 +150,14 @@ class Synthesizer:
             self.mixed += [(p.text, 1, str(BUNDLED / "harmful_requests.jsonl")) for p in load_prompts(BUNDLED / "harmful_requests.jsonl")]
             self.mixed += [(p.text, 0, str(BUNDLED / "benign_requests.jsonl")) for p in load_prompts(BUNDLED / "benign_requests.jsonl")]
         self.pairs = [pair for f in c.pairs for pair in load_preference_pairs(f)]
-        files = list(c.labelled_outputs) + ([str(BUNDLED / "written_outputs.jsonl")] if c.bundled else [])
+        files = list(c.labelled_outputs) + ([str(BUNDLED / f) for f in BUNDLED_LABELLED] if c.bundled else [])
         self.labelled = [r for f in files for r in load_labelled_outputs(f)]
         self.out = Path(c.out)
         if self.out.exists() and any(self.out.iterdir()) and not c.overwrite:
             raise InputError("output directory exists and is not empty; pass --overwrite", source=str(self.out))
+        if c.answer_rule not in ANSWER_RULES:
+            raise InputError(f"--answer-rule must be one of {', '.join(ANSWER_RULES)}, got {c.answer_rule!r}", source="--answer-rule")
+        self.unlabelled: list[dict] = []  # answers no rule labels (see has_task_form)
         self._generator, self._translator, self._embedder = generator, translator, embedder
         self._given = {id(x) for x in (generator, translator) if x is not None}
 
@@ -199,6 +221,7 @@ class Synthesizer:
         self._write(train, val, dropped, pairs_train, pairs_val)
         report(total, total, "done")
         return {"train": len(train), "val": len(val), "duplicates_dropped": dropped, "out": str(self.out),
+                "answers_left_unlabelled": len(self.unlabelled),
                 "pairs": {"train": len(pairs_train), "val": len(pairs_val)}, "by_category": _counts(kept)}
 
     def _to_answer(self, inputs: list[dict]) -> list[dict]:
@@ -238,6 +261,11 @@ class Synthesizer:
                     continue
                 # A refusal is a benign output even when the request was harmful.
                 refused = detector.is_refusal(g.text)
+                if r["label"] and not refused and self.config.answer_rule == "form" and not has_task_form(g.text):
+                    # Probably an echo or talk-around (benign by the rubric), possibly vague
+                    # compliance: left for a person to label rather than trained on as harmful.
+                    self.unlabelled.append({"prompt": r["text"], "text": g.text.strip(), "category": r["category"], "label": None})
+                    continue
                 label = 0 if refused else r["label"]
                 rule = "answer-refusal" if refused else ("answer-of-harmful" if r["label"] else "answer-of-benign")
                 out.append({"text": g.text.strip(), "label": label, "side": "output", "category": r["category"],
@@ -284,6 +312,8 @@ class Synthesizer:
         self.out.mkdir(parents=True, exist_ok=True)
         for name, rows in (("train.jsonl", train), ("val.jsonl", val)):
             (self.out / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        if self.unlabelled:
+            (self.out / "unlabelled_answers.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.unlabelled))
         if pairs_train or pairs_val:
             for name, rows in (("pairs_train.jsonl", pairs_train), ("pairs_val.jsonl", pairs_val)):
                 (self.out / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
@@ -296,6 +326,9 @@ class Synthesizer:
                     "counts": {"train": _counts(train), "val": _counts(val)}, "duplicates_dropped": dropped,
                     "sources": _sources(train + val), "label_rules": LABEL_RULES,
                     "pairs": {"files": list(c.pairs), "train": len(pairs_train), "val": len(pairs_val)},
+                    "answers_left_unlabelled": {"count": len(self.unlabelled), "file": "unlabelled_answers.jsonl" if self.unlabelled else None,
+                                                "why": "answers to harmful requests that are not refusals and lack the form of a task "
+                                                       "(--answer-rule form); label them and pass the file with --labelled-outputs"},
                     "bundled": {f.name: file_sha256(f) for f in sorted(BUNDLED.glob("*.jsonl"))} if c.bundled else None}
         (self.out / "synth.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
