@@ -59,7 +59,6 @@ class Example:
     text: str
     pair: str | None = None  # the reply, for the exchange head (text is then the request)
     y: float = 0.0
-    weight: float = 1.0  # < 1 for labels from a noisy rule (see GuardTrainConfig.rule_weights)
 
 
 @dataclass
@@ -118,11 +117,9 @@ class EncoderTrainer:
         # Balance the classes within each head: harmful and benign counts differ by task.
         weights = {}
         for task in TASKS:
-            # Weighted counts: rows down-weighted as noisy count for less in the balance too.
-            pos = sum(e.weight for e in examples if e.task == task and e.y > 0.5)
-            neg = sum(e.weight for e in examples if e.task == task and e.y <= 0.5)
-            total = pos + neg
-            weights[task] = (total / (2 * pos) if pos else 1.0, total / (2 * neg) if neg else 1.0)
+            ys = [e.y for e in examples if e.task == task]
+            pos = sum(ys)
+            weights[task] = (len(ys) / (2 * pos) if pos else 1.0, len(ys) / (2 * (len(ys) - pos)) if len(ys) > pos else 1.0)
         batches = self._batches(examples, pairs, rng)
         steps = len(batches) * c.epochs
         no_decay = [p for n, p in model.named_parameters() if "bias" in n or "LayerNorm" in n]
@@ -143,7 +140,7 @@ class EncoderTrainer:
                     col = torch.tensor([task_index[e.task] for e in batch])
                     z = logits.gather(1, col[:, None]).squeeze(1)
                     y = torch.tensor([e.y for e in batch], dtype=z.dtype)
-                    w = torch.tensor([e.weight * (weights[e.task][0] if e.y > 0.5 else weights[e.task][1]) for e in batch], dtype=z.dtype)
+                    w = torch.tensor([weights[e.task][0] if e.y > 0.5 else weights[e.task][1] for e in batch], dtype=z.dtype)
                     loss = (w * torch.nn.functional.binary_cross_entropy_with_logits(z, y, reduction="none")).mean()
                 else:
                     loss = self._pair_loss(model, tokenizer, batch) * c.pair_weight
