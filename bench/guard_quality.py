@@ -10,8 +10,11 @@ are tested on the other. Training data is built by the product path, `charter gu
 - the embedded model's answers to those requests (helpful-only: its answers to harmful requests
   are harmful outputs unless refusals) and refusals paired with harmful requests,
 - the train half of the HH-RLHF harmless pairs (--pairs),
-- the replies written and labelled by hand for Charter (src/charter/guard/data/written_outputs.jsonl:
-  replies to Charter's own requests, none to a dev-set prompt), added to the cached answers.
+- the replies labelled by hand for Charter (src/charter/guard/data/written_outputs.jsonl, written
+  replies, and labelled_answers.jsonl, the embedded model's own answers; both reply to Charter's own
+  requests, none to a dev-set prompt), added to the cached answers;
+- `--answer-rule form` (the default, as in `charter guard synth`): answers to harmful requests
+  count as harmful only when shaped like the task; the rest are left out.
 
 Test:
 - input: AdvBench test half vs the benign test pool (XSTest-safe + self-instruct + the
@@ -25,6 +28,7 @@ the exchange head reading request and reply together. Targets: input TPR >= 0.90
 output AUROC >= 0.90, pairwise >= 0.65.
 
     .venv/bin/python bench/guard_quality.py [--epochs 3] [--max-answers 700] [--no-probe]
+        [--answer-rule form|any] [--no-written] [--out-name guard_quality]
 
 The synthesised data is cached under ~/.cache/charter-bench (keyed by the arguments), as the
 answers take ~10 minutes to generate on 2 cores.
