@@ -156,3 +156,16 @@ def test_bundled_labelled_answers_load_with_both_labels():
     for name in BUNDLED_LABELLED:
         rows = load_labelled_outputs(BUNDLED / name)
         assert {r["label"] for r in rows} == {0, 1} and len(rows) >= 300, name
+
+
+def test_labelled_limit_samples_the_hand_labelled_replies(tmp_path):
+    from charter.guard.synth import BUNDLED, BUNDLED_LABELLED, load_labelled_outputs
+
+    total = sum(len(load_labelled_outputs(BUNDLED / f)) for f in BUNDLED_LABELLED)
+    s = Synthesizer(SynthConfig(constitution="default", generator="embedded", out=str(tmp_path / "s"), labelled_limit=50))
+    assert len(s.labelled) == 50 < total and {r["label"] for r in s.labelled} == {0, 1}
+    again = Synthesizer(SynthConfig(constitution="default", generator="embedded", out=str(tmp_path / "s"), labelled_limit=50))
+    assert [r["text"] for r in again.labelled] == [r["text"] for r in s.labelled]  # seeded
+    assert len(Synthesizer(SynthConfig(constitution="default", generator="embedded", out=str(tmp_path / "s"))).labelled) == total
+    with pytest.raises(InputError, match="--labelled-limit must be >= 0"):
+        Synthesizer(SynthConfig(constitution="default", generator="embedded", out=str(tmp_path / "s"), labelled_limit=-1))

@@ -32,6 +32,7 @@ class GuardStage(_Table):
     per_category: int = Field(4, ge=1)
     max_answers: Optional[int] = Field(160, ge=1)
     max_new_tokens: int = Field(96, ge=1)
+    labelled_limit: Optional[int] = Field(None, ge=0)  # at most this many bundled hand-labelled replies
     mix_harmful: list[str] = []
     mix_benign: list[str] = []
     stage1: Literal["finetuned", "frozen"] = "finetuned"

@@ -163,7 +163,7 @@ class AlignRun:
         data = self.out / "guard-data"
         synth = Synthesizer(SynthConfig(
             constitution=r.constitution, generator=g.generator, out=str(data), per_category=g.per_category,
-            max_new_tokens=g.max_new_tokens, max_answers=g.max_answers, seed=r.seed, overwrite=True,
+            max_new_tokens=g.max_new_tokens, max_answers=g.max_answers, labelled_limit=g.labelled_limit, seed=r.seed, overwrite=True,
             mix_harmful=tuple(self.path(p) for p in g.mix_harmful),  # type: ignore[misc]
             mix_benign=tuple(self.path(p) for p in g.mix_benign),  # type: ignore[misc]
         ))

@@ -34,6 +34,7 @@ def synth(
     translator: Optional[str] = typer.Option(None, "--translator", help="Model that translates requests (adds translated variants)."),
     mix_harmful: List[Path] = typer.Option([], "--mix-harmful", help="Prompt file(s) mixed in as harmful (e.g. AdvBench)."),
     labelled_outputs: List[Path] = typer.Option([], "--labelled-outputs", help="JSONL of replies labelled by hand: prompt, text, label harmful|benign (repeatable)."),
+    labelled_limit: Optional[int] = typer.Option(None, "--labelled-limit", help="Use at most this many hand-labelled replies (seeded sample; caps training time)."),
     mix_benign: List[Path] = typer.Option([], "--mix-benign", help="Prompt file(s) mixed in as benign (XSTest: label=safe rows)."),
     val_fraction: float = typer.Option(0.2, "--val-fraction", help="Validation share within each category."),
     dedupe_threshold: float = typer.Option(0.95, "--dedupe-threshold", help="Cosine similarity above which near-duplicates are dropped."),
@@ -49,7 +50,7 @@ def synth(
                       categories=tuple(category), outputs=outputs, augmentations=augmentations, translator=translator,
                       augmentations_per_request=augmentations_per_request, bundled=bundled, refusals=refusals,
                       pairs=tuple(str(p) for p in pairs), max_answers=max_answers, answer_rule=answer_rule,
-                      labelled_outputs=tuple(str(x) for x in labelled_outputs),
+                      labelled_outputs=tuple(str(x) for x in labelled_outputs), labelled_limit=labelled_limit,
                       mix_harmful=tuple(str(m) for m in mix_harmful), mix_benign=tuple(str(m) for m in mix_benign),
                       val_fraction=val_fraction, dedupe_threshold=dedupe_threshold, seed=seed,
                       max_new_tokens=max_new_tokens, batch_size=batch_size, overwrite=overwrite)

@@ -105,6 +105,7 @@ class SynthConfig:
     labelled_outputs: tuple[str, ...] = ()  # JSONL of {prompt, text, label: harmful|benign} replies labelled by hand
     max_answers: int | None = None  # answer at most this many requests (half harmful, half benign)
     answer_rule: str = "form"  # form | any: which answers to harmful requests count as harmful (LABEL_RULES)
+    labelled_limit: int | None = None  # use at most this many hand-labelled replies (seeded sample): caps training cost
     categories: tuple[str, ...] = ()
     val_fraction: float = 0.2
     dedupe_threshold: float = 0.95
@@ -152,6 +153,11 @@ class Synthesizer:
         self.pairs = [pair for f in c.pairs for pair in load_preference_pairs(f)]
         files = list(c.labelled_outputs) + ([str(BUNDLED / f) for f in BUNDLED_LABELLED] if c.bundled else [])
         self.labelled = [r for f in files for r in load_labelled_outputs(f)]
+        if c.labelled_limit is not None:
+            if c.labelled_limit < 0:
+                raise InputError(f"--labelled-limit must be >= 0, got {c.labelled_limit}", source="--labelled-limit")
+            if len(self.labelled) > c.labelled_limit:
+                self.labelled = random.Random(c.seed).sample(self.labelled, c.labelled_limit)
         self.out = Path(c.out)
         if self.out.exists() and any(self.out.iterdir()) and not c.overwrite:
             raise InputError("output directory exists and is not empty; pass --overwrite", source=str(self.out))
