@@ -120,8 +120,6 @@ def prepared(cached: Path, work: Path, *, labelled: bool, answer_rule: str) -> t
             (out / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep))
     added = {}
     for file in BUNDLED_LABELLED if labelled else ():
-        if not (BUNDLED / file).is_file():
-            continue
         rows = load_labelled_outputs(BUNDLED / file)
         random.Random(0).shuffle(rows)
         n_val = len(rows) // 5
