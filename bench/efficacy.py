@@ -51,7 +51,7 @@ from charter.evals.judges import HelpfulnessJudge  # noqa: E402
 from charter.evals.refusal import FULL_REFUSAL  # noqa: E402
 from charter.guard.feedback import GuardPreferenceJudge  # noqa: E402
 from charter.guard.model import Guard, GuardTrainConfig, GuardTrainer  # noqa: E402
-from charter.guard.synth import BUNDLED  # noqa: E402
+from charter.guard.synth import BUNDLED, BUNDLED_LABELLED  # noqa: E402
 
 RECIPES = Path(__file__).resolve().parent.parent / "src" / "charter" / "align" / "recipes"
 CACHE = Path(os.environ.get("CHARTER_BENCH_CACHE", Path.home() / ".cache" / "charter-bench"))
@@ -109,10 +109,13 @@ def build_guard(args, work: Path) -> Path:
     gq_args = argparse.Namespace(generator="embedded", per_category=4, max_answers=args.guard_answers, max_new_tokens=128)
     scratch = Path(tempfile.mkdtemp(prefix="efficacy-guard-"))
     cached, _ = guard_quality.build_data(gq_args, scratch)
-    key = hashlib.sha256(f"{cached.name}/{args.guard_stage1}/{args.guard_epochs}".encode()).hexdigest()[:12]
+    # The key covers the labelled replies and the answer rule too: a guard trained before either
+    # changed is not reused.
+    labelled = "".join((BUNDLED / f).read_text() for f in BUNDLED_LABELLED)
+    key = hashlib.sha256(f"{cached.name}/{args.guard_stage1}/{args.guard_epochs}/form/{labelled}".encode()).hexdigest()[:12]
     out = CACHE / f"efficacy-guard-{key}"
     if not (out / "guard.json").is_file():
-        data, _ = guard_quality.with_written_outputs(cached, scratch)
+        data, _ = guard_quality.prepared(cached, scratch, labelled=True, answer_rule="form")
         t0 = time.perf_counter()
         GuardTrainer(GuardTrainConfig(data=str(data), out=str(out), stage1=args.guard_stage1, epochs=args.guard_epochs,
                                       overwrite=True)).train()
@@ -281,7 +284,7 @@ def main() -> None:
     ap.add_argument("--dpo-epochs", type=float, default=1.0)
     ap.add_argument("--guard-stage1", default="frozen", choices=("frozen", "finetuned"))
     ap.add_argument("--guard-epochs", type=int, default=3)
-    ap.add_argument("--guard-answers", type=int, default=300, help="guard synth: answers generated (guard_quality uses 700)")
+    ap.add_argument("--guard-answers", type=int, default=700, help="guard synth: answers generated (700 shares guard_quality's cached data)")
     ap.add_argument("--max-new-tokens", type=int, default=64, help="evaluation replies (refusals show in the opening)")
     ap.add_argument("--eval-batch", type=int, default=16)
     ap.add_argument("--ablations", default="", help=f"comma-separated: {', '.join(ABLATIONS)}")
