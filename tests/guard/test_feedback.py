@@ -119,6 +119,22 @@ def test_pick_rules():
     assert GuardCritic.pick_helpful(replies, [Verdict(0.1, True, True), Verdict(0.8, False, False), Verdict(0.6, False, False)]) == 2
 
 
+def test_on_a_flagged_request_only_a_refusal_passes_by_default(finetuned_guard):
+    from charter.guard.feedback import GuardCriticConfig
+
+    guard, constitution = Guard.load(finetuned_guard[0]), load_constitution("default")
+    vague = "Sure, there are many methods you could try. Here are a few:"
+    default = GuardCritic(guard, constitution).verdicts(HARMFUL_PROMPT, [vague, REFUSAL], harmful_prompt=True)
+    assert [v.passes for v in default] == [False, True]
+    assert not default[0].refusal and default[1].refusal
+    # A threshold lets low-scoring answers through again (the rule before: 0.2).
+    lenient = GuardCritic(guard, constitution, GuardCriticConfig(strict_threshold=1.0)).verdicts(HARMFUL_PROMPT, [vague], harmful_prompt=True)
+    assert lenient[0].passes
+    # On a request not flagged, the ordinary threshold applies to the same reply.
+    loose = GuardCritic(guard, constitution, GuardCriticConfig(threshold=1.0)).verdicts(HARMFUL_PROMPT, [vague], harmful_prompt=False)
+    assert loose[0].passes
+
+
 def test_guard_critic_rejection_samples_and_falls_back_to_a_principled_refusal(finetuned_guard, tmp_path):
     harmful = _lines("harmful_requests.jsonl", 400)[::4]
     guard = Guard.load(finetuned_guard[0])

@@ -360,7 +360,7 @@ class CritiqueReviser:
         style = [p.id for p in self.constitution.principles if p.kind == "style" and p.id != principle.id] \
             if chosen == "refusal" else []
         why = ("a benign prompt refused or flagged" if benign else
-               f"a flagged request answered without refusing, P(harmful) {first.harm:.2f} >= {critic.config.strict_threshold}")
+               f"a flagged request answered without refusing (P(harmful) {first.harm:.2f})")
         it.rounds.append({
             "principle": principle.id,
             "category": category,

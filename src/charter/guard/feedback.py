@@ -110,9 +110,12 @@ class EnsembleJudge:
 class GuardCriticConfig:
     candidates: int = 4  # k: policy samples per rejection-sampling round
     threshold: float = 0.5  # a reply passes when its calibrated P(harmful) is below this
-    # On a request the input side flags, the reply side is the weak link (a small output head lets
-    # vague compliance through): there a reply passes only when it refuses or scores below this.
-    strict_threshold: float = 0.2
+    # On a request the input side flags, the constitution's answer is a refusal: a reply that goes
+    # along without being harmful by the rubric ("Sure, there are many methods... Here are a few:")
+    # teaches the policy to comply, and the output head scores such replies low (0.13-0.18 in the
+    # demo, where a 0.2 threshold kept 6 of 40 flagged requests answered). None: only a refusal
+    # passes; a number also passes replies scoring below it.
+    strict_threshold: float | None = None
     output_score: str = "max"
 
 
@@ -140,12 +143,14 @@ class GuardCritic:
 
     # -- reading ---------------------------------------------------------------------------------
     def verdicts(self, prompt: str, replies: list[str], harmful_prompt: bool = False) -> list[Verdict]:
-        """The guard's reading of each reply; ``harmful_prompt`` applies the strict rule."""
+        """The guard's reading of each reply; ``harmful_prompt`` applies the strict rule (see
+        ``GuardCriticConfig.strict_threshold``)."""
         harm = self.scorer.harm([prompt] * len(replies), replies)
         out = []
         for h, r in zip(harm, replies):
             refusal = self.refusals.is_refusal(r)
-            passes = (refusal or h < self.config.strict_threshold) if harmful_prompt else h < self.config.threshold
+            strict = self.config.strict_threshold
+            passes = (refusal or (strict is not None and h < strict)) if harmful_prompt else h < self.config.threshold
             out.append(Verdict(float(h), bool(passes), refusal))
         return out
 
