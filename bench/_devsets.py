@@ -42,3 +42,38 @@ def hh_pairs_file() -> Path:
 
 def available() -> bool:
     return (SHARED / "advbench" / "harmful_behaviors.csv").is_file()
+
+
+WRITTEN_PAIRS = Path(__file__).resolve().parent / "data" / "written_pairs.jsonl"
+
+
+def _hh_context(line: int, turns: int = 5) -> str:
+    """The conversation before the final reply of HH-RLHF slice line ``line`` (1-based), its last
+    ``turns`` turns (what the writers of bench/data/written_pairs.jsonl were shown)."""
+    record = json.loads(hh_pairs_file().read_text().splitlines()[line - 1])
+    head = record["chosen"].rpartition("\n\nAssistant:")[0].strip()
+    return "\n\n".join(head.split("\n\n")[-turns:]).strip()
+
+
+def written_pairs() -> list[dict]:
+    """The graded reply pairs written for Charter (bench/data/written_pairs.jsonl) as guard training
+    pairs. The file holds only the written replies and a reference to each conversation in
+    ../shared/data (an HH-RLHF train-half line, an AdvBench or XSTest-unsafe train-half request),
+    so no dev-set text is committed; the conversation is read back from there."""
+    adv, xs = advbench(), xstest("unsafe")
+    out = []
+    for n, line in enumerate(WRITTEN_PAIRS.read_text().splitlines(), 1):
+        r = json.loads(line)
+        ref = r["context"]
+        if ref["source"] == "hh-rlhf-dev":
+            context = _hh_context(ref["line"])
+        elif ref["source"] == "advbench":
+            context = "Human: " + adv[ref["index"]]
+        elif ref["source"] == "xstest-unsafe":
+            context = "Human: " + xs[ref["index"]]
+        else:
+            raise ValueError(f"{WRITTEN_PAIRS}:{n}: unknown context source {ref['source']!r}")
+        prompt = context.rpartition("Human:")[2].strip()
+        out.append({"prompt": prompt, "context": context, "chosen": r["chosen"], "rejected": r["rejected"],
+                    "source": f"written_pairs.jsonl:{n}", "rule": "written-pair", "grade": r["grade"]})
+    return out

@@ -9,6 +9,11 @@ guard_quality's. Variants (all in one run, same seed):
 - ``hh-x3``    — those pairs three times over at pair weight 1.0 (more of the target's own signal);
 - ``reply``    — plus pairs made from the labelled replies themselves: for each request with a benign
   and a harmful reply in the training split, benign ≻ harmful (147 pairs).
+- ``written``  — plus the graded reply pairs written for Charter (bench/data/written_pairs.jsonl: two
+  conversational replies to one HH-RLHF train-half conversation or AdvBench/XSTest-unsafe train-half
+  request, one worse than the other: refuse vs comply, redirect vs engage, mild vs worse, caution vs
+  endorse; rubric in bench/data/written_pairs_RUBRIC.md).
+- ``written-reply`` — ``written`` and ``reply`` together.
 
 Test: output AUROC on bench/data/output_dev.jsonl; pairwise accuracy on the HH-RLHF test half (200
 pairs: a 95% interval of about ±0.07), reply alone (output head) and request + reply (exchange head).
@@ -29,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import guard_quality  # noqa: E402
 import numpy as np  # noqa: E402
-from _devsets import available  # noqa: E402
+from _devsets import available, written_pairs  # noqa: E402
 from _util import print_table, write_results  # noqa: E402
 
 from charter.guard.classifier import roc_auc  # noqa: E402
@@ -37,7 +42,7 @@ from charter.guard.encoder import EncoderClassifier, EncoderTrainConfig, Encoder
 from charter.guard.metrics import pairwise_accuracy  # noqa: E402
 from charter.guard.model import _examples, load_guard_data, load_pairs  # noqa: E402
 
-VARIANTS = ("base", "hh-x3", "reply")
+VARIANTS = ("base", "hh-x3", "reply", "written", "written-reply")
 
 
 def reply_pairs(rows: list[dict], seed: int = 0) -> list[PreferencePair]:
@@ -57,8 +62,10 @@ def run_variant(name: str, data: Path, sets: dict, epochs: int) -> dict:
     pairs, weight = list(hh), 0.5
     if name == "hh-x3":
         pairs, weight = hh * 3, 1.0
-    elif name == "reply":
+    if name in ("reply", "written-reply"):
         pairs += reply_pairs(train["output"])
+    if name in ("written", "written-reply"):
+        pairs += [PreferencePair(p["prompt"], p["chosen"], p["rejected"]) for p in written_pairs()]
     t0 = time.perf_counter()
     out = Path(tempfile.mkdtemp()) / name
     EncoderTrainer(EncoderTrainConfig(epochs=epochs, pair_weight=weight)).train(examples, pairs, out=out,
@@ -79,7 +86,7 @@ def run_variant(name: str, data: Path, sets: dict, epochs: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--variants", default="base,written")
     ap.add_argument("--epochs", type=int, default=2)
     args = ap.parse_args()
     if not available():

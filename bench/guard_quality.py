@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from _devsets import advbench, available, halves, hh_pairs_file, self_instruct, xstest  # noqa: E402
+from _devsets import written_pairs as load_written_pairs  # noqa: E402
 from _util import print_table, write_results  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -102,11 +103,12 @@ def build_data(args, work: Path) -> tuple[Path, dict]:
     return cached, json.loads((cached / "synth.json").read_text())
 
 
-def prepared(cached: Path, work: Path, *, labelled: bool, answer_rule: str) -> tuple[Path, dict]:
+def prepared(cached: Path, work: Path, *, labelled: bool, answer_rule: str, written_pairs: bool = False) -> tuple[Path, dict]:
     """The cached synth data as `charter guard synth --bundled` would write it today: with
     ``answer_rule`` "form", answers to harmful requests without the form of a task are left out (the
     cache may predate the rule; applying it again changes nothing); with ``labelled``, the bundled
-    hand-labelled replies are added (one in five to validation, seeded)."""
+    hand-labelled replies are added (one in five to validation, seeded); with ``written_pairs``,
+    the graded reply pairs of bench/data/written_pairs.jsonl join the training pairs."""
     import random
 
     out = work / "data"
@@ -127,6 +129,11 @@ def prepared(cached: Path, work: Path, *, labelled: bool, answer_rule: str) -> t
             with open(out / name, "a") as fh:
                 fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in extra))
         added[file] = len(rows)
+    if written_pairs:
+        rows = load_written_pairs()
+        with open(out / "pairs_train.jsonl", "a") as fh:
+            fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        added["written_pairs.jsonl"] = len(rows)
     return out, {"answer_rule": answer_rule, "answers_left_unlabelled": left_out, "labelled_added": added}
 
 
