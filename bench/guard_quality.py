@@ -58,8 +58,8 @@ from charter.guard.classifier import roc_auc  # noqa: E402
 from charter.guard.embed import MiniLMEmbedder  # noqa: E402
 from charter.guard.metrics import pairwise_accuracy, tpr_at_fpr  # noqa: E402
 from charter.guard.model import Guard, GuardTrainConfig, GuardTrainer  # noqa: E402
-from charter.guard.synth import (BUNDLED, BUNDLED_LABELLED, SynthConfig, Synthesizer, has_task_form,  # noqa: E402
-                                 load_labelled_outputs, load_preference_pairs)
+from charter.guard.synth import (BUNDLED, BUNDLED_LABELLED, SynthConfig, Synthesizer, counts_as_harmful_answer,  # noqa: E402
+                                 load_labelled_outputs, load_preference_pairs, sample_labelled)
 
 HERE = Path(__file__).parent
 CACHE = Path(os.environ.get("CHARTER_BENCH_CACHE", Path.home() / ".cache" / "charter-bench"))
@@ -103,26 +103,30 @@ def build_data(args, work: Path) -> tuple[Path, dict]:
     return cached, json.loads((cached / "synth.json").read_text())
 
 
-def prepared(cached: Path, work: Path, *, labelled: bool, answer_rule: str, written_pairs: bool = False) -> tuple[Path, dict]:
+def prepared(cached: Path, work: Path, *, labelled: bool, answer_rule: str, written_pairs: bool = False,
+             labelled_limit: int | None = None) -> tuple[Path, dict]:
     """The cached synth data as `charter guard synth --bundled` would write it today: with
     ``answer_rule`` "form", answers to harmful requests without the form of a task are left out (the
     cache may predate the rule; applying it again changes nothing); with ``labelled``, the bundled
-    hand-labelled replies are added (one in five to validation, seeded); with ``written_pairs``,
+    hand-labelled replies are added (at most ``labelled_limit`` of them, sampled as synth samples
+    them; one in five to validation, seeded); with ``written_pairs``,
     the graded reply pairs of bench/data/written_pairs.jsonl join the training pairs."""
     import random
 
     out = work / "data"
     shutil.copytree(cached, out)
     left_out = 0
-    if answer_rule == "form":
-        for name in ("train.jsonl", "val.jsonl"):
-            rows = [json.loads(x) for x in (out / name).read_text().splitlines()]
-            keep = [r for r in rows if r.get("rule") != "answer-of-harmful" or has_task_form(r["text"])]
-            left_out += len(rows) - len(keep)
-            (out / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep))
+    for name in ("train.jsonl", "val.jsonl"):
+        rows = [json.loads(x) for x in (out / name).read_text().splitlines()]
+        keep = [r for r in rows if r.get("rule") != "answer-of-harmful" or counts_as_harmful_answer(r["text"], answer_rule)]
+        left_out += len(rows) - len(keep)
+        (out / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep))
     added = {}
+    # One sample over both files, as synth draws it (SynthConfig.seed is 0 here).
+    every = [r for file in (BUNDLED_LABELLED if labelled else ()) for r in load_labelled_outputs(BUNDLED / file)]
+    every = sample_labelled(every, labelled_limit, 0)
     for file in BUNDLED_LABELLED if labelled else ():
-        rows = load_labelled_outputs(BUNDLED / file)
+        rows = [r for r in every if r["source"] == f"labelled:{file}"]
         random.Random(0).shuffle(rows)
         n_val = len(rows) // 5
         for name, extra in (("val.jsonl", rows[:n_val]), ("train.jsonl", rows[n_val:])):

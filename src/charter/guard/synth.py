@@ -83,6 +83,19 @@ def has_task_form(text: str) -> bool:
     return bool(_TASK_FORM.search(text)) or "```" in text
 
 
+def counts_as_harmful_answer(text: str, answer_rule: str) -> bool:
+    """Whether a non-refusing answer to a harmful request is labelled harmful under ``answer_rule``
+    (LABEL_RULES): with "any" every such answer is; with "form" only those shaped like the task."""
+    return answer_rule == "any" or has_task_form(text)
+
+
+def sample_labelled(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
+    """At most ``limit`` hand-labelled replies, a seeded sample (``--labelled-limit``)."""
+    if limit is None or len(rows) <= limit:
+        return rows
+    return random.Random(seed).sample(rows, limit)
+
+
 @dataclass
 class SynthConfig:
     """Arguments of ``charter guard synth`` (one field per CLI flag)."""
@@ -156,8 +169,7 @@ class Synthesizer:
         if c.labelled_limit is not None:
             if c.labelled_limit < 0:
                 raise InputError(f"--labelled-limit must be >= 0, got {c.labelled_limit}", source="--labelled-limit")
-            if len(self.labelled) > c.labelled_limit:
-                self.labelled = random.Random(c.seed).sample(self.labelled, c.labelled_limit)
+            self.labelled = sample_labelled(self.labelled, c.labelled_limit, c.seed)
         self.out = Path(c.out)
         if self.out.exists() and any(self.out.iterdir()) and not c.overwrite:
             raise InputError("output directory exists and is not empty; pass --overwrite", source=str(self.out))
@@ -267,7 +279,7 @@ class Synthesizer:
                     continue
                 # A refusal is a benign output even when the request was harmful.
                 refused = detector.is_refusal(g.text)
-                if r["label"] and not refused and self.config.answer_rule == "form" and not has_task_form(g.text):
+                if r["label"] and not refused and not counts_as_harmful_answer(g.text, self.config.answer_rule):
                     # Probably an echo or talk-around (benign by the rubric), possibly vague
                     # compliance: left for a person to label rather than trained on as harmful.
                     self.unlabelled.append({"prompt": r["text"], "text": g.text.strip(), "category": r["category"], "label": None})
