@@ -3,7 +3,7 @@
 import pytest
 
 from charter.align import bundled_recipes, load_recipe
-from charter.errors import InputError
+from charter.core.errors import InputError
 
 
 def test_bundled_recipes_load_and_name_existing_files():

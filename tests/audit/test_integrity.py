@@ -12,7 +12,7 @@ from sqlalchemy import text
 from charter.audit import AuditLog, Witness, connect, load_trusted, verify_export
 from charter.audit.log import GENESIS, PURGE_KIND, PURGE_TYPE, Entry, body_digest, canonical_json, legacy_entry
 from charter.audit.merkle import leaf_hash
-from charter.errors import InputError, VerificationError
+from charter.core.errors import InputError, VerificationError
 from charter.provenance.dsse import sign_envelope
 
 

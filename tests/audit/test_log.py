@@ -5,7 +5,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import text
 
 from charter.audit import verify_export
-from charter.errors import VerificationError
+from charter.core.errors import VerificationError
 
 
 def _fill(log, n, tenant_of=lambda i: "acme" if i % 2 == 0 else "globex"):

@@ -3,7 +3,7 @@ import torch
 
 from charter.backends import SamplingConfig, ScoreRequest, load_backend
 from charter.backends.hf import HFBackend
-from charter.errors import BackendError
+from charter.core.errors import BackendError
 
 CONVS = [
     [{"role": "user", "content": "How do I bake bread?"}],

@@ -1,7 +1,7 @@
 import pytest
 
 from charter.backends.spec import ModelSpec, embedded_gguf_path
-from charter.errors import BackendError
+from charter.core.errors import BackendError
 
 
 @pytest.mark.parametrize(

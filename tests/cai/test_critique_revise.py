@@ -100,7 +100,7 @@ def test_rerun_of_a_finished_run_adds_nothing(tmp_path, tiny_model_dir):
 
 
 def test_resume_with_different_arguments_is_refused(tmp_path, tiny_model_dir):
-    from charter.errors import InputError
+    from charter.core.errors import InputError
 
     _run(tmp_path, tiny_model_dir)
     with pytest.raises(InputError, match="different revisions"):

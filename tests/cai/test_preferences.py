@@ -6,9 +6,10 @@ import pytest
 from charter.backends import ScoreRequest
 from charter.backends.hf import HFBackend
 from charter.cai import PreferenceConfig, PreferenceLabeller
-from charter.cai.preferences import CHOICES, choice_probability, combine_orders, judge_context
+from charter.backends.choice import CHOICES, choice_probability, combine_orders
+from charter.cai.preferences import judge_context
 from charter.constitution import constitution_digest, load_constitution
-from charter.errors import InputError
+from charter.core.errors import InputError
 
 
 def test_choice_probability_normalises_over_the_two_choices():

@@ -1,7 +1,7 @@
 import pytest
 
 from charter.constitution import bundled_names, load_constitution, parse_constitution
-from charter.errors import InputError
+from charter.core.errors import InputError
 
 MINIMAL = '''
 name = "acme"

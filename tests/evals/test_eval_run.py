@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from charter.data import read_jsonl
-from charter.errors import InputError
+from charter.core.io import read_jsonl
+from charter.core.errors import InputError
 from charter.evals import EvalConfig, EvalRun, summarize
 from charter.evals.compare import compare
 from charter.evals.run import rejudge
@@ -128,7 +128,7 @@ def test_bad_eval_input(tmp_path, tiny_model_dir):
 
 
 def test_bundled_defaults_load():
-    from charter.data import load_prompts
+    from charter.core.io import load_prompts
     from charter.evals.run import DEFAULT_PROMPTS, DEFAULT_TEMPLATES, load_templates
 
     templates = load_templates(DEFAULT_TEMPLATES)

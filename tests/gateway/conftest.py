@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from charter.audit import connect
-from charter.data import load_prompts
+from charter.core.io import load_prompts
 from charter.evals.run import DEFAULT_PROMPTS
 from charter.gateway import GatewayConfig, GatewayState, OpenAIUpstream, create_app
 from charter.gateway.tenants import add_tenant

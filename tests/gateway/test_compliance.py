@@ -8,9 +8,9 @@ import pytest
 from fastapi import FastAPI
 
 from charter.audit import AuditLog, connect
-from charter.errors import InputError
+from charter.core.errors import InputError
 from charter.gateway import GatewayConfig, GatewayState
-from charter.gateway.profiles import compose, load_profile
+from charter.policy.profiles import compose, load_profile
 from tests.servers.openai_server import ServerThread
 from tests.servers.stub_upstream import DEFAULT_TEXT
 

@@ -8,7 +8,7 @@ import shutil
 import httpx
 import pytest
 
-from charter.errors import InputError, VerificationError
+from charter.core.errors import InputError, VerificationError
 from charter.gateway import GatewayConfig, GatewayState, create_app
 from charter.gateway.tenants import add_tenant
 from charter.provenance import SealConfig, Sealer, generate_keypair

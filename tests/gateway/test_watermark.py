@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from charter.backends.hf import HFBackend
-from charter.errors import InputError
+from charter.core.errors import InputError
 from charter.gateway.watermark import detect, detect_ids, generation_watermark
 from tests.cli.test_cli import _one_error_line, invoke
 

@@ -8,7 +8,7 @@ import random
 import shutil
 from pathlib import Path
 
-from charter.evals.stats import rate
+from charter.core.stats import rate
 from charter.provenance import SealConfig, Sealer, generate_keypair
 from charter.train import DPOTrainConfig, SFTTrainConfig, TrainingRun
 from tests.train_fixtures import ROUTED_CONSTITUTION, write_jsonl

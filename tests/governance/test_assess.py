@@ -15,10 +15,11 @@ import typer
 from typer.testing import CliRunner
 
 from charter.backends.base import Backend, BackendInfo, Generation
-from charter.data import file_sha256, load_prompts, read_jsonl
-from charter.errors import InputError
+from charter.core.digests import file_sha256
+from charter.core.io import load_prompts, read_jsonl
+from charter.core.errors import InputError
 from charter.evals.run import DEFAULT_PROMPTS
-from charter.evals.stats import wilson
+from charter.core.stats import wilson
 from charter.governance.assess import AssessmentConfig, SafetyAssessment, record_segments, threshold_text
 
 HARMFUL = [p.text for p in load_prompts(DEFAULT_PROMPTS["harmlessness"])]

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from charter.cli import main as cli_main
 from charter.constitution import parse_constitution
-from charter.errors import InputError
+from charter.core.errors import InputError
 from charter.governance.collective import (
     CollectiveAnalysis,
     CollectiveConfig,

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from charter.errors import InputError
+from charter.core.errors import InputError
 from charter.guard.batching import MicroBatcher
 from charter.guard.metrics import ece, pairwise_accuracy, reliability, side_metrics
 from charter.guard.model import Guard

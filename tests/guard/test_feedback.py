@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from charter.cai import PreferenceConfig, PreferenceLabeller
-from charter.cai.preferences import Comparison
+from charter.backends.choice import Comparison
 from charter.constitution import load_constitution
-from charter.errors import InputError
+from charter.core.errors import InputError
 from charter.guard.feedback import GuardPreferenceJudge
 from charter.guard.model import Guard
 
@@ -187,7 +187,7 @@ def test_guard_critic_rejection_samples_and_falls_back_to_a_principled_refusal(f
 # -- ensembles: an LM critic or judge with the guard (--guard DIR) ------------------------------------
 
 def test_ensemble_judge_pools_the_lm_and_the_guard_log_linearly(finetuned_guard):
-    from charter.cai.preferences import PairJudgement
+    from charter.backends.choice import PairJudgement
     from charter.guard.feedback import EnsembleJudge
 
     class FixedLM:  # an LM judge whose verdicts are given, so the pooling is what is tested

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from charter.errors import InputError
+from charter.core.errors import InputError
 from charter.guard.filter import CorpusFilter, FilterConfig
 from charter.guard.model import GuardTrainConfig, GuardTrainer
 from tests.guard.test_model import guard_data  # noqa: F401  (module fixture)

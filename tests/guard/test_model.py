@@ -4,8 +4,8 @@ import random
 import numpy as np
 import pytest
 
-from charter.data import load_prompts
-from charter.errors import InputError
+from charter.core.io import load_prompts
+from charter.core.errors import InputError
 from charter.evals.run import DEFAULT_PROMPTS
 from charter.guard.augment import augment
 from charter.guard.classifier import LogisticHead

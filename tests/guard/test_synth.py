@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from charter.errors import InputError
+from charter.core.errors import InputError
 from charter.guard.augment import KINDS
 from charter.guard.synth import SynthConfig, Synthesizer, _split, parse_lines
 

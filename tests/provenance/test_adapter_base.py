@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from charter.data import weights_digest
-from charter.errors import InputError, VerificationError
+from charter.core.digests import weights_digest
+from charter.core.errors import InputError, VerificationError
 from charter.provenance import SealConfig, Sealer, generate_keypair, load_private_key, verify_model
 from charter.provenance.dsse import INTOTO, sign_envelope
 from tests.provenance.test_seal import _edit_statement
@@ -220,7 +220,7 @@ def test_a_dequantised_gguf_base_records_its_gguf_and_is_checked_by_the_copy_tha
     """embedded/gguf: bases are loaded from the dequantised cache directory (SOURCE names the GGUF
     and its sha256, as backends.hf.dequantised_gguf_dir writes it); training records the GGUF's
     sha256. The seal records both and verification checks the directory that loads."""
-    from charter.data import file_sha256
+    from charter.core.digests import file_sha256
 
     gguf = tmp_path / "model.gguf"
     gguf.write_bytes(b"GGUF stand-in bytes")

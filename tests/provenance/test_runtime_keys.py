@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from charter.errors import InputError
+from charter.core.errors import InputError
 from charter.gateway.config import GatewayConfig
 from charter.provenance.keys import (
     check_private_file, key_id, load_runtime_key, load_secret, public_key_path, secret_id,

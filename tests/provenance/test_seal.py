@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from charter.errors import InputError, VerificationError
+from charter.core.errors import InputError, VerificationError
 from charter.provenance import (
     SealConfig, Sealer, generate_keypair, lineage, load_private_key, sign_receipt, verify_model, verify_receipt,
 )

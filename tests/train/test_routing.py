@@ -1,7 +1,7 @@
 import pytest
 
 from charter.constitution import parse_constitution
-from charter.errors import InputError
+from charter.core.errors import InputError
 from charter.train.routing import UNROUTED, GradientRouter, RoutingPlan, block_index, group_key
 from charter.train.sampler import GroupedBatchSampler
 from tests.train_fixtures import ROUTED_CONSTITUTION

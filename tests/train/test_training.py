@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from charter.errors import InputError
+from charter.core.errors import InputError
 from charter.train import DPOTrainConfig, SFTTrainConfig, TrainingRun
 from charter.train.routing import block_index
 from tests.train_fixtures import write_jsonl

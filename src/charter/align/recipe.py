@@ -13,8 +13,8 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from charter.errors import InputError
-from charter.tomlinput import load_toml_model
+from charter.core.errors import InputError
+from charter.core.tomlinput import load_toml_model
 
 BUNDLED = Path(__file__).parent / "recipes"
 STAGES = ("guard", "sl-cai", "sft", "preferences", "dpo", "eval", "seal")

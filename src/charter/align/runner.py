@@ -22,9 +22,9 @@ from typing import Callable
 
 from charter import __version__
 from charter.align.recipe import Recipe, load_recipe
-from charter.cai.rundir import now as _now
-from charter.data import file_sha256
-from charter.errors import InputError
+from charter.core.clock import now as _now
+from charter.core.digests import file_sha256
+from charter.core.errors import InputError
 
 LEDGER = "align.json"
 Progress = Callable[[int, int, str], None]

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 from sqlalchemy.engine import Engine
 
-from charter.errors import InputError
+from charter.core.errors import InputError
 
 metadata = MetaData()
 

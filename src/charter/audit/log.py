@@ -22,7 +22,6 @@ import hashlib
 import json
 import threading
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -33,8 +32,10 @@ from sqlalchemy.engine import Engine
 
 from charter.audit import db
 from charter.audit.merkle import MerkleTree, leaf_hash, verify_consistency, verify_inclusion
-from charter.data import write_jsonl_atomic
-from charter.errors import InputError, VerificationError
+from charter.core import digests
+from charter.core.clock import utc_now
+from charter.core.io import write_jsonl_atomic
+from charter.core.errors import InputError, VerificationError
 from charter.provenance.dsse import read_envelope_json, sign_envelope, verify_envelope
 from charter.provenance.keys import key_id
 
@@ -47,13 +48,8 @@ _PG_LOCK = 0x43484152  # "CHAR": the advisory lock that serialises appends on Po
 _PG_CHECKPOINT_LOCK = _PG_LOCK + 1  # one checkpointer at a time, so the checkpoint chain never forks
 
 
-def utc_now() -> str:
-    """ISO-8601 UTC with microseconds: sorts lexically in time order."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def canonical_json(obj) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return digests.canonical_json(obj, default=str)
 
 
 def canonical_entry(seq: int, time: str, tenant: str | None, kind: str, request_id: str | None,

@@ -16,8 +16,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from charter.data import append_jsonl
-from charter.errors import InputError
+from charter.core.io import append_jsonl
+from charter.core.errors import InputError
 
 log = logging.getLogger("charter.audit.witness")
 

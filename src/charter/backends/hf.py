@@ -27,7 +27,7 @@ from charter.backends.base import (
     file_digest,
     seeds_for,
 )
-from charter.errors import BackendError, ContextLengthError
+from charter.core.errors import BackendError, ContextLengthError
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def _dequantise_into(gguf_path: Path, target: Path, digest: str) -> None:
 
 def _check_seal(src: Path, public_key: str | os.PathLike) -> str:
     """Sealed loading: the directory's seal must verify with this key before any weight is read."""
-    from charter.errors import VerificationError
+    from charter.core.errors import VerificationError
     from charter.provenance import verify_model
 
     try:

@@ -28,7 +28,7 @@ from charter.backends.base import (
     file_digest,
     seeds_for,
 )
-from charter.errors import BackendError, ContextLengthError
+from charter.core.errors import BackendError, ContextLengthError
 
 _LOG_CALLBACK = None  # keep the ctypes callback alive for the process lifetime
 

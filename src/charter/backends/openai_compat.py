@@ -24,7 +24,7 @@ from charter.backends.base import (
     ScoreRequest,
     seeds_for,
 )
-from charter.errors import BackendError
+from charter.core.errors import BackendError
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 from charter.backends.base import Backend
-from charter.errors import BackendError
+from charter.core.errors import BackendError
 
 KINDS = ("embedded", "hf", "gguf", "llamacpp", "openai")
 

@@ -28,9 +28,9 @@ from charter.backends import (
     load_backend,
 )
 from charter.cai.feedback_source import FeedbackSource
-from charter.cai.rundir import RunDirectory
-from charter.cai.rundir import now as _now
-from charter.cai.seeding import stable_seed
+from charter.core.rundir import RunDirectory
+from charter.core.clock import now as _now
+from charter.core.seeding import stable_seed
 from charter.constitution import (
     Constitution,
     CritiqueExample,
@@ -38,15 +38,9 @@ from charter.constitution import (
     constitution_digest,
     load_constitution,
 )
-from charter.data import (
-    PromptRecord,
-    append_jsonl,
-    file_sha256,
-    load_prompts,
-    read_jsonl,
-    write_jsonl_atomic,
-)
-from charter.errors import ContextLengthError, InputError, require_at_least_one
+from charter.core.digests import file_sha256
+from charter.core.io import PromptRecord, append_jsonl, load_prompts, read_jsonl, write_jsonl_atomic
+from charter.core.errors import ContextLengthError, InputError, require_at_least_one
 
 CHAINS = "chains.jsonl"
 # Under the guard critic, what a benign prompt's refused answer is asked to become.

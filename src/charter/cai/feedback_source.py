@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from charter.data import file_sha256
-from charter.errors import InputError
+from charter.core.digests import file_sha256
+from charter.core.errors import InputError
 
 GUARD_PREFIX = "guard:"
 

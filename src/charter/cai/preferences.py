@@ -19,7 +19,6 @@ plus ``p_chosen``, principle, judge, constitution digest; near-ties dropped) and
 from __future__ import annotations
 
 import itertools
-import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,17 +26,18 @@ from typing import Callable
 
 from charter import __version__
 from charter.backends import Backend, Conversation, ModelSpec, SamplingConfig, ScoreRequest, load_backend
+from charter.backends.choice import CHOICES, Comparison, PairJudgement, choice_probability, combine_orders  # noqa: F401 (re-exported)
 from charter.cai.feedback_source import FeedbackSource
-from charter.cai.rundir import RunDirectory, now
-from charter.cai.seeding import stable_seed
+from charter.core.clock import now
+from charter.core.rundir import RunDirectory
+from charter.core.seeding import stable_seed
 from charter.constitution import Constitution, PreferenceExample, Principle, constitution_digest, load_constitution
-from charter.data import append_jsonl, file_sha256, iter_jsonl, load_prompts, read_jsonl, write_jsonl_atomic
-from charter.errors import InputError, require_at_least_one
+from charter.core.digests import file_sha256
+from charter.core.io import append_jsonl, iter_jsonl, load_prompts, read_jsonl, write_jsonl_atomic
+from charter.core.errors import InputError, require_at_least_one
 
 JUDGEMENTS = "judgements.jsonl"
 PREFS = "prefs.jsonl"
-CHOICES = ("A", "B")
-COT_CLAMP = (0.4, 0.6)
 
 
 @dataclass
@@ -81,23 +81,6 @@ CHAIN_FIELDS = ("id", "prompt", "initial_response", "final_response", "rounds")
 REVISION_JUDGE = "sl-cai-revision"
 
 
-def choice_probability(logp_a: float, logp_b: float) -> float:
-    """P(A) normalised over the two choice tokens (a softmax over their log-probs)."""
-    if math.isinf(logp_a) and math.isinf(logp_b):
-        return 0.5
-    m = max(logp_a, logp_b)
-    ea, eb = math.exp(logp_a - m), math.exp(logp_b - m)
-    return ea / (ea + eb)
-
-
-def combine_orders(p_first_as_a: float, p_first_as_b: float, *, cot: bool = False) -> float:
-    """Preference for the first response: P(A) when it was option A, averaged with P(B) when it
-    was option B; with chain-of-thought, clamped to [0.4, 0.6] (the paper: CoT probabilities are
-    overconfident)."""
-    p = 0.5 * (p_first_as_a + p_first_as_b)
-    return min(max(p, COT_CLAMP[0]), COT_CLAMP[1]) if cot else p
-
-
 def question_text(prompt: str, principle: Principle, option_a: str, option_b: str) -> str:
     question = principle.preference or f"Which response better follows this principle: {principle.statement}"
     return (
@@ -135,23 +118,6 @@ def judge_context(
             conv += [{"role": "assistant", "content": reasoning}, {"role": "user", "content": AFTER_COT}]
         return conv
     return conv + [{"role": "user", "content": q + ANSWER}]
-
-
-@dataclass
-class PairJudgement:
-    p_first: float  # preference for the first response, both orders averaged (clamped with CoT)
-    p_first_as_a: float
-    p_first_as_b: float
-    reasoning: tuple[str, str] | None = None
-
-
-@dataclass
-class Comparison:
-    prompt: str
-    first: str
-    second: str
-    principle: Principle
-    examples: tuple[PreferenceExample, ...] = ()
 
 
 class ConstitutionJudge:

@@ -22,7 +22,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from charter.errors import CharterError
+from charter.core.errors import CharterError
 
 console = Console()
 err_console = Console(stderr=True)

@@ -104,8 +104,8 @@ def show_chain(
     kind: str = typer.Option("harmless", "--kind", help="harmless (critiqued) or helpful."),
 ) -> None:
     """Print one chain: prompt, initial answer, each critique and revision."""
-    from charter.data import read_jsonl
-    from charter.errors import InputError
+    from charter.core.io import read_jsonl
+    from charter.core.errors import InputError
 
     path = out / "chains.jsonl"
     if not path.is_file():

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from charter.cli._common import console, handle_errors
-from charter.errors import InputError
+from charter.core.errors import InputError
 
 profiles_app = typer.Typer(help="Compliance profiles: disclosures, labels, watermarks, retention, safeguards.", no_args_is_help=True)
 watermark_app = typer.Typer(help="Implicit watermarks in generated text.", no_args_is_help=True)
@@ -20,7 +20,7 @@ watermark_app = typer.Typer(help="Implicit watermarks in generated text.", no_ar
 @handle_errors
 def profiles_list() -> None:
     """The bundled profiles."""
-    from charter.gateway.profiles import BUNDLED, load_profile
+    from charter.policy.profiles import BUNDLED, load_profile
 
     for name in BUNDLED:
         typer.echo(f"{name}\t{load_profile(name).description}")
@@ -34,7 +34,7 @@ def profiles_show(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """The effective settings and the profile each one came from."""
-    from charter.gateway.profiles import compose
+    from charter.policy.profiles import compose
 
     e = compose(names)
     rows = e.describe(local_upstream=None if remote is None else not remote)

@@ -16,7 +16,7 @@ from charter.constitution import (
     diff_constitutions,
     load_constitution,
 )
-from charter.errors import InputError
+from charter.core.errors import InputError
 
 app = typer.Typer(help="Validate, show and compare constitution files.", no_args_is_help=True)
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from charter.cli._common import console, err_console, handle_errors
-from charter.errors import InputError, VerificationError
+from charter.core.clock import audit_time, audit_time_ago, parse_time
+from charter.core.errors import InputError, VerificationError
 
 admin_app = typer.Typer(help="Gateway administration: tenants and the kill switch.", no_args_is_help=True)
 incident_app = typer.Typer(help="Incidents opened by trip rules or administrators.", no_args_is_help=True)
@@ -368,7 +368,7 @@ def audit_purge(
     days = older_than_days or cfg.server.retention_days
     if not days:
         raise InputError("no retention period: pass --older-than-days or set [server] retention_days", source="--older-than-days")
-    cutoff = (datetime.now(timezone.utc) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    cutoff = audit_time_ago(days * 86400)
     n = log.purge(cutoff, _runtime_key(cfg), actor="cli", reason=reason)
     console.print(f"purged the content of {n} entries older than {cutoff}", highlight=False)
 
@@ -378,9 +378,6 @@ def _iso(value: Optional[str], flag: str) -> Optional[str]:
     if value is None:
         return None
     try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return audit_time(parse_time(value))
     except ValueError:
         raise InputError(f"not an ISO date or time: {value!r}", source=flag) from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

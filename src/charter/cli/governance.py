@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from charter.cli._common import console, handle_errors
-from charter.errors import InputError
+from charter.core.errors import InputError
 
 docs_app = typer.Typer(help="Documents generated from a sealed model: model card, alignment documentation, filing dossier.",
                        no_args_is_help=True)
@@ -83,7 +83,7 @@ def check(
                                       public_key=str(public_key) if public_key else None,
                                       allow_unrelated=allow_unrelated)).run()
     if out:
-        from charter.data import write_text_atomic
+        from charter.core.io import write_text_atomic
 
         out.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out, json.dumps(result.to_dict(), indent=2, default=str) + "\n")

@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from charter.cli._common import console, handle_errors, run_with_progress
-from charter.errors import InputError
+from charter.core.errors import InputError
 
 app = typer.Typer(help="Constitutional classifiers: train and run the guard.", no_args_is_help=True)
 

@@ -11,7 +11,7 @@ from typing import List, Optional
 import typer
 
 from charter.cli._common import console, handle_errors
-from charter.errors import InputError
+from charter.core.errors import InputError
 
 keys_app = typer.Typer(help="Signing keys (EC P-256).", no_args_is_help=True)
 

@@ -7,14 +7,14 @@ a value does.
 from __future__ import annotations
 
 import hashlib
-import json
 
 from charter.constitution.model import Constitution
+from charter.core import digests
 
 
 def canonical_json(constitution: Constitution) -> str:
     data = constitution.model_dump(mode="json")
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return digests.canonical_json(data)
 
 
 def constitution_digest(constitution: Constitution) -> str:

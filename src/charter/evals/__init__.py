@@ -1,7 +1,7 @@
 """Evaluation: attack success, over-refusal, helpfulness, jailbreaks, and comparison reports."""
 
-from charter.evals.refusal import RefusalDetector
+from charter.core.refusal import RefusalDetector
 from charter.evals.run import EvalConfig, EvalRun, summarize
-from charter.evals.stats import bradley_terry_elo, wilson
+from charter.core.stats import bradley_terry_elo, wilson
 
 __all__ = ["EvalConfig", "EvalRun", "RefusalDetector", "bradley_terry_elo", "summarize", "wilson"]

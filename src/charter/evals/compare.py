@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from charter.errors import InputError
+from charter.core.errors import InputError
 from charter.evals.run import SUMMARY, summarize
 
 

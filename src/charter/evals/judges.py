@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from charter.backends import Backend, Conversation, ScoreRequest
-from charter.cai.preferences import CHOICES, Comparison, ConstitutionJudge, choice_probability
+from charter.backends.choice import CHOICES, Comparison, choice_probability
+from charter.cai.preferences import ConstitutionJudge
 from charter.constitution import Constitution, Principle
 
 HARMFUL = "The assistant's response is harmful: it violates the principles above."

@@ -19,16 +19,16 @@ from typing import Callable
 
 from charter import __version__
 from charter.backends import Backend, ModelSpec, SamplingConfig, load_backend
-from charter.cai.rundir import RunDirectory, now
-from charter.cai.seeding import stable_seed
+from charter.core.clock import now
+from charter.core.rundir import RunDirectory
+from charter.core.seeding import stable_seed
 from charter.constitution import constitution_digest, load_constitution
-from charter.data import (
-    PromptRecord, append_jsonl, file_columns, file_sha256, iter_jsonl, load_prompts, read_jsonl, repair_jsonl,
-)
-from charter.errors import InputError, require_at_least_one
+from charter.core.digests import file_sha256
+from charter.core.io import PromptRecord, append_jsonl, file_columns, iter_jsonl, load_prompts, read_jsonl, repair_jsonl
+from charter.core.errors import InputError, require_at_least_one
 from charter.evals.judges import HarmJudge, HelpfulnessJudge
-from charter.evals.refusal import FULL_REFUSAL, LABELS, RefusalDetector
-from charter.evals.stats import bradley_terry_elo, rate
+from charter.core.refusal import FULL_REFUSAL, LABELS, RefusalDetector
+from charter.core.stats import bradley_terry_elo, rate
 
 SUITES = ("harmlessness", "over-refusal", "helpfulness", "jailbreak")
 DATA = Path(__file__).parent / "data"
@@ -348,7 +348,7 @@ def summarize(out: str | Path, judge: str | None = None, *, tie_margin: float = 
     summary: dict = {
         "suite": suite, "model": args["model"], "models": [args["model"], *args.get("against", [])],
         "judge": judge, "prompts": args["prompts"], "responses": len(responses),
-        "refusal_detector": "charter.evals.refusal.RefusalDetector (string patterns: XSTest openings + GCG phrases)",
+        "refusal_detector": "charter.core.refusal.RefusalDetector (string patterns: XSTest openings + GCG phrases)",
         "created": now(),
     }
     if suite in ("harmlessness", "jailbreak"):

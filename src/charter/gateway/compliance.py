@@ -7,28 +7,18 @@ the shared database so every gateway process agrees on it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Callable
 
 import httpx
 from sqlalchemy.engine import Engine
 
 from charter.audit import db
-from charter.gateway.profiles import EffectiveProfile
+from charter.core.clock import audit_time, parse_time, utc_clock  # noqa: F401 (utc_clock: the default clock, patched in tests)
+from charter.policy.profiles import EffectiveProfile
 
-ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-
-def utc_clock() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime(ISO)
-
-
-def _parse(s: str) -> datetime:
-    return datetime.strptime(s, ISO).replace(tzinfo=timezone.utc)
+_iso = audit_time
+_parse = parse_time
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from charter.errors import InputError
+from charter.core.errors import InputError
 
 
 class _Section(BaseModel):

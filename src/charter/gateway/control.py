@@ -9,14 +9,14 @@ import json
 import re
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from charter.audit import db
 from charter.audit.log import AuditLog, utc_now
-from charter.errors import InputError
+from charter.core.clock import audit_time_ago
+from charter.core.errors import InputError
 
 ALL = "*"
 TENANT_PREFIX = "tenant:"  # a scope that suspends one tenant's access, not a model
@@ -32,8 +32,7 @@ RULE_KINDS = {"blocked_outputs": "guard.output.blocked", "blocked_inputs": "guar
               "violation_reports": "violation.report"}
 
 
-def iso_ago(seconds: float) -> str:
-    return (datetime.now(timezone.utc) - timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+iso_ago = audit_time_ago
 
 
 @dataclass

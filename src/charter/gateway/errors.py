@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from charter.errors import VerificationError
+from charter.core.errors import VerificationError
 
 log = logging.getLogger("charter.gateway")
 

@@ -9,7 +9,6 @@ import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -17,10 +16,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from charter.audit import AuditLog, GroupCommitWriter, Witness, connect
 from charter.constitution import constitution_digest, load_constitution
-from charter.errors import InputError
+from charter.core.clock import audit_time_ago
+from charter.core.errors import InputError
 from charter.gateway.compliance import Compliance, utc_clock
 from charter.gateway.config import GatewayConfig, TripRule
-from charter.gateway.profiles import compose
+from charter.policy.profiles import compose
 from charter.gateway.control import Incidents, KillSwitch, TripWire
 from charter.gateway.tenants import RateLimiter, TenantDirectory, sync_config_tenants
 from charter.gateway.upstream import Upstream, load_upstream
@@ -167,8 +167,7 @@ class GatewayState:
         self.log.checkpoint(self.runtime_key)
 
     def _retention(self) -> None:
-        cutoff = datetime.now(timezone.utc) - timedelta(days=self.config.server.retention_days)
-        self.log.purge(cutoff.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), self.runtime_key)
+        self.log.purge(audit_time_ago(self.config.server.retention_days * 86400), self.runtime_key)
 
 
 def audit_log(config: GatewayConfig, engine) -> AuditLog:
@@ -225,7 +224,7 @@ def _refusal(constitution, guard) -> str:
 
 
 def _attest(upstream: Upstream, config: GatewayConfig, constitution) -> Attestation:
-    from charter.errors import VerificationError
+    from charter.core.errors import VerificationError
     from charter.provenance.seal import SEAL_DIR, read_envelope, unverified_statement
     from charter.provenance.statement import statement_digest
 

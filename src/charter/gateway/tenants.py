@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from charter.audit import db
 from charter.audit.log import utc_now
-from charter.errors import InputError
+from charter.core.errors import InputError
 
 KEY_PREFIX = "chk-"
 

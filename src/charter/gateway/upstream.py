@@ -14,7 +14,7 @@ from typing import AsyncIterator
 
 from charter.backends.base import SamplingConfig
 from charter.backends.spec import ModelSpec, load_backend
-from charter.errors import BackendError, CharterError
+from charter.core.errors import BackendError, CharterError
 
 
 class UpstreamError(CharterError):

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 from pathlib import Path
 
-from charter.errors import InputError
+from charter.core.errors import InputError
 
 def _seed_key(secret: bytes, label: bytes) -> int:
     """A 63-bit integer drawn from the secret (torch generators take seeds below 2**64)."""

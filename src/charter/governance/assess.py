@@ -40,17 +40,15 @@ from typing import Callable, Iterator
 
 from charter import __version__
 from charter.backends import Backend, ModelSpec, SamplingConfig, load_backend
-from charter.cai.rundir import RunDirectory, now
-from charter.cai.seeding import stable_seed
-from charter.data import (
-    PromptRecord, append_jsonl, file_columns, file_sha256, iter_jsonl, load_prompts, read_jsonl, read_text_input,
-    save_figure_atomic,
-    weights_digest, write_jsonl_atomic, write_text_atomic,
-)
-from charter.errors import CharterError, ContextLengthError, InputError, require_at_least_one
-from charter.evals.refusal import FULL_COMPLIANCE, FULL_REFUSAL, RefusalDetector
+from charter.core.clock import now
+from charter.core.rundir import RunDirectory
+from charter.core.seeding import stable_seed
+from charter.core.digests import file_sha256, weights_digest
+from charter.core.io import PromptRecord, append_jsonl, file_columns, iter_jsonl, load_prompts, read_jsonl, read_text_input, save_figure_atomic, write_jsonl_atomic, write_text_atomic
+from charter.core.errors import CharterError, ContextLengthError, InputError, require_at_least_one
+from charter.core.refusal import FULL_COMPLIANCE, FULL_REFUSAL, RefusalDetector
 from charter.evals.run import CATEGORY_COLUMNS as EVAL_CATEGORY_COLUMNS
-from charter.evals.stats import rate, wilson
+from charter.core.stats import rate, wilson
 
 CHECKS = ("corpus", "generated", "refusal", "non_refusal")
 PASS, FAIL, INSUFFICIENT, NOT_ASSESSED, INCOMPLETE = "PASS", "FAIL", "INSUFFICIENT", "NOT ASSESSED", "INCOMPLETE"
@@ -413,7 +411,7 @@ class SafetyAssessment:
     def __init__(self, config: AssessmentConfig, *, backend: Backend | None = None, guard=None):
         config.validate()
         self.config = c = config
-        from charter.gateway.profiles import compose
+        from charter.policy.profiles import compose
 
         self._digests: dict[str, str] = {}  # path -> sha256, so no input is hashed twice
         self.profile = compose(list(c.profiles))
@@ -749,7 +747,7 @@ class SafetyAssessment:
         if by_cat:
             extra["by_category"] = {cat: _share(outcomes) for cat, outcomes in sorted(by_cat.items())}
         if check != "generated":
-            extra["refusal_detector"] = "charter.evals.refusal.RefusalDetector (string patterns)" + (
+            extra["refusal_detector"] = "charter.core.refusal.RefusalDetector (string patterns)" + (
                 " + guard blocks (as served)" if c.as_served else "")
         return self._check(check, outcomes, population=len(bank.prompts), inputs=[bank.path], extra=extra)
 
@@ -973,7 +971,7 @@ def render_report(r: dict) -> str:
     L += figures(checks["generated"])
     L += ["## 3 Question-bank refusal assessment", "",
           "The model answers a seeded random sample of each bank. Refusals are detected by string patterns "
-          "(charter.evals.refusal.RefusalDetector: XSTest openings and GCG refusal phrases, short evasions); on the "
+          "(charter.core.refusal.RefusalDetector: XSTest openings and GCG refusal phrases, short evasions); on the "
           "should-refuse bank only a full refusal counts as refused, on the should-not-refuse bank any refusal, full "
           "or partial, counts as over-refusal."
           + (" As served (--as-served): a prompt or answer the guard blocks counts as refused too, as `charter serve` "

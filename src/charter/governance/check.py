@@ -19,8 +19,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from charter.constitution import diff_constitutions, parse_constitution
-from charter.errors import InputError
-from charter.tomlinput import load_toml_model
+from charter.core.errors import InputError
+from charter.core.tomlinput import load_toml_model
 from charter.governance.sealed import SealedModel, base_identity, load_sealed, sealed_records
 
 Action = Literal["refile", "review", "ignore"]

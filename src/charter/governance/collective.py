@@ -46,8 +46,8 @@ import scipy.sparse as sp
 
 from charter.constitution.loader import parse_constitution
 from charter.constitution.model import DEFAULT_TIERS
-from charter.data import read_text_input, save_figure_atomic, write_text_atomic
-from charter.errors import InputError, require_at_least_one
+from charter.core.io import read_text_input, save_figure_atomic, write_text_atomic
+from charter.core.errors import InputError, require_at_least_one
 
 Progress = Callable[[str], None]
 

@@ -23,9 +23,10 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict
 
 from charter.constitution import parse_constitution
-from charter.data import file_sha256, write_text_atomic
-from charter.errors import InputError
-from charter.tomlinput import load_toml_model
+from charter.core.digests import file_sha256
+from charter.core.io import write_text_atomic
+from charter.core.errors import InputError
+from charter.core.tomlinput import load_toml_model
 from charter.governance.sealed import SealedModel, SealedStage, base_description, load_sealed, sealed_records
 
 KINDS = ("model-card", "alignment", "filing")
@@ -181,7 +182,7 @@ class DocumentBuilder:
             out["gateway_sha256"] = file_sha256(c.gateway_config).split(":", 1)[1]
             profiles = profiles or list(g.compliance.profiles)
         if profiles:
-            from charter.gateway.profiles import compose
+            from charter.policy.profiles import compose
 
             out["profile"] = compose(profiles)
         return out

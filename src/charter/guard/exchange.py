@@ -5,7 +5,7 @@ option orders averaged (as the preference and harm judges do). Only escalated tr
 from __future__ import annotations
 
 from charter.backends import Backend, Conversation, ScoreRequest
-from charter.cai.preferences import CHOICES, choice_probability
+from charter.backends.choice import CHOICES, choice_probability
 from charter.constitution import Constitution
 
 VIOLATES = "It violates the policy: it seeks or provides prohibited content."

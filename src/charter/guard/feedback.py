@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charter.cai.preferences import Comparison, PairJudgement
+from charter.backends.choice import Comparison, PairJudgement
 from charter.constitution import Constitution, Principle
-from charter.evals.refusal import RefusalDetector
+from charter.core.refusal import RefusalDetector
 from charter.guard.encoder import sigmoid
 
 _EPS = 1e-4

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from charter import __version__
-from charter.cai.rundir import now
-from charter.data import file_sha256, iter_jsonl
-from charter.errors import InputError
+from charter.core.clock import now
+from charter.core.digests import file_sha256
+from charter.core.io import iter_jsonl
+from charter.core.errors import InputError
 from charter.guard.model import GUARD_FILE, Guard
 
 KEPT, REMOVED, PROGRESS, LINEAGE = "kept.jsonl", "removed.jsonl", "progress.json", "lineage.json"

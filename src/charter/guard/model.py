@@ -36,10 +36,10 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from charter import __version__
-from charter.data import iter_jsonl
-from charter.errors import InputError
+from charter.core.io import iter_jsonl
+from charter.core.errors import InputError
 from charter.guard.augment import deobfuscate
-from charter.guard.classifier import LogisticHead, calibrate_threshold, roc_auc
+from charter.guard.classifier import LogisticHead, calibrate_threshold
 from charter.guard.metrics import side_metrics
 
 FORMAT = "charter-guard/2"

@@ -37,12 +37,13 @@ import numpy as np
 
 from charter import __version__
 from charter.backends import Backend, ModelSpec, SamplingConfig, load_backend
-from charter.cai.rundir import now
-from charter.cai.seeding import stable_seed
+from charter.core.clock import now
+from charter.core.seeding import stable_seed
 from charter.constitution import constitution_digest, load_constitution
-from charter.data import file_sha256, iter_jsonl, load_prompts, safe_label_filter
-from charter.errors import InputError
-from charter.evals.refusal import RefusalDetector
+from charter.core.digests import file_sha256
+from charter.core.io import iter_jsonl, load_prompts, safe_label_filter
+from charter.core.errors import InputError
+from charter.core.refusal import RefusalDetector
 from charter.guard.augment import KINDS, augment
 
 BUNDLED = Path(__file__).parent / "data"

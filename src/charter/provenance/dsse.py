@@ -9,7 +9,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from charter.errors import VerificationError
+from charter.core.errors import VerificationError
 from charter.provenance.keys import key_id
 
 INTOTO = "application/vnd.in-toto+json"

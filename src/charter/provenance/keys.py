@@ -14,7 +14,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from charter.errors import InputError
+from charter.core.errors import InputError
 
 PRIVATE, PUBLIC = "private_key.pem", "public_key.pem"
 PASSPHRASE_ENV = "CHARTER_KEY_PASSPHRASE"

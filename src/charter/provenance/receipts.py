@@ -14,8 +14,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from charter.cai.rundir import now
-from charter.errors import InputError, VerificationError
+from charter.core.clock import now
+from charter.core.errors import InputError, VerificationError
 from charter.provenance.dsse import read_envelope_json, sign_envelope, verify_envelope
 from charter.provenance.keys import load_public_key
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from charter.constitution import constitution_digest, constitution_text, load_constitution
-from charter.errors import InputError, VerificationError
+from charter.core.errors import InputError, VerificationError
 from charter.provenance.dsse import INTOTO, sign_envelope
 from charter.provenance.keys import load_private_key
 from charter.provenance.statement import (

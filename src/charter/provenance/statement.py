@@ -15,10 +15,10 @@ from importlib import metadata
 from pathlib import Path
 
 from charter import __version__
-from charter.cai.rundir import now
+from charter.core.clock import now
 from charter.constitution import Constitution, constitution_digest
-from charter.data import file_sha256, weights_digest
-from charter.errors import InputError, VerificationError
+from charter.core.digests import file_sha256, weights_digest
+from charter.core.errors import InputError, VerificationError
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://charter.dev/provenance/constitutional-training/v1"
@@ -159,16 +159,15 @@ def adapter_base_name(model_dir: Path) -> str | None:
 
 
 def adapter_base_dir(name: str) -> Path:
-    """The local directory behind an adapter's base (the resolver training uses); a VerificationError
-    naming the base when it is not a local transformers directory."""
-    from charter.backends.spec import ModelSpec, local_model_dir
-    from charter.errors import BackendError
-
-    try:
-        return local_model_dir(ModelSpec("hf", name, text=f"hf:{name}"))
-    except BackendError as exc:
-        why = str(exc).removeprefix(f"{exc.source}: ") if exc.source else str(exc)
-        raise VerificationError(f"the adapter's base model {name} cannot be found ({why})") from None
+    """The local directory behind an adapter's base (as training resolves ``hf:NAME``: a directory
+    holding config.json; nothing is looked up on a hub); a VerificationError naming the base when it
+    is not a local transformers directory."""
+    p = Path(name).expanduser()
+    why = "no such model directory" if not p.is_dir() else \
+        "not a transformers model directory (no config.json)" if not (p / "config.json").exists() else None
+    if why:
+        raise VerificationError(f"the adapter's base model {name} cannot be found ({why})")
+    return p
 
 
 def base_content(base_dir: Path) -> dict:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from charter.constitution import constitution_digest, load_constitution
-from charter.errors import InputError, VerificationError
+from charter.core.errors import InputError, VerificationError
 from charter.provenance.dsse import read_envelope_json, verify_envelope
 from charter.provenance.keys import load_public_key
 from charter.provenance.seal import (

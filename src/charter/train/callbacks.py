@@ -9,7 +9,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
-from charter.data import append_jsonl, read_jsonl, repair_jsonl, write_jsonl_atomic
+from charter.core.io import append_jsonl, read_jsonl, repair_jsonl, write_jsonl_atomic
 
 
 class JsonlLogCallback(TrainerCallback):

@@ -9,11 +9,11 @@ decide where routing sends its gradients. Rows without any train every block.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from charter.errors import InputError
+from charter.core.errors import InputError
+from charter.core.io import json_records
 from charter.train.routing import RoutingPlan, group_key
 
 
@@ -36,24 +36,7 @@ def _read_rows(path: str | Path) -> list[tuple[int, dict]]:
         raise InputError("no such data file", source=str(p))
     if not p.is_file():
         raise InputError("not a file", source=str(p))
-    text = p.read_text(encoding="utf-8-sig")
-    if p.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise InputError(f"invalid JSON: {exc}", source=str(p)) from None
-        if not isinstance(data, list):
-            raise InputError("a .json data file must hold a list of records", source=str(p))
-        rows = list(enumerate(data, start=1))
-    else:
-        rows = []
-        for i, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append((i, json.loads(line)))
-            except ValueError as exc:
-                raise InputError(f"invalid JSON ({exc.msg})", source=str(p), line=i) from None
+    rows = json_records(p.read_text(encoding="utf-8-sig"), str(p), json_array=p.suffix.lower() == ".json")
     if not rows:
         raise InputError("data file holds no records", source=str(p))
     for i, r in rows:

@@ -25,7 +25,7 @@ from typing import Iterable, Sequence
 import torch
 
 from charter.constitution.model import Constitution
-from charter.errors import InputError
+from charter.core.errors import InputError
 
 # Block index inside a parameter name: llama/mistral/qwen "model.layers.7.", gpt2 "h.7.", and the
 # same under PEFT's "base_model.model." prefix.

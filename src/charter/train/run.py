@@ -22,8 +22,8 @@ import torch
 from charter import __version__
 from charter.backends.spec import ModelSpec, embedded_gguf_path, local_model_dir
 from charter.constitution import constitution_digest, load_constitution
-from charter.data import file_sha256, weights_digest
-from charter.errors import InputError
+from charter.core.digests import file_sha256, weights_digest
+from charter.core.errors import InputError
 from charter.train.data import TrainingData, load_preference_data, load_sft_data
 from charter.train.profiles import write_profiles
 from charter.train.routing import RoutingPlan, num_blocks

@@ -42,7 +42,7 @@ async def revoke(name: str = Path(min_length=1, max_length=200), admin: Tenant =
                  state: GatewayState = Depends(get_state)):
     """Revoke a tenant: its key stops working in this process at once (other processes on the
     database within the key cache's few seconds) and its console sessions end."""
-    from charter.errors import InputError
+    from charter.core.errors import InputError
 
     try:
         info = await run_in_threadpool(revoke_tenant, state.engine, state.log, name, actor=f"tenant:{admin.name}")
@@ -66,7 +66,7 @@ async def incidents(admin: Tenant = Depends(require_admin), state: GatewayState 
 @router.get("/incidents/{incident_id}")
 async def incident(incident_id: int = Path(ge=0, le=INT32_MAX), admin: Tenant = Depends(require_admin),
                    state: GatewayState = Depends(get_state)):
-    from charter.errors import InputError
+    from charter.core.errors import InputError
 
     try:
         rep = await run_in_threadpool(state.incidents.report, incident_id)

@@ -332,7 +332,7 @@ async def incident(request: Request, incident_id: int = Path(ge=0, le=2**31 - 1)
     admin = await _session(request, state)
     if admin is None:
         return _login_redirect()
-    from charter.errors import InputError
+    from charter.core.errors import InputError
 
     try:
         rep = await run_in_threadpool(state.incidents.report, incident_id)

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from charter.data import append_jsonl, load_prompts, read_jsonl, repair_jsonl
-from charter.errors import InputError
+from charter.core.io import append_jsonl, load_prompts, read_jsonl, repair_jsonl
+from charter.core.errors import InputError
 
 
 def test_shared_dev_sets_load_directly(shared_data):

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from charter.evals.stats import bradley_terry_elo, rate, wilson
+from charter.core.stats import bradley_terry_elo, rate, wilson
 
 
 def test_wilson_matches_hand_computation():

@@ -1,6 +1,8 @@
-"""Prompt files in (CSV / JSONL / JSON / TXT) and append-only JSONL out.
+"""Input files (CSV / JSONL / JSON / TXT) in, append-only JSONL and atomic files out.
 
-Shared by every stage that reads prompt sets or writes resumable record files.
+Shared by every stage that reads prompt sets or writes resumable record files. One line-number
+convention (1-based, counting newline-separated lines only: U+2028 inside a JSON string is text,
+not a line break) and one error shape (``InputError`` naming the file and line).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from charter.errors import InputError
+from charter.core.errors import InputError
 
 # Tried in order when no --column is given; covers the dev sets in shared/data
 # (AdvBench `goal`, XSTest and CValues `prompt`, HH-RLHF `chosen` transcripts).
@@ -50,6 +52,30 @@ def _pick_column(columns: list[str], column: str | None, source: str) -> str:
     if len(columns) == 1:
         return columns[0]
     raise InputError(f"cannot tell which column holds the prompts; pass --column (columns: {', '.join(columns)})", source=source)
+
+
+def json_records(raw: str, source: str, *, json_array: bool) -> list[tuple[int, object]]:
+    """(number, value) of each record of a JSON array (``json_array``: numbered 1, 2, ... in order)
+    or of a JSONL text (numbered by line). Lines are split on "\\n" only: JSON strings may hold
+    U+2028 or \\x85, which ``str.splitlines`` breaks on. Malformed input is an InputError naming
+    the line."""
+    if json_array:
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"malformed JSON: {exc.msg}", source=source, line=exc.lineno) from None
+        if not isinstance(data, list):
+            raise InputError("a .json file must hold a list", source=source)
+        return [(i + 1, o) for i, o in enumerate(data)]
+    out: list[tuple[int, object]] = []
+    for n, line in enumerate(raw.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            out.append((n, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"malformed JSON line: {exc.msg}", source=source, line=n) from None
+    return out
 
 
 def read_text_input(path: Path, what: str, *, allow_empty: bool = False) -> str:
@@ -105,24 +131,7 @@ def load_prompts(
         except csv.Error as exc:
             raise InputError(f"malformed CSV: {exc}", source=source, line=reader.line_num) from None
     elif suffix in (".jsonl", ".ndjson", ".json"):
-        objects: list[tuple[int, object]] = []
-        if suffix == ".json":
-            try:
-                data = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"malformed JSON: {exc.msg}", source=source, line=exc.lineno) from None
-            if not isinstance(data, list):
-                raise InputError("a .json prompt file must hold a list", source=source)
-            objects = [(i + 1, o) for i, o in enumerate(data)]
-        else:
-            # Split on "\n" only: JSON strings may hold U+2028 or \x85, which splitlines() breaks on.
-            for n, line in enumerate(raw.split("\n"), start=1):
-                if not line.strip():
-                    continue
-                try:
-                    objects.append((n, json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"malformed JSON line: {exc.msg}", source=source, line=n) from None
+        objects = json_records(raw, source, json_array=suffix == ".json")
         if all(isinstance(o, str) for _, o in objects):
             if column is not None:
                 raise InputError(f"--column {column!r} given but the file holds plain strings", source=source)
@@ -196,37 +205,6 @@ def file_columns(path: str | os.PathLike) -> list[str]:
 def safe_label_filter(path: str | os.PathLike) -> dict[str, str] | None:
     """``where`` for XSTest-style files: keep ``label == "safe"`` rows when the file has a label column."""
     return {"label": "safe"} if "label" in file_columns(path) else None
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return "sha256:" + h.hexdigest()
-
-
-def weights_digest(model_dir: Path) -> dict | None:
-    """A content digest of an hf: directory's weights: sha256 over the sorted names of
-    config.json and every *.safetensors file (pytorch_model*.bin where there is no safetensors
-    file), each with its own sha256. None when the directory holds none of them."""
-    if not model_dir.is_dir():
-        return None
-    weights = sorted(p for p in model_dir.glob("*.safetensors") if p.is_file())
-    if not weights:
-        weights = sorted(p for p in model_dir.glob("pytorch_model*.bin") if p.is_file())
-    files = ([model_dir / "config.json"] if (model_dir / "config.json").is_file() else []) + weights
-    if not files:
-        return None
-    files = sorted(files, key=lambda p: p.name)
-    h = hashlib.sha256()
-    listing = {}
-    for p in files:
-        digest = file_sha256(p)
-        listing[p.name] = digest
-        h.update(f"{p.name}\0{digest}\n".encode())
-    return {"sha256": "sha256:" + h.hexdigest(), "files": listing,
-            "method": "sha256 over the sorted file names, each followed by NUL, its sha256 and a newline"}
 
 
 # -- append-only JSONL ----------------------------------------------------------------------------

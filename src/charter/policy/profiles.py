@@ -19,8 +19,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from charter.errors import InputError
-from charter.tomlinput import load_toml_model, parse_toml_model
+from charter.core.errors import InputError
+from charter.core.tomlinput import load_toml_model, parse_toml_model
 
 BUNDLED = ("none", "cac-genai", "cac-anthropomorphic", "eu-ai-act-art50")
 
@@ -196,7 +196,7 @@ class EffectiveProfile:
 def load_profile(name_or_path: str) -> Profile:
     """A bundled profile by name, or a TOML file path."""
     if name_or_path in BUNDLED:
-        text = resources.files("charter.gateway").joinpath("bundled_profiles", f"{name_or_path}.toml").read_text(encoding="utf-8")
+        text = resources.files("charter.policy").joinpath("bundled", f"{name_or_path}.toml").read_text(encoding="utf-8")
         source = f"bundled profile {name_or_path}"
     else:
         p = Path(name_or_path)

@@ -8,17 +8,13 @@ line, which is dropped on restart.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 
-from charter.data import read_jsonl, repair_jsonl
-from charter.errors import InputError
+from charter.core.clock import now
+from charter.core.errors import InputError
+from charter.core.io import read_jsonl, repair_jsonl
 
 RUN = "run.json"
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 class RunDirectory:
