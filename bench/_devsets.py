@@ -7,7 +7,7 @@ import json
 import random
 from pathlib import Path
 
-from charter.data import load_prompts
+from charter.core.io import load_prompts
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -267,7 +267,7 @@ def main() -> None:
         print(f"wrote {plot(json.loads(json_path.read_text()), json_path.with_suffix('.png'))}")
         return
 
-    from charter.data import load_prompts
+    from charter.core.io import load_prompts
 
     prompts = load_prompts(args.prompts, limit=args.n)
     constitution = load_constitution(args.constitution)

@@ -48,7 +48,7 @@ from charter.backends import ModelSpec, load_backend  # noqa: E402
 from charter.backends.spec import local_model_dir  # noqa: E402
 from charter.evals import EvalConfig, EvalRun, RefusalDetector, wilson  # noqa: E402
 from charter.evals.judges import HelpfulnessJudge  # noqa: E402
-from charter.evals.refusal import FULL_REFUSAL  # noqa: E402
+from charter.core.refusal import FULL_REFUSAL  # noqa: E402
 from charter.guard.feedback import GuardPreferenceJudge  # noqa: E402
 from charter.guard.model import Guard, GuardTrainConfig, GuardTrainer  # noqa: E402
 from charter.guard.synth import BUNDLED, BUNDLED_LABELLED  # noqa: E402

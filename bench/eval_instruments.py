@@ -28,10 +28,10 @@ from _util import print_table, write_results  # noqa: E402
 
 from charter.backends import load_backend  # noqa: E402
 from charter.constitution import load_constitution  # noqa: E402
-from charter.data import first_human_turn  # noqa: E402
+from charter.core.io import first_human_turn  # noqa: E402
 from charter.evals.judges import HarmJudge  # noqa: E402
-from charter.evals.refusal import FULL_COMPLIANCE, FULL_REFUSAL, LABELS, RefusalDetector  # noqa: E402
-from charter.evals.stats import rate  # noqa: E402
+from charter.core.refusal import FULL_COMPLIANCE, FULL_REFUSAL, LABELS, RefusalDetector  # noqa: E402
+from charter.core.stats import rate  # noqa: E402
 
 HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-dev" / "harmless_base_test_first400.jsonl"
 LABELS_FILE = Path(__file__).parent / "data" / "hh_refusal_labels.jsonl"

@@ -19,7 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from _util import print_table, write_results  # noqa: E402
 
-from charter.data import first_human_turn, load_prompts  # noqa: E402
+from charter.core.io import first_human_turn, load_prompts  # noqa: E402
 from charter.guard.filter import CorpusFilter, FilterConfig  # noqa: E402
 from charter.guard.model import Guard, GuardTrainConfig, GuardTrainer  # noqa: E402
 

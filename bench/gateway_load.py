@@ -96,7 +96,7 @@ async def load(url: str, key: str | None, model: str, n: int, concurrency: int, 
 
 
 def train_guard(d: Path) -> Path:
-    from charter.data import load_prompts
+    from charter.core.io import load_prompts
     from charter.evals.run import DEFAULT_PROMPTS
     from charter.guard.model import GuardTrainConfig, GuardTrainer
 

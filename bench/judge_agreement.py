@@ -25,7 +25,7 @@ from _util import print_table, timer, write_results  # noqa: E402
 from charter.backends import load_backend  # noqa: E402
 from charter.cai import Comparison, ConstitutionJudge  # noqa: E402
 from charter.constitution import load_constitution  # noqa: E402
-from charter.data import first_human_turn  # noqa: E402
+from charter.core.io import first_human_turn  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-dev" / "harmless_base_test_first400.jsonl"
 

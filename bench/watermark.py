@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from _util import print_table, write_results  # noqa: E402
 
 from charter.backends.spec import load_backend  # noqa: E402
-from charter.data import load_prompts  # noqa: E402
+from charter.core.io import load_prompts  # noqa: E402
 from charter.evals.run import DEFAULT_PROMPTS  # noqa: E402
 from charter.gateway.watermark import detect, detect_ids, generation_watermark  # noqa: E402
 
