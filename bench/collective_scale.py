@@ -1,6 +1,6 @@
 """Collective-constitution analysis at the published CCAI size and at 10x, with planted groups.
 
-Synthetic Polis-style votes (`charter.governance.collective.synthetic_votes`): 1,000 participants,
+Synthetic Polis-style votes (`tests/governance/synthetic_votes.py`): 1,000 participants,
 1,127 statements, 38,252 votes (the published Collective Constitutional AI experiment), 3 planted
 opinion groups of unequal size, heavy-tailed activity; then 10x every dimension (10,000 people,
 11,270 statements, 382,520 votes: the same votes per statement, a tenth of the density). One
@@ -43,13 +43,10 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from _util import print_table, write_results  # noqa: E402
 
-from charter.governance.collective import (  # noqa: E402
-    CollectiveAnalysis,
-    CollectiveConfig,
-    SyntheticVotes,
-    load_votes,
-    synthetic_votes,
-)
+from charter.governance.collective import CollectiveAnalysis, CollectiveConfig, load_votes  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.governance.synthetic_votes import SyntheticVotes, synthetic_votes  # noqa: E402
 
 
 def ari(sv: SyntheticVotes, participant_ids: list[str], labels: np.ndarray) -> float:

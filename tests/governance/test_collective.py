@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from charter.cli import main as cli_main
 from charter.constitution import parse_constitution
 from charter.core.errors import InputError
+from tests.governance.synthetic_votes import synthetic_votes
 from charter.governance.collective import (
     CollectiveAnalysis,
     CollectiveConfig,
@@ -25,7 +26,6 @@ from charter.governance.collective import (
     group_informed_consensus,
     load_votes,
     principle_slug,
-    synthetic_votes,
     tally,
     toml_string,
     two_proportion_z,
