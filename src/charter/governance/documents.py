@@ -24,8 +24,8 @@ from pydantic import BaseModel, ConfigDict
 
 from charter.constitution import parse_constitution
 from charter.core.digests import file_sha256
-from charter.core.io import write_text_atomic
 from charter.core.errors import InputError
+from charter.core.io import write_text_atomic
 from charter.core.tomlinput import load_toml_model
 from charter.governance.sealed import SealedModel, SealedStage, base_description, load_sealed, sealed_records
 

@@ -24,8 +24,8 @@ import numpy as np
 
 from charter.constitution import Constitution, constitution_digest, diff_constitutions, parse_constitution
 from charter.constitution.model import Principle
-from charter.core.io import save_figure_atomic, write_text_atomic
 from charter.core.errors import CharterError, InputError
+from charter.core.io import save_figure_atomic, write_text_atomic
 
 # Change kinds, in the order a reviewer reads them (most consequential first).
 KINDS = (

@@ -4,7 +4,7 @@ statement binding the weights to the constitution, data, training and evaluation
 from charter.provenance.keys import generate_keypair, load_private_key, load_public_key
 from charter.provenance.receipts import sign_receipt, verify_receipt
 from charter.provenance.seal import SealConfig, Sealer
-from charter.provenance.verify import VerifiedModel, lineage, verify_model
+from charter.provenance.verify import SealLink, VerifiedModel, lineage, verify_model, walk_seals
 
-__all__ = ["SealConfig", "Sealer", "VerifiedModel", "generate_keypair", "lineage", "load_private_key",
-           "load_public_key", "sign_receipt", "verify_model", "verify_receipt"]
+__all__ = ["SealConfig", "SealLink", "Sealer", "VerifiedModel", "generate_keypair", "lineage", "load_private_key",
+           "load_public_key", "sign_receipt", "verify_model", "verify_receipt", "walk_seals"]

@@ -21,8 +21,16 @@ from charter.core.errors import InputError, VerificationError
 from charter.provenance.dsse import INTOTO, sign_envelope
 from charter.provenance.keys import load_private_key
 from charter.provenance.statement import (
-    ADAPTER_CONFIG, adapter_base_dir, adapter_base_name, base_content, build_statement, dataset_entry, gguf_source,
-    guard_entry, statement_digest, training_entry,
+    ADAPTER_CONFIG,
+    adapter_base_dir,
+    adapter_base_name,
+    base_content,
+    build_statement,
+    dataset_entry,
+    gguf_source,
+    guard_entry,
+    statement_digest,
+    training_entry,
 )
 
 SEAL_DIR = "charter-seal"

@@ -15,8 +15,8 @@ from importlib import metadata
 from pathlib import Path
 
 from charter import __version__
-from charter.core.clock import now
 from charter.constitution import Constitution, constitution_digest
+from charter.core.clock import now
 from charter.core.digests import file_sha256, weights_digest
 from charter.core.errors import InputError, VerificationError
 

@@ -19,10 +19,21 @@ from charter.core.errors import InputError, VerificationError
 from charter.provenance.dsse import read_envelope_json, verify_envelope
 from charter.provenance.keys import load_public_key
 from charter.provenance.seal import (
-    MODEL_SIGNATURE, SEAL_DIR, bundle_root_digest, hashing_config, read_envelope, unverified_statement,
+    MODEL_SIGNATURE,
+    SEAL_DIR,
+    bundle_root_digest,
+    hashing_config,
+    read_envelope,
+    unverified_statement,
 )
 from charter.provenance.statement import (
-    ADAPTER_CONFIG, PREDICATE_TYPE, STATEMENT_TYPE, adapter_base_dir, adapter_base_name, base_changes, base_content,
+    ADAPTER_CONFIG,
+    PREDICATE_TYPE,
+    STATEMENT_TYPE,
+    adapter_base_dir,
+    adapter_base_name,
+    base_changes,
+    base_content,
     statement_digest,
 )
 
