@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _util import print_table, write_results  # noqa: E402
 
 from charter.audit import AuditLog, connect, db, utc_now  # noqa: E402
-from charter.audit.log import canonical_json  # noqa: E402
+from charter.audit.entries import canonical_json  # noqa: E402
 
 BODY = {"model": "charter-test", "messages": [{"role": "user", "content": "What is the capital of France? " * 4}],
         "params": {"max_tokens": 256, "temperature": 0.7}}

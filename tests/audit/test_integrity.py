@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import text
 
 from charter.audit import AuditLog, Witness, connect, load_trusted, verify_export
-from charter.audit.log import GENESIS, PURGE_KIND, PURGE_TYPE, Entry, body_digest, canonical_json, legacy_entry
+from charter.audit.entries import GENESIS, PURGE_KIND, PURGE_TYPE, Entry, body_digest, canonical_json, legacy_entry
 from charter.audit.merkle import leaf_hash
 from charter.core.errors import InputError, VerificationError
 from charter.provenance.dsse import sign_envelope
@@ -220,7 +220,7 @@ def _three_checkpoints(log, key, witness=None):
 
 def test_checkpoints_form_a_chain_with_signed_consistency_proofs(log, key):
     cps = _three_checkpoints(log, key)
-    from charter.audit.log import _signed_body
+    from charter.audit.entries import _signed_body
 
     bodies = [_signed_body(c) for c in cps]
     assert [b["index"] for b in bodies] == [0, 1, 2]
@@ -235,7 +235,7 @@ def test_a_stored_consistency_proof_that_does_not_lead_from_the_previous_root_fa
     """The check uses the signed proof against the previous signed root: a checkpoint signed
     with a wrong proof fails, though both roots match the entries."""
     cps = _three_checkpoints(log, key)
-    from charter.audit.log import CHECKPOINT_TYPE, _signed_body
+    from charter.audit.entries import CHECKPOINT_TYPE, _signed_body
 
     body = _signed_body(cps[2])
     body["consistency_proof"] = list(reversed(body["consistency_proof"])) + ["00" * 32]
@@ -294,7 +294,7 @@ def test_deleting_only_the_checkpoints_after_a_witnessed_one_is_caught(log, key,
 
 @pytest.mark.parametrize("attack", ["delete-middle", "replay", "swap-envelopes", "re-sign-middle", "re-sign-attacker-pinned"])
 def test_deleted_reordered_and_re_signed_checkpoints_are_detected(log, key, attacker_key, attack):
-    from charter.audit.log import CHECKPOINT_TYPE, _signed_body
+    from charter.audit.entries import CHECKPOINT_TYPE, _signed_body
 
     cps = _three_checkpoints(log, key)
     pinned = [key.public_key()]
@@ -311,8 +311,9 @@ def test_deleted_reordered_and_re_signed_checkpoints_are_detected(log, key, atta
     else:  # re-signed (another time, same tree) with a key the attacker holds, its row updated to match
         c = cps[1] if attack == "re-sign-middle" else cps[2]
         body = _signed_body(c) | {"time": "2000-01-01T00:00:00.000000Z"}
-        from charter.provenance.keys import key_id
         from cryptography.hazmat.primitives import serialization
+
+        from charter.provenance.keys import key_id
 
         pub = attacker_key.public_key()
         pem = pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
@@ -327,9 +328,10 @@ def test_deleted_reordered_and_re_signed_checkpoints_are_detected(log, key, atta
 
 
 def test_checkpoints_from_before_chaining_still_verify_and_the_next_one_links_to_them(log, key):
-    from charter.audit.log import CHECKPOINT_TYPE
-    from charter.provenance.keys import key_id
     from cryptography.hazmat.primitives import serialization
+
+    from charter.audit.entries import CHECKPOINT_TYPE
+    from charter.provenance.keys import key_id
 
     _fill(log, 4)
     # A checkpoint as earlier releases signed it: no index, no predecessor, no proof.
@@ -343,7 +345,7 @@ def test_checkpoints_from_before_chaining_still_verify_and_the_next_one_links_to
          r=old["root_hash"], t=old["time"], k=key_id(pub), p=pem, e=json.dumps(env))
     _fill(log, 3, start=4)
     new = log.checkpoint(key)
-    from charter.audit.log import _signed_body
+    from charter.audit.entries import _signed_body
 
     assert _signed_body(new)["index"] == 1 and _signed_body(new)["prev"]["tree_size"] == 4
     rep = log.verify([pub])
@@ -448,7 +450,7 @@ def test_concurrent_checkpointers_keep_one_linear_chain(db_url, key):
             list(pool.map(work, range(3)))
         rep = logs[0].verify([key.public_key()])
         assert rep.ok and rep.entries == 24 and rep.checkpoints >= 3, rep.problem
-        from charter.audit.log import _signed_body
+        from charter.audit.entries import _signed_body
 
         assert [_signed_body(c)["index"] for c in logs[0].checkpoints()] == list(range(rep.checkpoints))
     finally:
@@ -612,10 +614,11 @@ def _old_release_log(log, key, plan):
     purge emptied every unpurged entry older than its cutoff, then appended {before, purged,
     actor}; one unchained checkpoint at the end. ``plan``: "e" (an entry) or a purge's cutoff as
     the index of the first entry it keeps."""
-    from charter.audit.log import CHECKPOINT_TYPE
+    from cryptography.hazmat.primitives import serialization
+
+    from charter.audit.entries import CHECKPOINT_TYPE
     from charter.audit.merkle import MerkleTree
     from charter.provenance.keys import key_id
-    from cryptography.hazmat.primitives import serialization
 
     def t(i):
         return f"2020-01-01T00:00:{i:02d}.000000Z"

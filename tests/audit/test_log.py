@@ -44,7 +44,7 @@ def test_tampering_is_detected_and_the_first_bad_entry_named(log, key, attack):
         _sql(log, "UPDATE audit_entries SET seq = seq + 100 WHERE seq >= 6")
         _sql(log, "UPDATE audit_entries SET seq = seq - 99 WHERE seq >= 100")
         e5 = [e for e in log.entries() if e.seq == 5][0]
-        from charter.audit.log import Entry
+        from charter.audit.entries import Entry
         forged = Entry(6, e5.time, "acme", "chat.request", "forged", json.dumps({"forged": True}), e5.entry_hash, "")
         forged.entry_hash = forged.computed_hash()
         _sql(log, "INSERT INTO audit_entries (seq, time, tenant, kind, request_id, body, prev_hash, entry_hash, purged) "
@@ -59,7 +59,7 @@ def test_tampering_is_detected_and_the_first_bad_entry_named(log, key, attack):
     elif attack == "rewrite-with-new-hashes":
         # An attacker with write access recomputes the whole chain from entry 2 on: only the
         # signed checkpoint catches it.
-        from charter.audit.log import body_digest
+        from charter.audit.entries import body_digest
 
         rows = list(log.entries())
         prev = rows[1].entry_hash
@@ -153,7 +153,8 @@ def test_group_commit_writer_batches_concurrent_appends_into_one_chain(log):
 
 
 def test_entries_written_in_the_earlier_form_still_verify_and_edits_to_them_are_caught(log):
-    from charter.audit.log import leaf_hash, legacy_entry
+    from charter.audit.entries import legacy_entry
+    from charter.audit.log import leaf_hash
 
     _fill(log, 4)
     # Rewrite the chain as a release before the header form wrote it (one canonical JSON object).

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from charter.audit import AuditLog, connect
-from charter.audit.log import CHECKPOINT_TYPE, GENESIS, Entry, _signed_body, body_digest, canonical_json
+from charter.audit.entries import CHECKPOINT_TYPE, GENESIS, Entry, _signed_body, body_digest, canonical_json
 from charter.core.errors import VerificationError
 from charter.provenance.dsse import sign_envelope
 from charter.provenance.keys import key_id

@@ -106,7 +106,7 @@ def test_audit_witness_file_catches_a_re_anchored_rewrite(tmp_path, db_url):
     from sqlalchemy import text
 
     from charter.audit import AuditLog, connect
-    from charter.audit.log import body_digest, canonical_json
+    from charter.audit.entries import body_digest, canonical_json
 
     witness = tmp_path / "auditor" / "checkpoints.jsonl"
     cfg = _cfg(tmp_path, db_url, f'witness_file = "{tmp_path / "gateway-witness.jsonl"}"\n')

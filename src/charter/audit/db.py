@@ -6,12 +6,22 @@ switch, shared by every gateway process on the same database) and incidents.
 
 from __future__ import annotations
 
-from sqlalchemy import (
-    BigInteger, Boolean, Column, Float, Integer, MetaData, String, Table, Text, create_engine, event,
-)
 import os
 from contextlib import contextmanager
 
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+)
 from sqlalchemy.engine import Engine
 
 from charter.core.errors import InputError

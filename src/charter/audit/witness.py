@@ -16,8 +16,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from charter.core.io import append_jsonl
 from charter.core.errors import InputError
+from charter.core.io import append_jsonl
 
 log = logging.getLogger("charter.audit.witness")
 

@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from charter.audit import db
-from charter.audit.log import AuditLog, utc_now
-from charter.core.clock import audit_time_ago
+from charter.audit.log import AuditLog
+from charter.core.clock import audit_time_ago, utc_now
 from charter.core.errors import InputError
 
 ALL = "*"

@@ -20,10 +20,10 @@ from charter.core.clock import audit_time_ago
 from charter.core.errors import InputError
 from charter.gateway.compliance import Compliance, utc_clock
 from charter.gateway.config import GatewayConfig, TripRule
-from charter.policy.profiles import compose
 from charter.gateway.control import Incidents, KillSwitch, TripWire
 from charter.gateway.tenants import RateLimiter, TenantDirectory, sync_config_tenants
 from charter.gateway.upstream import Upstream, load_upstream
+from charter.policy.profiles import compose
 from charter.provenance.keys import key_id, load_runtime_key, load_secret
 
 log = logging.getLogger("charter.gateway")

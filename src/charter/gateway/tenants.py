@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from charter.audit import db
-from charter.audit.log import utc_now
+from charter.core.clock import utc_now
 from charter.core.errors import InputError
 
 KEY_PREFIX = "chk-"

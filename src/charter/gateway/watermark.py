@@ -15,6 +15,7 @@ from pathlib import Path
 
 from charter.core.errors import InputError
 
+
 def _seed_key(secret: bytes, label: bytes) -> int:
     """A 63-bit integer drawn from the secret (torch generators take seeds below 2**64)."""
     return int.from_bytes(hmac.new(secret, label, hashlib.sha256).digest()[:8], "big") >> 1

@@ -7,9 +7,9 @@ from starlette.concurrency import run_in_threadpool
 
 from charter.gateway.control import ALL, render_report, tenant_scope
 from charter.gateway.deps import get_state, require_admin
+from charter.gateway.errors import APIError
 from charter.gateway.schemas import ResumeRequest, SuspendRequest
 from charter.gateway.state import GatewayState
-from charter.gateway.errors import APIError
 from charter.gateway.tenants import Tenant, revoke_tenant
 
 INT32_MAX = 2**31 - 1  # incident ids are 32-bit integers in the database

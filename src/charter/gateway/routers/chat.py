@@ -23,8 +23,8 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from charter.gateway import schemas
-from charter.gateway.deps import get_state, require_tenant
 from charter.gateway.compliance import Notice
+from charter.gateway.deps import get_state, require_tenant
 from charter.gateway.errors import APIError, validation_message
 from charter.gateway.state import GatewayState
 from charter.gateway.tenants import Tenant

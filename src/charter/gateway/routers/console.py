@@ -28,7 +28,6 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from charter.audit import db
-
 from charter.gateway.control import ALL, iso_ago
 from charter.gateway.deps import get_state
 from charter.gateway.state import GatewayState
