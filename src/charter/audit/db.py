@@ -6,6 +6,7 @@ switch, shared by every gateway process on the same database) and incidents.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from contextlib import contextmanager
 
@@ -124,6 +125,8 @@ def connect(url: str, *, durability: str = "normal") -> Engine:
         raise InputError(f"not a database URL: {url!r} (e.g. sqlite:///audit.db or postgresql://host/db)", source="database")
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    if url.startswith("postgresql+psycopg") and importlib.util.find_spec("psycopg") is None:
+        raise InputError("a PostgreSQL database needs the postgres extra: pip install 'charter[postgres]'", source="database")
     try:
         if url.startswith("sqlite"):
             created = _create_private_sqlite_file(url)
