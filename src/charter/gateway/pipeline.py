@@ -209,12 +209,11 @@ class ExchangePipeline:
         return self.dressing(ex)
 
     async def stream(self, ex: Exchange, dress: Dressing) -> AsyncIterator[Delta | Answer]:
-        """Deltas, then the final ``Answer`` (its content is everything sent). Text is released only
-        after the output check that covers it; the kill switch is looked at between chunks and while
-        waiting for one (at most ``poll_seconds`` apart). Closing this generator early (a client that
-        went away) still audits the response."""
+        """Deltas, then the final ``Answer``. Text is released only after the output check that covers
+        it; the kill switch is looked at between chunks and while waiting for one (``poll_seconds``
+        apart). Closed early (the client went away), the response is still audited."""
         state, result = self.state, StreamResult()
-        every, guarded, poll = state.config.guard.stream_every, state.has_guard("output"), state.config.server.poll_seconds
+        every, guarded = state.config.guard.stream_every, state.has_guard("output")
         agen = state.upstream.stream(ex.messages, ex.params, result).__aiter__()
         text, pending, n = "", "", 0
         finish, outcome, out_dec, reason, sent, receipt = None, "allowed", None, None, "", None
@@ -224,17 +223,9 @@ class ExchangePipeline:
             sent = dress.prefix
             while finish is None:
                 nxt = asyncio.ensure_future(agen.__anext__())
-                while True:
-                    done, _ = await asyncio.wait({nxt}, timeout=poll)
-                    s = state.killswitch.suspended(ex.model, ex.tenant)
-                    if s:
-                        nxt.cancel()
-                        await asyncio.gather(nxt, return_exceptions=True)
-                        finish, outcome, reason = "content_filter", "suspended", s.reason
-                        break
-                    if done:
-                        break
-                if finish:
+                s = await self._race_killswitch(ex, nxt, check_first=True)
+                if s:
+                    finish, outcome, reason = "content_filter", "suspended", s.reason
                     break
                 try:
                     chunk = nxt.result()
@@ -270,39 +261,49 @@ class ExchangePipeline:
             # Shielded: when the client disconnects, the server cancels the response, and anyio's
             # cancellation would otherwise abort every await here, losing the response entry.
             with anyio.CancelScope(shield=True):
-                if nxt is not None and not nxt.done():  # a pending read holds the generator: stop it first
-                    nxt.cancel()
-                    await asyncio.gather(nxt, return_exceptions=True)
-                await agen.aclose()
                 if finish is None:  # the client went away mid-stream
                     finish, outcome = "aborted", "client-disconnected"
-                receipt = self._receipt(ex, sent)
-                entries = ([_decision_entry("output", out_dec)] if out_dec else []) + [
-                    ("chat.response", self._response_body(ex, sent, finish, outcome, result, receipt, reason))]
-                await self.audit(ex, entries)
-                self._finish(ex, outcome, 200, result.completion_tokens)
+                receipt = await self._close_stream(ex, agen, nxt, sent, finish, outcome, out_dec, result, reason)
         if outcome == "upstream-error":
             reason = "the upstream model failed mid-stream (the detail is logged)"
         yield self._answer(ex, sent, finish, outcome, dress, receipt, {"reason": reason} if reason else {},
                            schemas.usage(result.prompt_tokens, result.completion_tokens))
+
+    async def _close_stream(self, ex: Exchange, agen, nxt, sent: str, finish: str, outcome: str, out_dec,
+                            result: StreamResult, reason: str | None) -> dict | None:
+        """Stop the upstream stream, then receipt, audit and count what was sent; the receipt."""
+        if nxt is not None and not nxt.done():  # a pending read holds the generator: stop it first
+            nxt.cancel()
+            await asyncio.gather(nxt, return_exceptions=True)
+        await agen.aclose()
+        receipt = self._receipt(ex, sent)
+        entries = ([_decision_entry("output", out_dec)] if out_dec else []) + [
+            ("chat.response", self._response_body(ex, sent, finish, outcome, result, receipt, reason))]
+        await self.audit(ex, entries)
+        self._finish(ex, outcome, 200, result.completion_tokens)
+        return receipt
 
     async def _check_output(self, ex: Exchange, text: str):
         d = await run_in_threadpool(self.state.guard.check_output, text, ex.prompt)
         self._count(ex, "output", d)
         return d
 
-    async def _race_killswitch(self, ex: Exchange, task: asyncio.Future):
-        """Wait for ``task``; if the kill switch trips first, cancel it and return the suspension."""
+    async def _race_killswitch(self, ex: Exchange, task: asyncio.Future, *, check_first: bool = False):
+        """Wait for ``task``; if the kill switch trips first, cancel it and return the suspension.
+        With ``check_first`` (streaming) the switch is looked at even when the task is already done,
+        so a suspension stops a stream between chunks, not only while waiting for one."""
         poll = self.state.config.server.poll_seconds
         while True:
             done, _ = await asyncio.wait({task}, timeout=poll)
-            if done:
+            if done and not check_first:
                 return None
             s = self.state.killswitch.suspended(ex.model, ex.tenant)
             if s:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
                 return s
+            if done:
+                return None
 
     # -- answers the gateway writes itself ----------------------------------------------------------------
     async def canned(self, ex: Exchange, text: str, finish: str, outcome: str, entries_before: list, info: dict) -> Answer:
