@@ -11,6 +11,10 @@ from charter.cli._common import console, handle_errors, run_with_progress
 
 app = typer.Typer(help="Constitutional AI data generation.", no_args_is_help=True)
 
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="cai")
+
 MODEL_HELP = "embedded | hf:PATH | gguf:PATH | llamacpp:PATH | openai:URL#MODEL (options after '?')"
 
 
@@ -104,8 +108,8 @@ def show_chain(
     kind: str = typer.Option("harmless", "--kind", help="harmless (critiqued) or helpful."),
 ) -> None:
     """Print one chain: prompt, initial answer, each critique and revision."""
-    from charter.core.io import read_jsonl
     from charter.core.errors import InputError
+    from charter.core.io import read_jsonl
 
     path = out / "chains.jsonl"
     if not path.is_file():

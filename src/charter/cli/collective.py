@@ -23,6 +23,10 @@ app = typer.Typer(
 )
 
 
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="collective")
+
+
 @app.command()
 @handle_errors
 def analyze(

@@ -21,6 +21,10 @@ from charter.core.errors import InputError
 app = typer.Typer(help="Validate, show and compare constitution files.", no_args_is_help=True)
 
 
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="constitution")
+
+
 @app.command()
 @handle_errors
 def validate(file: Path = typer.Argument(..., help="Constitution TOML file.")) -> None:

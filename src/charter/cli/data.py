@@ -12,6 +12,10 @@ from charter.cli._common import console, handle_errors, run_with_progress
 app = typer.Typer(help="Training-data tools.", no_args_is_help=True)
 
 
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="data")
+
+
 @app.command("filter")
 @handle_errors
 def filter_corpus(

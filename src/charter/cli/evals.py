@@ -11,6 +11,10 @@ from charter.cli._common import console, handle_errors, run_with_progress
 
 app = typer.Typer(help="Evaluation: attack success, over-refusal, helpfulness, jailbreaks; comparison reports.", no_args_is_help=True)
 
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="eval")
+
 MODEL_HELP = "embedded | hf:PATH | gguf:PATH | llamacpp:PATH | openai:URL#MODEL"
 
 

@@ -14,6 +14,10 @@ from charter.core.errors import InputError
 app = typer.Typer(help="Constitutional classifiers: train and run the guard.", no_args_is_help=True)
 
 
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="guard")
+
+
 @app.command("synth")
 @handle_errors
 def synth(

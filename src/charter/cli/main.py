@@ -6,7 +6,26 @@ import typer
 
 from charter import __version__
 from charter.cli import (
-    align, assess, cai, collective, compliance, constitution, data, evals, gateway, governance, guard, models, provenance, train,
+    admin,
+    align,
+    assess,
+    audit,
+    cai,
+    check,
+    collective,
+    constitution,
+    data,
+    docs,
+    evals,
+    guard,
+    incident,
+    keys,
+    models,
+    profiles,
+    provenance,
+    serve,
+    train,
+    watermark,
 )
 
 app = typer.Typer(
@@ -16,20 +35,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.add_typer(constitution.app, name="constitution")
-app.add_typer(cai.app, name="cai")
-app.add_typer(train.app, name="train")
-app.add_typer(evals.app, name="eval")
-app.add_typer(guard.app, name="guard")
-app.add_typer(data.app, name="data")
-app.add_typer(models.app, name="models")
-align.register(app)
-provenance.register(app)
-gateway.register(app)
-compliance.register(app)
-governance.register(app)
-assess.register(app)
-app.add_typer(collective.app, name="collective")
+# Every command module registers itself the same way; the order is the order of `charter --help`.
+for module in (constitution, cai, train, evals, guard, data, models, align, keys, provenance, serve, admin, incident, audit,
+               profiles, watermark, docs, check, assess, collective):
+    module.register(app)
 
 
 def _version(value: bool) -> None:

@@ -12,6 +12,10 @@ from charter.cli._common import console, handle_errors
 app = typer.Typer(help="Inspect model backends.", no_args_is_help=True)
 
 
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="models")
+
+
 @app.command()
 @handle_errors
 def check(

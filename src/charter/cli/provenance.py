@@ -1,45 +1,16 @@
-"""``charter keys generate``, ``charter seal``, ``charter verify``, ``charter lineage`` and receipts."""
+"""``charter seal``, ``charter verify``, ``charter lineage``, ``charter sign-receipt`` and ``charter verify-receipt``."""
 
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from charter.cli._common import console, handle_errors
+from charter.cli.keys import passphrase as _passphrase
 from charter.core.errors import InputError
-
-keys_app = typer.Typer(help="Signing keys (EC P-256).", no_args_is_help=True)
-
-
-def _passphrase(confirm: bool = False) -> bytes:
-    """From CHARTER_KEY_PASSPHRASE, else an interactive prompt; never echoed or logged."""
-    from charter.provenance.keys import PASSPHRASE_ENV
-
-    value = os.environ.get(PASSPHRASE_ENV)
-    if value is None:
-        if not sys.stdin.isatty():
-            raise InputError(f"no passphrase: set {PASSPHRASE_ENV} or run in a terminal to be asked", source="passphrase")
-        value = typer.prompt("Key passphrase", hide_input=True, confirmation_prompt=confirm)
-    return value.encode()
-
-
-@keys_app.command("generate")
-@handle_errors
-def keys_generate(
-    out: Path = typer.Option(..., "--out", "-o", help="Directory for private_key.pem (encrypted) and public_key.pem."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing key pair."),
-) -> None:
-    """Generate an EC P-256 key pair; the private key is encrypted with the passphrase."""
-    from charter.provenance import generate_keypair
-    from charter.provenance.keys import key_id, load_public_key
-
-    priv, pub = generate_keypair(out, _passphrase(confirm=True), overwrite=overwrite)
-    console.print(f"private key: {priv} (encrypted, mode 600)\npublic key:  {pub}\nkey id: {key_id(load_public_key(pub))}", highlight=False)
 
 
 def seal(
@@ -105,7 +76,8 @@ def sign_receipt(
     out: Path = typer.Option(..., "--out", "-o", help="Receipt file (DSSE JSON)."),
 ) -> None:
     """Sign a response receipt (the gateway does this per answer)."""
-    from charter.provenance import load_private_key, sign_receipt as sign
+    from charter.provenance import load_private_key
+    from charter.provenance import sign_receipt as sign
 
     for f in (prompt_file, output_file):
         if not f.is_file():
@@ -140,7 +112,6 @@ def verify_receipt(
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(keys_app, name="keys")
     for fn, name in ((seal, "seal"), (verify, "verify"), (lineage, "lineage"), (sign_receipt, "sign-receipt"),
                      (verify_receipt, "verify-receipt")):
         app.command(name)(handle_errors(fn))

@@ -11,6 +11,10 @@ from charter.cli._common import console, handle_errors
 
 app = typer.Typer(help="SFT and DPO training with principle routing and absorption profiles.", no_args_is_help=True)
 
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="train")
+
 MODEL_HELP = "embedded | hf:PATH | gguf:PATH (a model whose weights can be loaded by transformers)"
 
 

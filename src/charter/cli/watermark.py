@@ -1,59 +1,24 @@
-"""``charter profiles list|show`` and ``charter watermark detect``."""
+"""``charter watermark detect|key``: implicit watermarks in generated text."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
-from rich.table import Table
 
 from charter.cli._common import console, handle_errors
 from charter.core.errors import InputError
 
-profiles_app = typer.Typer(help="Compliance profiles: disclosures, labels, watermarks, retention, safeguards.", no_args_is_help=True)
-watermark_app = typer.Typer(help="Implicit watermarks in generated text.", no_args_is_help=True)
+app = typer.Typer(help="Implicit watermarks in generated text.", no_args_is_help=True)
 
 
-@profiles_app.command("list")
-@handle_errors
-def profiles_list() -> None:
-    """The bundled profiles."""
-    from charter.policy.profiles import BUNDLED, load_profile
-
-    for name in BUNDLED:
-        typer.echo(f"{name}\t{load_profile(name).description}")
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="watermark")
 
 
-@profiles_app.command("show")
-@handle_errors
-def profiles_show(
-    names: List[str] = typer.Argument(..., help="Profile names or .toml paths; several compose to the stricter setting of each."),
-    remote: Optional[bool] = typer.Option(None, "--remote/--local", help="Whether the upstream is remote (watermarks need a local one)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-) -> None:
-    """The effective settings and the profile each one came from."""
-    from charter.policy.profiles import compose
-
-    e = compose(names)
-    rows = e.describe(local_upstream=None if remote is None else not remote)
-    if as_json:
-        typer.echo(json.dumps({"profiles": e.names, "settings": [{"setting": k, "value": v, "source": s} for k, v, s in rows]},
-                              indent=2, ensure_ascii=False))
-        return
-    table = Table(title=f"effective compliance settings: {' + '.join(e.names)}")
-    table.add_column("setting", no_wrap=True)
-    table.add_column("value")
-    table.add_column("from")
-    for k, v, s in rows:
-        table.add_row(k, v, s)
-    console.print(table)
-    console.print("Watermarks apply to local upstreams only: a remote server's logits are not available, so its "
-                  "answers get the explicit label but no implicit mark.", highlight=False)
-
-
-@watermark_app.command("detect")
+@app.command("detect")
 @handle_errors
 def watermark_detect(
     file: Path = typer.Option(..., "--file", "-f", help="Text file to test."),
@@ -83,25 +48,22 @@ def _watermark_secret(key_file: Optional[Path], config: Optional[Path]) -> bytes
     if key_file is None and config is None:
         raise InputError("name the watermark key: --key-file FILE or --config gateway.toml", source="--key-file")
     if key_file is None:
-        from charter.cli.gateway import _config
+        from charter.cli._gateway import gateway_config as _config
 
         key_file = Path(_config(config).watermark_key_path())
     return load_secret(key_file, "the watermark key", create=False)
 
 
-@watermark_app.command("key")
+@app.command("key")
 @handle_errors
 def watermark_key(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="gateway.toml (default: ./gateway.toml)."),
 ) -> None:
     """Name the watermark key file a gateway uses and its id (the key itself is never printed)."""
-    from charter.cli.gateway import _config
+    from charter.cli._gateway import gateway_config as _config
     from charter.provenance.keys import load_secret, secret_id
 
     path = _config(config).watermark_key_path()
     typer.echo(json.dumps({"key_file": path, "key_id": secret_id(load_secret(path, "the watermark key", create=False))}))
 
 
-def register(app: typer.Typer) -> None:
-    app.add_typer(profiles_app, name="profiles")
-    app.add_typer(watermark_app, name="watermark")

@@ -1,17 +1,15 @@
-"""``charter docs model-card|alignment|filing`` and ``charter check``."""
+"""``charter docs model-card|alignment|filing``: documents generated from a sealed model."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from charter.cli._common import console, handle_errors
-from charter.core.errors import InputError
 
-docs_app = typer.Typer(help="Documents generated from a sealed model: model card, alignment documentation, filing dossier.",
+app = typer.Typer(help="Documents generated from a sealed model: model card, alignment documentation, filing dossier.",
                        no_args_is_help=True)
 
 
@@ -57,44 +55,12 @@ def _command(kind: str, doc: str):
     return command
 
 
-docs_app.command("model-card")(_command("model-card", "Hugging Face model card (README.md with YAML metadata)."))
-docs_app.command("alignment")(_command(
+app.command("model-card")(_command("model-card", "Hugging Face model card (README.md with YAML metadata)."))
+app.command("alignment")(_command(
     "alignment", "Alignment documentation: constitution, per-principle training evidence, RLAIF pipeline, evaluations, provenance."))
-docs_app.command("filing")(_command(
+app.command("filing")(_command(
     "filing", "Algorithm-filing dossier: basic principle, data, labelling rules, strategy, safety layers, retention, incidents."))
 
 
-@handle_errors
-def check(
-    baseline: Path = typer.Option(..., "--baseline", help="The sealed model last filed/released."),
-    candidate: Path = typer.Option(..., "--candidate", help="The sealed model about to be released."),
-    rules: Optional[Path] = typer.Option(None, "--rules", help="Rules TOML (thresholds and refile/review/ignore per rule)."),
-    public_key: Optional[Path] = typer.Option(None, "--public-key", "-p", help="Verify both seals first."),
-    allow_unrelated: bool = typer.Option(False, "--allow-unrelated", help="Compare models with no constitution, base or seal in common."),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Also write the result as JSON here."),
-) -> None:
-    """Does the candidate release need re-filing or review? Exit 1 with the list when it does."""
-    from charter.governance.check import CheckConfig, ReleaseCheck
-
-    if out is not None and out.is_dir():
-        raise InputError("is a directory; --out takes a file name (e.g. check.json)", source=str(out))
-    result = ReleaseCheck(CheckConfig(baseline=str(baseline), candidate=str(candidate), rules=str(rules) if rules else None,
-                                      public_key=str(public_key) if public_key else None,
-                                      allow_unrelated=allow_unrelated)).run()
-    if out:
-        from charter.core.io import write_text_atomic
-
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out, json.dumps(result.to_dict(), indent=2, default=str) + "\n")
-    if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
-    else:
-        for line in result.lines():
-            console.print(line, highlight=False, markup=False, soft_wrap=True)
-    raise typer.Exit(result.exit_code)
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(docs_app, name="docs")
-    app.command("check")(check)
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="docs")
