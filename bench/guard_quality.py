@@ -13,6 +13,8 @@ are tested on the other. Training data is built by the product path, `charter gu
 - the replies labelled by hand for Charter (src/charter/guard/data/written_outputs.jsonl, written
   replies, and labelled_answers.jsonl, the embedded model's own answers; both reply to Charter's own
   requests, none to a dev-set prompt), added to the cached answers;
+- with --written-pairs, the graded reply pairs written for Charter (bench/data/written_pairs.jsonl;
+  off by default: in bench/guard_pairwise.py they lowered pairwise accuracy 0.615 -> 0.58);
 - `--answer-rule form` (the default, as in `charter guard synth`): answers to harmful requests
   count as harmful only when shaped like the task; the rest are left out.
 
@@ -28,7 +30,7 @@ the exchange head reading request and reply together. Targets: input TPR >= 0.90
 output AUROC >= 0.90, pairwise >= 0.65.
 
     .venv/bin/python bench/guard_quality.py [--epochs 3] [--max-answers 700] [--no-probe]
-        [--answer-rule form|any] [--no-written] [--out-name guard_quality]
+        [--answer-rule form|any] [--no-written] [--written-pairs] [--out-name guard_quality]
 
 The synthesised data is cached under ~/.cache/charter-bench (keyed by the arguments), as the
 answers take ~10 minutes to generate on 2 cores.
@@ -195,6 +197,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--no-probe", action="store_true")
     ap.add_argument("--no-written", action="store_true", help="leave out the hand-labelled replies (ablation)")
+    ap.add_argument("--written-pairs", action="store_true",
+                    help="add bench/data/written_pairs.jsonl to the training pairs (ablation: it lowered pairwise accuracy, guard_pairwise.py)")
     ap.add_argument("--answer-rule", default="form", choices=["form", "any"], help="as charter guard synth --answer-rule")
     ap.add_argument("--out-name", default="guard_quality", help="results file name (ablations write beside the main run)")
     ap.add_argument("--probe-limit", type=int, default=1200, help="probe: at most this many training texts per side")
@@ -207,7 +211,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         data, synth_manifest = build_data(args, d)
-        data, prep = prepared(data, d, labelled=not args.no_written, answer_rule=args.answer_rule)
+        data, prep = prepared(data, d, labelled=not args.no_written, answer_rule=args.answer_rule,
+                              written_pairs=args.written_pairs)
         timings = {}
         for kind in ("frozen", "finetuned"):
             t0 = time.perf_counter()
