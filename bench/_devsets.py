@@ -15,7 +15,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 def halves(items: list, seed: int = 0) -> tuple[list, list]:
     items = list(items)
     random.Random(seed).shuffle(items)
-    return items[: len(items) // 2], items[len(items) // 2:]
+    return items[: len(items) // 2], items[len(items) // 2 :]
 
 
 def advbench() -> list[str]:
@@ -74,6 +74,15 @@ def written_pairs() -> list[dict]:
         else:
             raise ValueError(f"{WRITTEN_PAIRS}:{n}: unknown context source {ref['source']!r}")
         prompt = context.rpartition("Human:")[2].strip()
-        out.append({"prompt": prompt, "context": context, "chosen": r["chosen"], "rejected": r["rejected"],
-                    "source": f"written_pairs.jsonl:{n}", "rule": "written-pair", "grade": r["grade"]})
+        out.append(
+            {
+                "prompt": prompt,
+                "context": context,
+                "chosen": r["chosen"],
+                "rejected": r["rejected"],
+                "source": f"written_pairs.jsonl:{n}",
+                "rule": "written-pair",
+                "grade": r["grade"],
+            }
+        )
     return out

@@ -6,7 +6,7 @@ import json
 import platform
 import time
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
@@ -27,7 +27,7 @@ def write_results(name: str, payload: dict) -> Path:
     path = RESULTS / f"{name}.json"
     meta = {
         "benchmark": name,
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "processor": platform.processor() or platform.machine()},
     }
     path.write_text(json.dumps(meta | payload, indent=2) + "\n")

@@ -22,8 +22,11 @@ from _util import print_table, write_results  # noqa: E402
 from charter.audit import AuditLog, connect, db, utc_now  # noqa: E402
 from charter.audit.entries import canonical_json  # noqa: E402
 
-BODY = {"model": "charter-test", "messages": [{"role": "user", "content": "What is the capital of France? " * 4}],
-        "params": {"max_tokens": 256, "temperature": 0.7}}
+BODY = {
+    "model": "charter-test",
+    "messages": [{"role": "user", "content": "What is the capital of France? " * 4}],
+    "params": {"max_tokens": 256, "temperature": 0.7},
+}
 
 
 def plain_inserts(engine, n: int) -> float:
@@ -32,8 +35,10 @@ def plain_inserts(engine, n: int) -> float:
     t0 = time.perf_counter()
     for i in range(n):
         with db.driver_transaction(engine) as (cur, ph):
-            cur.execute(f"INSERT INTO audit_plain (time, tenant, kind, request_id, body) VALUES ({', '.join([ph] * 5)})",
-                        (utc_now(), "acme", "chat.request", f"r{i}", canonical_json(BODY | {"i": i})))
+            cur.execute(
+                f"INSERT INTO audit_plain (time, tenant, kind, request_id, body) VALUES ({', '.join([ph] * 5)})",
+                (utc_now(), "acme", "chat.request", f"r{i}", canonical_json(BODY | {"i": i})),
+            )
     return time.perf_counter() - t0
 
 
@@ -69,7 +74,11 @@ def run(name: str, url: str, n: int, verify_entries: int) -> dict:
     rep = log.verify([key.public_key()])
     v = time.perf_counter() - t0
     assert rep.ok, rep.problem
-    row |= {"verify_entries": rep.entries, "verify_s": round(v, 2), "verify_s_per_million": round(v / rep.entries * 1e6, 1)}
+    row |= {
+        "verify_entries": rep.entries,
+        "verify_s": round(v, 2),
+        "verify_s_per_million": round(v / rep.entries * 1e6, 1),
+    }
     engine.dispose()
     return row
 
@@ -97,7 +106,10 @@ def main() -> None:
             print(f"PostgreSQL not reachable at {args.pg}: skipped")
     except ImportError as exc:
         print(f"PostgreSQL skipped: {exc}")
-    print_table(rows, ["database", "plain_per_s", "chained_per_s", "ratio", "verify_entries", "verify_s", "verify_s_per_million"])
+    print_table(
+        rows,
+        ["database", "plain_per_s", "chained_per_s", "ratio", "verify_entries", "verify_s", "verify_s_per_million"],
+    )
     path = write_results("audit_append", {"n": args.n, "target_ratio": 0.5, "rows": rows})
     print(f"wrote {path}")
 

@@ -31,7 +31,7 @@ from _util import print_table, timer, write_results  # noqa: E402
 
 from charter.backends import Backend, SamplingConfig, embedded_gguf_path, llamacpp_available, load_backend  # noqa: E402
 from charter.backends.hf import dequantised_gguf_dir  # noqa: E402
-from charter.cai import CritiqueRevisionConfig, CritiqueReviser  # noqa: E402
+from charter.cai import CritiqueReviser, CritiqueRevisionConfig  # noqa: E402
 from charter.constitution import load_constitution  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,9 +84,15 @@ def naive_loop(prompts, constitution, model_dir: Path, cfg: SamplingConfig, revi
         nonlocal tokens
         ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
         with torch.inference_mode():
-            out = model.generate(**ids, max_new_tokens=cfg.max_new_tokens, do_sample=True,
-                                 temperature=cfg.temperature, top_p=cfg.top_p, pad_token_id=tok.eos_token_id)
-        new = out[0, ids["input_ids"].shape[1]:]
+            out = model.generate(
+                **ids,
+                max_new_tokens=cfg.max_new_tokens,
+                do_sample=True,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                pad_token_id=tok.eos_token_id,
+            )
+        new = out[0, ids["input_ids"].shape[1] :]
         tokens += int((new != tok.eos_token_id).sum())
         return tok.decode(new, skip_special_tokens=True).strip()
 
@@ -98,17 +104,22 @@ def naive_loop(prompts, constitution, model_dir: Path, cfg: SamplingConfig, revi
                 shots = []
                 for ex in rng.sample(list(constitution.examples_for(principle)), 1):
                     shots += [
-                        {"role": "user", "content": ex.prompt}, {"role": "assistant", "content": ex.response},
+                        {"role": "user", "content": ex.prompt},
+                        {"role": "assistant", "content": ex.response},
                         {"role": "user", "content": ex.critique_request or principle.critique},
                         {"role": "assistant", "content": ex.critique},
                         {"role": "user", "content": ex.revision_request or principle.revision},
                         {"role": "assistant", "content": ex.revision},
                     ]
-                ctx = shots + [{"role": "user", "content": p.text}, {"role": "assistant", "content": response},
-                               {"role": "user", "content": principle.critique}]
+                ctx = shots + [
+                    {"role": "user", "content": p.text},
+                    {"role": "assistant", "content": response},
+                    {"role": "user", "content": principle.critique},
+                ]
                 critique = gen(ctx)
-                response = gen(ctx + [{"role": "assistant", "content": critique},
-                                      {"role": "user", "content": principle.revision}])
+                response = gen(
+                    ctx + [{"role": "assistant", "content": critique}, {"role": "user", "content": principle.revision}]
+                )
     return {"seconds": t["s"], "records": len(prompts), "tokens": tokens}
 
 
@@ -116,9 +127,16 @@ def charter_run(spec: str, args, prompts_file: Path, scope: str = "critique") ->
     backend = RecordingBackend(load_backend(spec))
     with tempfile.TemporaryDirectory() as out:
         cfg = CritiqueRevisionConfig(
-            constitution=args.constitution, prompts=str(prompts_file), out=out, model=spec,
-            limit=args.n, revisions=args.revisions, batch_size=args.batch_size,
-            max_new_tokens=args.max_new_tokens, seed=0, few_shot_scope=scope,
+            constitution=args.constitution,
+            prompts=str(prompts_file),
+            out=out,
+            model=spec,
+            limit=args.n,
+            revisions=args.revisions,
+            batch_size=args.batch_size,
+            max_new_tokens=args.max_new_tokens,
+            seed=0,
+            few_shot_scope=scope,
         )
         reviser = CritiqueReviser(cfg, model=backend, critic=backend)
         with timer() as t:
@@ -148,17 +166,24 @@ def llamacpp_settings(options: dict) -> dict:
     ``charter.backends.llamacpp`` sets: n_batch 2048, n_ubatch 512, f16 KV cache)."""
     import llama_cpp
 
-    return {"n_threads": int(options["n_threads"]), "n_threads_batch": int(options["n_threads"]),
-            "n_ctx": int(options["n_ctx"]), "n_batch": 2048, "n_ubatch": 512, "kv_cache_type": "f16",
-            # Charter leaves llama.cpp's default (auto), which picks flash attention on CPU;
-            # llama-cpp-python's Llama defaults to off, so the baseline turns it on.
-            "flash_attn": True,
-            "model_file": embedded_gguf_path().name, "llama_cpp_python": llama_cpp.__version__,
-            # Charter's temperature and top-p per call; the rest are create_chat_completion's
-            # defaults (top_k 40 truncates before top-p, which makes its sampling cheaper, not dearer).
-            "sampler": "temperature, top_p from each call; top_k 40, min_p 0.05, repeat_penalty 1.0 (defaults); seed 1",
-            "sequences_at_once": 1,
-            "use_extra_bufts": bool(llama_cpp.llama_model_default_params().use_extra_bufts)}
+    return {
+        "n_threads": int(options["n_threads"]),
+        "n_threads_batch": int(options["n_threads"]),
+        "n_ctx": int(options["n_ctx"]),
+        "n_batch": 2048,
+        "n_ubatch": 512,
+        "kv_cache_type": "f16",
+        # Charter leaves llama.cpp's default (auto), which picks flash attention on CPU;
+        # llama-cpp-python's Llama defaults to off, so the baseline turns it on.
+        "flash_attn": True,
+        "model_file": embedded_gguf_path().name,
+        "llama_cpp_python": llama_cpp.__version__,
+        # Charter's temperature and top-p per call; the rest are create_chat_completion's
+        # defaults (top_k 40 truncates before top-p, which makes its sampling cheaper, not dearer).
+        "sampler": "temperature, top_p from each call; top_k 40, min_p 0.05, repeat_penalty 1.0 (defaults); seed 1",
+        "sequences_at_once": 1,
+        "use_extra_bufts": bool(llama_cpp.llama_model_default_params().use_extra_bufts),
+    }
 
 
 def raw_llamacpp(calls, settings: dict, cache: bool) -> dict:
@@ -170,22 +195,37 @@ def raw_llamacpp(calls, settings: dict, cache: bool) -> dict:
 
     from llama_cpp import Llama, LlamaRAMCache, llama_model_desc
 
-    llm = Llama(str(embedded_gguf_path()), n_ctx=settings["n_ctx"], n_batch=settings["n_batch"],
-                n_ubatch=settings["n_ubatch"], n_threads=settings["n_threads"],
-                n_threads_batch=settings["n_threads_batch"], flash_attn=settings["flash_attn"], verbose=False)
+    llm = Llama(
+        str(embedded_gguf_path()),
+        n_ctx=settings["n_ctx"],
+        n_batch=settings["n_batch"],
+        n_ubatch=settings["n_ubatch"],
+        n_threads=settings["n_threads"],
+        n_threads_batch=settings["n_threads_batch"],
+        flash_attn=settings["flash_attn"],
+        verbose=False,
+    )
     buf = ctypes.create_string_buffer(256)
     llama_model_desc(llm.model, buf, len(buf))
-    used = dict(settings, model_desc=buf.value.decode(), n_threads=llm.context_params.n_threads,
-                n_threads_batch=llm.context_params.n_threads_batch, n_ctx=llm.n_ctx(), n_batch=llm.n_batch,
-                n_ubatch=llm.context_params.n_ubatch, prompt_cache=None)
+    used = dict(
+        settings,
+        model_desc=buf.value.decode(),
+        n_threads=llm.context_params.n_threads,
+        n_threads_batch=llm.context_params.n_threads_batch,
+        n_ctx=llm.n_ctx(),
+        n_batch=llm.n_batch,
+        n_ubatch=llm.context_params.n_ubatch,
+        prompt_cache=None,
+    )
     if cache:
         llm.set_cache(LlamaRAMCache(capacity_bytes=2 << 30))
         used["prompt_cache"] = "LlamaRAMCache(capacity_bytes=2 GiB)"
     tokens = 0
     with timer() as t:
         for conv, cfg, _ in calls:
-            r = llm.create_chat_completion(messages=conv, max_tokens=cfg.max_new_tokens,
-                                           temperature=cfg.temperature, top_p=cfg.top_p, seed=1)
+            r = llm.create_chat_completion(
+                messages=conv, max_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, seed=1
+            )
             tokens += r["usage"]["completion_tokens"]
     return {"seconds": t["s"], "tokens": tokens, "settings": used}
 
@@ -199,18 +239,32 @@ def raw_transformers(calls, model_dir: Path, batch_size: int) -> dict:
     with timer() as t:
         # The same conversations, in the order Charter finished them, in batches of batch_size.
         for i in range(0, len(calls), batch_size):
-            chunk = calls[i:i + batch_size]
+            chunk = calls[i : i + batch_size]
             cfg = chunk[0][1]
             texts = [tok.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c, _, _ in chunk]
             enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
             with torch.inference_mode():
-                out = model.generate(**enc, max_new_tokens=cfg.max_new_tokens, do_sample=True,
-                                     temperature=cfg.temperature, top_p=cfg.top_p, pad_token_id=tok.pad_token_id or tok.eos_token_id)
-            new = out[:, enc["input_ids"].shape[1]:]
+                out = model.generate(
+                    **enc,
+                    max_new_tokens=cfg.max_new_tokens,
+                    do_sample=True,
+                    temperature=cfg.temperature,
+                    top_p=cfg.top_p,
+                    pad_token_id=tok.pad_token_id or tok.eos_token_id,
+                )
+            new = out[:, enc["input_ids"].shape[1] :]
             tokens += int(((new != tok.eos_token_id) & (new != tok.pad_token_id)).sum())
-    return {"seconds": t["s"], "tokens": tokens,
-            "settings": {"dtype": "float32", "batch_size": batch_size, "padding_side": "left",
-                         "torch_threads": torch.get_num_threads(), "model_dir": "dequantised embedded GGUF (Charter's cache)"}}
+    return {
+        "seconds": t["s"],
+        "tokens": tokens,
+        "settings": {
+            "dtype": "float32",
+            "batch_size": batch_size,
+            "padding_side": "left",
+            "torch_threads": torch.get_num_threads(),
+            "model_dir": "dequantised embedded GGUF (Charter's cache)",
+        },
+    }
 
 
 def plot(results: dict, path: Path) -> Path:
@@ -223,7 +277,10 @@ def plot(results: dict, path: Path) -> Path:
     runs = results["runs"]
     names = list(runs)
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.6 * len(names) + 1.5), sharey=True)
-    for ax, key, label in ((axes[0], "records_per_min", "records / min"), (axes[1], "tokens_per_s", "generated tokens / s")):
+    for ax, key, label in (
+        (axes[0], "records_per_min", "records / min"),
+        (axes[1], "tokens_per_s", "generated tokens / s"),
+    ):
         values = [runs[n][key] for n in names]
         colors = ["#888" if n.startswith(("naive", "raw")) else "#2a6f97" for n in names]
         ax.barh(names, values, color=colors)
@@ -232,7 +289,10 @@ def plot(results: dict, path: Path) -> Path:
         ax.set_xlabel(label)
         ax.invert_yaxis()
     cfg = results["config"]
-    fig.suptitle(f"SL-CAI throughput, embedded SmolLM2-135M, {cfg['n']} prompts, {cfg['max_new_tokens']} new tokens/turn (grey: baselines)", fontsize=10)
+    fig.suptitle(
+        f"SL-CAI throughput, embedded SmolLM2-135M, {cfg['n']} prompts, {cfg['max_new_tokens']} new tokens/turn (grey: baselines)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -250,11 +310,14 @@ def main() -> None:
     ap.add_argument("--naive-n", type=int, default=8, help="prompts for the (slow, linear) naive loop")
     ap.add_argument("--skip-naive", action="store_true")
     ap.add_argument("--plot-only", action="store_true", help="redraw the PNG from the last JSON")
-    ap.add_argument("--no-extra-bufts", action="store_true",
-                    help="load llama.cpp weights without its extra (AMX / repacked) buffer types, for Charter and the "
-                         "raw baseline alike: needed where the CPU advertises AMX but the VM does not enable it "
-                         "(llama.cpp then dies of SIGILL in libggml-cpu); Charter's backend decides this by itself "
-                         "(charter.backends.llamacpp.extra_buffers_safe), and the baseline follows the same rule")
+    ap.add_argument(
+        "--no-extra-bufts",
+        action="store_true",
+        help="load llama.cpp weights without its extra (AMX / repacked) buffer types, for Charter and the "
+        "raw baseline alike: needed where the CPU advertises AMX but the VM does not enable it "
+        "(llama.cpp then dies of SIGILL in libggml-cpu); Charter's backend decides this by itself "
+        "(charter.backends.llamacpp.extra_buffers_safe), and the baseline follows the same rule",
+    )
     args = ap.parse_args()
     from charter.backends.llamacpp import extra_buffers_safe
 
@@ -294,14 +357,22 @@ def main() -> None:
         r["records_per_min"] = r.get("records", args.n) / r["seconds"] * 60
         r["tokens_per_s"] = r["tokens"] / r["seconds"]
         results["runs"][name] = r
-        rows.append({"run": name, "seconds": f"{r['seconds']:.1f}", "records/min": f"{r['records_per_min']:.2f}",
-                     "gen tokens/s": f"{r['tokens_per_s']:.1f}"})
+        rows.append(
+            {
+                "run": name,
+                "seconds": f"{r['seconds']:.1f}",
+                "records/min": f"{r['records_per_min']:.2f}",
+                "gen tokens/s": f"{r['tokens_per_s']:.1f}",
+            }
+        )
         print(f"  {name}: {r['seconds']:.1f}s", flush=True)
 
     if not args.skip_naive:
         print("(a) naive transformers loop ...", flush=True)
         # The naive loop is linear in prompts, so its rate from a few prompts is its rate.
-        add("naive transformers loop", naive_loop(prompts[: args.naive_n], constitution, model_dir, cfg, args.revisions))
+        add(
+            "naive transformers loop", naive_loop(prompts[: args.naive_n], constitution, model_dir, cfg, args.revisions)
+        )
     engines = ["hf"] + (["llamacpp"] if llamacpp_available() else [])
     recorded, options = {}, {}
     for engine in engines:
@@ -321,8 +392,10 @@ def main() -> None:
         settings = llamacpp_settings(options["llamacpp"])
         print(f"    raw llama-cpp-python settings (matched to Charter's backend): {settings}", flush=True)
         for cache in (True, False):
-            add(f"raw llama-cpp-python, {'prompt cache' if cache else 'no prompt cache'}",
-                raw_llamacpp(recorded["llamacpp"], settings, cache))
+            add(
+                f"raw llama-cpp-python, {'prompt cache' if cache else 'no prompt cache'}",
+                raw_llamacpp(recorded["llamacpp"], settings, cache),
+            )
 
     runs = results["runs"]
     ratios = {}
@@ -331,13 +404,20 @@ def main() -> None:
         for k in runs:
             if k.startswith("charter"):
                 ratios[f"records_per_min vs naive: {k}"] = runs[k]["records_per_min"] / naive
-    ratios["hf_tokens_per_s_vs_raw_transformers"] = runs["charter hf"]["tokens_per_s"] / runs["raw transformers generate"]["tokens_per_s"]
+    ratios["hf_tokens_per_s_vs_raw_transformers"] = (
+        runs["charter hf"]["tokens_per_s"] / runs["raw transformers generate"]["tokens_per_s"]
+    )
     if "charter llamacpp" in runs:
         # The baseline at its best: the faster of the two raw llama-cpp-python runs.
         best = max((k for k in runs if k.startswith("raw llama-cpp-python")), key=lambda k: runs[k]["tokens_per_s"])
-        ratios["llamacpp_tokens_per_s_vs_raw_llamacpp"] = runs["charter llamacpp"]["tokens_per_s"] / runs[best]["tokens_per_s"]
-        results["baseline_llamacpp"] = {"run": best, "settings": runs[best]["settings"],
-                                        "charter_backend_options": options["llamacpp"]}
+        ratios["llamacpp_tokens_per_s_vs_raw_llamacpp"] = (
+            runs["charter llamacpp"]["tokens_per_s"] / runs[best]["tokens_per_s"]
+        )
+        results["baseline_llamacpp"] = {
+            "run": best,
+            "settings": runs[best]["settings"],
+            "charter_backend_options": options["llamacpp"],
+        }
     results["ratios"] = ratios
     print()
     print_table(rows, ["run", "seconds", "records/min", "gen tokens/s"])

@@ -37,11 +37,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import numpy as np  # noqa: E402
+from _util import print_table, write_results  # noqa: E402
 from sklearn.cluster import KMeans  # noqa: E402
 from sklearn.metrics import adjusted_rand_score, silhouette_score  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
-
-from _util import print_table, write_results  # noqa: E402
 
 from charter.governance.collective import CollectiveAnalysis, CollectiveConfig, load_votes  # noqa: E402
 
@@ -79,8 +78,13 @@ def oracle_labels(sv: SyntheticVotes, min_votes: int) -> np.ndarray:
     probs = np.concatenate([sv.profiles, 1.0 - sv.profiles.sum(axis=2, keepdims=True)], axis=2)
     column = np.where(sv.vote == 1, 0, np.where(sv.vote == -1, 1, 2))
     n_p = len(sv.groups)
-    loglik = np.stack([np.bincount(sv.participant, weights=np.log(probs[g, sv.statement, column]), minlength=n_p)
-                       for g in range(len(probs))], axis=1)
+    loglik = np.stack(
+        [
+            np.bincount(sv.participant, weights=np.log(probs[g, sv.statement, column]), minlength=n_p)
+            for g in range(len(probs))
+        ],
+        axis=1,
+    )
     labels = loglik.argmax(axis=1)
     labels[np.bincount(sv.participant, minlength=n_p) < min_votes] = -1
     return labels
@@ -104,7 +108,9 @@ def main() -> None:
     ap.add_argument("--scale", type=int, default=10, help="the larger size, as a multiple of the published one")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--naive-at-scale", action="store_true", help="also run the dense baseline at the larger size (minutes, ~1 GB)")
+    ap.add_argument(
+        "--naive-at-scale", action="store_true", help="also run the dense baseline at the larger size (minutes, ~1 GB)"
+    )
     ap.add_argument("--dir", default=None, help="where to write the CSVs and outputs (default: a temp dir)")
     args = ap.parse_args()
 
@@ -112,7 +118,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="charter-collective-") as tmp:
         for mult in (1, args.scale):
             size = f"{mult}x"
-            sv = synthetic_votes(args.participants * mult, args.statements * mult, args.votes * mult, args.groups, seed=args.seed)
+            sv = synthetic_votes(
+                args.participants * mult, args.statements * mult, args.votes * mult, args.groups, seed=args.seed
+            )
             votes, statements = sv.write(Path(tmp) / size)
             common = {"size": size, "participants": len(sv.groups), "statements": len(sv.kinds), "votes": len(sv.vote)}
 
@@ -123,21 +131,48 @@ def main() -> None:
             run()  # warm-up: imports, page cache
             t, r = median_time(run, args.repeats)
             score = ari(sv, r.data.participant_ids, r.labels)
-            rows.append(common | {"run": "charter end to end", "seconds": t, "k": r.k, "ARI": score,
-                                  "stages": {key: round(v, 3) for key, v in r.timings.items()}})
+            rows.append(
+                common
+                | {
+                    "run": "charter end to end",
+                    "seconds": t,
+                    "k": r.k,
+                    "ARI": score,
+                    "stages": {key: round(v, 3) for key, v in r.timings.items()},
+                }
+            )
             data = load_votes(votes, statements)
 
             def analyse(**kw):
-                return CollectiveAnalysis(CollectiveConfig(str(votes), str(statements), "-", seed=args.seed, **kw)).analyze(data)
+                return CollectiveAnalysis(
+                    CollectiveConfig(str(votes), str(statements), "-", seed=args.seed, **kw)
+                ).analyze(data)
 
             t, r = median_time(analyse, args.repeats)
-            rows.append(common | {"run": "charter analysis", "seconds": t, "k": r.k, "ARI": ari(sv, data.participant_ids, r.labels)})
+            rows.append(
+                common
+                | {"run": "charter analysis", "seconds": t, "k": r.k, "ARI": ari(sv, data.participant_ids, r.labels)}
+            )
             t, r = median_time(lambda: analyse(weight=False, scale="sqrt"), args.repeats)
-            rows.append(common | {"run": "Polis-exact (--no-weight --scale sqrt)", "seconds": t, "k": r.k,
-                                  "ARI": ari(sv, data.participant_ids, r.labels)})
+            rows.append(
+                common
+                | {
+                    "run": "Polis-exact (--no-weight --scale sqrt)",
+                    "seconds": t,
+                    "k": r.k,
+                    "ARI": ari(sv, data.participant_ids, r.labels),
+                }
+            )
             ids = [sv.participant_id(i) for i in range(len(sv.groups))]
-            rows.append(common | {"run": "oracle (planted profiles)", "seconds": None, "k": args.groups,
-                                  "ARI": ari(sv, ids, oracle_labels(sv, 7))})
+            rows.append(
+                common
+                | {
+                    "run": "oracle (planted profiles)",
+                    "seconds": None,
+                    "k": args.groups,
+                    "ARI": ari(sv, ids, oracle_labels(sv, 7)),
+                }
+            )
             if mult == 1 or args.naive_at_scale:
                 t, (k, labels) = median_time(lambda: naive_dense(sv, 7, args.seed), 1 if mult > 1 else args.repeats)
                 rows.append(common | {"run": "naive dense k-means", "seconds": t, "k": k, "ARI": ari(sv, ids, labels)})
@@ -146,23 +181,36 @@ def main() -> None:
     by = {(r["size"], r["run"]): r for r in rows}
     big = f"{args.scale}x"
     ratios = {
-        "end_to_end_big_over_1x": by[(big, "charter end to end")]["seconds"] / by[("1x", "charter end to end")]["seconds"],
+        "end_to_end_big_over_1x": by[(big, "charter end to end")]["seconds"]
+        / by[("1x", "charter end to end")]["seconds"],
         "analysis_big_over_1x": by[(big, "charter analysis")]["seconds"] / by[("1x", "charter analysis")]["seconds"],
-        "naive_over_charter_analysis_1x": by[("1x", "naive dense k-means")]["seconds"] / by[("1x", "charter analysis")]["seconds"],
+        "naive_over_charter_analysis_1x": by[("1x", "naive dense k-means")]["seconds"]
+        / by[("1x", "charter analysis")]["seconds"],
     }
     if (big, "naive dense k-means") in by:
-        ratios["naive_over_charter_analysis_big"] = by[(big, "naive dense k-means")]["seconds"] / by[(big, "charter analysis")]["seconds"]
+        ratios["naive_over_charter_analysis_big"] = (
+            by[(big, "naive dense k-means")]["seconds"] / by[(big, "charter analysis")]["seconds"]
+        )
     for r in rows:
         r["seconds"] = None if r["seconds"] is None else round(r["seconds"], 3)  # None: not timed
         r["ARI"] = round(r["ARI"], 3)
     print(f"cores: {os.cpu_count()}, planted groups: {args.groups}, seed {args.seed}, median of {args.repeats}")
-    print_table([r | {"seconds": "-" if r["seconds"] is None else r["seconds"]} for r in rows],
-                ["size", "run", "participants", "statements", "votes", "seconds", "k", "ARI"])
+    print_table(
+        [r | {"seconds": "-" if r["seconds"] is None else r["seconds"]} for r in rows],
+        ["size", "run", "participants", "statements", "votes", "seconds", "k", "ARI"],
+    )
     print(", ".join(f"{k} = {v:.2f}" for k, v in ratios.items()))
-    path = write_results("collective_scale", {
-        "cores": os.cpu_count(), "groups": args.groups, "seed": args.seed, "repeats": args.repeats,
-        "rows": rows, "ratios": {k: round(v, 3) for k, v in ratios.items()},
-    })
+    path = write_results(
+        "collective_scale",
+        {
+            "cores": os.cpu_count(),
+            "groups": args.groups,
+            "seed": args.seed,
+            "repeats": args.repeats,
+            "rows": rows,
+            "ratios": {k: round(v, 3) for k, v in ratios.items()},
+        },
+    )
     print(f"results: {path}")
 
 

@@ -28,14 +28,28 @@ ADVBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "advbench" 
 
 
 def timed_run(spec: str, backend, n: int, batch_size: int, max_new_tokens: int, out: Path) -> dict:
-    cfg = EvalConfig(model=spec, suite="harmlessness", out=str(out), judge=spec, prompts=str(ADVBENCH), column="goal",
-                     limit=n, batch_size=batch_size, max_new_tokens=max_new_tokens)
+    cfg = EvalConfig(
+        model=spec,
+        suite="harmlessness",
+        out=str(out),
+        judge=spec,
+        prompts=str(ADVBENCH),
+        column="goal",
+        limit=n,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+    )
     run = EvalRun(cfg, backends={spec: backend})
     t0 = time.perf_counter()
     summary = run.run()
     seconds = time.perf_counter() - t0
-    return {"batch_size": batch_size, "items": n, "seconds": round(seconds, 1),
-            "items_per_min": round(n / seconds * 60, 2), "asr_refusal": summary["asr_refusal"]["rate"]}
+    return {
+        "batch_size": batch_size,
+        "items": n,
+        "seconds": round(seconds, 1),
+        "items_per_min": round(n / seconds * 60, 2),
+        "asr_refusal": summary["asr_refusal"]["rate"],
+    }
 
 
 def main() -> None:
@@ -46,19 +60,36 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-new-tokens", type=int, default=64)
     args = ap.parse_args()
-    backend = load_backend(args.model + ("?batch_size=%d" % args.batch_size if args.model.startswith(("embedded:hf", "hf:", "gguf:")) else ""))
+    backend = load_backend(
+        args.model
+        + ("?batch_size=%d" % args.batch_size if args.model.startswith(("embedded:hf", "hf:", "gguf:")) else "")
+    )
     spec = backend.info.spec
     rows = []
     with tempfile.TemporaryDirectory() as d:
         # Warm-up (allocator, kernels) outside the timings.
         timed_run(spec, backend, 2, 2, 8, Path(d) / "warm")
-        rows.append(timed_run(spec, backend, args.serial_n, 1, args.max_new_tokens, Path(d) / "serial") | {"mode": "one at a time"})
-        rows.append(timed_run(spec, backend, args.n, args.batch_size, args.max_new_tokens, Path(d) / "batched") | {"mode": "batched"})
+        rows.append(
+            timed_run(spec, backend, args.serial_n, 1, args.max_new_tokens, Path(d) / "serial")
+            | {"mode": "one at a time"}
+        )
+        rows.append(
+            timed_run(spec, backend, args.n, args.batch_size, args.max_new_tokens, Path(d) / "batched")
+            | {"mode": "batched"}
+        )
     ratio = rows[1]["items_per_min"] / rows[0]["items_per_min"]
     print_table(rows, ["mode", "batch_size", "items", "seconds", "items_per_min"])
     print(f"batched / one at a time: {ratio:.2f}x  (target >= 4x)")
-    path = write_results("eval_throughput", {"model": spec, "max_new_tokens": args.max_new_tokens, "rows": rows,
-                                             "batched_vs_serial": round(ratio, 2), "target": 4.0})
+    path = write_results(
+        "eval_throughput",
+        {
+            "model": spec,
+            "max_new_tokens": args.max_new_tokens,
+            "rows": rows,
+            "batched_vs_serial": round(ratio, 2),
+            "target": 4.0,
+        },
+    )
     print(f"results: {path}")
 
 

@@ -31,7 +31,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--batch-size", type=int, default=256)
     args = ap.parse_args()
-    hh = [json.loads(x) for x in (SHARED / "hh-rlhf-dev" / "harmless_base_test_first400.jsonl").read_text().splitlines()]
+    hh = [
+        json.loads(x) for x in (SHARED / "hh-rlhf-dev" / "harmless_base_test_first400.jsonl").read_text().splitlines()
+    ]
     texts = [first_human_turn(r["chosen"]) for r in hh] + [r["chosen"][-400:] for r in hh]
     texts = (texts * (args.n // len(texts) + 1))[: args.n]
     adv = [p.text for p in load_prompts(SHARED / "advbench" / "harmful_behaviors.csv", "goal")]
@@ -49,18 +51,32 @@ def main() -> None:
         guard.embedder.embed(texts[:64])  # warm up
         t0 = time.perf_counter()
         for i in range(0, len(texts), args.batch_size):
-            guard.embedder.embed(texts[i:i + args.batch_size])
+            guard.embedder.embed(texts[i : i + args.batch_size])
         raw = time.perf_counter() - t0
         t0 = time.perf_counter()
-        lineage = CorpusFilter(FilterConfig(guard=str(d / "g"), input=str(corpus), out=str(d / "f"), batch_size=args.batch_size),
-                               guard=guard).run()
+        lineage = CorpusFilter(
+            FilterConfig(guard=str(d / "g"), input=str(corpus), out=str(d / "f"), batch_size=args.batch_size),
+            guard=guard,
+        ).run()
         filt = time.perf_counter() - t0
-    rows = [{"run": "raw MiniLM embedding", "seconds": round(raw, 2), "records_per_s": round(len(texts) / raw, 1)},
-            {"run": "charter data filter", "seconds": round(filt, 2), "records_per_s": round(len(texts) / filt, 1)}]
+    rows = [
+        {"run": "raw MiniLM embedding", "seconds": round(raw, 2), "records_per_s": round(len(texts) / raw, 1)},
+        {"run": "charter data filter", "seconds": round(filt, 2), "records_per_s": round(len(texts) / filt, 1)},
+    ]
     print_table(rows, ["run", "seconds", "records_per_s"])
-    print(f"filter / raw embedding throughput: {raw / filt:.2f}  (removed {lineage['removed']} of {lineage['records']})")
-    write_results("filter_throughput", {"records": len(texts), "batch_size": args.batch_size, "rows": rows,
-                                        "filter_vs_raw": round(raw / filt, 3), "removed": lineage["removed"]})
+    print(
+        f"filter / raw embedding throughput: {raw / filt:.2f}  (removed {lineage['removed']} of {lineage['records']})"
+    )
+    write_results(
+        "filter_throughput",
+        {
+            "records": len(texts),
+            "batch_size": args.batch_size,
+            "rows": rows,
+            "filter_vs_raw": round(raw / filt, 3),
+            "removed": lineage["removed"],
+        },
+    )
 
 
 if __name__ == "__main__":

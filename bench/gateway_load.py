@@ -91,8 +91,12 @@ async def load(url: str, key: str | None, model: str, n: int, concurrency: int, 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - t0
     lat.sort()
-    return {"rps": n / wall, "p50_ms": statistics.median(lat) * 1000, "p99_ms": lat[int(0.99 * (len(lat) - 1))] * 1000,
-            "stages_p50_ms": {k: round(statistics.median(v), 3) for k, v in stages.items()}}
+    return {
+        "rps": n / wall,
+        "p50_ms": statistics.median(lat) * 1000,
+        "p99_ms": lat[int(0.99 * (len(lat) - 1))] * 1000,
+        "stages_p50_ms": {k: round(statistics.median(v), 3) for k, v in stages.items()},
+    }
 
 
 def train_guard(d: Path) -> Path:
@@ -117,8 +121,10 @@ def train_guard(d: Path) -> Path:
 def _median_stages(runs_: list[dict]) -> dict:
     """Per Server-Timing stage, the median over rounds of each round's p50."""
     stages = {k for r in runs_ for k in r.get("stages_p50_ms", {})}
-    return {k: round(statistics.median(r["stages_p50_ms"][k] for r in runs_ if k in r.get("stages_p50_ms", {})), 3)
-            for k in sorted(stages)}
+    return {
+        k: round(statistics.median(r["stages_p50_ms"][k] for r in runs_ if k in r.get("stages_p50_ms", {})), 3)
+        for k in sorted(stages)
+    }
 
 
 def main() -> None:
@@ -132,12 +138,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         stub_port = free_port()
-        stub = subprocess.Popen([sys.executable, str(ROOT / "tests/servers/stub_upstream.py"), "--port", str(stub_port)])
+        stub = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests/servers/stub_upstream.py"), "--port", str(stub_port)]
+        )
         procs.append(stub)
         stub_url = f"http://127.0.0.1:{stub_port}/v1"
         wait_up(stub_url, stub, "/models")
-        runs = [("gateway (audit + receipts)", None, 1, False), ("gateway, 2 worker processes", None, 2, False),
-                ("gateway + 3 compliance profiles", None, 1, True)]
+        runs = [
+            ("gateway (audit + receipts)", None, 1, False),
+            ("gateway, 2 worker processes", None, 2, False),
+            ("gateway + 3 compliance profiles", None, 1, True),
+        ]
         if not args.no_guard:
             runs.append(("gateway + stage-1 guard", train_guard(d), 1, False))
         gateways = []
@@ -147,15 +158,34 @@ def main() -> None:
             key = add_tenant(engine, "bench", rate_limit_rpm=10**9)
             engine.dispose()
             cfg = d / f"gateway-{i}.toml"
-            cfg.write_text(f'[server]\ndatabase = "{db_url}"\nruntime_key = "rt.pem"\nsystem_prompt = "none"\n'
-                           f'log_requests = false\n[upstream]\nmodel = "openai:{stub_url}#stub"\nmodel_id = "m"\n'
-                           + (f'[guard]\npath = "{guard}"\n' if guard else "")
-                           + ('[compliance]\nprofiles = ["cac-genai", "cac-anthropomorphic", "eu-ai-act-art50"]\n'
-                              if profiled else ""))
+            cfg.write_text(
+                f'[server]\ndatabase = "{db_url}"\nruntime_key = "rt.pem"\nsystem_prompt = "none"\n'
+                f'log_requests = false\n[upstream]\nmodel = "openai:{stub_url}#stub"\nmodel_id = "m"\n'
+                + (f'[guard]\npath = "{guard}"\n' if guard else "")
+                + (
+                    '[compliance]\nprofiles = ["cac-genai", "cac-anthropomorphic", "eu-ai-act-art50"]\n'
+                    if profiled
+                    else ""
+                )
+            )
             port = free_port()
-            p = subprocess.Popen([sys.executable, "-m", "charter.cli.main", "serve", "--config", str(cfg), "--port", str(port),
-                                  "--workers", str(workers)],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=d)
+            p = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "charter.cli.main",
+                    "serve",
+                    "--config",
+                    str(cfg),
+                    "--port",
+                    str(port),
+                    "--workers",
+                    str(workers),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd=d,
+            )
             procs.append(p)
             wait_up(f"http://127.0.0.1:{port}/v1", p, "/attestation")
             gateways.append((name, f"http://127.0.0.1:{port}/v1", key))
@@ -167,13 +197,23 @@ def main() -> None:
                     per["direct to stub"].append(asyncio.run(load(stub_url, None, "stub", args.requests, conc)))
                     for name, url, key in gateways:
                         per[name].append(asyncio.run(load(url, key, "m", args.requests, conc)))
-                direct = {k: statistics.median(r[k] for r in per["direct to stub"]) for k in ("rps", "p50_ms", "p99_ms")}
+                direct = {
+                    k: statistics.median(r[k] for r in per["direct to stub"]) for k in ("rps", "p50_ms", "p99_ms")
+                }
                 for name, runs_ in per.items():
                     m = {k: statistics.median(r[k] for r in runs_) for k in ("rps", "p50_ms", "p99_ms")}
-                    rows.append({"concurrency": conc, "path": name, "rps": round(m["rps"], 1), "p50_ms": round(m["p50_ms"], 2),
-                                 "p99_ms": round(m["p99_ms"], 2), "added_p50_ms": round(m["p50_ms"] - direct["p50_ms"], 2),
-                                 "throughput_vs_direct": round(m["rps"] / direct["rps"], 3),
-                                 "server_timing_p50_ms": _median_stages(runs_)})
+                    rows.append(
+                        {
+                            "concurrency": conc,
+                            "path": name,
+                            "rps": round(m["rps"], 1),
+                            "p50_ms": round(m["p50_ms"], 2),
+                            "p99_ms": round(m["p99_ms"], 2),
+                            "added_p50_ms": round(m["p50_ms"] - direct["p50_ms"], 2),
+                            "throughput_vs_direct": round(m["rps"] / direct["rps"], 3),
+                            "server_timing_p50_ms": _median_stages(runs_),
+                        }
+                    )
         finally:
             for p in procs:
                 p.terminate()
@@ -183,9 +223,20 @@ def main() -> None:
     print("\ngateway-side stage medians (Server-Timing, ms):")
     for r in rows:
         if r["server_timing_p50_ms"]:
-            print(f"  c={r['concurrency']:<3} {r['path']:<30} " + "  ".join(f"{k}={v}" for k, v in r["server_timing_p50_ms"].items()))
-    path = write_results("gateway_load", {"requests": args.requests, "rounds": args.rounds, "cores": os.cpu_count(),
-                                          "targets": {"added_p50_ms": 3.0, "throughput_vs_direct": 0.5}, "rows": rows})
+            print(
+                f"  c={r['concurrency']:<3} {r['path']:<30} "
+                + "  ".join(f"{k}={v}" for k, v in r["server_timing_p50_ms"].items())
+            )
+    path = write_results(
+        "gateway_load",
+        {
+            "requests": args.requests,
+            "rounds": args.rounds,
+            "cores": os.cpu_count(),
+            "targets": {"added_p50_ms": 3.0, "throughput_vs_direct": 0.5},
+            "rows": rows,
+        },
+    )
     print(f"wrote {path}")
 
 

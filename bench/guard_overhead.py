@@ -33,9 +33,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import numpy as np  # noqa: E402
 from _devsets import advbench, available, halves, self_instruct, xstest  # noqa: E402
 from _util import print_table, write_results  # noqa: E402
-import numpy as np  # noqa: E402
 
 from charter.backends import SamplingConfig, load_backend  # noqa: E402
 from charter.constitution import load_constitution  # noqa: E402
@@ -88,8 +88,15 @@ def main() -> None:
     benign = (halves(xstest("safe"))[1] + halves(self_instruct())[1])[: args.n // 2]
     mix = harmful + benign
     with tempfile.TemporaryDirectory() as d:
-        gdir = Path(args.guard) if args.guard else (CACHE / "guard-finetuned" if (CACHE / "guard-finetuned" / "guard.json").is_file()
-                                                      else _quick_guard(Path(d)))
+        gdir = (
+            Path(args.guard)
+            if args.guard
+            else (
+                CACHE / "guard-finetuned"
+                if (CACHE / "guard-finetuned" / "guard.json").is_file()
+                else _quick_guard(Path(d))
+            )
+        )
         print(f"guard: {gdir}")
         tuned = Guard.load(gdir)
         tuned_torch = Guard.load(gdir, runtime="torch")
@@ -97,13 +104,18 @@ def main() -> None:
         frozen_dir = Path(d) / "frozen"
         if not (frozen_dir / "guard.json").exists():
             data = json.loads((gdir / "guard.json").read_text()).get("data")
-            rows = [{"text": t, "label": "harmful"} for t in halves(advbench())[0]] + \
-                   [{"text": t, "label": "benign"} for t in halves(xstest("safe"))[0] + halves(self_instruct())[0]]
+            rows = [{"text": t, "label": "harmful"} for t in halves(advbench())[0]] + [
+                {"text": t, "label": "benign"} for t in halves(xstest("safe"))[0] + halves(self_instruct())[0]
+            ]
             fd = Path(d) / "fdata"
             fd.mkdir()
             for name, part in (("train.jsonl", rows[0::2]), ("val.jsonl", rows[1::2])):
                 (fd / name).write_text("".join(json.dumps(r) + "\n" for r in part))
-            GuardTrainer(GuardTrainConfig(data=str(data if data and Path(data).is_dir() else fd), out=str(frozen_dir), stage1="frozen")).train()
+            GuardTrainer(
+                GuardTrainConfig(
+                    data=str(data if data and Path(data).is_dir() else fd), out=str(frozen_dir), stage1="frozen"
+                )
+            ).train()
         frozen = Guard.load(frozen_dir)
         backend = load_backend(args.model)
         gen_times = []
@@ -113,15 +125,33 @@ def main() -> None:
             gen_times.append((time.perf_counter() - t0, g.completion_tokens))
         # Greedy answers may stop before 256 tokens: scale each run to 256 (prefill included).
         gen_ms = statistics.median(t / max(n, 1) * 256 for t, n in gen_times) * 1000
-        rows = [{"what": "generate 256 tokens, greedy, batch 1 (baseline)", "p50_ms": round(gen_ms, 1), "p99_ms": "", "fraction": 1.0}]
+        rows = [
+            {
+                "what": "generate 256 tokens, greedy, batch 1 (baseline)",
+                "p50_ms": round(gen_ms, 1),
+                "p99_ms": "",
+                "fraction": 1.0,
+            }
+        ]
         per_runtime = {}
-        for name, guard in (("frozen MiniLM + head (torch fp32)", frozen), ("fine-tuned (torch fp32)", tuned_torch),
-                            ("fine-tuned (ONNX int8)", tuned_int8), ("fine-tuned (ONNX fp32) [default]", tuned)):
+        for name, guard in (
+            ("frozen MiniLM + head (torch fp32)", frozen),
+            ("fine-tuned (torch fp32)", tuned_torch),
+            ("fine-tuned (ONNX int8)", tuned_int8),
+            ("fine-tuned (ONNX fp32) [default]", tuned),
+        ):
             guard.check_input("warm up")
             lat = _latencies(lambda t, g=guard: g._stage1("input", [t], [None]), mix)
             p50, p99 = float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
             per_runtime[name] = {"p50_ms": p50, "p99_ms": p99}
-            rows.append({"what": f"stage 1 per text: {name}", "p50_ms": round(p50, 2), "p99_ms": round(p99, 2), "fraction": round(p50 / gen_ms, 5)})
+            rows.append(
+                {
+                    "what": f"stage 1 per text: {name}",
+                    "p50_ms": round(p50, 2),
+                    "p99_ms": round(p99, 2),
+                    "fraction": round(p50 / gen_ms, 5),
+                }
+            )
         # Concurrency: 8 clients, plain vs micro-batched (the default runtime).
         batched = Guard.load(gdir, batching=True)
         batched.check_input("warm up")
@@ -133,7 +163,11 @@ def main() -> None:
         dec_b = [tuned.check_input(t) for t in benign]
         s1 = statistics.mean(sum(v for k, v in x.latency_ms.items() if k == "stage1") for x in dec_h + dec_b)
         s2_list = [x.latency_ms["stage2"] for x in dec_h + dec_b if "stage2" in x.latency_ms]
-        s2 = statistics.median(s2_list) if s2_list else float(np.median(_latencies(lambda t: tuned.stage2_scores("input", [t]), mix[:50])))
+        s2 = (
+            statistics.median(s2_list)
+            if s2_list
+            else float(np.median(_latencies(lambda t: tuned.stage2_scores("input", [t]), mix[:50])))
+        )
         esc_b = sum(x.escalate for x in dec_b) / len(dec_b)
         esc_mix = sum(x.escalate for x in dec_h + dec_b) / len(dec_h + dec_b)
         lm = ExchangeClassifier(backend, load_constitution("default"))
@@ -141,23 +175,49 @@ def main() -> None:
         backend.close()
         for label, esc in (("benign traffic", esc_b), ("50/50 harmful mix", esc_mix)):
             cost = s1 + esc * s2
-            rows.append({"what": f"cascade, {label} (escalation {esc:.3f}), trained stage 2", "p50_ms": round(cost, 2), "p99_ms": "",
-                         "fraction": round(cost / gen_ms, 5)})
+            rows.append(
+                {
+                    "what": f"cascade, {label} (escalation {esc:.3f}), trained stage 2",
+                    "p50_ms": round(cost, 2),
+                    "p99_ms": "",
+                    "fraction": round(cost / gen_ms, 5),
+                }
+            )
             cost_lm = s1 + esc * lm_ms
-            rows.append({"what": f"cascade, {label}, LM judge as stage 2 (reference)", "p50_ms": round(cost_lm, 1), "p99_ms": "",
-                         "fraction": round(cost_lm / gen_ms, 4)})
+            rows.append(
+                {
+                    "what": f"cascade, {label}, LM judge as stage 2 (reference)",
+                    "p50_ms": round(cost_lm, 1),
+                    "p99_ms": "",
+                    "fraction": round(cost_lm / gen_ms, 4),
+                }
+            )
     print_table(rows, ["what", "p50_ms", "p99_ms", "fraction"])
-    print(f"8 concurrent clients, ONNX fp32: {plain_tps:.0f} checks/s one by one, {batched_tps:.0f} checks/s micro-batched "
-          f"({batched_tps / plain_tps:.2f}x; {batched.finetuned.logits.batches} batches for {batched.finetuned.logits.jobs} calls)")
+    print(
+        f"8 concurrent clients, ONNX fp32: {plain_tps:.0f} checks/s one by one, {batched_tps:.0f} checks/s micro-batched "
+        f"({batched_tps / plain_tps:.2f}x; {batched.finetuned.logits.batches} batches for {batched.finetuned.logits.jobs} calls)"
+    )
     print("targets: stage-1 p50 <= 5 ms; cascade <= 0.05 of the generation")
-    path = write_results("guard_overhead", {
-        "settings": {"model": args.model, "texts": len(mix), "baseline": "llama.cpp via load_backend('embedded'), greedy, up to 256 new tokens, batch 1, time scaled to 256 tokens, median of 3",
-                     "onnx": "onnxruntime CPUExecutionProvider, default threads (all cores), fp32 (default) and dynamic int8 weights",
-                     "torch": f"torch {__import__('torch').__version__}, {__import__('torch').get_num_threads()} threads, fp32, inference_mode",
-                     "concurrency": "8 client threads, 400 checks"},
-        "generated_tokens": [n for _, n in gen_times], "rows": rows, "stage1_by_runtime": per_runtime,
-        "concurrent_checks_per_s": {"one_by_one": plain_tps, "micro_batched": batched_tps},
-        "escalation_rate": {"benign": esc_b, "mix": esc_mix}, "stage2_ms": s2, "lm_judge_ms": lm_ms})
+    path = write_results(
+        "guard_overhead",
+        {
+            "settings": {
+                "model": args.model,
+                "texts": len(mix),
+                "baseline": "llama.cpp via load_backend('embedded'), greedy, up to 256 new tokens, batch 1, time scaled to 256 tokens, median of 3",
+                "onnx": "onnxruntime CPUExecutionProvider, default threads (all cores), fp32 (default) and dynamic int8 weights",
+                "torch": f"torch {__import__('torch').__version__}, {__import__('torch').get_num_threads()} threads, fp32, inference_mode",
+                "concurrency": "8 client threads, 400 checks",
+            },
+            "generated_tokens": [n for _, n in gen_times],
+            "rows": rows,
+            "stage1_by_runtime": per_runtime,
+            "concurrent_checks_per_s": {"one_by_one": plain_tps, "micro_batched": batched_tps},
+            "escalation_rate": {"benign": esc_b, "mix": esc_mix},
+            "stage2_ms": s2,
+            "lm_judge_ms": lm_ms,
+        },
+    )
     print(f"results: {path}")
 
 

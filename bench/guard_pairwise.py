@@ -68,8 +68,9 @@ def run_variant(name: str, data: Path, sets: dict, epochs: int) -> dict:
         pairs += [PreferencePair(p["prompt"], p["chosen"], p["rejected"]) for p in written_pairs()]
     t0 = time.perf_counter()
     out = Path(tempfile.mkdtemp()) / name
-    EncoderTrainer(EncoderTrainConfig(epochs=epochs, pair_weight=weight)).train(examples, pairs, out=out,
-                                                                                progress=guard_quality._progress(name))
+    EncoderTrainer(EncoderTrainConfig(epochs=epochs, pair_weight=weight)).train(
+        examples, pairs, out=out, progress=guard_quality._progress(name)
+    )
     clf = EncoderClassifier(out, runtime="torch")
     rows = sets["outputs"]
     y = np.array([1 if r["label"] == "harmful" else 0 for r in rows])
@@ -77,11 +78,20 @@ def run_variant(name: str, data: Path, sets: dict, epochs: int) -> dict:
     p = sets["pairs"]
     c_out, r_out = clf.logits([x["chosen"] for x in p])[:, 1], clf.logits([x["rejected"] for x in p])[:, 1]
     prompts = [x["prompt"] for x in p]
-    c_ex, r_ex = clf.logits(prompts, [x["chosen"] for x in p])[:, 2], clf.logits(prompts, [x["rejected"] for x in p])[:, 2]
-    return {"variant": name, "pairs": len(pairs), "pair_weight": weight, "train_s": round(time.perf_counter() - t0),
-            "AUROC (output head)": round(roc_auc(s[y == 1], s[y == 0]), 3),
-            "pairwise (output head)": round(pairwise_accuracy(c_out, r_out), 3),
-            "pairwise (exchange head)": round(pairwise_accuracy(c_ex, r_ex), 3), "n_pairs": len(p)}
+    c_ex, r_ex = (
+        clf.logits(prompts, [x["chosen"] for x in p])[:, 2],
+        clf.logits(prompts, [x["rejected"] for x in p])[:, 2],
+    )
+    return {
+        "variant": name,
+        "pairs": len(pairs),
+        "pair_weight": weight,
+        "train_s": round(time.perf_counter() - t0),
+        "AUROC (output head)": round(roc_auc(s[y == 1], s[y == 0]), 3),
+        "pairwise (output head)": round(pairwise_accuracy(c_out, r_out), 3),
+        "pairwise (exchange head)": round(pairwise_accuracy(c_ex, r_ex), 3),
+        "n_pairs": len(p),
+    }
 
 
 def main() -> None:
@@ -100,11 +110,28 @@ def main() -> None:
         data, prep = guard_quality.prepared(cached, Path(d), labelled=True, answer_rule="form")
         sets = guard_quality.test_sets()
         rows = [run_variant(v, data, sets, args.epochs) for v in names]
-    print_table(rows, ["variant", "pairs", "pair_weight", "AUROC (output head)", "pairwise (output head)",
-                       "pairwise (exchange head)", "n_pairs", "train_s"])
-    path = write_results("guard_pairwise", {"settings": vars(args) | {"heads_trained": "output, exchange (output-side rows only)",
-                                                                      "threads": 2, "runtime": "torch fp32"},
-                                            "synth": prep, "rows": rows})
+    print_table(
+        rows,
+        [
+            "variant",
+            "pairs",
+            "pair_weight",
+            "AUROC (output head)",
+            "pairwise (output head)",
+            "pairwise (exchange head)",
+            "n_pairs",
+            "train_s",
+        ],
+    )
+    path = write_results(
+        "guard_pairwise",
+        {
+            "settings": vars(args)
+            | {"heads_trained": "output, exchange (output-side rows only)", "threads": 2, "runtime": "torch fp32"},
+            "synth": prep,
+            "rows": rows,
+        },
+    )
     print(f"results: {path}")
 
 

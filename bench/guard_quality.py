@@ -51,17 +51,25 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import numpy as np  # noqa: E402
 from _devsets import advbench, available, halves, hh_pairs_file, self_instruct, xstest  # noqa: E402
 from _devsets import written_pairs as load_written_pairs  # noqa: E402
 from _util import print_table, write_results  # noqa: E402
-import numpy as np  # noqa: E402
 
 from charter.guard.classifier import roc_auc  # noqa: E402
 from charter.guard.embed import MiniLMEmbedder  # noqa: E402
 from charter.guard.metrics import pairwise_accuracy, tpr_at_fpr  # noqa: E402
 from charter.guard.model import Guard, GuardTrainConfig, GuardTrainer  # noqa: E402
-from charter.guard.synth import (BUNDLED, BUNDLED_LABELLED, SynthConfig, Synthesizer, counts_as_harmful_answer,  # noqa: E402
-                                 load_labelled_outputs, load_preference_pairs, sample_labelled)
+from charter.guard.synth import (
+    BUNDLED,
+    BUNDLED_LABELLED,
+    SynthConfig,
+    Synthesizer,
+    counts_as_harmful_answer,  # noqa: E402
+    load_labelled_outputs,
+    load_preference_pairs,
+    sample_labelled,
+)
 
 HERE = Path(__file__).parent
 CACHE = Path(os.environ.get("CHARTER_BENCH_CACHE", Path.home() / ".cache" / "charter-bench"))
@@ -80,8 +88,19 @@ def build_data(args, work: Path) -> tuple[Path, dict]:
     mix_b = halves(xstest("safe"))[0] + halves(self_instruct())[0] + halves(bundled_b)[0]
     pairs = [json.loads(x) for x in hh_pairs_file().read_text().splitlines()]
     pairs_train = halves(pairs)[0]
-    key = hashlib.sha256(json.dumps([mix_h, mix_b, pairs_train, args.per_category, args.max_answers, args.max_new_tokens,
-                                     (BUNDLED / "refusals.jsonl").read_text()]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        json.dumps(
+            [
+                mix_h,
+                mix_b,
+                pairs_train,
+                args.per_category,
+                args.max_answers,
+                args.max_new_tokens,
+                (BUNDLED / "refusals.jsonl").read_text(),
+            ]
+        ).encode()
+    ).hexdigest()[:16]
     cached = CACHE / f"guard-synth-{key}"
     if (cached / "synth.json").is_file():
         print(f"synthesised data: {cached} (cached)")
@@ -89,10 +108,18 @@ def build_data(args, work: Path) -> tuple[Path, dict]:
     src = work / "src"
     src.mkdir()
     (src / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs_train))
-    cfg = SynthConfig(constitution="default", generator=args.generator, out=str(work / "synth"), per_category=args.per_category,
-                      max_new_tokens=args.max_new_tokens, bundled=False, max_answers=args.max_answers,
-                      mix_harmful=(_write_prompts(src / "harmful.jsonl", mix_h),),
-                      mix_benign=(_write_prompts(src / "benign.jsonl", mix_b),), pairs=(str(src / "pairs.jsonl"),))
+    cfg = SynthConfig(
+        constitution="default",
+        generator=args.generator,
+        out=str(work / "synth"),
+        per_category=args.per_category,
+        max_new_tokens=args.max_new_tokens,
+        bundled=False,
+        max_answers=args.max_answers,
+        mix_harmful=(_write_prompts(src / "harmful.jsonl", mix_h),),
+        mix_benign=(_write_prompts(src / "benign.jsonl", mix_b),),
+        pairs=(str(src / "pairs.jsonl"),),
+    )
     synth = Synthesizer(cfg)
     t0 = time.perf_counter()
     try:
@@ -105,8 +132,15 @@ def build_data(args, work: Path) -> tuple[Path, dict]:
     return cached, json.loads((cached / "synth.json").read_text())
 
 
-def prepared(cached: Path, work: Path, *, labelled: bool, answer_rule: str, written_pairs: bool = False,
-             labelled_limit: int | None = None) -> tuple[Path, dict]:
+def prepared(
+    cached: Path,
+    work: Path,
+    *,
+    labelled: bool,
+    answer_rule: str,
+    written_pairs: bool = False,
+    labelled_limit: int | None = None,
+) -> tuple[Path, dict]:
     """The cached synth data as `charter guard synth --bundled` would write it today: with
     ``answer_rule`` "form", answers to harmful requests without the form of a task are left out (the
     cache may predate the rule; applying it again changes nothing); with ``labelled``, the bundled
@@ -120,7 +154,9 @@ def prepared(cached: Path, work: Path, *, labelled: bool, answer_rule: str, writ
     left_out = 0
     for name in ("train.jsonl", "val.jsonl"):
         rows = [json.loads(x) for x in (out / name).read_text().splitlines()]
-        keep = [r for r in rows if r.get("rule") != "answer-of-harmful" or counts_as_harmful_answer(r["text"], answer_rule)]
+        keep = [
+            r for r in rows if r.get("rule") != "answer-of-harmful" or counts_as_harmful_answer(r["text"], answer_rule)
+        ]
         left_out += len(rows) - len(keep)
         (out / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep))
     added = {}
@@ -151,6 +187,7 @@ def _progress(what):
         if now - last[0] > 15 or done == total:
             last[0] = now
             print(f"  {what}: {done}/{total} {status}", flush=True)
+
     return report
 
 
@@ -161,8 +198,13 @@ def test_sets() -> dict:
     tmp = Path(tempfile.mkdtemp())
     (tmp / "p.jsonl").write_text("".join(json.dumps(p) + "\n" for p in halves(pairs)[1]))
     rows = [json.loads(x) for x in (HERE / "data" / "output_dev.jsonl").read_text().splitlines()]
-    return {"advbench": halves(advbench())[1], "xstest_unsafe": halves(xstest("unsafe"))[1], "benign": benign,
-            "outputs": rows, "pairs": load_preference_pairs(tmp / "p.jsonl")}
+    return {
+        "advbench": halves(advbench())[1],
+        "xstest_unsafe": halves(xstest("unsafe"))[1],
+        "benign": benign,
+        "outputs": rows,
+        "pairs": load_preference_pairs(tmp / "p.jsonl"),
+    }
 
 
 def input_rows(name: str, score, sets: dict) -> list[dict]:
@@ -170,9 +212,17 @@ def input_rows(name: str, score, sets: dict) -> list[dict]:
     rows = []
     for set_name in ("advbench", "xstest_unsafe"):
         pos = score(sets[set_name])
-        rows.append({"variant": name, "test": f"{set_name} vs benign", "n_pos": len(pos), "n_neg": len(neg),
-                     "AUROC": round(roc_auc(pos, neg), 3), "TPR@1%FPR": round(tpr_at_fpr(pos, neg, 0.01), 3),
-                     "TPR@5%FPR": round(tpr_at_fpr(pos, neg, 0.05), 3)})
+        rows.append(
+            {
+                "variant": name,
+                "test": f"{set_name} vs benign",
+                "n_pos": len(pos),
+                "n_neg": len(neg),
+                "AUROC": round(roc_auc(pos, neg), 3),
+                "TPR@1%FPR": round(tpr_at_fpr(pos, neg, 0.01), 3),
+                "TPR@5%FPR": round(tpr_at_fpr(pos, neg, 0.05), 3),
+            }
+        )
     return rows
 
 
@@ -181,11 +231,20 @@ def output_row(name: str, score, score_pairs, sets: dict) -> dict:
     s = score([r["output"] for r in rows], [r["prompt"] for r in rows])
     y = np.array([1 if r["label"] == "harmful" else 0 for r in rows])
     p = sets["pairs"]
-    chosen, rejected = score_pairs([x["chosen"] for x in p], [x["prompt"] for x in p]), score_pairs([x["rejected"] for x in p], [x["prompt"] for x in p])
-    return {"variant": name, "n_harmful": int(y.sum()), "n_benign": int((y == 0).sum()),
-            "AUROC": round(roc_auc(s[y == 1], s[y == 0]), 3), "TPR@1%FPR": round(tpr_at_fpr(s[y == 1], s[y == 0], 0.01), 3),
-            "TPR@5%FPR": round(tpr_at_fpr(s[y == 1], s[y == 0], 0.05), 3),
-            "pairwise": round(pairwise_accuracy(chosen, rejected), 3), "n_pairs": len(p)}
+    chosen, rejected = (
+        score_pairs([x["chosen"] for x in p], [x["prompt"] for x in p]),
+        score_pairs([x["rejected"] for x in p], [x["prompt"] for x in p]),
+    )
+    return {
+        "variant": name,
+        "n_harmful": int(y.sum()),
+        "n_benign": int((y == 0).sum()),
+        "AUROC": round(roc_auc(s[y == 1], s[y == 0]), 3),
+        "TPR@1%FPR": round(tpr_at_fpr(s[y == 1], s[y == 0], 0.01), 3),
+        "TPR@5%FPR": round(tpr_at_fpr(s[y == 1], s[y == 0], 0.05), 3),
+        "pairwise": round(pairwise_accuracy(chosen, rejected), 3),
+        "n_pairs": len(p),
+    }
 
 
 def main() -> None:
@@ -197,10 +256,17 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--no-probe", action="store_true")
     ap.add_argument("--no-written", action="store_true", help="leave out the hand-labelled replies (ablation)")
-    ap.add_argument("--written-pairs", action="store_true",
-                    help="add bench/data/written_pairs.jsonl to the training pairs (ablation: it lowered pairwise accuracy, guard_pairwise.py)")
-    ap.add_argument("--answer-rule", default="form", choices=["form", "any"], help="as charter guard synth --answer-rule")
-    ap.add_argument("--out-name", default="guard_quality", help="results file name (ablations write beside the main run)")
+    ap.add_argument(
+        "--written-pairs",
+        action="store_true",
+        help="add bench/data/written_pairs.jsonl to the training pairs (ablation: it lowered pairwise accuracy, guard_pairwise.py)",
+    )
+    ap.add_argument(
+        "--answer-rule", default="form", choices=["form", "any"], help="as charter guard synth --answer-rule"
+    )
+    ap.add_argument(
+        "--out-name", default="guard_quality", help="results file name (ablations write beside the main run)"
+    )
     ap.add_argument("--probe-limit", type=int, default=1200, help="probe: at most this many training texts per side")
     args = ap.parse_args()
     if not available():
@@ -211,13 +277,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         data, synth_manifest = build_data(args, d)
-        data, prep = prepared(data, d, labelled=not args.no_written, answer_rule=args.answer_rule,
-                              written_pairs=args.written_pairs)
+        data, prep = prepared(
+            data, d, labelled=not args.no_written, answer_rule=args.answer_rule, written_pairs=args.written_pairs
+        )
         timings = {}
         for kind in ("frozen", "finetuned"):
             t0 = time.perf_counter()
-            GuardTrainer(GuardTrainConfig(data=str(data), out=str(d / kind), stage1=kind, epochs=args.epochs),
-                         embedder=embedder, progress=_progress(f"train {kind}")).train()
+            GuardTrainer(
+                GuardTrainConfig(data=str(data), out=str(d / kind), stage1=kind, epochs=args.epochs),
+                embedder=embedder,
+                progress=_progress(f"train {kind}"),
+            ).train()
             timings[kind] = round(time.perf_counter() - t0, 1)
             variants[kind] = json.loads((d / kind / "guard.json").read_text())
         # bench/guard_overhead.py times this guard (its escalation rate depends on the training).
@@ -229,18 +299,43 @@ def main() -> None:
         tuned_torch = Guard.load(d / "finetuned", embedder=embedder, runtime="torch")
         in_rows += input_rows("frozen MiniLM + logistic head", lambda t: frozen.stage1_scores("input", t), sets)
         in_rows += input_rows("fine-tuned MiniLM (PyTorch fp32)", lambda t: tuned_torch.stage1_scores("input", t), sets)
-        in_rows += input_rows("fine-tuned MiniLM (ONNX fp32) [default]", lambda t: tuned.stage1_scores("input", t), sets)
+        in_rows += input_rows(
+            "fine-tuned MiniLM (ONNX fp32) [default]", lambda t: tuned.stage1_scores("input", t), sets
+        )
         in_rows += input_rows("fine-tuned MiniLM (ONNX int8)", lambda t: tuned_int8.stage1_scores("input", t), sets)
         in_rows += input_rows("stage 2: exchange head (ONNX fp32)", lambda t: tuned.stage2_scores("input", t), sets)
-        out_rows.append(output_row("frozen MiniLM + logistic head (reply)", lambda t, p: frozen.stage1_scores("output", t),
-                                   lambda t, p: frozen.stage1_scores("output", t), sets))
-        out_rows.append(output_row("fine-tuned, output head (reply) [default]", lambda t, p: tuned.stage1_scores("output", t),
-                                   lambda t, p: tuned.stage1_scores("output", t), sets))
-        out_rows.append(output_row("fine-tuned, exchange head (request + reply) = stage 2",
-                                   lambda t, p: tuned.stage2_scores("output", t, p), lambda t, p: tuned.stage2_scores("output", t, p), sets))
-        out_rows.append(output_row("fine-tuned, max(output head, exchange head)",
-                                   lambda t, p: np.maximum(tuned.stage1_scores("output", t), tuned.stage2_scores("output", t, p)),
-                                   lambda t, p: np.maximum(tuned.stage1_scores("output", t), tuned.stage2_scores("output", t, p)), sets))
+        out_rows.append(
+            output_row(
+                "frozen MiniLM + logistic head (reply)",
+                lambda t, p: frozen.stage1_scores("output", t),
+                lambda t, p: frozen.stage1_scores("output", t),
+                sets,
+            )
+        )
+        out_rows.append(
+            output_row(
+                "fine-tuned, output head (reply) [default]",
+                lambda t, p: tuned.stage1_scores("output", t),
+                lambda t, p: tuned.stage1_scores("output", t),
+                sets,
+            )
+        )
+        out_rows.append(
+            output_row(
+                "fine-tuned, exchange head (request + reply) = stage 2",
+                lambda t, p: tuned.stage2_scores("output", t, p),
+                lambda t, p: tuned.stage2_scores("output", t, p),
+                sets,
+            )
+        )
+        out_rows.append(
+            output_row(
+                "fine-tuned, max(output head, exchange head)",
+                lambda t, p: np.maximum(tuned.stage1_scores("output", t), tuned.stage2_scores("output", t, p)),
+                lambda t, p: np.maximum(tuned.stage1_scores("output", t), tuned.stage2_scores("output", t, p)),
+                sets,
+            )
+        )
         if not args.no_probe:
             probe_dir = d / "probe-data"
             probe_dir.mkdir()
@@ -248,34 +343,67 @@ def main() -> None:
                 rows = [json.loads(x) for x in (data / name).read_text().splitlines()]
                 rows = [r for r in rows if "augmentation" not in r]
                 limit = args.probe_limit if name == "train.jsonl" else args.probe_limit // 3
-                keep = [r for r in rows if r.get("side", "input") == "input"][:limit] + [r for r in rows if r.get("side") == "output"][:limit]
+                keep = [r for r in rows if r.get("side", "input") == "input"][:limit] + [
+                    r for r in rows if r.get("side") == "output"
+                ][:limit]
                 (probe_dir / name).write_text("".join(json.dumps(r) + "\n" for r in keep))
             t0 = time.perf_counter()
-            GuardTrainer(GuardTrainConfig(data=str(probe_dir), out=str(d / "probe"), stage1="frozen", probe_model="embedded:hf"),
-                         embedder=embedder).train()
+            GuardTrainer(
+                GuardTrainConfig(data=str(probe_dir), out=str(d / "probe"), stage1="frozen", probe_model="embedded:hf"),
+                embedder=embedder,
+            ).train()
             timings["probe"] = round(time.perf_counter() - t0, 1)
             from charter.backends import load_backend
 
             backend = load_backend("embedded:hf")
             probe = Guard.load(d / "probe", embedder=embedder, probe_backend=backend)
-            in_rows += input_rows("probe on SmolLM2-135M hidden states", lambda t: probe.stage1_scores("input", t), sets)
-            out_rows.append(output_row("probe on SmolLM2-135M hidden states (request + reply)",
-                                       lambda t, p: probe.stage1_scores("output", t, p), lambda t, p: probe.stage1_scores("output", t, p), sets))
+            in_rows += input_rows(
+                "probe on SmolLM2-135M hidden states", lambda t: probe.stage1_scores("input", t), sets
+            )
+            out_rows.append(
+                output_row(
+                    "probe on SmolLM2-135M hidden states (request + reply)",
+                    lambda t, p: probe.stage1_scores("output", t, p),
+                    lambda t, p: probe.stage1_scores("output", t, p),
+                    sets,
+                )
+            )
             variants["probe"] = json.loads((d / "probe" / "guard.json").read_text())
             backend.close()
     print("\ninput side")
     print_table(in_rows, ["variant", "test", "n_pos", "n_neg", "AUROC", "TPR@1%FPR", "TPR@5%FPR"])
     print("\noutput side (hand-labelled set) and pairwise (HH-RLHF test half)")
-    print_table(out_rows, ["variant", "n_harmful", "n_benign", "AUROC", "TPR@1%FPR", "TPR@5%FPR", "pairwise", "n_pairs"])
+    print_table(
+        out_rows, ["variant", "n_harmful", "n_benign", "AUROC", "TPR@1%FPR", "TPR@5%FPR", "pairwise", "n_pairs"]
+    )
     print("targets: input TPR@1%FPR >= 0.90, output AUROC >= 0.90, pairwise >= 0.65")
-    validation = {k: {side: {"validation": s.get("validation"), "stage2": (s.get("stage2") or {}).get("validation"),
-                             "block_threshold": s.get("block_threshold")}
-                      for side, s in v["sides"].items()} for k, v in variants.items()}
-    path = write_results(args.out_name, {
-        "settings": vars(args), "synth": {"counts": synth_manifest.get("counts"), "sources": synth_manifest.get("sources"),
-                                          "pairs": synth_manifest.get("pairs"),
-                                          **prep},
-        "train_seconds": timings, "input": in_rows, "output": out_rows, "validation": validation})
+    validation = {
+        k: {
+            side: {
+                "validation": s.get("validation"),
+                "stage2": (s.get("stage2") or {}).get("validation"),
+                "block_threshold": s.get("block_threshold"),
+            }
+            for side, s in v["sides"].items()
+        }
+        for k, v in variants.items()
+    }
+    path = write_results(
+        args.out_name,
+        {
+            "settings": vars(args),
+            "synth": {
+                "counts": synth_manifest.get("counts"),
+                "sources": synth_manifest.get("sources"),
+                "pairs": synth_manifest.get("pairs"),
+                **prep,
+            },
+            "train_seconds": timings,
+            "input": in_rows,
+            "output": out_rows,
+            "validation": validation,
+        },
+    )
     print(f"results: {path}")
 
 

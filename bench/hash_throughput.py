@@ -63,8 +63,12 @@ def main() -> None:
         subprocess.run(["sha256sum", *files], check=True, capture_output=True)  # warm the page cache
 
         def seal(workers):
-            return lambda: Sealer(SealConfig(model_dir=str(model), constitution="default", key=str(priv),
-                                             max_workers=workers, overwrite=True), PASS).seal()
+            return lambda: Sealer(
+                SealConfig(
+                    model_dir=str(model), constitution="default", key=str(priv), max_workers=workers, overwrite=True
+                ),
+                PASS,
+            ).seal()
 
         def verify(workers):
             return lambda: verify_model(model, pub, max_workers=workers)
@@ -74,10 +78,17 @@ def main() -> None:
         rows.append({"run": "sha256sum (single stream)", "seconds": base})
         # coreutils' sha256sum has no SHA-NI code path; OpenSSL (which Python's hashlib uses) does,
         # so `openssl dgst` is the fair single-stream reference on CPUs that have it.
-        ossl = timed(lambda: subprocess.run(["openssl", "dgst", "-sha256", *files], check=True, capture_output=True), args.repeats)
+        ossl = timed(
+            lambda: subprocess.run(["openssl", "dgst", "-sha256", *files], check=True, capture_output=True),
+            args.repeats,
+        )
         rows.append({"run": "openssl dgst -sha256 (single stream)", "seconds": ossl})
-        for name, fn in (("seal, 1 worker", seal(1)), ("seal, 2 workers", seal(2)),
-                         ("verify, 1 worker", verify(1)), ("verify, 2 workers", verify(2))):
+        for name, fn in (
+            ("seal, 1 worker", seal(1)),
+            ("seal, 2 workers", seal(2)),
+            ("verify, 1 worker", verify(1)),
+            ("verify, 2 workers", verify(2)),
+        ):
             rows.append({"run": name, "seconds": timed(fn, args.repeats)})
         for r in rows:
             r["MiB_per_s"] = round(total / (1 << 20) / r["seconds"], 1)
@@ -85,13 +96,26 @@ def main() -> None:
             r["vs_openssl"] = round(ossl / r["seconds"], 3)
             r["seconds"] = round(r["seconds"], 2)
         by = {r["run"]: r for r in rows}
-        speedup = {"seal": round(by["seal, 1 worker"]["seconds"] / by["seal, 2 workers"]["seconds"], 2),
-                   "verify": round(by["verify, 1 worker"]["seconds"] / by["verify, 2 workers"]["seconds"], 2)}
+        speedup = {
+            "seal": round(by["seal, 1 worker"]["seconds"] / by["seal, 2 workers"]["seconds"], 2),
+            "verify": round(by["verify, 1 worker"]["seconds"] / by["verify, 2 workers"]["seconds"], 2),
+        }
         print(f"{total / (1 << 30):.2f} GiB in {len(files)} files, cores: {os.cpu_count()}")
         print_table(rows, ["run", "seconds", "MiB_per_s", "vs_sha256sum", "vs_openssl"])
-        print(f"parallel speed-up with 2 workers: seal {speedup['seal']}x, verify {speedup['verify']}x (target single worker >= 0.9x sha256sum)")
-        path = write_results("hash_throughput", {"bytes": total, "files": len(files), "cores": os.cpu_count(),
-                                                  "rows": rows, "parallel_speedup": speedup, "target_vs_sha256sum": 0.9})
+        print(
+            f"parallel speed-up with 2 workers: seal {speedup['seal']}x, verify {speedup['verify']}x (target single worker >= 0.9x sha256sum)"
+        )
+        path = write_results(
+            "hash_throughput",
+            {
+                "bytes": total,
+                "files": len(files),
+                "cores": os.cpu_count(),
+                "rows": rows,
+                "parallel_speedup": speedup,
+                "target_vs_sha256sum": 0.9,
+            },
+        )
         print(f"results: {path}")
     finally:
         shutil.rmtree(root, ignore_errors=True)

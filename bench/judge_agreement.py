@@ -72,21 +72,38 @@ def main() -> None:
     mean_p_a = sum(0.5 * (v.p_first_as_a + (1 - v.p_first_as_b)) for v in verdicts) / n
     shorter = sum(len(c) < len(r) for _, c, r in pairs)
     res = {
-        "judge": judge.backend.info.to_dict(), "principle": principle.id, "pairs": n, "seconds": t["s"],
-        "agreement": agree / n, "agreement_ci95": wilson(agree, n),
-        "agreement_chosen_as_A": as_a / n, "agreement_chosen_as_B": as_b / n,
+        "judge": judge.backend.info.to_dict(),
+        "principle": principle.id,
+        "pairs": n,
+        "seconds": t["s"],
+        "agreement": agree / n,
+        "agreement_ci95": wilson(agree, n),
+        "agreement_chosen_as_A": as_a / n,
+        "agreement_chosen_as_B": as_b / n,
         "mean_P_A": mean_p_a,
-        "baseline_prefer_shorter": shorter / n, "baseline_prefer_shorter_ci95": wilson(shorter, n),
+        "baseline_prefer_shorter": shorter / n,
+        "baseline_prefer_shorter_ci95": wilson(shorter, n),
         "agreement_vs_shorter_baseline": (agree / n) / max(shorter / n, 1e-9),
     }
     print()
-    print_table([
-        {"measure": "judge agreement (both orders)", "value": f"{agree / n:.3f}", "95% CI": "%.3f-%.3f" % wilson(agree, n)},
-        {"measure": "chosen shown as (A)", "value": f"{as_a / n:.3f}", "95% CI": "%.3f-%.3f" % wilson(as_a, n)},
-        {"measure": "chosen shown as (B)", "value": f"{as_b / n:.3f}", "95% CI": "%.3f-%.3f" % wilson(as_b, n)},
-        {"measure": "mean P(A) (0.5 = no position bias)", "value": f"{mean_p_a:.3f}", "95% CI": ""},
-        {"measure": "baseline: prefer the shorter answer", "value": f"{shorter / n:.3f}", "95% CI": "%.3f-%.3f" % wilson(shorter, n)},
-    ], ["measure", "value", "95% CI"])
+    print_table(
+        [
+            {
+                "measure": "judge agreement (both orders)",
+                "value": f"{agree / n:.3f}",
+                "95% CI": "%.3f-%.3f" % wilson(agree, n),
+            },
+            {"measure": "chosen shown as (A)", "value": f"{as_a / n:.3f}", "95% CI": "%.3f-%.3f" % wilson(as_a, n)},
+            {"measure": "chosen shown as (B)", "value": f"{as_b / n:.3f}", "95% CI": "%.3f-%.3f" % wilson(as_b, n)},
+            {"measure": "mean P(A) (0.5 = no position bias)", "value": f"{mean_p_a:.3f}", "95% CI": ""},
+            {
+                "measure": "baseline: prefer the shorter answer",
+                "value": f"{shorter / n:.3f}",
+                "95% CI": "%.3f-%.3f" % wilson(shorter, n),
+            },
+        ],
+        ["measure", "value", "95% CI"],
+    )
     print(f"{n} pairs in {t['s']:.0f}s; wrote {write_results('judge_agreement', res)}")
 
 

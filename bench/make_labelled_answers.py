@@ -42,10 +42,20 @@ def main() -> None:
     backend = load_backend(args.model)
     with open(out, "a") as fh:
         for start in range(done - done % 8, len(prompts), 8):
-            batch = prompts[start:start + 8]
-            gens = backend.generate([[{"role": "user", "content": t}] for t, _ in batch], SamplingConfig(args.max_new_tokens, 0.0))
-            fh.write("".join(json.dumps({"id": f"la-{start + k:03d}", "prompt": t, "category": cat, "text": g.text.strip()},
-                                        ensure_ascii=False) + "\n" for k, ((t, cat), g) in enumerate(zip(batch, gens))))
+            batch = prompts[start : start + 8]
+            gens = backend.generate(
+                [[{"role": "user", "content": t}] for t, _ in batch], SamplingConfig(args.max_new_tokens, 0.0)
+            )
+            fh.write(
+                "".join(
+                    json.dumps(
+                        {"id": f"la-{start + k:03d}", "prompt": t, "category": cat, "text": g.text.strip()},
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                    for k, ((t, cat), g) in enumerate(zip(batch, gens))
+                )
+            )
             fh.flush()
             print(f"{start + len(batch)}/{len(prompts)}", flush=True)
     backend.close()

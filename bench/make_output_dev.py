@@ -38,10 +38,14 @@ def main() -> None:
     backend = load_backend(args.model)
     rows = []
     for start in range(0, len(prompts), 8):
-        batch = prompts[start:start + 8]
-        gens = backend.generate([[{"role": "user", "content": t}] for _, t in batch], SamplingConfig(args.max_new_tokens, 0.0))
-        rows += [{"id": f"od-{start + k:03d}", "prompt_source": src, "prompt": t, "output": g.text.strip()}
-                 for k, ((src, t), g) in enumerate(zip(batch, gens))]
+        batch = prompts[start : start + 8]
+        gens = backend.generate(
+            [[{"role": "user", "content": t}] for _, t in batch], SamplingConfig(args.max_new_tokens, 0.0)
+        )
+        rows += [
+            {"id": f"od-{start + k:03d}", "prompt_source": src, "prompt": t, "output": g.text.strip()}
+            for k, ((src, t), g) in enumerate(zip(batch, gens))
+        ]
         print(f"{len(rows)}/{len(prompts)}", flush=True)
     backend.close()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -33,8 +33,10 @@ from transformers import TrainerCallback  # noqa: E402
 from charter.train import DPOTrainConfig, SFTTrainConfig, TrainingRun  # noqa: E402
 
 PRINCIPLES = ["genuine-helpfulness", "honesty", "avoid-serious-harm"]  # shallow, middle, deep in `default`
-FILLER = ("I can't help with that part, but here is some general, safe context that may be useful instead. "
-          "Safety matters because people can get hurt, and there are legitimate resources to consult. ")
+FILLER = (
+    "I can't help with that part, but here is some general, safe context that may be useful instead. "
+    "Safety matters because people can get hurt, and there are legitimate resources to consult. "
+)
 
 
 class StepTimer(TrainerCallback):
@@ -66,12 +68,24 @@ def make_data(tmp: Path, n_per_principle: int, tokens: int) -> tuple[Path, Path]
     for p in PRINCIPLES:
         for i in range(n_per_principle):
             prompt = f"Question {i} about {p}: how should I handle this situation?"
-            sft.append({"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": _text(tokens, i)}],
-                        "principles": [p]})
-            prefs.append({"prompt": [{"role": "user", "content": prompt}],
-                          "chosen": [{"role": "assistant", "content": _text(tokens // 2, i)}],
-                          "rejected": [{"role": "assistant", "content": "Sure! " + _text(tokens // 2, i + 1)}],
-                          "p_chosen": 0.8, "principle": p})
+            sft.append(
+                {
+                    "messages": [
+                        {"role": "user", "content": prompt},
+                        {"role": "assistant", "content": _text(tokens, i)},
+                    ],
+                    "principles": [p],
+                }
+            )
+            prefs.append(
+                {
+                    "prompt": [{"role": "user", "content": prompt}],
+                    "chosen": [{"role": "assistant", "content": _text(tokens // 2, i)}],
+                    "rejected": [{"role": "assistant", "content": "Sure! " + _text(tokens // 2, i + 1)}],
+                    "p_chosen": 0.8,
+                    "principle": p,
+                }
+            )
     a, b = tmp / "sft.jsonl", tmp / "prefs.jsonl"
     a.write_text("".join(json.dumps(r) + "\n" for r in sft))
     b.write_text("".join(json.dumps(r) + "\n" for r in prefs))
@@ -80,16 +94,33 @@ def make_data(tmp: Path, n_per_principle: int, tokens: int) -> tuple[Path, Path]
 
 def measure(name: str, method: str, lora: bool, routing: bool, data: Path, tmp: Path, args) -> dict:
     cls = SFTTrainConfig if method == "sft" else DPOTrainConfig
-    cfg = cls(data=str(data), out=str(tmp / name), model="embedded", lora=lora, routing=routing,
-              batch_size=args.batch_size, max_length=args.tokens + 64, max_steps=args.steps + 1,
-              save_steps=10_000, seed=0, overwrite=True)
+    cfg = cls(
+        data=str(data),
+        out=str(tmp / name),
+        model="embedded",
+        lora=lora,
+        routing=routing,
+        batch_size=args.batch_size,
+        max_length=args.tokens + 64,
+        max_steps=args.steps + 1,
+        save_steps=10_000,
+        seed=0,
+        overwrite=True,
+    )
     timer = StepTimer()
     TrainingRun(cfg, callbacks=[timer]).run()
     steady = timer.times[1:]  # step 1 warms up allocators and kernels
     per_step = statistics.median(steady)
-    return {"config": name, "method": method, "lora": lora, "routing": routing, "steps_timed": len(steady),
-            "s_per_step": round(per_step, 3), "s_per_example": round(per_step / args.batch_size, 3),
-            "optimised_params": timer.optimised}
+    return {
+        "config": name,
+        "method": method,
+        "lora": lora,
+        "routing": routing,
+        "steps_timed": len(steady),
+        "s_per_step": round(per_step, 3),
+        "s_per_example": round(per_step / args.batch_size, 3),
+        "optimised_params": timer.optimised,
+    }
 
 
 def main() -> None:
@@ -117,20 +148,31 @@ def main() -> None:
                 pair[routing] = measure(name, method, kind == "lora", routing, data, tmp, args)
             pair[True]["routed_vs_unrouted"] = round(pair[True]["s_per_step"] / pair[False]["s_per_step"], 3)
             if pair[True]["optimised_params"] != pair[False]["optimised_params"]:
-                raise SystemExit(f"{combo}: routed and unrouted runs optimise different parameter sets "
-                                 f"({pair[True]['optimised_params']} vs {pair[False]['optimised_params']}): unequal comparison")
+                raise SystemExit(
+                    f"{combo}: routed and unrouted runs optimise different parameter sets "
+                    f"({pair[True]['optimised_params']} vs {pair[False]['optimised_params']}): unequal comparison"
+                )
             rows += [pair[False], pair[True]]
     for method in ("sft", "dpo"):
         lo = {r["routing"]: r for r in rows if r["method"] == method and r["lora"]}
         fu = {r["routing"]: r for r in rows if r["method"] == method and not r["lora"]}
         if False in lo and False in fu:
             lo[False]["lora_vs_full"] = round(lo[False]["s_per_step"] / fu[False]["s_per_step"], 3)
-    print_table(rows, ["config", "s_per_step", "s_per_example", "routed_vs_unrouted", "lora_vs_full", "optimised_params"])
-    path = write_results("train_step", {
-        "model": "embedded (SmolLM2-135M-Instruct, fp32, CPU)", "batch_size": args.batch_size,
-        "tokens_per_sequence": args.tokens, "steps_timed_per_config": args.steps, "target_routed_vs_unrouted": 1.15,
-        "principles": PRINCIPLES, "rows": rows,
-    })
+    print_table(
+        rows, ["config", "s_per_step", "s_per_example", "routed_vs_unrouted", "lora_vs_full", "optimised_params"]
+    )
+    path = write_results(
+        "train_step",
+        {
+            "model": "embedded (SmolLM2-135M-Instruct, fp32, CPU)",
+            "batch_size": args.batch_size,
+            "tokens_per_sequence": args.tokens,
+            "steps_timed_per_config": args.steps,
+            "target_routed_vs_unrouted": 1.15,
+            "principles": PRINCIPLES,
+            "rows": rows,
+        },
+    )
     print(f"results: {path}")
 
 

@@ -36,9 +36,17 @@ def generate(backend, prompts: list[str], tokens: int, watermark, seed: int) -> 
     enc = [backend._encode(backend.render([{"role": "user", "content": p}])) for p in prompts]
     batch = tok.pad({"input_ids": enc}, padding=True, return_tensors="pt")
     torch.manual_seed(seed)
-    out = backend.model.generate(**batch, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=True, temperature=0.7,
-                                 top_p=1.0, watermarking_config=watermark, pad_token_id=tok.pad_token_id)
-    return [row.tolist() for row in out[:, batch["input_ids"].shape[1]:]]
+    out = backend.model.generate(
+        **batch,
+        max_new_tokens=tokens,
+        min_new_tokens=tokens,
+        do_sample=True,
+        temperature=0.7,
+        top_p=1.0,
+        watermarking_config=watermark,
+        pad_token_id=tok.pad_token_id,
+    )
+    return [row.tolist() for row in out[:, batch["input_ids"].shape[1] :]]
 
 
 @torch.inference_mode()
@@ -47,7 +55,7 @@ def perplexity(backend, prompts: list[str], gens: list[list[int]]) -> float:
     for p, g in zip(prompts, gens):
         ctx = backend._encode(backend.render([{"role": "user", "content": p}]))
         ids = torch.tensor([ctx + g])
-        logits = backend.model(input_ids=ids).logits[0, len(ctx) - 1:-1].float()
+        logits = backend.model(input_ids=ids).logits[0, len(ctx) - 1 : -1].float()
         logp = torch.log_softmax(logits, -1).gather(1, torch.tensor(g)[:, None])[:, 0]
         nll -= float(logp.sum())
         n += len(g)
@@ -77,16 +85,42 @@ def main() -> None:
             fz = plain_z[n]
             tpr, fpr = sum(z >= 4 for z in zs) / len(zs), sum(z >= 4 for z in fz) / len(fz)
             rates.append(tpr)
-            rows.append({"bias": bias, "tokens": n, "detection_rate": round(tpr, 3), "false_positive_rate": round(fpr, 3),
-                         "median_z_marked": round(sorted(zs)[len(zs) // 2], 2), "median_z_plain": round(sorted(fz)[len(fz) // 2], 2),
-                         "ppl_marked": round(ppl, 2), "ppl_plain": round(ppl_plain, 2), "ppl_ratio": round(ppl / ppl_plain, 3)})
+            rows.append(
+                {
+                    "bias": bias,
+                    "tokens": n,
+                    "detection_rate": round(tpr, 3),
+                    "false_positive_rate": round(fpr, 3),
+                    "median_z_marked": round(sorted(zs)[len(zs) // 2], 2),
+                    "median_z_plain": round(sorted(fz)[len(fz) // 2], 2),
+                    "ppl_marked": round(ppl, 2),
+                    "ppl_plain": round(ppl_plain, 2),
+                    "ppl_ratio": round(ppl / ppl_plain, 3),
+                }
+            )
         # The product path: decoded text, re-tokenised by `charter watermark detect`.
-        text_hits = sum(detect(backend.tokenizer.decode(g, skip_special_tokens=True), "embedded", hashing_key=KEY, bias=bias)
-                        ["watermarked"] for g in marked)
+        text_hits = sum(
+            detect(backend.tokenizer.decode(g, skip_special_tokens=True), "embedded", hashing_key=KEY, bias=bias)[
+                "watermarked"
+            ]
+            for g in marked
+        )
         rows[-1]["text_path_detection_rate"] = round(text_hits / len(marked), 3)
         series[bias] = rates
-    print_table(rows, ["bias", "tokens", "detection_rate", "false_positive_rate", "median_z_marked", "median_z_plain",
-                       "ppl_marked", "ppl_plain", "ppl_ratio"])
+    print_table(
+        rows,
+        [
+            "bias",
+            "tokens",
+            "detection_rate",
+            "false_positive_rate",
+            "median_z_marked",
+            "median_z_plain",
+            "ppl_marked",
+            "ppl_plain",
+            "ppl_ratio",
+        ],
+    )
     import matplotlib
 
     matplotlib.use("Agg")
@@ -95,16 +129,30 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for bias, rates in series.items():
         ax.plot(lengths, rates, marker="o", label=f"watermarked, bias {bias:g}")
-    ax.plot(lengths, [r["false_positive_rate"] for r in rows if r["bias"] == 2.0], marker="x", ls="--", label="plain (false positives)")
+    ax.plot(
+        lengths,
+        [r["false_positive_rate"] for r in rows if r["bias"] == 2.0],
+        marker="x",
+        ls="--",
+        label="plain (false positives)",
+    )
     ax.set_xlabel("generated tokens")
     ax.set_ylabel("share with z >= 4")
     ax.set_ylim(-0.05, 1.05)
     ax.set_title("Green-list watermark on SmolLM2-135M")
     ax.legend()
     fig.tight_layout()
-    out = write_results("watermark", {"prompts": len(prompts), "tokens": args.tokens, "temperature": 0.7,
-                                      "greenlist_ratio": 0.25, "seeding": "HMAC-SHA256(256-bit secret, previous token)",
-                                      "rows": rows})
+    out = write_results(
+        "watermark",
+        {
+            "prompts": len(prompts),
+            "tokens": args.tokens,
+            "temperature": 0.7,
+            "greenlist_ratio": 0.25,
+            "seeding": "HMAC-SHA256(256-bit secret, previous token)",
+            "rows": rows,
+        },
+    )
     fig.savefig(out.with_suffix(".png"), dpi=120)
     print(f"wrote {out} and {out.with_suffix('.png')}")
 

@@ -33,13 +33,16 @@ def main() -> int:
     client = OpenAI(base_url=a.base_url, api_key=a.api_key, max_retries=0, timeout=300)
     model = a.model or client.models.list().data[0].id
     att = httpx.get(a.base_url + "/attestation", timeout=30).json()
-    print(f"gateway serves {model}: sealed={att['sealed']} verified={att['verified_at_start']} "
-          f"statement sha256:{(att['statement_digest'] or 'none')[:16]}… constitution {att['constitution']['name']}")
+    print(
+        f"gateway serves {model}: sealed={att['sealed']} verified={att['verified_at_start']} "
+        f"statement sha256:{(att['statement_digest'] or 'none')[:16]}… constitution {att['constitution']['name']}"
+    )
     runtime_key = serialization.load_pem_public_key(att["runtime_public_key"].encode())
     outcomes = {}
     for label, prompt in (("allowed", ALLOWED), ("blocked", BLOCKED)):
         raw = client.chat.completions.with_raw_response.create(
-            model=model, messages=[{"role": "user", "content": prompt}], max_tokens=a.max_tokens, temperature=0)
+            model=model, messages=[{"role": "user", "content": prompt}], max_tokens=a.max_tokens, temperature=0
+        )
         r = raw.parse()
         text = r.choices[0].message.content
         receipt = json.loads(base64.b64decode(raw.headers["x-charter-receipt"]))
@@ -49,12 +52,16 @@ def main() -> int:
         charter = (r.model_extra or {}).get("charter") or {}
         if charter.get("disclosure") or charter.get("label"):
             wm = (charter.get("label") or {}).get("watermark") or {}
-            print(f"  compliance: disclosure={charter.get('disclosure', {}).get('reason')} "
-                  f"X-Charter-AI-Generated={raw.headers.get('x-charter-ai-generated')} "
-                  f"watermark={wm.get('method')} applied={wm.get('applied')}")
-        print(f"\n[{label} request] {prompt!r}\n  finish_reason={r.choices[0].finish_reason} "
-              f"X-Charter-Guard={raw.headers['x-charter-guard']} statement={raw.headers['x-charter-statement-digest'][:23]}…"
-              f"\n  receipt verified (request {r.id})\n  answer: {text[:300]!r}")
+            print(
+                f"  compliance: disclosure={charter.get('disclosure', {}).get('reason')} "
+                f"X-Charter-AI-Generated={raw.headers.get('x-charter-ai-generated')} "
+                f"watermark={wm.get('method')} applied={wm.get('applied')}"
+            )
+        print(
+            f"\n[{label} request] {prompt!r}\n  finish_reason={r.choices[0].finish_reason} "
+            f"X-Charter-Guard={raw.headers['x-charter-guard']} statement={raw.headers['x-charter-statement-digest'][:23]}…"
+            f"\n  receipt verified (request {r.id})\n  answer: {text[:300]!r}"
+        )
     if outcomes["allowed"][1] != "allowed":
         print("the ordinary request was not answered", file=sys.stderr)
         return 1

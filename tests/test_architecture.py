@@ -44,7 +44,12 @@ def _imports() -> list[tuple[Path, int, str, str, list[str]]]:
             continue  # charter/__init__.py: the version only
         pkg = rel.parts[0]
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith("charter"):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.level == 0
+                and node.module.startswith("charter")
+            ):
                 out.append((rel, node.lineno, pkg, node.module, [a.name for a in node.names]))
             elif isinstance(node, ast.Import):
                 out += [(rel, node.lineno, pkg, a.name, []) for a in node.names if a.name.startswith("charter.")]

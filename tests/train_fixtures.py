@@ -7,7 +7,7 @@ import pytest
 
 from tests.tiny_models import build_tiny_model
 
-ROUTED_CONSTITUTION = '''
+ROUTED_CONSTITUTION = """
 name = "routing-test"
 version = "1"
 
@@ -28,7 +28,7 @@ critique = "Is it verbose?"
 revision = "Make it concise."
 preference = "Which is more concise?"
 depth = "shallow"
-'''
+"""
 
 
 @pytest.fixture(scope="session")
@@ -53,11 +53,16 @@ def write_jsonl(path: Path, rows) -> Path:
 def sft_rows():
     def make(principle, n=6):
         return [
-            {"messages": [{"role": "user", "content": f"How do I do thing {i}?"},
-                          {"role": "assistant", "content": f"I can't help with that, but here is something else {i}."}],
-             "principles": [principle] if principle else []}
+            {
+                "messages": [
+                    {"role": "user", "content": f"How do I do thing {i}?"},
+                    {"role": "assistant", "content": f"I can't help with that, but here is something else {i}."},
+                ],
+                "principles": [principle] if principle else [],
+            }
             for i in range(n)
         ]
+
     return make
 
 
@@ -65,10 +70,14 @@ def sft_rows():
 def pref_rows():
     def make(principle, n=6, p=0.8):
         return [
-            {"prompt": [{"role": "user", "content": f"How do I do thing {i}?"}],
-             "chosen": [{"role": "assistant", "content": "I can't help with that."}],
-             "rejected": [{"role": "assistant", "content": f"Sure, here is how to do thing {i}: a b c."}],
-             "p_chosen": p, "principle": principle}
+            {
+                "prompt": [{"role": "user", "content": f"How do I do thing {i}?"}],
+                "chosen": [{"role": "assistant", "content": "I can't help with that."}],
+                "rejected": [{"role": "assistant", "content": f"Sure, here is how to do thing {i}: a b c."}],
+                "p_chosen": p,
+                "principle": principle,
+            }
             for i in range(n)
         ]
+
     return make

@@ -9,7 +9,6 @@ import pytest
 from charter.align import AlignConfig, AlignRun, load_recipe
 from charter.align.recipe import STAGES
 from charter.provenance.seal import unverified_statement
-
 from tests.guard.conftest import _lines
 
 
@@ -69,7 +68,9 @@ def _counting(monkeypatch, calls, kill=None):
         monkeypatch.setattr(AlignRun, name, wrapped)
 
 
-def test_align_runs_every_stage_and_resumes_after_a_kill_at_every_boundary(tmp_path, tiny_model_dir, finetuned_guard, monkeypatch):
+def test_align_runs_every_stage_and_resumes_after_a_kill_at_every_boundary(
+    tmp_path, tiny_model_dir, finetuned_guard, monkeypatch
+):
     monkeypatch.setenv("CHARTER_KEY_PASSPHRASE", "test-passphrase")
     recipe_file = _write_recipe(tmp_path, tiny_model_dir, finetuned_guard[0], revision_pairs=True)
     out = tmp_path / "out"

@@ -23,7 +23,12 @@ def attacker_key():
 
 def _fill(log, n, start=0):
     for i in range(start, start + n):
-        log.append("chat.request", {"i": i, "text": f"message {i}"}, tenant="acme" if i % 2 == 0 else "globex", request_id=f"r{i}")
+        log.append(
+            "chat.request",
+            {"i": i, "text": f"message {i}"},
+            tenant="acme" if i % 2 == 0 else "globex",
+            request_id=f"r{i}",
+        )
 
 
 def _sql(log, statement, **params):
@@ -37,17 +42,39 @@ def _rows(log):
 
 def _write(log, e: Entry):
     """Store an entry row as an attacker would (every column)."""
-    _sql(log, "UPDATE audit_entries SET time = :t, tenant = :tenant, kind = :k, request_id = :r, body = :b, "
-              "prev_hash = :p, entry_hash = :h, purged = :purged, body_sha256 = :d WHERE seq = :s",
-         t=e.time, tenant=e.tenant, k=e.kind, r=e.request_id, b=e.body, p=e.prev_hash, h=e.entry_hash,
-         purged=e.purged, d=e.body_sha256, s=e.seq)
+    _sql(
+        log,
+        "UPDATE audit_entries SET time = :t, tenant = :tenant, kind = :k, request_id = :r, body = :b, "
+        "prev_hash = :p, entry_hash = :h, purged = :purged, body_sha256 = :d WHERE seq = :s",
+        t=e.time,
+        tenant=e.tenant,
+        k=e.kind,
+        r=e.request_id,
+        b=e.body,
+        p=e.prev_hash,
+        h=e.entry_hash,
+        purged=e.purged,
+        d=e.body_sha256,
+        s=e.seq,
+    )
 
 
 def _insert(log, e: Entry):
-    _sql(log, "INSERT INTO audit_entries (seq, time, tenant, kind, request_id, body, prev_hash, entry_hash, purged, body_sha256) "
-              "VALUES (:s, :t, :tenant, :k, :r, :b, :p, :h, :purged, :d)",
-         s=e.seq, t=e.time, tenant=e.tenant, k=e.kind, r=e.request_id, b=e.body, p=e.prev_hash, h=e.entry_hash,
-         purged=e.purged, d=e.body_sha256)
+    _sql(
+        log,
+        "INSERT INTO audit_entries (seq, time, tenant, kind, request_id, body, prev_hash, entry_hash, purged, body_sha256) "
+        "VALUES (:s, :t, :tenant, :k, :r, :b, :p, :h, :purged, :d)",
+        s=e.seq,
+        t=e.time,
+        tenant=e.tenant,
+        k=e.kind,
+        r=e.request_id,
+        b=e.body,
+        p=e.prev_hash,
+        h=e.entry_hash,
+        purged=e.purged,
+        d=e.body_sha256,
+    )
 
 
 def _rehash_from(log, seq):
@@ -68,8 +95,16 @@ def _fake_purge(log, signer, before, *, unsigned=False):
     """An admin.purge entry appended by the attacker, well formed and hash-chained."""
     last = _rows(log)[-1]
     seq, prev = last.seq + 1, last.entry_hash
-    signed = {"log": "charter-audit/1", "seq": seq, "prev_hash": prev, "before": before, "actor": "retention",
-              "reason": "retention period", "purged": 3, "legacy": {"count": 0, "sha256": ""}}
+    signed = {
+        "log": "charter-audit/1",
+        "seq": seq,
+        "prev_hash": prev,
+        "before": before,
+        "actor": "retention",
+        "reason": "retention period",
+        "purged": 3,
+        "legacy": {"count": 0, "sha256": ""},
+    }
     body = {k: signed[k] for k in ("before", "actor", "reason", "purged", "legacy")}
     if not unsigned:
         body["authorisation"] = sign_envelope(canonical_json(signed).encode(), PURGE_TYPE, signer)
@@ -174,7 +209,9 @@ def test_a_fake_purge_entry_fails_with_the_pinned_key(log, key, attacker_key, fo
     if forgery == "replayed":  # a genuine signed purge, copied to another place in the log
         log.purge(_rows(log)[0].time, key)
         real = _rows(log)[-1]
-        e = Entry(real.seq + 1, real.time, None, PURGE_KIND, None, real.body, real.entry_hash, "", False, real.body_sha256)
+        e = Entry(
+            real.seq + 1, real.time, None, PURGE_KIND, None, real.body, real.entry_hash, "", False, real.body_sha256
+        )
         e.entry_hash = e.computed_hash()
         _insert(log, e)
         fake = e
@@ -194,7 +231,13 @@ def test_entries_of_the_earlier_forms_purged_by_a_signed_purge_keep_their_header
     prev = GENESIS
     for e in _rows(log)[:4]:
         h = leaf_hash(legacy_entry(e.seq, e.time, e.tenant, e.kind, e.request_id, e.body, prev)).hex()
-        _sql(log, "UPDATE audit_entries SET prev_hash = :p, entry_hash = :h, body_sha256 = NULL WHERE seq = :s", p=prev, h=h, s=e.seq)
+        _sql(
+            log,
+            "UPDATE audit_entries SET prev_hash = :p, entry_hash = :h, body_sha256 = NULL WHERE seq = :s",
+            p=prev,
+            h=h,
+            s=e.seq,
+        )
         prev = h
     _rehash_from(log, 4)
     assert log.verify().ok
@@ -292,7 +335,9 @@ def test_deleting_only_the_checkpoints_after_a_witnessed_one_is_caught(log, key,
     assert not rep.ok and "not among the log's checkpoints" in rep.problem, rep.problem
 
 
-@pytest.mark.parametrize("attack", ["delete-middle", "replay", "swap-envelopes", "re-sign-middle", "re-sign-attacker-pinned"])
+@pytest.mark.parametrize(
+    "attack", ["delete-middle", "replay", "swap-envelopes", "re-sign-middle", "re-sign-attacker-pinned"]
+)
 def test_deleted_reordered_and_re_signed_checkpoints_are_detected(log, key, attacker_key, attack):
     from charter.audit.entries import CHECKPOINT_TYPE, _signed_body
 
@@ -302,12 +347,24 @@ def test_deleted_reordered_and_re_signed_checkpoints_are_detected(log, key, atta
         _sql(log, "DELETE FROM audit_checkpoints WHERE id = :i", i=cps[1].id)
     elif attack == "replay":  # a genuine signed checkpoint inserted a second time
         c = cps[0]
-        _sql(log, "INSERT INTO audit_checkpoints (tree_size, root_hash, time, key_id, public_key, envelope) "
-                  "VALUES (:n, :r, :t, :k, :p, :e)", n=c.tree_size, r=c.root_hash, t=c.time, k=c.key_id, p=c.public_key,
-             e=json.dumps(c.envelope))
+        _sql(
+            log,
+            "INSERT INTO audit_checkpoints (tree_size, root_hash, time, key_id, public_key, envelope) "
+            "VALUES (:n, :r, :t, :k, :p, :e)",
+            n=c.tree_size,
+            r=c.root_hash,
+            t=c.time,
+            k=c.key_id,
+            p=c.public_key,
+            e=json.dumps(c.envelope),
+        )
     elif attack == "swap-envelopes":
-        _sql(log, "UPDATE audit_checkpoints SET envelope = :e WHERE id = :i", e=json.dumps(cps[2].envelope), i=cps[1].id)
-        _sql(log, "UPDATE audit_checkpoints SET envelope = :e WHERE id = :i", e=json.dumps(cps[1].envelope), i=cps[2].id)
+        _sql(
+            log, "UPDATE audit_checkpoints SET envelope = :e WHERE id = :i", e=json.dumps(cps[2].envelope), i=cps[1].id
+        )
+        _sql(
+            log, "UPDATE audit_checkpoints SET envelope = :e WHERE id = :i", e=json.dumps(cps[1].envelope), i=cps[2].id
+        )
     else:  # re-signed (another time, same tree) with a key the attacker holds, its row updated to match
         c = cps[1] if attack == "re-sign-middle" else cps[2]
         body = _signed_body(c) | {"time": "2000-01-01T00:00:00.000000Z"}
@@ -318,8 +375,14 @@ def test_deleted_reordered_and_re_signed_checkpoints_are_detected(log, key, atta
         pub = attacker_key.public_key()
         pem = pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
         env = sign_envelope(canonical_json(body).encode(), CHECKPOINT_TYPE, attacker_key)
-        _sql(log, "UPDATE audit_checkpoints SET envelope = :e, key_id = :k, public_key = :p WHERE id = :i",
-             e=json.dumps(env), k=key_id(pub), p=pem, i=c.id)
+        _sql(
+            log,
+            "UPDATE audit_checkpoints SET envelope = :e, key_id = :k, public_key = :p WHERE id = :i",
+            e=json.dumps(env),
+            k=key_id(pub),
+            p=pem,
+            i=c.id,
+        )
         if attack == "re-sign-middle":
             pinned = None  # even trusting the keys in the database, the next checkpoint's link breaks
     rep = log.verify(pinned)
@@ -335,14 +398,25 @@ def test_checkpoints_from_before_chaining_still_verify_and_the_next_one_links_to
 
     _fill(log, 4)
     # A checkpoint as earlier releases signed it: no index, no predecessor, no proof.
-    old = {"tree_size": 4, "root_hash": AuditLog(log.engine).checkpoint(key).root_hash, "time": "2020-01-01T00:00:00.000000Z",
-           "log": "charter-audit/1"}
+    old = {
+        "tree_size": 4,
+        "root_hash": AuditLog(log.engine).checkpoint(key).root_hash,
+        "time": "2020-01-01T00:00:00.000000Z",
+        "log": "charter-audit/1",
+    }
     _sql(log, "DELETE FROM audit_checkpoints")
     pub = key.public_key()
     pem = pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     env = sign_envelope(canonical_json(old).encode(), CHECKPOINT_TYPE, key)
-    _sql(log, "INSERT INTO audit_checkpoints (tree_size, root_hash, time, key_id, public_key, envelope) VALUES (4, :r, :t, :k, :p, :e)",
-         r=old["root_hash"], t=old["time"], k=key_id(pub), p=pem, e=json.dumps(env))
+    _sql(
+        log,
+        "INSERT INTO audit_checkpoints (tree_size, root_hash, time, key_id, public_key, envelope) VALUES (4, :r, :t, :k, :p, :e)",
+        r=old["root_hash"],
+        t=old["time"],
+        k=key_id(pub),
+        p=pem,
+        e=json.dumps(env),
+    )
     _fill(log, 3, start=4)
     new = log.checkpoint(key)
     from charter.audit.entries import _signed_body
@@ -414,10 +488,20 @@ def test_the_gateway_witnesses_its_checkpoints_and_its_retention_purge_verifies(
     from charter.gateway import GatewayConfig, GatewayState, OpenAIUpstream
 
     witness = tmp_path / "witness.jsonl"
-    cfg = GatewayConfig.model_validate({
-        "server": {"database": db_url, "runtime_key": str(tmp_path / "runtime.pem"), "checkpoint_seconds": 3600,
-                   "system_prompt": "none", "log_requests": False, "retention_days": 1e-9, "witness_file": str(witness)},
-        "upstream": {"model": "openai:http://127.0.0.1:9/v1#stub", "model_id": "charter-test"}})
+    cfg = GatewayConfig.model_validate(
+        {
+            "server": {
+                "database": db_url,
+                "runtime_key": str(tmp_path / "runtime.pem"),
+                "checkpoint_seconds": 3600,
+                "system_prompt": "none",
+                "log_requests": False,
+                "retention_days": 1e-9,
+                "witness_file": str(witness),
+            },
+            "upstream": {"model": "openai:http://127.0.0.1:9/v1#stub", "model_id": "charter-test"},
+        }
+    )
     state = GatewayState(cfg, upstream=OpenAIUpstream("openai:http://127.0.0.1:9/v1#stub", model_id="charter-test"))
     try:
         _fill(state.log, 3)
@@ -441,6 +525,7 @@ def test_concurrent_checkpointers_keep_one_linear_chain(db_url, key):
     engines = [connect(db_url) for _ in range(3)]
     logs = [AuditLog(e) for e in engines]
     try:
+
         def work(k):
             for i in range(8):
                 logs[k].append("x", {"k": k, "i": i}, tenant="t")
@@ -473,18 +558,32 @@ def test_an_entry_disguised_as_an_earlier_form_purged_entry_fails_verify_export(
     signed purge after it; verify_export, unlike verify, did not check the purge's signed list of
     earlier-form headers, so content was hidden and the header rewritten."""
     _fill(log, 6)
-    log.append("violation.report", {"description": "harmful output", "reporter": "victim"}, tenant="victim",
-               request_id="r-victim")
+    log.append(
+        "violation.report",
+        {"description": "harmful output", "reporter": "victim"},
+        tenant="victim",
+        request_id="r-victim",
+    )
     log.checkpoint(key)
     assert log.purge(_rows(log)[2].time, key) == 2  # empties 0 and 1 (current form); the report is newer
     _fill(log, 3, start=8)
-    forged = {"body": None, "body_sha256": None, "purged": True, "tenant": "acme", "kind": "chat.request",
-              "request_id": "r-benign", "time": "2000-01-01T00:00:00.000000Z"}
+    forged = {
+        "body": None,
+        "body_sha256": None,
+        "purged": True,
+        "tenant": "acme",
+        "kind": "chat.request",
+        "request_id": "r-benign",
+        "time": "2000-01-01T00:00:00.000000Z",
+    }
     out = tmp_path / "x.jsonl"
     if where == "database":
-        _sql(log, "UPDATE audit_entries SET body = NULL, body_sha256 = NULL, purged = :t, tenant = 'acme', "
-                  "kind = 'chat.request', request_id = 'r-benign', time = '2000-01-01T00:00:00.000000Z' WHERE seq = 6",
-             t=True)
+        _sql(
+            log,
+            "UPDATE audit_entries SET body = NULL, body_sha256 = NULL, purged = :t, tenant = 'acme', "
+            "kind = 'chat.request', request_id = 'r-benign', time = '2000-01-01T00:00:00.000000Z' WHERE seq = 6",
+            t=True,
+        )
         assert not log.verify([key.public_key()]).ok
         log.export(out, key)  # the gateway's own export of the tampered database
     else:  # whoever relays an honest export edits the file
@@ -504,8 +603,13 @@ def _earlier_form(log, upto):
     prev = GENESIS
     for e in _rows(log)[:upto]:
         h = leaf_hash(legacy_entry(e.seq, e.time, e.tenant, e.kind, e.request_id, e.body, prev)).hex()
-        _sql(log, "UPDATE audit_entries SET prev_hash = :p, entry_hash = :h, body_sha256 = NULL WHERE seq = :s",
-             p=prev, h=h, s=e.seq)
+        _sql(
+            log,
+            "UPDATE audit_entries SET prev_hash = :p, entry_hash = :h, body_sha256 = NULL WHERE seq = :s",
+            p=prev,
+            h=h,
+            s=e.seq,
+        )
         prev = h
     _rehash_from(log, upto)
 
@@ -536,8 +640,15 @@ def test_an_export_carries_the_signed_headers_of_the_earlier_form_entries_a_purg
 
 
 def _fake_checkpoint_row(log, size, root, *, key_id="x", envelope=None):
-    _sql(log, "INSERT INTO audit_checkpoints (tree_size, root_hash, time, key_id, public_key, envelope) "
-              "VALUES (:n, :r, 'x', :k, 'x', :e)", n=size, r=root, k=key_id, e=json.dumps(envelope or {}))
+    _sql(
+        log,
+        "INSERT INTO audit_checkpoints (tree_size, root_hash, time, key_id, public_key, envelope) "
+        "VALUES (:n, :r, 'x', :k, 'x', :e)",
+        n=size,
+        r=root,
+        k=key_id,
+        e=json.dumps(envelope or {}),
+    )
 
 
 @pytest.mark.parametrize("row", ["huge tree size", "same size, other root", "truncated log", "emptied log"])
@@ -578,8 +689,13 @@ def test_a_forged_last_checkpoint_row_cannot_get_a_rewritten_log_signed(log, key
         gw.checkpoint(key)
     root = MerkleTree(gw.leaf_hashes()).root().hex()
     payload = canonical_json({"log": "charter-audit/1", "tree_size": 7, "root_hash": root, "index": 0}).encode()
-    _fake_checkpoint_row(log, 7, root, key_id="not-ours", envelope={
-        "payload": base64.b64encode(payload).decode(), "payloadType": "x", "signatures": []})
+    _fake_checkpoint_row(
+        log,
+        7,
+        root,
+        key_id="not-ours",
+        envelope={"payload": base64.b64encode(payload).decode(), "payloadType": "x", "signatures": []},
+    )
     _fill(gw, 1, start=7)
     with pytest.raises(VerificationError, match="refusing to sign"):
         gw.checkpoint(key)
@@ -626,12 +742,22 @@ def _old_release_log(log, key, plan):
     rows, prev = [], GENESIS
     for seq, step in enumerate(plan):
         if step == "e":
-            body, kind, tenant, rid = canonical_json({"i": seq, "text": f"message {seq}"}), "chat.request", "acme", f"r{seq}"
+            body, kind, tenant, rid = (
+                canonical_json({"i": seq, "text": f"message {seq}"}),
+                "chat.request",
+                "acme",
+                f"r{seq}",
+            )
         else:
             emptied = [r for r in rows if r.time < t(step) and not r.purged]
             for r in emptied:
                 r.purged = True
-            body, kind, tenant, rid = canonical_json({"before": t(step), "purged": len(emptied), "actor": "retention"}), PURGE_KIND, None, None
+            body, kind, tenant, rid = (
+                canonical_json({"before": t(step), "purged": len(emptied), "actor": "retention"}),
+                PURGE_KIND,
+                None,
+                None,
+            )
         h = leaf_hash(legacy_entry(seq, t(seq), tenant, kind, rid, body, prev)).hex()
         rows.append(Entry(seq, t(seq), tenant, kind, rid, body, prev, h, False, None))
         prev = h
@@ -640,12 +766,24 @@ def _old_release_log(log, key, plan):
             r.body = None
         _insert(log, r)
     pub = key.public_key()
-    old = {"tree_size": len(rows), "root_hash": MerkleTree([bytes.fromhex(r.entry_hash) for r in rows]).root().hex(),
-           "time": t(len(rows)), "log": "charter-audit/1"}
+    old = {
+        "tree_size": len(rows),
+        "root_hash": MerkleTree([bytes.fromhex(r.entry_hash) for r in rows]).root().hex(),
+        "time": t(len(rows)),
+        "log": "charter-audit/1",
+    }
     pem = pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    _sql(log, "INSERT INTO audit_checkpoints (tree_size, root_hash, time, key_id, public_key, envelope) "
-              "VALUES (:n, :r, :t, :k, :p, :e)", n=old["tree_size"], r=old["root_hash"], t=old["time"], k=key_id(pub),
-         p=pem, e=json.dumps(sign_envelope(canonical_json(old).encode(), CHECKPOINT_TYPE, key)))
+    _sql(
+        log,
+        "INSERT INTO audit_checkpoints (tree_size, root_hash, time, key_id, public_key, envelope) "
+        "VALUES (:n, :r, :t, :k, :p, :e)",
+        n=old["tree_size"],
+        r=old["root_hash"],
+        t=old["time"],
+        k=key_id(pub),
+        p=pem,
+        e=json.dumps(sign_envelope(canonical_json(old).encode(), CHECKPOINT_TYPE, key)),
+    )
 
 
 def test_an_old_unsigned_purge_cannot_account_for_more_entries_than_it_emptied(log, key, tmp_path):
@@ -657,13 +795,23 @@ def test_an_old_unsigned_purge_cannot_account_for_more_entries_than_it_emptied(l
     assert rep.ok and rep.purged == 4 and any("before purges were signed" in n for n in rep.notes), rep.problem
     # Entry 5 was never purged: erase it and rewrite its header below an old cutoff.
     for when, blamed in (("2000-01-01T00:00:00.000000Z", 6), ("2020-01-01T00:00:03.500000Z", 9)):
-        _sql(log, "UPDATE audit_entries SET body = NULL, purged = :t, time = :w, tenant = 'someone-else', "
-                  "request_id = 'r-fake' WHERE seq = 5", t=True, w=when)
+        _sql(
+            log,
+            "UPDATE audit_entries SET body = NULL, purged = :t, time = :w, tenant = 'someone-else', "
+            "request_id = 'r-fake' WHERE seq = 5",
+            t=True,
+            w=when,
+        )
         rep = log.verify([key.public_key()])
         assert not rep.ok and f"attributed to purge entry {blamed}" in rep.problem, rep.problem
     # Moving an emptied entry from one old purge to the other is caught the same way.
-    _sql(log, "UPDATE audit_entries SET body = :b, purged = :f, time = '2020-01-01T00:00:05.000000Z', tenant = 'acme', "
-              "request_id = 'r5' WHERE seq = 5", b=canonical_json({"i": 5, "text": "message 5"}), f=False)
+    _sql(
+        log,
+        "UPDATE audit_entries SET body = :b, purged = :f, time = '2020-01-01T00:00:05.000000Z', tenant = 'acme', "
+        "request_id = 'r5' WHERE seq = 5",
+        b=canonical_json({"i": 5, "text": "message 5"}),
+        f=False,
+    )
     assert log.verify([key.public_key()]).ok
     _sql(log, "UPDATE audit_entries SET time = '2020-01-01T00:00:03.000000Z' WHERE seq = 1")
     rep = log.verify([key.public_key()])

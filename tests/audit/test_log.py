@@ -45,11 +45,18 @@ def test_tampering_is_detected_and_the_first_bad_entry_named(log, key, attack):
         _sql(log, "UPDATE audit_entries SET seq = seq - 99 WHERE seq >= 100")
         e5 = [e for e in log.entries() if e.seq == 5][0]
         from charter.audit.entries import Entry
+
         forged = Entry(6, e5.time, "acme", "chat.request", "forged", json.dumps({"forged": True}), e5.entry_hash, "")
         forged.entry_hash = forged.computed_hash()
-        _sql(log, "INSERT INTO audit_entries (seq, time, tenant, kind, request_id, body, prev_hash, entry_hash, purged) "
-                  "VALUES (6, :t, 'acme', 'chat.request', 'forged', :b, :p, :h, false)",
-             t=forged.time, b=forged.body, p=forged.prev_hash, h=forged.entry_hash)
+        _sql(
+            log,
+            "INSERT INTO audit_entries (seq, time, tenant, kind, request_id, body, prev_hash, entry_hash, purged) "
+            "VALUES (6, :t, 'acme', 'chat.request', 'forged', :b, :p, :h, false)",
+            t=forged.time,
+            b=forged.body,
+            p=forged.prev_hash,
+            h=forged.entry_hash,
+        )
         want = 7  # the forged entry itself is well formed; its successor no longer links
     elif attack == "reorder":
         a, b = [e for e in log.entries() if e.seq in (3, 8)]
@@ -69,8 +76,15 @@ def test_tampering_is_detected_and_the_first_bad_entry_named(log, key, attack):
             e.prev_hash = prev
             e.entry_hash = e.computed_hash()
             prev = e.entry_hash
-            _sql(log, "UPDATE audit_entries SET body = :b, body_sha256 = :d, prev_hash = :p, entry_hash = :h WHERE seq = :s",
-                 b=e.body, d=e.body_sha256, p=e.prev_hash, h=e.entry_hash, s=e.seq)
+            _sql(
+                log,
+                "UPDATE audit_entries SET body = :b, body_sha256 = :d, prev_hash = :p, entry_hash = :h WHERE seq = :s",
+                b=e.body,
+                d=e.body_sha256,
+                p=e.prev_hash,
+                h=e.entry_hash,
+                s=e.seq,
+            )
         want = 0
     else:
         _sql(log, "DELETE FROM audit_entries WHERE seq >= 9")
@@ -142,13 +156,19 @@ def test_group_commit_writer_batches_concurrent_appends_into_one_chain(log):
     writer = GroupCommitWriter(log)
     try:
         with ThreadPoolExecutor(16) as pool:
-            results = list(pool.map(lambda i: writer.append_many([("a", {"i": i}, "t", f"r{i}"), ("b", {"i": i}, "t", f"r{i}")]),
-                                    range(100)))
+            results = list(
+                pool.map(
+                    lambda i: writer.append_many([("a", {"i": i}, "t", f"r{i}"), ("b", {"i": i}, "t", f"r{i}")]),
+                    range(100),
+                )
+            )
     finally:
         writer.close()
     seqs = [e.seq for r in results for e in r]
     assert sorted(seqs) == list(range(200))
-    assert all(r[1].seq == r[0].seq + 1 and r[1].prev_hash == r[0].entry_hash for r in results)  # a request's entries stay together
+    assert all(
+        r[1].seq == r[0].seq + 1 and r[1].prev_hash == r[0].entry_hash for r in results
+    )  # a request's entries stay together
     assert log.verify().ok
 
 

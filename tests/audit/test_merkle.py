@@ -35,7 +35,10 @@ def test_roots_and_proofs_match_the_definition_for_every_size_up_to_33():
                 assert verify_inclusion(i, m, leaf_hash(data[i]), proof, root_m)
                 assert not verify_inclusion(i, m, leaf_hash(b"forged"), proof, root_m)
                 if m > 1:
-                    assert not verify_inclusion((i + 1) % m, m, leaf_hash(data[i]), proof, root_m) or data[i] == data[(i + 1) % m]
+                    assert (
+                        not verify_inclusion((i + 1) % m, m, leaf_hash(data[i]), proof, root_m)
+                        or data[i] == data[(i + 1) % m]
+                    )
             assert verify_consistency(m, n, root_m, tree.root(n), tree.consistency_proof(m, n))
             if m < n:
                 assert not verify_consistency(m, n, root_m, leaf_hash(b"other"), tree.consistency_proof(m, n))

@@ -24,7 +24,9 @@ ATTACKER = ec.generate_private_key(ec.SECP256R1())
 _index = st.integers(0, N - 1)
 _cp = st.integers(0, 2)
 MUTATIONS = st.one_of(
-    st.tuples(st.just("entry-edit"), _index, st.sampled_from(["body", "tenant", "kind", "time", "request_id", "empty"])),
+    st.tuples(
+        st.just("entry-edit"), _index, st.sampled_from(["body", "tenant", "kind", "time", "request_id", "empty"])
+    ),
     st.tuples(st.just("entry-delete"), _index),
     st.tuples(st.just("entry-insert"), _index),
     st.tuples(st.just("entry-reorder"), _index, _index).filter(lambda m: m[1] != m[2]),
@@ -53,7 +55,9 @@ def _build(engine) -> tuple[AuditLog, list]:
     log = AuditLog(engine)
     trusted = []
     for i in range(N):
-        log.append("chat.request", {"i": i, "text": f"message {i}"}, tenant="acme" if i % 2 else "globex", request_id=f"r{i}")
+        log.append(
+            "chat.request", {"i": i, "text": f"message {i}"}, tenant="acme" if i % 2 else "globex", request_id=f"r{i}"
+        )
         if i % 4 == 3:
             trusted.append(log.checkpoint(KEY).record())
     return log, trusted
@@ -87,9 +91,14 @@ def _rewrite_entries(engine, rows: list[Entry], first: int, recompute: bool) -> 
             prev = e.entry_hash
     _sql(engine, "DELETE FROM audit_entries")
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO audit_entries (seq, time, tenant, kind, request_id, body, prev_hash, entry_hash, purged, "
-                          "body_sha256) VALUES (:seq, :time, :tenant, :kind, :request_id, :body, :prev_hash, :entry_hash, "
-                          ":purged, :body_sha256)"), [e.to_dict() for e in rows])
+        conn.execute(
+            text(
+                "INSERT INTO audit_entries (seq, time, tenant, kind, request_id, body, prev_hash, entry_hash, purged, "
+                "body_sha256) VALUES (:seq, :time, :tenant, :kind, :request_id, :body, :prev_hash, :entry_hash, "
+                ":purged, :body_sha256)"
+            ),
+            [e.to_dict() for e in rows],
+        )
 
 
 def _mutate_entries(engine, log: AuditLog, m: tuple, recompute: bool) -> int:
@@ -100,8 +109,19 @@ def _mutate_entries(engine, log: AuditLog, m: tuple, recompute: bool) -> int:
     elif op == "entry-delete":
         del rows[i]
     elif op == "entry-insert":
-        rows.insert(i, Entry(i, rows[i].time, "acme", "chat.request", "forged", canonical_json({"forged": True}),
-                             rows[i].prev_hash, rows[i].entry_hash))
+        rows.insert(
+            i,
+            Entry(
+                i,
+                rows[i].time,
+                "acme",
+                "chat.request",
+                "forged",
+                canonical_json({"forged": True}),
+                rows[i].prev_hash,
+                rows[i].entry_hash,
+            ),
+        )
     else:
         j = m[2]
         rows[i], rows[j] = rows[j], rows[i]
@@ -112,24 +132,44 @@ def _mutate_entries(engine, log: AuditLog, m: tuple, recompute: bool) -> int:
 
 def _row_for(key) -> dict:
     pub = key.public_key()
-    return {"key_id": key_id(pub), "public_key": pub.public_bytes(serialization.Encoding.PEM,
-                                                                  serialization.PublicFormat.SubjectPublicKeyInfo).decode()}
+    return {
+        "key_id": key_id(pub),
+        "public_key": pub.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode(),
+    }
 
 
 def _mutate_checkpoints(engine, log: AuditLog, m: tuple) -> None:
     cps = log.checkpoints()
     op, c = m[0], cps[m[1]]
     if op == "cp-edit":  # its signed body changed and re-signed with the attacker's key
-        env = sign_envelope(canonical_json(_signed_body(c) | {"time": "2000-01-01T00:00:00.000000Z"}).encode(),
-                            CHECKPOINT_TYPE, ATTACKER)
-        _sql(engine, "UPDATE audit_checkpoints SET envelope = :e, key_id = :key_id, public_key = :public_key WHERE id = :i",
-             e=json.dumps(env), i=c.id, **_row_for(ATTACKER))
+        env = sign_envelope(
+            canonical_json(_signed_body(c) | {"time": "2000-01-01T00:00:00.000000Z"}).encode(),
+            CHECKPOINT_TYPE,
+            ATTACKER,
+        )
+        _sql(
+            engine,
+            "UPDATE audit_checkpoints SET envelope = :e, key_id = :key_id, public_key = :public_key WHERE id = :i",
+            e=json.dumps(env),
+            i=c.id,
+            **_row_for(ATTACKER),
+        )
     elif op == "cp-delete":
         _sql(engine, "DELETE FROM audit_checkpoints WHERE id = :i", i=c.id)
     elif op == "cp-insert":
-        _sql(engine, "INSERT INTO audit_checkpoints (tree_size, root_hash, time, key_id, public_key, envelope) "
-                     "VALUES (:n, :r, :t, :k, :p, :e)", n=c.tree_size, r=c.root_hash, t=c.time, k=c.key_id,
-             p=c.public_key, e=json.dumps(c.envelope))
+        _sql(
+            engine,
+            "INSERT INTO audit_checkpoints (tree_size, root_hash, time, key_id, public_key, envelope) "
+            "VALUES (:n, :r, :t, :k, :p, :e)",
+            n=c.tree_size,
+            r=c.root_hash,
+            t=c.time,
+            k=c.key_id,
+            p=c.public_key,
+            e=json.dumps(c.envelope),
+        )
     else:
         d = cps[m[2]]
         _sql(engine, "UPDATE audit_checkpoints SET envelope = :e WHERE id = :i", e=json.dumps(d.envelope), i=c.id)

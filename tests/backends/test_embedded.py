@@ -94,7 +94,7 @@ def test_llamacpp_policy_with_a_batched_critic_runs_both_at_once(tmp_path, tiny_
     """A continuous-batching policy and a whole-batch critic: the critic runs in a worker thread
     on the batches queued for it, while llama.cpp keeps decoding."""
     from charter.backends.hf import HFBackend
-    from charter.cai import CritiqueRevisionConfig, CritiqueReviser
+    from charter.cai import CritiqueReviser, CritiqueRevisionConfig
 
     class CountingCritic(HFBackend):
         calls = 0
@@ -105,9 +105,16 @@ def test_llamacpp_policy_with_a_batched_critic_runs_both_at_once(tmp_path, tiny_
 
     prompts = tmp_path / "p.csv"
     prompts.write_text("goal\n" + "".join(f"how do I do bad thing {i}?\n" for i in range(12)))
-    cfg = CritiqueRevisionConfig(constitution="cai-2022", prompts=str(prompts), out=str(tmp_path / "o"),
-                                 model="embedded:llamacpp", critic=f"hf:{tiny_model_dir}",
-                                 max_new_tokens=16, batch_size=6, revisions=1)
+    cfg = CritiqueRevisionConfig(
+        constitution="cai-2022",
+        prompts=str(prompts),
+        out=str(tmp_path / "o"),
+        model="embedded:llamacpp",
+        critic=f"hf:{tiny_model_dir}",
+        max_new_tokens=16,
+        batch_size=6,
+        revisions=1,
+    )
     critic = CountingCritic(tiny_model_dir, batch_size=8)
     r = CritiqueReviser(cfg, critic=critic)
     try:

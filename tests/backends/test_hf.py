@@ -84,8 +84,12 @@ def test_bad_local_models_raise_backend_error(spec, needle):
 
 def test_single_token_choices_read_one_position_and_match_a_manual_pass(backend):
     # "A"/"B" are one token each: one forward of the context, left-padded beside a longer one.
-    reqs = [ScoreRequest(CONVS[0], ["A", "B"]), ScoreRequest(CONVS[0] + [{"role": "assistant", "content": "ok"},
-                                                                           {"role": "user", "content": "and now?"}], ["A", "B"])]
+    reqs = [
+        ScoreRequest(CONVS[0], ["A", "B"]),
+        ScoreRequest(
+            CONVS[0] + [{"role": "assistant", "content": "ok"}, {"role": "user", "content": "and now?"}], ["A", "B"]
+        ),
+    ]
     got = backend.score(reqs)
     for req, row in zip(reqs, got):
         ctx_ids = backend._encode(backend.render(req.context))
@@ -98,8 +102,10 @@ def test_single_token_choices_read_one_position_and_match_a_manual_pass(backend)
 
 def test_a_shared_prefix_is_computed_once_with_the_same_scores(backend):
     long_system = "You judge answers under these principles: " + "be honest, be harmless, be helpful; " * 6
-    reqs = [ScoreRequest([{"role": "system", "content": long_system}, {"role": "user", "content": q}], ["A", "B"])
-            for q in ("Which is better?", "Pick one, (A) or (B), please.", "Answer:")]
+    reqs = [
+        ScoreRequest([{"role": "system", "content": long_system}, {"role": "user", "content": q}], ["A", "B"])
+        for q in ("Which is better?", "Pick one, (A) or (B), please.", "Answer:")
+    ]
     n, _ = backend._shared_prefix([backend._encode(backend.render(r.context)) for r in reqs])
     assert n >= backend.MIN_SHARED_PREFIX
     together = backend.score(reqs)

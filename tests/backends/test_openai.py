@@ -2,11 +2,11 @@ import asyncio
 import math
 
 import pytest
+from servers.openai_server import ServerThread, build_app, free_port
 
 from charter.backends import SamplingConfig, ScoreRequest, load_backend
 from charter.backends.hf import HFBackend
 from charter.core.errors import BackendError
-from servers.openai_server import ServerThread, build_app, free_port
 
 CONVS = [[{"role": "user", "content": f"Tell me about bread number {i}"}] for i in range(6)]
 

@@ -13,7 +13,13 @@ from charter.core.errors import BackendError
         ("gguf:/m/a.gguf?dtype=bfloat16", "gguf", "/m/a.gguf", "", {"dtype": "bfloat16"}),
         ("llamacpp:/m/a.gguf?n_ctx=8192", "llamacpp", "/m/a.gguf", "", {"n_ctx": 8192}),
         ("openai:http://127.0.0.1:8000/v1#qwen2.5-7b", "openai", "http://127.0.0.1:8000/v1", "qwen2.5-7b", {}),
-        ("openai:http://h:1/v1#m?concurrency=32&timeout=5", "openai", "http://h:1/v1", "m", {"concurrency": 32, "timeout": 5.0}),
+        (
+            "openai:http://h:1/v1#m?concurrency=32&timeout=5",
+            "openai",
+            "http://h:1/v1",
+            "m",
+            {"concurrency": 32, "timeout": 5.0},
+        ),
     ],
 )
 def test_parse(text, kind, target, model, options):

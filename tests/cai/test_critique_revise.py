@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from charter.cai import CritiqueRevisionConfig, CritiqueReviser
+from charter.cai import CritiqueReviser, CritiqueRevisionConfig
 from charter.constitution import constitution_digest, load_constitution
 
 VOLATILE = ("started", "finished")
@@ -38,7 +38,10 @@ def _run(tmp_path, tiny_model_dir, out="out", **kw) -> Path:
 
 
 def _chains(out: Path) -> list[dict]:
-    return [{k: v for k, v in json.loads(l).items() if k not in VOLATILE} for l in (out / "chains.jsonl").read_text().splitlines()]
+    return [
+        {k: v for k, v in json.loads(l).items() if k not in VOLATILE}
+        for l in (out / "chains.jsonl").read_text().splitlines()
+    ]
 
 
 def test_chains_and_sft_records(tmp_path, tiny_model_dir):
@@ -110,9 +113,25 @@ def test_resume_with_different_arguments_is_refused(tmp_path, tiny_model_dir):
 def test_resume_after_the_process_is_killed(tmp_path, tiny_model_dir):
     prompts = _prompts(tmp_path, 40)
     args = [
-        sys.executable, "-m", "charter.cli.main", "cai", "critique-revise",
-        "--constitution", "cai-2022", "--prompts", str(prompts), "--model", f"hf:{tiny_model_dir}",
-        "--revisions", "2", "--batch-size", "1", "--max-new-tokens", "40", "--seed", "5",
+        sys.executable,
+        "-m",
+        "charter.cli.main",
+        "cai",
+        "critique-revise",
+        "--constitution",
+        "cai-2022",
+        "--prompts",
+        str(prompts),
+        "--model",
+        f"hf:{tiny_model_dir}",
+        "--revisions",
+        "2",
+        "--batch-size",
+        "1",
+        "--max-new-tokens",
+        "40",
+        "--seed",
+        "5",
     ]
     env = {**os.environ, "CHARTER_PROGRESS": "0"}
     killed = tmp_path / "killed"

@@ -4,9 +4,9 @@ import math
 import pytest
 
 from charter.backends import ScoreRequest
+from charter.backends.choice import CHOICES, choice_probability, combine_orders
 from charter.backends.hf import HFBackend
 from charter.cai import PreferenceConfig, PreferenceLabeller
-from charter.backends.choice import CHOICES, choice_probability, combine_orders
 from charter.cai.preferences import judge_context
 from charter.constitution import constitution_digest, load_constitution
 from charter.core.errors import InputError
@@ -36,9 +36,15 @@ def _prompts(tmp_path, n=3):
 
 
 def _run(tmp_path, tiny_model_dir, out="prefs", backend=None, **kw):
-    cfg = PreferenceConfig(constitution=kw.pop("constitution", "default"), prompts=str(_prompts(tmp_path)),
-                           out=str(tmp_path / out), policy=f"hf:{tiny_model_dir}", max_new_tokens=8,
-                           cot_max_new_tokens=8, **kw)
+    cfg = PreferenceConfig(
+        constitution=kw.pop("constitution", "default"),
+        prompts=str(_prompts(tmp_path)),
+        out=str(tmp_path / out),
+        policy=f"hf:{tiny_model_dir}",
+        max_new_tokens=8,
+        cot_max_new_tokens=8,
+        **kw,
+    )
     lab = PreferenceLabeller(cfg, policy=backend, judge=backend)
     try:
         return lab.run(), tmp_path / out
@@ -74,10 +80,12 @@ def test_probabilities_come_from_the_judges_log_probs_in_both_orders(tmp_path, t
     c = load_constitution("default")
     principle = c.principle(pair["principle"])
     r0, r1 = (judgement["responses"][k] for k in pair["pair"])
-    fwd, rev = tiny.score([
-        ScoreRequest(judge_context(judgement["prompt"], principle, r0, r1, []), CHOICES),
-        ScoreRequest(judge_context(judgement["prompt"], principle, r1, r0, []), CHOICES),
-    ])
+    fwd, rev = tiny.score(
+        [
+            ScoreRequest(judge_context(judgement["prompt"], principle, r0, r1, []), CHOICES),
+            ScoreRequest(judge_context(judgement["prompt"], principle, r1, r0, []), CHOICES),
+        ]
+    )
     assert pair["p_first_as_a"] == pytest.approx(choice_probability(*fwd), abs=1e-4)
     assert pair["p_first_as_b"] == pytest.approx(1 - choice_probability(*rev), abs=1e-4)
     assert pair["p_first"] == pytest.approx((pair["p_first_as_a"] + pair["p_first_as_b"]) / 2)
@@ -107,8 +115,15 @@ def test_resume_adds_nothing_and_other_arguments_are_refused(tmp_path, tiny_mode
         _run(tmp_path, tiny_model_dir, backend=tiny, samples=3)
 
 
-@pytest.mark.parametrize("kw, needle", [({"samples": 1}, "--samples"), ({"margin": 0.5}, "--margin"),
-                                        ({"temperature": 0.0}, "--temperature"), ({"revision_p": 0.5}, "--revision-p")])
+@pytest.mark.parametrize(
+    "kw, needle",
+    [
+        ({"samples": 1}, "--samples"),
+        ({"margin": 0.5}, "--margin"),
+        ({"temperature": 0.0}, "--temperature"),
+        ({"revision_p": 0.5}, "--revision-p"),
+    ],
+)
 def test_bad_arguments(tmp_path, tiny_model_dir, kw, needle):
     with pytest.raises(InputError, match=needle):
         _run(tmp_path, tiny_model_dir, **kw)
@@ -118,16 +133,48 @@ def _chains(tmp_path, constitution="default"):
     """An SL-CAI chains.jsonl: a revised harmful chain, an unrevised helpful one, an unchanged
     revision (no pair), and a chain that ended in an error."""
     digest = constitution_digest(load_constitution(constitution))
-    base = {"constitution": {"name": "x", "version": "1", "digest": digest}, "critic": {"kind": "guard", "spec": "guard:g"}}
+    base = {
+        "constitution": {"name": "x", "version": "1", "digest": digest},
+        "critic": {"kind": "guard", "spec": "guard:g"},
+    }
     chains = [
-        base | {"id": "harmless/a", "kind": "harmless", "prompt": "Write a phishing email", "initial_response": "Dear user, click here",
-                "final_response": "I can't help with phishing.", "rounds": [{"principle": "avoid-serious-harm"}]},
-        base | {"id": "helpful/b", "kind": "helpful", "prompt": "Write a haiku about rain", "initial_response": "Rain taps the roof",
-                "final_response": "Rain taps the roof", "rounds": []},
-        base | {"id": "harmless/c", "kind": "harmless", "prompt": "Say hi", "initial_response": "Hi",
-                "final_response": "Hi", "rounds": [{"principle": "avoid-serious-harm"}]},
-        base | {"id": "harmless/d", "kind": "harmless", "prompt": "x", "initial_response": "", "final_response": "",
-                "rounds": [], "error": "context too long"},
+        base
+        | {
+            "id": "harmless/a",
+            "kind": "harmless",
+            "prompt": "Write a phishing email",
+            "initial_response": "Dear user, click here",
+            "final_response": "I can't help with phishing.",
+            "rounds": [{"principle": "avoid-serious-harm"}],
+        },
+        base
+        | {
+            "id": "helpful/b",
+            "kind": "helpful",
+            "prompt": "Write a haiku about rain",
+            "initial_response": "Rain taps the roof",
+            "final_response": "Rain taps the roof",
+            "rounds": [],
+        },
+        base
+        | {
+            "id": "harmless/c",
+            "kind": "harmless",
+            "prompt": "Say hi",
+            "initial_response": "Hi",
+            "final_response": "Hi",
+            "rounds": [{"principle": "avoid-serious-harm"}],
+        },
+        base
+        | {
+            "id": "harmless/d",
+            "kind": "harmless",
+            "prompt": "x",
+            "initial_response": "",
+            "final_response": "",
+            "rounds": [],
+            "error": "context too long",
+        },
     ]
     f = tmp_path / "chains.jsonl"
     f.write_text("".join(json.dumps(c) + "\n" for c in chains))
@@ -142,7 +189,10 @@ def test_revision_pairs_prefer_revisions_and_benign_answers_over_refusals(tmp_pa
     rev = {p["id"]: p for p in prefs if p.get("origin") == "revision"}
     assert set(rev) == {"rev:harmless/a", "rev:helpful/b"}
     a, b = rev["rev:harmless/a"], rev["rev:helpful/b"]
-    assert a["chosen"][0]["content"] == "I can't help with phishing." and a["rejected"][0]["content"] == "Dear user, click here"
+    assert (
+        a["chosen"][0]["content"] == "I can't help with phishing."
+        and a["rejected"][0]["content"] == "Dear user, click here"
+    )
     assert a["principle"] == "avoid-serious-harm" and a["p_chosen"] == 0.8 and a["judge"] == "sl-cai-revision"
     # A benign answer is preferred over the constitution's refusal, under the helpfulness principle.
     assert b["chosen"][0]["content"] == "Rain taps the roof"
@@ -172,8 +222,14 @@ def test_revision_pairs_refuse_chains_of_another_constitution(tmp_path, tiny_mod
 
 @pytest.mark.integration
 def test_embedded_policy_and_judge_on_two_prompts(tmp_path, shared_data):
-    cfg = PreferenceConfig(constitution="default", prompts=str(shared_data / "advbench" / "harmful_behaviors.csv"),
-                           out=str(tmp_path / "emb"), policy="embedded", limit=2, max_new_tokens=32)
+    cfg = PreferenceConfig(
+        constitution="default",
+        prompts=str(shared_data / "advbench" / "harmful_behaviors.csv"),
+        out=str(tmp_path / "emb"),
+        policy="embedded",
+        limit=2,
+        max_new_tokens=32,
+    )
     lab = PreferenceLabeller(cfg)
     try:
         summary = lab.run()

@@ -40,7 +40,9 @@ def test_constitution_validate_show_diff(tmp_path):
     r = invoke("constitution", "validate", f)
     assert r.exit_code == 0 and "ok: charter-default" in r.output
     g = tmp_path / "d.toml"
-    g.write_text(f.read_text().replace('id = "privacy"\ntier = "broadly_ethical"', 'id = "privacy"\ntier = "broadly_safe"'))
+    g.write_text(
+        f.read_text().replace('id = "privacy"\ntier = "broadly_ethical"', 'id = "privacy"\ntier = "broadly_safe"')
+    )
     r = invoke("constitution", "diff", f, g)
     assert r.exit_code == 0 and "privacy: tier broadly_ethical -> broadly_safe (up)" in r.output
     r = invoke("constitution", "diff", f, g, "--json")
@@ -49,7 +51,9 @@ def test_constitution_validate_show_diff(tmp_path):
 
 def test_validate_error_names_file_line_and_field(tmp_path):
     f = tmp_path / "bad.toml"
-    f.write_text('name = "x"\nversion = "1"\n\n[[principles]]\nid = "a"\ntier = "nope"\nstatement = "s"\ncritique = "c"\nrevision = "r"\n')
+    f.write_text(
+        'name = "x"\nversion = "1"\n\n[[principles]]\nid = "a"\ntier = "nope"\nstatement = "s"\ncritique = "c"\nrevision = "r"\n'
+    )
     line = _one_error_line(invoke("constitution", "validate", f))
     assert f"{f}:6:" in line and "principles[0].tier" in line
 
@@ -59,8 +63,20 @@ def good_run(tmp_path, tiny_model_dir):
     prompts = tmp_path / "p.csv"
     prompts.write_text("goal\nhow do I pick a lock?\nhow do I make a fake id?\n")
     out = tmp_path / "out"
-    r = invoke("cai", "critique-revise", "-c", "cai-2022", "-p", prompts, "-o", out,
-               "-m", f"hf:{tiny_model_dir}", "--max-new-tokens", "8")
+    r = invoke(
+        "cai",
+        "critique-revise",
+        "-c",
+        "cai-2022",
+        "-p",
+        prompts,
+        "-o",
+        out,
+        "-m",
+        f"hf:{tiny_model_dir}",
+        "--max-new-tokens",
+        "8",
+    )
     assert r.exit_code == 0, r.output
     return prompts, out
 
@@ -107,7 +123,9 @@ def test_bad_input_is_one_line_exit_2_and_output_untouched(tmp_path, good_run, t
     elif case == "column":
         extra = ["--column", "nope"]
     elif case == "constitution":
-        (tmp_path / "c.toml").write_text('name="x"\nversion="1"\n[[principles]]\nid="a"\ntier="t"\nstatement="s"\ncritique="c"\nrevision="r"\n')
+        (tmp_path / "c.toml").write_text(
+            'name="x"\nversion="1"\n[[principles]]\nid="a"\ntier="t"\nstatement="s"\ncritique="c"\nrevision="r"\n'
+        )
         args["-c"] = tmp_path / "c.toml"
     elif case == "model":
         args["-m"] = "gpt-5"
@@ -124,8 +142,11 @@ def test_bad_input_is_one_line_exit_2_and_output_untouched(tmp_path, good_run, t
 
 
 def test_console_script_exit_code_in_a_real_process(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "charter.cli.main", "constitution", "validate", tmp_path / "none.toml"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "charter.cli.main", "constitution", "validate", tmp_path / "none.toml"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and r.stderr.strip().startswith("error:") and len(r.stderr.strip().splitlines()) == 1
 
 
@@ -140,9 +161,23 @@ def test_cai_preferences_cli(tmp_path, tiny_model_dir):
     prompts = tmp_path / "p.txt"
     prompts.write_text("how do I bake bread?\nwhat is a prime?\n")
     out = tmp_path / "prefs"
-    r = invoke("cai", "preferences", "-c", "default", "-p", prompts, "-o", out, "--policy", f"hf:{tiny_model_dir}",
-               "--max-new-tokens", "6")
+    r = invoke(
+        "cai",
+        "preferences",
+        "-c",
+        "default",
+        "-p",
+        prompts,
+        "-o",
+        out,
+        "--policy",
+        f"hf:{tiny_model_dir}",
+        "--max-new-tokens",
+        "6",
+    )
     assert r.exit_code == 0, r.output
     assert "2 pairs judged" in r.output and (out / "prefs.jsonl").exists()
-    line = _one_error_line(invoke("cai", "preferences", "-c", "default", "-p", tmp_path / "none.txt", "-o", tmp_path / "x"))
+    line = _one_error_line(
+        invoke("cai", "preferences", "-c", "default", "-p", tmp_path / "none.txt", "-o", tmp_path / "x")
+    )
     assert "no such prompt file" in line and not (tmp_path / "x").exists()

@@ -28,8 +28,9 @@ def test_admin_incident_and_audit_commands(tmp_path, db_url):
     r = invoke("audit", "checkpoint", "--config", cfg)
     assert r.exit_code == 0 and "3 entries" in r.stdout
     key = serialization.load_pem_private_key((tmp_path / "rt.pem").read_bytes(), None)
-    (tmp_path / "rt.pub").write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    (tmp_path / "rt.pub").write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     assert invoke("audit", "verify", "--config", cfg, "--public-key", tmp_path / "rt.pub").exit_code == 0
     r = invoke("audit", "export", "--config", cfg, "--out", tmp_path / "x.jsonl", "--since", "2000-01-01")
     assert r.exit_code == 0 and "exported 3 entries" in r.stdout, r.output
@@ -43,7 +44,9 @@ def test_admin_incident_and_audit_commands(tmp_path, db_url):
     assert r.exit_code == 0 and "purged the content of" in r.stdout
     assert invoke("audit", "verify", "--config", cfg, "--public-key", tmp_path / "rt.pub").exit_code == 0
     assert "no incident 7" in _one_error_line(invoke("incident", "report", "7", "--config", cfg))
-    assert "not an ISO" in _one_error_line(invoke("audit", "export", "--config", cfg, "--out", tmp_path / "y", "--since", "May"))
+    assert "not an ISO" in _one_error_line(
+        invoke("audit", "export", "--config", cfg, "--out", tmp_path / "y", "--since", "May")
+    )
 
 
 def test_bad_gateway_configs_are_one_line_errors(tmp_path):
@@ -57,7 +60,9 @@ def test_bad_gateway_configs_are_one_line_errors(tmp_path):
     assert "not valid TOML" in _one_error_line(invoke("serve", "--config", bad))
     bad.write_text('[server]\ndatabase = "nonsense"\n')
     assert "not a database URL" in _one_error_line(invoke("admin", "status", "--config", bad))
-    bad.write_text('[upstream]\nmodel = "hf:/no/such/model"\n[server]\ndatabase = "sqlite:///%s"\n' % (tmp_path / "d.db"))
+    bad.write_text(
+        '[upstream]\nmodel = "hf:/no/such/model"\n[server]\ndatabase = "sqlite:///%s"\n' % (tmp_path / "d.db")
+    )
     assert "no such model" in _one_error_line(invoke("serve", "--config", bad))
 
 
@@ -123,7 +128,9 @@ def test_audit_witness_file_catches_a_re_anchored_rewrite(tmp_path, db_url):
     assert len((tmp_path / "gateway-witness.jsonl").read_text().splitlines()) == 2
     pub = tmp_path / "rt.pub"
     key = serialization.load_pem_private_key((tmp_path / "rt.pem").read_bytes(), None)
-    pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    pub.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     r = invoke("audit", "verify", "--config", cfg, "--public-key", pub, "--trusted", witness)
     assert r.exit_code == 0 and "all 2 trusted checkpoints" in r.stdout, r.output
 
@@ -139,15 +146,23 @@ def test_audit_witness_file_catches_a_re_anchored_rewrite(tmp_path, db_url):
         e.body_sha256, e.prev_hash = body_digest(e.body), prev
         e.entry_hash = prev = e.computed_hash()
         with engine.begin() as conn:
-            conn.execute(text("UPDATE audit_entries SET body = :b, body_sha256 = :d, prev_hash = :p, entry_hash = :h "
-                              "WHERE seq = :s"), {"b": e.body, "d": e.body_sha256, "p": e.prev_hash, "h": e.entry_hash, "s": e.seq})
+            conn.execute(
+                text(
+                    "UPDATE audit_entries SET body = :b, body_sha256 = :d, prev_hash = :p, entry_hash = :h "
+                    "WHERE seq = :s"
+                ),
+                {"b": e.body, "d": e.body_sha256, "p": e.prev_hash, "h": e.entry_hash, "s": e.seq},
+            )
     engine.dispose()
     assert invoke("audit", "checkpoint", "--config", cfg).exit_code == 0  # the real key re-anchors the forgery
     assert invoke("audit", "verify", "--config", cfg, "--public-key", pub).exit_code == 0
-    line = _one_error_line(invoke("audit", "verify", "--config", cfg, "--public-key", pub, "--trusted", witness), code=1)
+    line = _one_error_line(
+        invoke("audit", "verify", "--config", cfg, "--public-key", pub, "--trusted", witness), code=1
+    )
     assert f"first bad entry {first}" in line and "trusted checkpoint" in line
     assert "not a JSON checkpoint record" in _one_error_line(
-        invoke("audit", "verify", "--config", cfg, "--trusted", tmp_path / "rt.pub"))
+        invoke("audit", "verify", "--config", cfg, "--trusted", tmp_path / "rt.pub")
+    )
 
 
 def test_audit_purge_records_a_signed_entry_with_its_reason(tmp_path, db_url):
@@ -163,7 +178,9 @@ def test_audit_purge_records_a_signed_entry_with_its_reason(tmp_path, db_url):
     assert json.loads(purge[0]["body"])["authorisation"]["payloadType"].endswith("audit-purge.v1+json")
     pub = tmp_path / "rt.pub"
     key = serialization.load_pem_private_key((tmp_path / "rt.pem").read_bytes(), None)
-    pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    pub.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     assert invoke("audit", "verify", "--config", cfg, "--public-key", pub).exit_code == 0
     r = invoke("audit", "verify-export", export, "--public-key", pub)
     assert r.exit_code == 0, r.output
@@ -183,7 +200,16 @@ def test_runtime_key_rotation_keeps_the_checkpoint_chain(tmp_path, db_url):
     cfg = _cfg(tmp_path, db_url, f'earlier_runtime_keys = ["{tmp_path / "old.pub.pem"}"]\n')
     r = invoke("audit", "checkpoint", "--config", cfg)
     assert r.exit_code == 0, r.output
-    r = invoke("audit", "verify", "--config", cfg, "--public-key", tmp_path / "old.pub.pem", "--public-key", tmp_path / "rt.pub.pem")
+    r = invoke(
+        "audit",
+        "verify",
+        "--config",
+        cfg,
+        "--public-key",
+        tmp_path / "old.pub.pem",
+        "--public-key",
+        tmp_path / "rt.pub.pem",
+    )
     assert r.exit_code == 0 and "2 signed checkpoints" in r.stdout, r.output
     r = invoke("audit", "verify", "--config", cfg, "--public-key", tmp_path / "rt.pub.pem")  # the old key not pinned
     assert r.exit_code != 0 and "not a trusted key" in r.output, r.output

@@ -24,14 +24,38 @@ def test_keys_seal_verify_lineage_receipts(tmp_path, tiny_model_dir, monkeypatch
 
     (tmp_path / "p.txt").write_text("hi")
     (tmp_path / "o.txt").write_text("hello")
-    r = invoke("sign-receipt", "--key", priv, "--statement-digest", digest, "--request-id", "r1",
-               "--prompt-file", tmp_path / "p.txt", "--output-file", tmp_path / "o.txt", "--out", tmp_path / "rec.json")
+    r = invoke(
+        "sign-receipt",
+        "--key",
+        priv,
+        "--statement-digest",
+        digest,
+        "--request-id",
+        "r1",
+        "--prompt-file",
+        tmp_path / "p.txt",
+        "--output-file",
+        tmp_path / "o.txt",
+        "--out",
+        tmp_path / "rec.json",
+    )
     assert r.exit_code == 0, r.output
-    r = invoke("verify-receipt", tmp_path / "rec.json", "--public-key", pub, "--output-file", tmp_path / "o.txt",
-               "--statement-digest", digest)
+    r = invoke(
+        "verify-receipt",
+        tmp_path / "rec.json",
+        "--public-key",
+        pub,
+        "--output-file",
+        tmp_path / "o.txt",
+        "--statement-digest",
+        digest,
+    )
     assert r.exit_code == 0 and "receipt ok" in r.output
     (tmp_path / "o.txt").write_text("tampered")
-    line = _one_error_line(invoke("verify-receipt", tmp_path / "rec.json", "--public-key", pub, "--output-file", tmp_path / "o.txt"), code=1)
+    line = _one_error_line(
+        invoke("verify-receipt", tmp_path / "rec.json", "--public-key", pub, "--output-file", tmp_path / "o.txt"),
+        code=1,
+    )
     assert "output given is not the one" in line
 
     (model / "model.safetensors").write_bytes(b"swapped weights")
@@ -43,7 +67,9 @@ def test_seal_errors(tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.setenv("CHARTER_KEY_PASSPHRASE", "right")
     assert invoke("keys", "generate", "--out", tmp_path / "k").exit_code == 0
     monkeypatch.setenv("CHARTER_KEY_PASSPHRASE", "wrong")
-    line = _one_error_line(invoke("seal", tiny_model_dir, "--constitution", "default", "--key", tmp_path / "k" / "private_key.pem"))
+    line = _one_error_line(
+        invoke("seal", tiny_model_dir, "--constitution", "default", "--key", tmp_path / "k" / "private_key.pem")
+    )
     assert "wrong passphrase" in line
     line = _one_error_line(invoke("verify", tmp_path / "nope", "--public-key", tmp_path / "k" / "public_key.pem"))
     assert "no such model directory" in line

@@ -1,6 +1,6 @@
 from charter.constitution import diff_constitutions, load_constitution, parse_constitution
 
-BASE = '''
+BASE = """
 name = "acme"
 version = "1"
 
@@ -30,7 +30,7 @@ revision = "r3"
 [[categories.prohibited]]
 id = "weapons"
 description = "Weapons."
-'''
+"""
 
 
 def test_identical():

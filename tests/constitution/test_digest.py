@@ -7,7 +7,11 @@ from hypothesis import strategies as st
 
 from charter.constitution import constitution_digest, load_constitution, parse_constitution
 
-TEXT = st.text(alphabet=string.ascii_letters + string.digits + " .,;:!?'-()éü中", min_size=1, max_size=40).map(str.strip).filter(bool)
+TEXT = (
+    st.text(alphabet=string.ascii_letters + string.digits + " .,;:!?'-()éü中", min_size=1, max_size=40)
+    .map(str.strip)
+    .filter(bool)
+)
 IDS = st.from_regex(r"[a-z][a-z0-9-]{0,10}", fullmatch=True)
 
 
@@ -71,7 +75,9 @@ def test_digest_is_invariant_under_reformatting(data, seed_a, seed_b):
 def test_digest_changes_with_any_meaningful_edit(data, draw):
     before = constitution_digest(parse_constitution(dump_toml(data, random.Random(0))))
     edited = json.loads(json.dumps(data))
-    target = draw.draw(st.sampled_from(["name", "refusal", "statement", "critique", "revision", "tier", "kind", "depth", "rationale"]))
+    target = draw.draw(
+        st.sampled_from(["name", "refusal", "statement", "critique", "revision", "tier", "kind", "depth", "rationale"])
+    )
     if target in ("name", "refusal"):
         edited[target] += "!"
     else:

@@ -3,7 +3,7 @@ import pytest
 from charter.constitution import bundled_names, load_constitution, parse_constitution
 from charter.core.errors import InputError
 
-MINIMAL = '''
+MINIMAL = """
 name = "acme"
 version = "1"
 
@@ -13,7 +13,7 @@ tier = "broadly_safe"
 statement = "Be safe."
 critique = "Is it unsafe?"
 revision = "Make it safe."
-'''
+"""
 
 
 def test_bundled_constitutions_load():
@@ -46,8 +46,15 @@ def test_minimal_file_gets_default_tiers_and_kind():
     assert c.principles[0].depth == "middle"
 
 
-@pytest.mark.parametrize("written, kind", [("hard constraint", "hard_constraint"), ("Hard-Constraint", "hard_constraint"),
-                                           ("default behavior", "default_behaviour"), ("style", "style")])
+@pytest.mark.parametrize(
+    "written, kind",
+    [
+        ("hard constraint", "hard_constraint"),
+        ("Hard-Constraint", "hard_constraint"),
+        ("default behavior", "default_behaviour"),
+        ("style", "style"),
+    ],
+)
 def test_kind_spellings_are_normalised(written, kind):
     c = parse_constitution(MINIMAL + f'kind = "{written}"\n')
     assert c.principles[0].kind == kind
@@ -73,14 +80,17 @@ def _error(text: str) -> InputError:
 
 
 def test_unknown_tier_names_file_line_and_field():
-    text = MINIMAL + '''
+    text = (
+        MINIMAL
+        + """
 [[principles]]
 id = "second"
 tier = "safe-ish"
 statement = "s"
 critique = "c"
 revision = "r"
-'''
+"""
+    )
     err = _error(text)
     assert err.line == text.splitlines().index('tier = "safe-ish"') + 1
     assert "principles[1].tier" in str(err) and "unknown tier 'safe-ish'" in str(err)
@@ -108,7 +118,7 @@ def test_unknown_field_is_rejected_as_a_typo():
 
 
 def test_duplicate_principle_ids_are_rejected():
-    err = _error(MINIMAL + MINIMAL[MINIMAL.index("[[principles]]"):])
+    err = _error(MINIMAL + MINIMAL[MINIMAL.index("[[principles]]") :])
     assert "duplicate principle id 'be-safe'" in str(err)
 
 

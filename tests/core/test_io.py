@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from charter.core.io import append_jsonl, load_prompts, read_jsonl, repair_jsonl
 from charter.core.errors import InputError
+from charter.core.io import append_jsonl, load_prompts, read_jsonl, repair_jsonl
 
 
 def test_shared_dev_sets_load_directly(shared_data):
@@ -47,7 +47,7 @@ def test_json_list_and_jsonl_strings(tmp_path):
         ("mixed.jsonl", '{"prompt": "a"}\n[1]\n', None, "must be a JSON object", 2),
         ("nums.jsonl", '{"prompt": 3}\n', None, "is not a string", 1),
         ("x.parquet", "zz", None, "unsupported prompt file type", None),
-        ("allempty.csv", "prompt\n\n\"\"\n", None, "no prompts found", None),
+        ("allempty.csv", 'prompt\n\n""\n', None, "no prompts found", None),
     ],
 )
 def test_bad_prompt_files(tmp_path, name, content, column, needle, line):

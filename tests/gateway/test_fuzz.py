@@ -8,18 +8,40 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=30))
-json_values = st.recursive(json_scalars, lambda c: st.one_of(st.lists(c, max_size=4), st.dictionaries(st.text(max_size=12), c, max_size=4)),
-                           max_leaves=12)
-message = st.fixed_dictionaries({"role": st.sampled_from(["user", "system", "assistant", "tool", "nobody"]),
-                                 "content": st.one_of(st.text(max_size=60), json_values)})
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=30),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda c: st.one_of(st.lists(c, max_size=4), st.dictionaries(st.text(max_size=12), c, max_size=4)),
+    max_leaves=12,
+)
+message = st.fixed_dictionaries(
+    {
+        "role": st.sampled_from(["user", "system", "assistant", "tool", "nobody"]),
+        "content": st.one_of(st.text(max_size=60), json_values),
+    }
+)
 chat_body = st.one_of(
     json_values,
-    st.fixed_dictionaries({"model": st.sampled_from(["charter-test", "other", ""]),
-                           "messages": st.lists(message, max_size=3)},
-                          optional={"stream": json_values, "temperature": json_values, "top_p": json_values,
-                                    "max_tokens": json_values, "n": json_values, "stop": json_values, "seed": json_values,
-                                    "stream_options": json_values, "user": json_values}),
+    st.fixed_dictionaries(
+        {"model": st.sampled_from(["charter-test", "other", ""]), "messages": st.lists(message, max_size=3)},
+        optional={
+            "stream": json_values,
+            "temperature": json_values,
+            "top_p": json_values,
+            "max_tokens": json_values,
+            "n": json_values,
+            "stop": json_values,
+            "seed": json_values,
+            "stream_options": json_values,
+            "user": json_values,
+        },
+    ),
 )
 
 
@@ -49,9 +71,13 @@ def test_chat_completions_never_5xx(gw, body, key):
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
-@given(path=st.sampled_from(["/audit/entries", "/admin/status", "/admin/incidents", "/models", "/attestation"]),
-       params=st.dictionaries(st.sampled_from(["tenant", "since", "until", "limit", "request_id"]), st.text(max_size=50), max_size=3),
-       key=st.sampled_from(["alice", "root", None]))
+@given(
+    path=st.sampled_from(["/audit/entries", "/admin/status", "/admin/incidents", "/models", "/attestation"]),
+    params=st.dictionaries(
+        st.sampled_from(["tenant", "since", "until", "limit", "request_id"]), st.text(max_size=50), max_size=3
+    ),
+    key=st.sampled_from(["alice", "root", None]),
+)
 def test_get_endpoints_never_5xx(gw, path, params, key):
     headers = {"Authorization": f"Bearer {gw.keys[key]}"} if key else {}
     r = httpx.get(gw.url + path, params=params, headers=headers, timeout=30)
@@ -59,10 +85,17 @@ def test_get_endpoints_never_5xx(gw, path, params, key):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
-@given(path=st.sampled_from(["/admin/suspend", "/admin/resume", "/violations", "/admin/incidents/1", "/audit/proof/0"]),
-       body=json_values, raw=st.binary(max_size=40))
+@given(
+    path=st.sampled_from(["/admin/suspend", "/admin/resume", "/violations", "/admin/incidents/1", "/audit/proof/0"]),
+    body=json_values,
+    raw=st.binary(max_size=40),
+)
 def test_other_endpoints_never_5xx(gw, path, body, raw):
     for content in (json.dumps(body, allow_nan=False).encode(), raw):
-        r = httpx.post(gw.url + path, content=content, headers={"Authorization": f"Bearer {gw.keys['alice']}",
-                                                                "Content-Type": "application/json"}, timeout=30)
+        r = httpx.post(
+            gw.url + path,
+            content=content,
+            headers={"Authorization": f"Bearer {gw.keys['alice']}", "Content-Type": "application/json"},
+            timeout=30,
+        )
         _check(r)

@@ -21,7 +21,8 @@ def _log(gw) -> AuditLog:
 def test_openai_client_non_streaming_with_receipt_and_audit(make_gateway, trained_guard):
     gw = make_gateway(guard=trained_guard)
     raw = gw.client().chat.completions.with_raw_response.create(
-        model="charter-test", messages=[{"role": "user", "content": "What is the capital of France?"}])
+        model="charter-test", messages=[{"role": "user", "content": "What is the capital of France?"}]
+    )
     resp = raw.parse()
     assert resp.choices[0].message.content == DEFAULT_TEXT
     assert resp.choices[0].finish_reason == "stop"
@@ -38,6 +39,7 @@ def test_openai_client_non_streaming_with_receipt_and_audit(make_gateway, traine
     from cryptography.hazmat.primitives import serialization
 
     from charter.provenance.dsse import verify_envelope
+
     body = json.loads(verify_envelope(receipt, serialization.load_pem_public_key(att["runtime_public_key"].encode())))
     assert body["request_id"] == rid and body["output_sha256"] == sha256_text(DEFAULT_TEXT)
     kinds = [e.kind for e in _log(gw).entries(request_id=rid)]
@@ -47,9 +49,14 @@ def test_openai_client_non_streaming_with_receipt_and_audit(make_gateway, traine
 
 def test_openai_client_streaming(make_gateway, trained_guard):
     gw = make_gateway(guard=trained_guard)
-    chunks = list(gw.client().chat.completions.create(
-        model="charter-test", messages=[{"role": "user", "content": "Tell me about Paris"}], stream=True,
-        stream_options={"include_usage": True}))
+    chunks = list(
+        gw.client().chat.completions.create(
+            model="charter-test",
+            messages=[{"role": "user", "content": "Tell me about Paris"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == DEFAULT_TEXT
     finals = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
@@ -65,14 +72,18 @@ def test_blocked_input_gets_the_refusal_with_a_distinct_finish_reason(make_gatew
     gw = make_gateway(guard=trained_guard)
     client = gw.client()
     if stream:
-        chunks = list(client.chat.completions.create(model="charter-test", stream=True,
-                                                     messages=[{"role": "user", "content": HARMFUL_PROMPT}]))
+        chunks = list(
+            client.chat.completions.create(
+                model="charter-test", stream=True, messages=[{"role": "user", "content": HARMFUL_PROMPT}]
+            )
+        )
         content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason][0]
         rid = chunks[0].id
     else:
-        raw = client.chat.completions.with_raw_response.create(model="charter-test",
-                                                               messages=[{"role": "user", "content": HARMFUL_PROMPT}])
+        raw = client.chat.completions.with_raw_response.create(
+            model="charter-test", messages=[{"role": "user", "content": HARMFUL_PROMPT}]
+        )
         assert raw.headers["x-charter-guard"] == "blocked-input"
         r = raw.parse()
         content, finish, rid = r.choices[0].message.content, r.choices[0].finish_reason, r.id
@@ -85,10 +96,15 @@ def test_blocked_input_gets_the_refusal_with_a_distinct_finish_reason(make_gatew
 
 def test_streaming_output_guard_halts_mid_stream(make_gateway, trained_guard):
     gw = make_gateway(guard=trained_guard, stub_text=HARMFUL_OUTPUT + " " + " ".join(["More detail."] * 40))
-    chunks = list(gw.client().chat.completions.create(model="charter-test", stream=True,
-                                                      messages=[{"role": "user", "content": "Tell me a story"}]))
+    chunks = list(
+        gw.client().chat.completions.create(
+            model="charter-test", stream=True, messages=[{"role": "user", "content": "Tell me a story"}]
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["content_filter"]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
+        "content_filter"
+    ]
     assert text.endswith(gw.state.refusal)
     assert "detonator" not in text  # nothing the check blocked was released
     resp = [e for e in _log(gw).entries(request_id=chunks[0].id) if e.kind == "chat.response"][0].data
@@ -103,7 +119,12 @@ def test_error_responses_are_openai_shaped_4xx(make_gateway):
         ({"Authorization": "Bearer wrong"}, ok_body, 401, "invalid_api_key"),
         (gw.headers(), b"{not json", 400, "invalid_json"),
         (gw.headers(), [1, 2], 400, "invalid_json"),
-        (gw.headers(), {"model": "charter-test", "messages": [{"role": "user", "content": "x" * 5000}]}, 413, "request_too_large"),
+        (
+            gw.headers(),
+            {"model": "charter-test", "messages": [{"role": "user", "content": "x" * 5000}]},
+            413,
+            "request_too_large",
+        ),
         (gw.headers(), ok_body | {"model": "gpt-9"}, 404, "model_not_found"),
         (gw.headers(), ok_body | {"temperature": 7}, 400, None),
         (gw.headers(), ok_body | {"n": 2}, 400, None),
@@ -112,8 +133,9 @@ def test_error_responses_are_openai_shaped_4xx(make_gateway):
     ]
     for headers, body, status, code in cases:
         content = body if isinstance(body, bytes) else json.dumps(body).encode()
-        r = httpx.post(gw.url + "/chat/completions", content=content,
-                       headers=headers | {"Content-Type": "application/json"})
+        r = httpx.post(
+            gw.url + "/chat/completions", content=content, headers=headers | {"Content-Type": "application/json"}
+        )
         assert r.status_code == status, (body, r.text)
         err = r.json()["error"]
         assert err["message"] and err["type"]
@@ -127,6 +149,7 @@ def test_error_responses_are_openai_shaped_4xx(make_gateway):
         gw.client().chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(openai.AuthenticationError):
         from openai import OpenAI
+
         OpenAI(base_url=gw.url, api_key="bad", max_retries=0).models.list()
 
 
@@ -141,7 +164,9 @@ def test_rate_limit_per_key(make_gateway):
 def test_tenants_read_only_their_own_entries(make_gateway):
     gw = make_gateway()
     for t in ("alice", "bob"):
-        gw.client(t).chat.completions.create(model="charter-test", messages=[{"role": "user", "content": f"hi from {t}"}])
+        gw.client(t).chat.completions.create(
+            model="charter-test", messages=[{"role": "user", "content": f"hi from {t}"}]
+        )
     mine = httpx.get(gw.url + "/audit/entries", headers=gw.headers("alice")).json()["data"]
     assert mine and {e["tenant"] for e in mine} == {"alice"}
     assert httpx.get(gw.url + "/audit/entries?tenant=bob", headers=gw.headers("alice")).status_code == 403
@@ -150,8 +175,14 @@ def test_tenants_read_only_their_own_entries(make_gateway):
     seq = mine[0]["seq"]
     proof = httpx.get(gw.url + f"/audit/proof/{seq}", headers=gw.headers("alice")).json()
     from charter.audit import verify_inclusion
-    assert verify_inclusion(seq, proof["checkpoint"]["tree_size"], bytes.fromhex(proof["entry"]["entry_hash"]),
-                            [bytes.fromhex(h) for h in proof["inclusion_proof"]], bytes.fromhex(proof["checkpoint"]["root_hash"]))
+
+    assert verify_inclusion(
+        seq,
+        proof["checkpoint"]["tree_size"],
+        bytes.fromhex(proof["entry"]["entry_hash"]),
+        [bytes.fromhex(h) for h in proof["inclusion_proof"]],
+        bytes.fromhex(proof["checkpoint"]["root_hash"]),
+    )
     bob_seq = theirs[0]["seq"]
     assert httpx.get(gw.url + f"/audit/proof/{bob_seq}", headers=gw.headers("alice")).status_code == 403
     assert httpx.post(gw.url + "/admin/suspend", json={}, headers=gw.headers("alice")).status_code == 403
@@ -162,8 +193,9 @@ def test_kill_switch_refuses_new_requests_and_stops_streams_within_a_second(make
     got, done_at = [], {}
 
     def consume():
-        for c in gw.client().chat.completions.create(model="charter-test", stream=True,
-                                                     messages=[{"role": "user", "content": "go"}]):
+        for c in gw.client().chat.completions.create(
+            model="charter-test", stream=True, messages=[{"role": "user", "content": "go"}]
+        ):
             if c.choices:
                 got.append(c.choices[0])
         done_at["t"] = time.monotonic()
@@ -189,14 +221,21 @@ def test_kill_switch_refuses_new_requests_and_stops_streams_within_a_second(make
 
 
 def test_trip_rule_suspends_and_opens_an_incident(make_gateway, trained_guard):
-    gw = make_gateway(guard=trained_guard, trip_rules=[{"kind": "blocked_inputs", "threshold": 2, "window_seconds": 60}])
+    gw = make_gateway(
+        guard=trained_guard, trip_rules=[{"kind": "blocked_inputs", "threshold": 2, "window_seconds": 60}]
+    )
     ids = []
     for _ in range(2):
-        r = gw.client().chat.completions.create(model="charter-test", messages=[{"role": "user", "content": HARMFUL_PROMPT}])
+        r = gw.client().chat.completions.create(
+            model="charter-test", messages=[{"role": "user", "content": HARMFUL_PROMPT}]
+        )
         ids.append(r.id)
     time.sleep(0.3)
-    r = httpx.post(gw.url + "/chat/completions", headers=gw.headers(),
-                   json={"model": "charter-test", "messages": [{"role": "user", "content": "hello"}]})
+    r = httpx.post(
+        gw.url + "/chat/completions",
+        headers=gw.headers(),
+        json={"model": "charter-test", "messages": [{"role": "user", "content": "hello"}]},
+    )
     assert r.status_code == 503 and r.json()["error"]["code"] == "model_suspended"
     incidents = httpx.get(gw.url + "/admin/incidents", headers=gw.headers("root")).json()["data"]
     assert len(incidents) == 1 and "blocked inputs" in incidents[0]["reason"]
@@ -209,9 +248,15 @@ def test_trip_rule_suspends_and_opens_an_incident(make_gateway, trained_guard):
 def test_violation_reports_trip_the_switch(make_gateway):
     gw = make_gateway(trip_rules=[{"kind": "violation_reports", "threshold": 1, "window_seconds": 60}])
     r = gw.client().chat.completions.create(model="charter-test", messages=[{"role": "user", "content": "hi"}])
-    assert httpx.post(gw.url + "/violations", headers=gw.headers("bob"),
-                      json={"request_id": r.id, "description": "x"}).status_code == 404  # not bob's request
-    rep = httpx.post(gw.url + "/violations", headers=gw.headers(), json={"request_id": r.id, "description": "it lied"}).json()
+    assert (
+        httpx.post(
+            gw.url + "/violations", headers=gw.headers("bob"), json={"request_id": r.id, "description": "x"}
+        ).status_code
+        == 404
+    )  # not bob's request
+    rep = httpx.post(
+        gw.url + "/violations", headers=gw.headers(), json={"request_id": r.id, "description": "it lied"}
+    ).json()
     assert rep["incident_id"] is not None
     assert httpx.get(gw.url.removesuffix("/v1") + "/healthz").json()["suspended"]
 
@@ -235,8 +280,13 @@ def test_attestation_metrics_and_a_verifying_chain(make_gateway, trained_guard):
 
 def test_a_client_leaving_mid_stream_is_still_audited(make_gateway):
     gw = make_gateway(delay=0.05, stub_text=" ".join(["word"] * 400))
-    with httpx.stream("POST", gw.url + "/chat/completions", headers=gw.headers(), timeout=30,
-                      json={"model": "charter-test", "stream": True, "messages": [{"role": "user", "content": "go"}]}) as r:
+    with httpx.stream(
+        "POST",
+        gw.url + "/chat/completions",
+        headers=gw.headers(),
+        timeout=30,
+        json={"model": "charter-test", "stream": True, "messages": [{"role": "user", "content": "go"}]},
+    ) as r:
         rid = r.headers["x-charter-request-id"]
         for i, _ in enumerate(r.iter_lines()):
             if i > 6:

@@ -29,11 +29,19 @@ def sealed_model(tmp_path_factory, tiny_model_dir):
 
 
 def _config(tmp_path, model, require_seal=None, **server):
-    return GatewayConfig.model_validate({
-        "server": {"database": f"sqlite:///{tmp_path / 'a.db'}", "runtime_key": str(tmp_path / "rt.pem"),
-                   "system_prompt": "none", "log_requests": False} | server,
-        "upstream": {"model": f"hf:{model}", "model_id": "tiny", "max_new_tokens": 12, "temperature": 0}
-        | ({"require_seal": str(require_seal)} if require_seal else {})})
+    return GatewayConfig.model_validate(
+        {
+            "server": {
+                "database": f"sqlite:///{tmp_path / 'a.db'}",
+                "runtime_key": str(tmp_path / "rt.pem"),
+                "system_prompt": "none",
+                "log_requests": False,
+            }
+            | server,
+            "upstream": {"model": f"hf:{model}", "model_id": "tiny", "max_new_tokens": 12, "temperature": 0}
+            | ({"require_seal": str(require_seal)} if require_seal else {}),
+        }
+    )
 
 
 def test_streams_tokens_from_a_local_model_and_attests_its_seal(tmp_path, sealed_model):
@@ -45,10 +53,14 @@ def test_streams_tokens_from_a_local_model_and_attests_its_seal(tmp_path, sealed
         from openai import OpenAI
 
         client = OpenAI(base_url=srv.url, api_key=key, max_retries=0)
-        chunks = list(client.chat.completions.create(model="tiny", stream=True, messages=[{"role": "user", "content": "hello"}]))
+        chunks = list(
+            client.chat.completions.create(model="tiny", stream=True, messages=[{"role": "user", "content": "hello"}])
+        )
         deltas = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
         assert len(deltas) > 1  # token by token, not one blob
-        raw = client.chat.completions.with_raw_response.create(model="tiny", messages=[{"role": "user", "content": "hello"}])
+        raw = client.chat.completions.with_raw_response.create(
+            model="tiny", messages=[{"role": "user", "content": "hello"}]
+        )
         assert raw.headers["x-charter-statement-digest"] == f"sha256:{state.attestation.statement_digest}"
         assert raw.parse().usage.completion_tokens > 0
         att = httpx.get(srv.url + "/attestation").json()
@@ -88,12 +100,21 @@ def _forge_unsigned_seal(model) -> None:
     seal = model / "charter-seal"
     shutil.rmtree(seal, ignore_errors=True)
     seal.mkdir()
-    statement = {"_type": "https://in-toto.io/Statement/v1", "subject": [{"name": "m", "digest": {"sha256": "ab" * 32}}],
-                 "predicateType": "https://charter.dev/provenance/constitutional-training/v1",
-                 "predicate": {"constitution": {"name": "charter-default", "version": "1.0.0"}}}
-    (seal / "provenance.dsse.json").write_text(json.dumps({
-        "payloadType": "application/vnd.in-toto+json", "signatures": [],
-        "payload": base64.b64encode(json.dumps(statement).encode()).decode()}))
+    statement = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": "m", "digest": {"sha256": "ab" * 32}}],
+        "predicateType": "https://charter.dev/provenance/constitutional-training/v1",
+        "predicate": {"constitution": {"name": "charter-default", "version": "1.0.0"}},
+    }
+    (seal / "provenance.dsse.json").write_text(
+        json.dumps(
+            {
+                "payloadType": "application/vnd.in-toto+json",
+                "signatures": [],
+                "payload": base64.b64encode(json.dumps(statement).encode()).decode(),
+            }
+        )
+    )
 
 
 @pytest.mark.parametrize("forgery", ["signed by another key", "unsigned statement"])
@@ -110,7 +131,9 @@ def test_without_require_seal_a_seal_beside_the_weights_is_never_named(forgery, 
     shutil.copytree(model, forged)
     if forgery == "signed by another key":
         attacker, _ = generate_keypair(tmp_path / "attacker", PASS)
-        Sealer(SealConfig(model_dir=str(forged), constitution="default", key=str(attacker), overwrite=True), PASS).seal()
+        Sealer(
+            SealConfig(model_dir=str(forged), constitution="default", key=str(attacker), overwrite=True), PASS
+        ).seal()
     else:
         _forge_unsigned_seal(forged)
     digest = statement_digest(unverified_statement(forged)[1])
@@ -121,7 +144,9 @@ def test_without_require_seal_a_seal_beside_the_weights_is_never_named(forgery, 
         from openai import OpenAI
 
         client = OpenAI(base_url=srv.url, api_key=key, max_retries=0)
-        raw = client.chat.completions.with_raw_response.create(model="tiny", messages=[{"role": "user", "content": "hello"}])
+        raw = client.chat.completions.with_raw_response.create(
+            model="tiny", messages=[{"role": "user", "content": "hello"}]
+        )
         assert raw.headers["x-charter-statement-digest"] == "unverified"
         body = _receipt_body(raw)
         assert body["statement_digest"] == "unverified"
@@ -155,7 +180,9 @@ def test_with_require_seal_receipts_and_headers_name_the_verified_digest(tmp_pat
         from openai import OpenAI
 
         client = OpenAI(base_url=srv.url, api_key=key, max_retries=0)
-        raw = client.chat.completions.with_raw_response.create(model="tiny", messages=[{"role": "user", "content": "hello"}])
+        raw = client.chat.completions.with_raw_response.create(
+            model="tiny", messages=[{"role": "user", "content": "hello"}]
+        )
         assert raw.headers["x-charter-statement-digest"] == f"sha256:{digest}"
         assert _receipt_body(raw)["statement_digest"] == digest
         att = httpx.get(srv.url + "/attestation").json()

@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -47,8 +47,13 @@ class Proc:
         self.url = f"http://127.0.0.1:{port}/v1"
         env = os.environ | {"PYTHONUNBUFFERED": "1"}
         self.log = open(config.parent / f"gateway-{port}.log", "w")
-        self.p = subprocess.Popen(CLI + ["serve", "--config", str(config), "--port", str(port)], stdout=self.log,
-                                  stderr=subprocess.STDOUT, env=env, cwd=config.parent)
+        self.p = subprocess.Popen(
+            CLI + ["serve", "--config", str(config), "--port", str(port)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=config.parent,
+        )
         deadline = time.time() + 120
         while True:
             try:
@@ -57,7 +62,9 @@ class Proc:
             except httpx.HTTPError:
                 pass
             if self.p.poll() is not None or time.time() > deadline:
-                raise RuntimeError("gateway did not start: " + (config.parent / f"gateway-{port}.log").read_text()[-2000:])
+                raise RuntimeError(
+                    "gateway did not start: " + (config.parent / f"gateway-{port}.log").read_text()[-2000:]
+                )
             time.sleep(0.2)
 
     def stop(self):
@@ -85,15 +92,24 @@ def setup(tmp_path, db_url):
 
 
 def _ask(url, key, i):
-    r = httpx.post(url + "/chat/completions", headers={"Authorization": f"Bearer {key}"}, timeout=30,
-                   json={"model": "charter-test", "messages": [{"role": "user", "content": f"question {i}"}]})
+    r = httpx.post(
+        url + "/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+        json={"model": "charter-test", "messages": [{"role": "user", "content": f"question {i}"}]},
+    )
     r.raise_for_status()
     return r.json()["id"]
 
 
 def _verify_cli(cfg, *extra):
-    return subprocess.run(CLI + ["audit", "verify", "--config", str(cfg), *extra], capture_output=True, text=True,
-                          cwd=cfg.parent, env=os.environ | {"CHARTER_PROGRESS": "0"})
+    return subprocess.run(
+        CLI + ["audit", "verify", "--config", str(cfg), *extra],
+        capture_output=True,
+        text=True,
+        cwd=cfg.parent,
+        env=os.environ | {"CHARTER_PROGRESS": "0"},
+    )
 
 
 def test_kill_9_under_load_loses_no_answered_request(setup, db_url):
@@ -150,9 +166,13 @@ def test_two_processes_keep_one_valid_chain_and_share_the_kill_switch(setup, db_
     finished, flowing = {}, threading.Event()
 
     def stream():
-        with httpx.stream("POST", a.url + "/chat/completions", headers={"Authorization": f"Bearer {keys['alice']}"},
-                          json={"model": "charter-test", "stream": True,
-                                "messages": [{"role": "user", "content": "count"}]}, timeout=60) as r:
+        with httpx.stream(
+            "POST",
+            a.url + "/chat/completions",
+            headers={"Authorization": f"Bearer {keys['alice']}"},
+            json={"model": "charter-test", "stream": True, "messages": [{"role": "user", "content": "count"}]},
+            timeout=60,
+        ) as r:
             last = None
             for line in r.iter_lines():
                 if line.startswith("data: {"):
@@ -164,8 +184,12 @@ def test_two_processes_keep_one_valid_chain_and_share_the_kill_switch(setup, db_
     th = threading.Thread(target=stream)
     th.start()
     assert flowing.wait(60), "the stream never started"
-    r = subprocess.run(CLI + ["admin", "suspend", "--config", str(cfg), "--reason", "drill"], capture_output=True,
-                       text=True, cwd=cfg.parent)
+    r = subprocess.run(
+        CLI + ["admin", "suspend", "--config", str(cfg), "--reason", "drill"],
+        capture_output=True,
+        text=True,
+        cwd=cfg.parent,
+    )
     assert r.returncode == 0, r.stderr
     th.join(60)
     assert not th.is_alive() and "t" in finished, "the stream was not stopped by the suspension"
@@ -175,7 +199,7 @@ def test_two_processes_keep_one_valid_chain_and_share_the_kill_switch(setup, db_
     # gateways' 0.1 s polls (measured 0.07-0.12 s with two CPU hogs running; 5 s is generous).
     status = KillSwitch(connect(db_url), log).status()
     assert [s["reason"] for s in status] == ["drill"]
-    since = datetime.strptime(status[0]["since"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+    since = datetime.strptime(status[0]["since"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
     assert since <= finished["t"] < since + 5.0, (since, finished["t"])
     assert finished["last"]["choices"][0]["finish_reason"] == "content_filter"
     # The gateway let go of the upstream stream too (the stub saw its client leave).
@@ -184,8 +208,11 @@ def test_two_processes_keep_one_valid_chain_and_share_the_kill_switch(setup, db_
         time.sleep(0.05)
     assert stub.app.state.open_streams == 0
     # Process B refuses new requests too.
-    r = httpx.post(b.url + "/chat/completions", headers={"Authorization": f"Bearer {keys['alice']}"},
-                   json={"model": "charter-test", "messages": [{"role": "user", "content": "hi"}]})
+    r = httpx.post(
+        b.url + "/chat/completions",
+        headers={"Authorization": f"Bearer {keys['alice']}"},
+        json={"model": "charter-test", "messages": [{"role": "user", "content": "hi"}]},
+    )
     assert r.status_code == 503
 
 
@@ -194,8 +221,12 @@ def test_endless_stub_streams_until_its_client_leaves_and_never_past_its_cap():
     (uvicorn drops writes to a closed connection silently, so the stub must notice) and ends by
     itself at its hard cap."""
     with ServerThread(build_stub(endless=True)) as stub:
-        with httpx.stream("POST", stub.url + "/chat/completions", timeout=30,
-                          json={"model": "stub", "stream": True, "messages": [{"role": "user", "content": "go"}]}) as r:
+        with httpx.stream(
+            "POST",
+            stub.url + "/chat/completions",
+            timeout=30,
+            json={"model": "stub", "stream": True, "messages": [{"role": "user", "content": "go"}]},
+        ) as r:
             chunks = 0
             for line in r.iter_lines():
                 chunks += line.startswith("data: {")
@@ -207,8 +238,12 @@ def test_endless_stub_streams_until_its_client_leaves_and_never_past_its_cap():
             time.sleep(0.05)
         assert stub.app.state.open_streams == 0
         stub.app.state.endless_cap_s = 0.3
-        with httpx.stream("POST", stub.url + "/chat/completions", timeout=30,
-                          json={"model": "stub", "stream": True, "messages": [{"role": "user", "content": "go"}]}) as r:
+        with httpx.stream(
+            "POST",
+            stub.url + "/chat/completions",
+            timeout=30,
+            json={"model": "stub", "stream": True, "messages": [{"role": "user", "content": "go"}]},
+        ) as r:
             lines = [line for line in r.iter_lines() if line.startswith("data: ")]
         events = [json.loads(line[6:]) for line in lines[:-1]]
         assert lines[-1] == "data: [DONE]" and events[-2]["choices"][0]["finish_reason"] == "length"
@@ -226,9 +261,17 @@ def test_tampered_database_is_reported_with_the_first_bad_entry(setup, db_url):
 
     engine = connect(db_url)
     with engine.begin() as conn:
-        conn.execute(text("UPDATE audit_entries SET body = replace(body, 'question 3', 'question 4') WHERE kind = 'chat.request' "
-                          "AND body LIKE '%question 3%'"))
-        seq = conn.execute(text("SELECT seq FROM audit_entries WHERE body LIKE '%question 4%' ORDER BY seq")).scalars().first()
+        conn.execute(
+            text(
+                "UPDATE audit_entries SET body = replace(body, 'question 3', 'question 4') WHERE kind = 'chat.request' "
+                "AND body LIKE '%question 3%'"
+            )
+        )
+        seq = (
+            conn.execute(text("SELECT seq FROM audit_entries WHERE body LIKE '%question 4%' ORDER BY seq"))
+            .scalars()
+            .first()
+        )
     r = _verify_cli(cfg, "--public-key", str(_public_key(cfg)))
     assert r.returncode == 1
     assert f"first bad entry {seq}" in " ".join(r.stderr.split())
@@ -239,5 +282,7 @@ def _public_key(cfg: Path) -> Path:
 
     key = serialization.load_pem_private_key((cfg.parent / "runtime.pem").read_bytes(), None)
     out = cfg.parent / "runtime.pub.pem"
-    out.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    out.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     return out

@@ -119,10 +119,20 @@ def test_admin_api_revocation_is_immediate_in_process(make_gateway):
 
 
 def _state(tmp_path, db_url, stub_url, tenants) -> GatewayState:
-    cfg = GatewayConfig.model_validate({
-        "server": {"database": db_url, "runtime_key": str(tmp_path / "runtime.pem"), "checkpoint_seconds": 3600,
-                   "system_prompt": "none", "log_requests": False, "poll_seconds": 0.1},
-        "upstream": {"model": f"openai:{stub_url}#stub", "model_id": "charter-test"}, "tenants": tenants})
+    cfg = GatewayConfig.model_validate(
+        {
+            "server": {
+                "database": db_url,
+                "runtime_key": str(tmp_path / "runtime.pem"),
+                "checkpoint_seconds": 3600,
+                "system_prompt": "none",
+                "log_requests": False,
+                "poll_seconds": 0.1,
+            },
+            "upstream": {"model": f"openai:{stub_url}#stub", "model_id": "charter-test"},
+            "tenants": tenants,
+        }
+    )
     return GatewayState(cfg, upstream=OpenAIUpstream(f"openai:{stub_url}#stub", model_id="charter-test"))
 
 
@@ -139,8 +149,12 @@ def test_a_tenant_removed_from_the_config_is_revoked_at_the_next_start(tmp_path,
                 assert httpx.get(srv.url + "/models", headers={"Authorization": f"Bearer {k}"}).status_code == 200
         second = _state(tmp_path, db_url, stub.url, declared[1:])  # acme's block deleted; restart
         with ServerThread(create_app(second.config, state=second)) as srv:
-            assert httpx.get(srv.url + "/models", headers={"Authorization": f"Bearer {keys['acme']}"}).status_code == 401
-            assert httpx.get(srv.url + "/models", headers={"Authorization": f"Bearer {keys['globex']}"}).status_code == 200
+            assert (
+                httpx.get(srv.url + "/models", headers={"Authorization": f"Bearer {keys['acme']}"}).status_code == 401
+            )
+            assert (
+                httpx.get(srv.url + "/models", headers={"Authorization": f"Bearer {keys['globex']}"}).status_code == 200
+            )
             assert httpx.get(srv.url + "/models", headers={"Authorization": f"Bearer {cli_key}"}).status_code == 200
     log = AuditLog(connect(db_url))
     revoked = [e.data for e in log.entries(kinds=["admin.revoke_tenant"])]
@@ -152,8 +166,10 @@ def test_the_source_column_is_added_to_an_existing_database(tmp_path):
 
     path = tmp_path / "old.db"
     con = sqlite3.connect(path)  # the tenants table as released before the column existed
-    con.execute("CREATE TABLE tenants (name VARCHAR(200) PRIMARY KEY, key_hash VARCHAR(64) NOT NULL UNIQUE, "
-                "rate_limit_rpm INTEGER NOT NULL, admin BOOLEAN NOT NULL, created VARCHAR(40) NOT NULL)")
+    con.execute(
+        "CREATE TABLE tenants (name VARCHAR(200) PRIMARY KEY, key_hash VARCHAR(64) NOT NULL UNIQUE, "
+        "rate_limit_rpm INTEGER NOT NULL, admin BOOLEAN NOT NULL, created VARCHAR(40) NOT NULL)"
+    )
     con.execute("INSERT INTO tenants VALUES ('old', 'ab', 60, 0, '2025-01-01')")
     con.commit()
     con.close()
@@ -188,8 +204,10 @@ def test_an_oversized_unauthenticated_body_is_refused_by_its_declared_length(mak
     # 250 MB declared, nothing sent: today's code sits waiting for the body; now the answer is
     # immediate, without reading a byte of it.
     with socket.create_connection(("127.0.0.1", _port(gw)), timeout=10) as s:
-        s.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                  f"Content-Length: {250 * 1024 * 1024}\r\n\r\n".encode())
+        s.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {250 * 1024 * 1024}\r\n\r\n".encode()
+        )
         t0 = time.monotonic()
         status, body = _read_response(s)
     assert status == 413 and time.monotonic() - t0 < 5
@@ -204,8 +222,10 @@ def test_a_chunked_oversized_body_is_cut_off_at_the_limit(make_gateway):
     chunk = b"[" * 65536
     sent = 0
     with socket.create_connection(("127.0.0.1", _port(gw)), timeout=10) as s:
-        s.sendall(b"POST /v1/admin/suspend HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                  b"Transfer-Encoding: chunked\r\n\r\n")
+        s.sendall(
+            b"POST /v1/admin/suspend HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
         while sent < 64 * 1024 * 1024:
             if select.select([s], [], [], 0)[0]:
                 break  # the server answered
@@ -237,8 +257,10 @@ def test_the_invalid_key_cache_is_bounded(db_url):
 def test_repeated_violation_reports_count_once(make_gateway):
     gw = make_gateway(trip_rules=[{"kind": "violation_reports", "threshold": 2, "window_seconds": 60, "scope": "all"}])
     rid = gw.client().chat.completions.create(**CHAT).id
-    answers = [httpx.post(gw.url + "/violations", headers=gw.headers(), json={"request_id": rid, "description": "it lied"})
-               for _ in range(3)]
+    answers = [
+        httpx.post(gw.url + "/violations", headers=gw.headers(), json={"request_id": rid, "description": "it lied"})
+        for _ in range(3)
+    ]
     assert not httpx.get(_base(gw) + "/healthz").json()["suspended"]  # one request reported 3 times: not 2 reports
     assert all(a.json()["incident_id"] is None for a in answers)
     assert [a.status_code for a in answers] == [200, 200, 200]
@@ -254,7 +276,9 @@ def test_repeated_violation_reports_count_once(make_gateway):
 
 
 def test_a_per_tenant_trip_rule_suspends_only_that_tenant(make_gateway):
-    gw = make_gateway(trip_rules=[{"kind": "violation_reports", "threshold": 2, "window_seconds": 60, "scope": "tenant"}])
+    gw = make_gateway(
+        trip_rules=[{"kind": "violation_reports", "threshold": 2, "window_seconds": 60, "scope": "tenant"}]
+    )
     ids = [gw.client().chat.completions.create(**CHAT).id for _ in range(2)]
     bob_id = gw.client("bob").chat.completions.create(**CHAT).id
     r = httpx.post(gw.url + "/violations", headers=gw.headers("bob"), json={"request_id": bob_id, "description": "x"})
@@ -283,8 +307,9 @@ def test_console_posts_need_the_same_origin_and_the_form_token(make_gateway):
     token = _form_token(c)
     r = c.post("/console/suspend", data={"reason": "csrf", "csrf": token}, headers={"Origin": "http://evil.example"})
     assert r.status_code == 403
-    r = c.post("/console/suspend", data={"reason": "csrf", "csrf": token},
-               headers={"Referer": "http://evil.example/page"})
+    r = c.post(
+        "/console/suspend", data={"reason": "csrf", "csrf": token}, headers={"Referer": "http://evil.example/page"}
+    )
     assert r.status_code == 403
     assert c.post("/console/suspend", data={"reason": "no token"}).status_code == 403
     assert c.post("/console/suspend", data={"reason": "bad token", "csrf": "0" * 64}).status_code == 403
@@ -323,7 +348,9 @@ def test_console_logout_ends_the_session(make_gateway):
     assert r.status_code == 303 and r.headers["location"] == "/console/login"
     replay = httpx.get(_base(gw) + "/console", cookies={"charter_console": cookie}, follow_redirects=False)
     assert replay.status_code == 303  # the old cookie is dead on the server, not just cleared
-    kinds = [e.kind for e in AuditLog(connect(gw.db_url)).entries(kinds=["admin.console_login", "admin.console_logout"])]
+    kinds = [
+        e.kind for e in AuditLog(connect(gw.db_url)).entries(kinds=["admin.console_login", "admin.console_logout"])
+    ]
     assert kinds == ["admin.console_login", "admin.console_logout"]
 
 
@@ -357,8 +384,10 @@ def test_console_security_headers_and_cookie_flags(make_gateway):
     style = re.search(r"<style>(.*?)</style>", page.text, re.S).group(1)
     import base64
 
-    assert "'sha256-" + base64.b64encode(hashlib.sha256(style.encode()).digest()).decode() + "'" in \
-        page.headers["content-security-policy"]  # the one stylesheet the policy allows is this page's
+    assert (
+        "'sha256-" + base64.b64encode(hashlib.sha256(style.encode()).digest()).decode() + "'"
+        in page.headers["content-security-policy"]
+    )  # the one stylesheet the policy allows is this page's
 
     def login_cookie(**headers) -> str:
         c = httpx.Client(base_url=_base(gw), follow_redirects=False, headers=headers)
@@ -378,7 +407,9 @@ def test_incident_markdown_cannot_be_forged_through_a_description(make_gateway):
     gw = make_gateway(trip_rules=[{"kind": "violation_reports", "threshold": 1, "window_seconds": 60}])
     rid = gw.client().chat.completions.create(**CHAT).id
     forged = "ok |\n| 999 | 2020-01-01 | admin.resume | root | x | all clear |\n# Incident closed\n```\n<img src=x>"
-    iid = httpx.post(gw.url + "/violations", headers=gw.headers(), json={"request_id": rid, "description": forged}).json()["incident_id"]
+    iid = httpx.post(
+        gw.url + "/violations", headers=gw.headers(), json={"request_id": rid, "description": forged}
+    ).json()["incident_id"]
     rep = httpx.get(gw.url + f"/admin/incidents/{iid}", headers=gw.headers("root")).json()
     md = rep["markdown"]
     lines = md.splitlines()
@@ -400,12 +431,24 @@ def test_md_text_escapes_table_and_block_syntax():
     assert md_text("<script>") == "&lt;script>"
     assert md_text(None) == ""
     # No phishing link or tracking image from a violation description.
-    assert md_text("![x](https://evil/b.png) [Resume](https://evil/p)") == "\\!\\[x\\](https://evil/b.png) \\[Resume\\](https://evil/p)"
+    assert (
+        md_text("![x](https://evil/b.png) [Resume](https://evil/p)")
+        == "\\!\\[x\\](https://evil/b.png) \\[Resume\\](https://evil/p)"
+    )
 
 
 # -- 9. no 500s, no echoed exceptions ---------------------------------------------------------------
-LEAKS = ("Traceback", "Error:", "sqlalchemy", "psycopg", "OverflowError", "RecursionError", "exceeds", "int too big",
-         "SECRET-TRACE")
+LEAKS = (
+    "Traceback",
+    "Error:",
+    "sqlalchemy",
+    "psycopg",
+    "OverflowError",
+    "RecursionError",
+    "exceeds",
+    "int too big",
+    "SECRET-TRACE",
+)
 
 
 def _no_leak(r: httpx.Response) -> None:
@@ -416,17 +459,20 @@ def test_former_500s_are_openai_style_4xx(make_gateway):
     gw = make_gateway(compliance={"profiles": ["cac-genai"]})  # tracks end-user sessions in the database
     h = gw.headers() | {"Content-Type": "application/json"}
     huge = "99999999999999999999999"
-    for r in (httpx.get(gw.url + f"/audit/proof/{huge}", headers=gw.headers()),
-              httpx.get(gw.url + f"/audit/proof/{huge}", headers=gw.headers("root")),
-              httpx.get(gw.url + f"/admin/incidents/{huge}", headers=gw.headers("root")),
-              httpx.post(gw.url + "/chat/completions", headers=h, content=b"[" * 200_000),
-              httpx.post(gw.url + "/chat/completions", headers=h, content=b'{"model": "charter-test", "messages": '
-                         + b"[" * 200_000),
-              httpx.post(gw.url + "/chat/completions", headers=gw.headers() | {"X-Charter-Session": "s" * 600}, json=CHAT),
-              httpx.post(gw.url + "/chat/completions", headers=gw.headers(), json=CHAT | {"user": "u" * 600}),
-              httpx.post(gw.url + "/chat/completions", headers=gw.headers(), json=CHAT | {"seed": 10**40}),
-              httpx.post(gw.url + "/chat/completions", headers=gw.headers(), json=CHAT | {"seed": 2**63}),
-              httpx.post(gw.url + "/admin/suspend", headers=gw.headers("root"), json={"model": "m" * 300})):
+    for r in (
+        httpx.get(gw.url + f"/audit/proof/{huge}", headers=gw.headers()),
+        httpx.get(gw.url + f"/audit/proof/{huge}", headers=gw.headers("root")),
+        httpx.get(gw.url + f"/admin/incidents/{huge}", headers=gw.headers("root")),
+        httpx.post(gw.url + "/chat/completions", headers=h, content=b"[" * 200_000),
+        httpx.post(
+            gw.url + "/chat/completions", headers=h, content=b'{"model": "charter-test", "messages": ' + b"[" * 200_000
+        ),
+        httpx.post(gw.url + "/chat/completions", headers=gw.headers() | {"X-Charter-Session": "s" * 600}, json=CHAT),
+        httpx.post(gw.url + "/chat/completions", headers=gw.headers(), json=CHAT | {"user": "u" * 600}),
+        httpx.post(gw.url + "/chat/completions", headers=gw.headers(), json=CHAT | {"seed": 10**40}),
+        httpx.post(gw.url + "/chat/completions", headers=gw.headers(), json=CHAT | {"seed": 2**63}),
+        httpx.post(gw.url + "/admin/suspend", headers=gw.headers("root"), json={"model": "m" * 300}),
+    ):
         _is_openai_error(r)
         assert r.status_code in (400, 403, 404, 422), r.text
         _no_leak(r)
@@ -438,7 +484,10 @@ def test_former_500s_are_openai_style_4xx(make_gateway):
     ok = httpx.post(gw.url + "/chat/completions", headers=gw.headers() | {"X-Charter-Session": "s" * 256}, json=CHAT)
     assert ok.status_code == 200
     for seed in (-(2**63), 2**63 - 1):  # OpenAI's seed range is int64
-        assert httpx.post(gw.url + "/chat/completions", headers=gw.headers(), json=CHAT | {"seed": seed}).status_code == 200
+        assert (
+            httpx.post(gw.url + "/chat/completions", headers=gw.headers(), json=CHAT | {"seed": seed}).status_code
+            == 200
+        )
 
 
 def test_upstream_failures_do_not_echo_the_exception(make_gateway):
@@ -494,8 +543,10 @@ def test_a_tampered_log_is_a_4xx_not_a_500(make_gateway):
     last = log.size() - 1
     with log.engine.begin() as conn:  # delete an entry appended since the checkpoint: the chain has a gap
         conn.execute(text("DELETE FROM audit_entries WHERE seq = :s"), {"s": last - 1})
-    for r in (httpx.post(gw.url + "/admin/audit/checkpoint", headers=gw.headers("root")),
-              httpx.get(gw.url + "/audit/proof/1", headers=gw.headers("root"))):
+    for r in (
+        httpx.post(gw.url + "/admin/audit/checkpoint", headers=gw.headers("root")),
+        httpx.get(gw.url + "/audit/proof/1", headers=gw.headers("root")),
+    ):
         err = _is_openai_error(r, 409)
         assert err["code"] == "audit_log_unverified" and "entry" not in r.text
 
@@ -503,11 +554,13 @@ def test_a_tampered_log_is_a_4xx_not_a_500(make_gateway):
 def test_nul_characters_are_a_400_on_every_database(make_gateway):
     # PostgreSQL text columns refuse NUL; the driver's DataError must not surface as a 500.
     gw = make_gateway()
-    for r in (httpx.get(gw.url + "/audit/entries?since=%00", headers=gw.headers()),
-              httpx.get(gw.url + "/audit/entries?request_id=a%00b", headers=gw.headers()),
-              httpx.post(gw.url + "/violations", headers=gw.headers(), json={"request_id": "a\u0000b", "description": "x"}),
-              httpx.delete(gw.url + "/admin/tenants/a%00b", headers=gw.headers("root")),
-              httpx.post(gw.url + "/admin/suspend", headers=gw.headers("root"), json={"model": "a\u0000b"})):
+    for r in (
+        httpx.get(gw.url + "/audit/entries?since=%00", headers=gw.headers()),
+        httpx.get(gw.url + "/audit/entries?request_id=a%00b", headers=gw.headers()),
+        httpx.post(gw.url + "/violations", headers=gw.headers(), json={"request_id": "a\u0000b", "description": "x"}),
+        httpx.delete(gw.url + "/admin/tenants/a%00b", headers=gw.headers("root")),
+        httpx.post(gw.url + "/admin/suspend", headers=gw.headers("root"), json={"model": "a\u0000b"}),
+    ):
         assert r.status_code < 500, r.text  # SQLite stores NUL (200/404); PostgreSQL refuses it (400)
         if r.status_code >= 400:
             _is_openai_error(r)

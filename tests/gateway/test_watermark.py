@@ -16,9 +16,16 @@ KEY = bytes.fromhex("5f" * 32)  # a 256-bit secret, as the gateway's key file ho
 def _generate(backend, watermark, seed, n=150):
     torch.manual_seed(seed)
     ids = torch.tensor([backend._encode(backend.render([{"role": "user", "content": f"tell me about {seed}"}]))])
-    out = backend.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
-                                 do_sample=True, watermarking_config=watermark, pad_token_id=backend.tokenizer.pad_token_id)
-    return out[0, ids.shape[1]:].tolist()
+    out = backend.model.generate(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=n,
+        min_new_tokens=n,
+        do_sample=True,
+        watermarking_config=watermark,
+        pad_token_id=backend.tokenizer.pad_token_id,
+    )
+    return out[0, ids.shape[1] :].tolist()
 
 
 def test_watermarked_tokens_are_detected_and_plain_ones_are_not(tiny_model_dir):
@@ -58,25 +65,33 @@ def test_watermark_cli_on_embedded_model_text(tmp_path):
 
 
 def test_watermark_cli_errors(tiny_model_dir, tmp_path):
-    assert "no such file" in _one_error_line(invoke("watermark", "detect", "--file", tmp_path / "nope", "--key-file", tmp_path / "nope"))
+    assert "no such file" in _one_error_line(
+        invoke("watermark", "detect", "--file", tmp_path / "nope", "--key-file", tmp_path / "nope")
+    )
     (tmp_path / "x.txt").write_text("hello")
     key = tmp_path / "wm-key"
     key.write_text(KEY.hex())
     key.chmod(0o600)
-    assert "local model" in _one_error_line(invoke("watermark", "detect", "--file", tmp_path / "x.txt", "--key-file", key,
-                                                   "--model", "openai:http://h/v1#m"))
+    assert "local model" in _one_error_line(
+        invoke(
+            "watermark", "detect", "--file", tmp_path / "x.txt", "--key-file", key, "--model", "openai:http://h/v1#m"
+        )
+    )
     with pytest.raises(InputError, match="too short"):
         detect("", f"hf:{tiny_model_dir}", hashing_key=KEY)
     with pytest.raises(InputError, match="128 bits"):  # an integer key of the old kind is refused
         detect("some text here", f"hf:{tiny_model_dir}", hashing_key=424242)
     assert "--key-file" in _one_error_line(invoke("watermark", "detect", "--file", tmp_path / "x.txt"))
     key.chmod(0o644)
-    assert "readable by group/others" in _one_error_line(invoke("watermark", "detect", "--file", tmp_path / "x.txt",
-                                                                "--key-file", key))
+    assert "readable by group/others" in _one_error_line(
+        invoke("watermark", "detect", "--file", tmp_path / "x.txt", "--key-file", key)
+    )
     short = tmp_path / "short-key"
     short.write_text("ab" * 8 + "\n")  # 64 bits
     short.chmod(0o600)
-    assert "at least 128" in _one_error_line(invoke("watermark", "detect", "--file", tmp_path / "x.txt", "--key-file", short))
+    assert "at least 128" in _one_error_line(
+        invoke("watermark", "detect", "--file", tmp_path / "x.txt", "--key-file", short)
+    )
 
 
 def test_profiles_cli():

@@ -23,8 +23,9 @@ def make_release(tmp_path_factory, six_block_model, gov_keys, minilm):
 
     def make(tag: str, base=None, **kw):
         if tag not in cache:
-            cache[tag] = releases.release(tmp_path_factory.mktemp(f"rel-{tag}"), base or six_block_model, gov_keys,
-                                          embedder=minilm, **kw)
+            cache[tag] = releases.release(
+                tmp_path_factory.mktemp(f"rel-{tag}"), base or six_block_model, gov_keys, embedder=minilm, **kw
+            )
         return cache[tag]
 
     return make

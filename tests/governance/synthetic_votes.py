@@ -43,7 +43,9 @@ class SyntheticVotes:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         votes, statements = d / "votes.csv", d / "statements.csv"
-        body = "".join(f"p{p},{s},{v}\n" for p, s, v in zip(self.participant.tolist(), self.statement.tolist(), self.vote.tolist()))
+        body = "".join(
+            f"p{p},{s},{v}\n" for p, s, v in zip(self.participant.tolist(), self.statement.tolist(), self.vote.tolist())
+        )
         votes.write_text("participant_id,statement_id,vote\n" + body, encoding="utf-8")
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
@@ -79,7 +81,9 @@ def synthetic_votes(
     rng = np.random.default_rng(seed)
     weights = 1.0 / np.arange(1, n_groups + 1)
     groups = rng.choice(n_groups, size=n_participants, p=weights / weights.sum())
-    kinds_idx = rng.choice(3, size=n_statements, p=[consensus_fraction, divisive_fraction, 1 - consensus_fraction - divisive_fraction])
+    kinds_idx = rng.choice(
+        3, size=n_statements, p=[consensus_fraction, divisive_fraction, 1 - consensus_fraction - divisive_fraction]
+    )
     kinds = [("consensus", "divisive", "noise")[i] for i in kinds_idx]
     # probs[g, s] = (P(agree), P(disagree)); the rest is a pass.
     probs = np.empty((n_groups, n_statements, 2))
@@ -99,7 +103,9 @@ def synthetic_votes(
     # Who votes on what: one vote each first, the rest by heavy-tailed activity, deduplicated.
     activity = rng.lognormal(0.0, 1.0, size=n_participants)
     popularity = rng.lognormal(0.0, 0.5, size=n_statements)
-    codes = np.arange(n_participants, dtype=np.int64) * n_statements + rng.integers(0, n_statements, size=n_participants)
+    codes = np.arange(n_participants, dtype=np.int64) * n_statements + rng.integers(
+        0, n_statements, size=n_participants
+    )
     chosen = [codes]
     total = n_participants
     while total < n_votes:

@@ -17,7 +17,9 @@ def baseline(make_release):
 
 
 def run_check(baseline, candidate, *extra):
-    res = CliRunner().invoke(app, ["check", "--baseline", str(baseline), "--candidate", str(candidate), "--json", *map(str, extra)])
+    res = CliRunner().invoke(
+        app, ["check", "--baseline", str(baseline), "--candidate", str(candidate), "--json", *map(str, extra)]
+    )
     return res.exit_code, (json.loads(res.output) if res.output.strip().startswith("{") else res.output)
 
 
@@ -44,7 +46,11 @@ def test_architecture_change_needs_refiling(baseline, make_release, other_arch):
     code, r = run_check(baseline, make_release("other-arch", base=other_arch, evals=EVALS))
     assert code == 1
     f = rules_of(r)["architecture"]
-    assert f["action"] == "refile" and f["baseline"] == {"num_hidden_layers": 6} and f["candidate"] == {"num_hidden_layers": 4}
+    assert (
+        f["action"] == "refile"
+        and f["baseline"] == {"num_hidden_layers": 6}
+        and f["candidate"] == {"num_hidden_layers": 4}
+    )
 
 
 def test_training_data_threshold(baseline, make_release, tmp_path):
@@ -82,7 +88,10 @@ def test_guard_loosened_needs_review(baseline, make_release):
 
 def test_evaluation_regression_needs_review(baseline, make_release):
     code, r = run_check(baseline, make_release("worse", evals=(("harmlessness", 8, 20), ("over-refusal", 1, 20))))
-    assert code == 1 and "harmlessness:asr_refusal:refusal-detector rose 0.100 -> 0.400" in rules_of(r)["evaluations"]["message"]
+    assert (
+        code == 1
+        and "harmlessness:asr_refusal:refusal-detector rose 0.100 -> 0.400" in rules_of(r)["evaluations"]["message"]
+    )
     # A candidate sealed without the evaluations the baseline had is not a silent pass.
     code, r = run_check(baseline, make_release("same"))
     assert code == 1 and "has no evaluation for harmlessness:asr_refusal" in rules_of(r)["evaluations"]["message"]
@@ -97,13 +106,22 @@ def test_unrelated_models_and_bad_input_exit_2(baseline, make_release, other_bas
     code, out = run_check(baseline, tmp_path)
     assert code == 2 and "not a sealed model" in out
     rules = tmp_path / "bad.toml"
-    rules.write_text("[guard]\naction = \"review\"\ntolerence = 0.1\n")
+    rules.write_text('[guard]\naction = "review"\ntolerence = 0.1\n')
     code, out = run_check(baseline, baseline, "--rules", rules)
     assert code == 2 and "bad.toml:3" in out and "guard.tolerence: unknown field" in out
 
 
 def test_human_readable_list(baseline, make_release):
-    res = CliRunner().invoke(app, ["check", "--baseline", str(baseline), "--candidate", str(make_release("relaxed", relax_hard=True, evals=EVALS))])
+    res = CliRunner().invoke(
+        app,
+        [
+            "check",
+            "--baseline",
+            str(baseline),
+            "--candidate",
+            str(make_release("relaxed", relax_hard=True, evals=EVALS)),
+        ],
+    )
     assert res.exit_code == 1
     assert "REFILE [hard_constraints]" in res.output and "verdict: RE-FILING NEEDED" in res.output
 
@@ -114,7 +132,12 @@ def test_data_change_counts_records_by_content(tmp_path):
     def ds(name, lines):
         p = tmp_path / name
         p.write_text("".join(lines))
-        return {"stage": "sft", "name": "sft.jsonl", "path": str(p), "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+        return {
+            "stage": "sft",
+            "name": "sft.jsonl",
+            "path": str(p),
+            "sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
+        }
 
     a = ds("a.jsonl", ['{"x": 1}\n', '{"x": 2}\n', '{"x": 3}\n'])
     b = ds("b.jsonl", ['{"x":1}\n', '{"x": 2}\n', '{"x": 4}\n'])  # re-serialised 1 is unchanged
@@ -130,18 +153,30 @@ def test_guard_rule_compares_retrained_heads_by_validation_figures():
     from charter.governance.sealed import SealedModel, SealedStage
 
     def model(side: dict) -> SealedModel:
-        statement = {"subject": [{"digest": {"sha256": "r"}}], "predicate": {
-            "constitution": {"name": "c", "version": "1", "digest": "d", "text": ""},
-            "guard": {"sha256": str(side), "target_fpr": 0.01, "categories": [], "sides": {"input": side}}}}
+        statement = {
+            "subject": [{"digest": {"sha256": "r"}}],
+            "predicate": {
+                "constitution": {"name": "c", "version": "1", "digest": "d", "text": ""},
+                "guard": {"sha256": str(side), "target_fpr": 0.01, "categories": [], "sides": {"input": side}},
+            },
+        }
         return SealedModel([SealedStage("m", statement, "s", False)])
 
     check = ReleaseCheck(CheckConfig(baseline="a", candidate="b"))
     base = {"head_sha256": "h1", "block_threshold": 0.5, "validation": {"tpr": 0.95, "fpr": 0.01}}
     cases = {
-        "same head, higher threshold": ({**base, "block_threshold": 0.7}, "input stage 1 block threshold 0.5000 -> 0.7000"),
-        "retrained, lower threshold but worse recall": ({"head_sha256": "h2", "block_threshold": 0.3,
-                                                         "validation": {"tpr": 0.80, "fpr": 0.01}}, "validation TPR 0.950 -> 0.800"),
-        "retrained, as good": ({"head_sha256": "h2", "block_threshold": 0.9, "validation": {"tpr": 0.96, "fpr": 0.01}}, None),
+        "same head, higher threshold": (
+            {**base, "block_threshold": 0.7},
+            "input stage 1 block threshold 0.5000 -> 0.7000",
+        ),
+        "retrained, lower threshold but worse recall": (
+            {"head_sha256": "h2", "block_threshold": 0.3, "validation": {"tpr": 0.80, "fpr": 0.01}},
+            "validation TPR 0.950 -> 0.800",
+        ),
+        "retrained, as good": (
+            {"head_sha256": "h2", "block_threshold": 0.9, "validation": {"tpr": 0.96, "fpr": 0.01}},
+            None,
+        ),
     }
     for name, (cand, expected) in cases.items():
         result = CheckResult({}, {})

@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 from charter.cli import main as cli_main
 from charter.constitution import parse_constitution
 from charter.core.errors import InputError
-from tests.governance.synthetic_votes import synthetic_votes
 from charter.governance.collective import (
     CollectiveAnalysis,
     CollectiveConfig,
@@ -30,6 +29,7 @@ from charter.governance.collective import (
     toml_string,
     two_proportion_z,
 )
+from tests.governance.synthetic_votes import synthetic_votes
 
 APP, PREFIX = cli_main.app, ["collective"]
 
@@ -79,7 +79,8 @@ def test_consensus_matches_hand_computation():
     assert got == pytest.approx([1 / 3, 1 / 4, (11 / 12) * (1 / 10)])
     # Three groups: (2/3) * (5/7) * (1/3).
     assert group_informed_consensus(np.array([[1, 4, 0]]), np.array([[1, 5, 1]]))[0] == pytest.approx(
-        (2 / 3) * (5 / 7) * (1 / 3))
+        (2 / 3) * (5 / 7) * (1 / 3)
+    )
     assert agree_rate(0, 0) == 0.5
 
 
@@ -149,8 +150,12 @@ def test_outputs_and_determinism(tmp_path):
     consensus = (tmp_path / "a" / "consensus.csv").read_text().splitlines()
     assert consensus[0].startswith("statement_id,consensus,agree_rate") and len(consensus) == 81
     report = (tmp_path / "a" / "report.md").read_text()
-    for heading in ("## Groups and their representative statements", "### Group A", "consensus statements",
-                    "## Most divisive statements"):
+    for heading in (
+        "## Groups and their representative statements",
+        "### Group A",
+        "consensus statements",
+        "## Most divisive statements",
+    ):
         assert heading in report
     a = json.loads((tmp_path / "a" / "analysis.json").read_text())
     assert a["counts"] == r1.analysis["counts"] and a["counts"]["votes"] == 9000
@@ -200,24 +205,58 @@ GOOD_STATEMENTS = "statement_id,text\n1,Be honest\n2,Be kind\n"
     ("votes", "statements", "bad", "line", "needle"),
     [
         ("participant_id,statement_id,vote\na,1,1\na,3,1\n", GOOD_STATEMENTS, "votes", 3, "unknown statement '3'"),
-        ("participant_id,statement_id,vote\na,1,1\nb,1,1\na,1,-1\n", GOOD_STATEMENTS, "votes", 4,
-         "duplicate vote: participant 'a' already voted on statement '1' at line 2"),
-        ("participant_id,statement_id,vote\na,1,1\na,2,2\n", GOOD_STATEMENTS, "votes", 3, "vote must be -1, 0 or 1, got '2'"),
+        (
+            "participant_id,statement_id,vote\na,1,1\nb,1,1\na,1,-1\n",
+            GOOD_STATEMENTS,
+            "votes",
+            4,
+            "duplicate vote: participant 'a' already voted on statement '1' at line 2",
+        ),
+        (
+            "participant_id,statement_id,vote\na,1,1\na,2,2\n",
+            GOOD_STATEMENTS,
+            "votes",
+            3,
+            "vote must be -1, 0 or 1, got '2'",
+        ),
         ("participant_id,statement_id,vote\na,1,yes\n", GOOD_STATEMENTS, "votes", 2, "got 'yes'"),
         ("participant_id,statement,ballot\na,1,1\n", GOOD_STATEMENTS, "votes", 1, "missing column 'vote'"),
-        ("participant_id,statement_id,vote\na,1,1,9\n", GOOD_STATEMENTS, "votes", 2, "row has 4 fields, the header has 3"),
+        (
+            "participant_id,statement_id,vote\na,1,1,9\n",
+            GOOD_STATEMENTS,
+            "votes",
+            2,
+            "row has 4 fields, the header has 3",
+        ),
         ("participant_id,statement_id,vote\n,1,1\n", GOOD_STATEMENTS, "votes", 2, "empty participant id"),
         ("", GOOD_STATEMENTS, "votes", None, "votes file is empty"),
         ("participant_id,statement_id,vote\n", GOOD_STATEMENTS, "votes", None, "no votes"),
-        ("participant_id,statement_id,vote\na,1,1\n", "statement_id,body\n1,x\n1,y\n", "statements", 3,
-         "duplicate statement id '1' (first at line 2)"),
+        (
+            "participant_id,statement_id,vote\na,1,1\n",
+            "statement_id,body\n1,x\n1,y\n",
+            "statements",
+            3,
+            "duplicate statement id '1' (first at line 2)",
+        ),
         ("participant_id,statement_id,vote\na,1,1\n", "id,words\n1,x\n", "statements", 1, "missing column 'text'"),
         ("participant_id,statement_id,vote\na,1,1\n", "statement_id,text\n1,\n", "statements", 2, "has no text"),
         ("participant_id,statement_id,vote\na,1,1\n", "  \n", "statements", None, "statements file is empty"),
     ],
-    ids=["unknown-statement", "duplicate-vote", "vote-2", "vote-word", "missing-column", "extra-field",
-         "empty-participant", "empty-votes-file", "header-only", "duplicate-statement", "missing-text-column",
-         "empty-text", "blank-statements-file"],
+    ids=[
+        "unknown-statement",
+        "duplicate-vote",
+        "vote-2",
+        "vote-word",
+        "missing-column",
+        "extra-field",
+        "empty-participant",
+        "empty-votes-file",
+        "header-only",
+        "duplicate-statement",
+        "missing-text-column",
+        "empty-text",
+        "blank-statements-file",
+    ],
 )
 def test_bad_input_is_one_line_naming_file_and_line_exit_2(tmp_path, votes, statements, bad, line, needle):
     v, s = tmp_path / "votes.csv", tmp_path / "statements.csv"
@@ -255,13 +294,17 @@ def test_empty_groups_are_input_errors(tmp_path):
 
 def test_flag_errors_exit_2(tmp_path):
     _, votes, statements = planted(tmp_path, 2)
-    err = one_error_line(invoke("analyze", "--votes", votes, "--statements", statements, "--out", tmp_path / "o", "--k", 1))
+    err = one_error_line(
+        invoke("analyze", "--votes", votes, "--statements", statements, "--out", tmp_path / "o", "--k", 1)
+    )
     assert "--k" in err
-    err = one_error_line(invoke("analyze", "--votes", votes, "--statements", statements, "--out", tmp_path / "o",
-                                "--impute", "median"))
+    err = one_error_line(
+        invoke("analyze", "--votes", votes, "--statements", statements, "--out", tmp_path / "o", "--impute", "median")
+    )
     assert "--impute" in err
-    err = one_error_line(invoke("analyze", "--votes", votes, "--statements", statements, "--out", tmp_path / "o",
-                                "--scale", "cube"))
+    err = one_error_line(
+        invoke("analyze", "--votes", votes, "--statements", statements, "--out", tmp_path / "o", "--scale", "cube")
+    )
     assert "--scale" in err
     (tmp_path / "file").write_text("")
     err = one_error_line(invoke("analyze", "--votes", votes, "--statements", statements, "--out", tmp_path / "file"))
@@ -278,7 +321,9 @@ def test_cli_analyze_then_draft_validates(tmp_path):
     assert r.exit_code == 0, r.output
     assert "k = 3 opinion groups" in " ".join(r.output.split())  # rich wraps at the terminal width
     toml_path = tmp_path / "constitution.toml"
-    r = invoke("draft", out, "--out", toml_path, "--name", "people's-constitution", "--version", "2.0", "--tier", "guidelines")
+    r = invoke(
+        "draft", out, "--out", toml_path, "--name", "people's-constitution", "--version", "2.0", "--tier", "guidelines"
+    )
     assert r.exit_code == 0, r.output
     text = toml_path.read_text()
     c = parse_constitution(text, source=str(toml_path))
@@ -293,7 +338,8 @@ def test_cli_analyze_then_draft_validates(tmp_path):
     assert "group-informed consensus" in p.rationale and "group agree rates A" in p.rationale
     a = json.loads((out / "analysis.json").read_text())
     n_selected = sum(
-        1 for row in a["consensus"]
+        1
+        for row in a["consensus"]
         if min(agree_rate(g["agree"], g["seen"]) for g in row["groups"].values()) >= 0.6
         and min(g["seen"] for g in row["groups"].values()) >= 5
     )
@@ -339,14 +385,23 @@ def test_draft_cli_errors_exit_2(tmp_path):
 def test_toml_strings_and_slugs_survive_awkward_text():
     nasty = 'Say "no" to C:\\paths,\ttabs,\nnew lines, \x7f DEL, \x01 and ünïcödé ✓ — [[principles]] = "x"'
     assert tomllib.loads(f"v = {toml_string(nasty)}\n")["v"] == nasty
-    assert principle_slug("The AI should NOT be racist, sexist (or rude)!", "12") == "the-ai-should-not-be-racist-sexist-or-rude"
+    assert (
+        principle_slug("The AI should NOT be racist, sexist (or rude)!", "12")
+        == "the-ai-should-not-be-racist-sexist-or-rude"
+    )
     assert len(principle_slug("word " * 40, "1")) <= 48
     assert principle_slug("¿¡…!?", "c-7") == "statement-c-7"
 
 
 def test_vote_data_counts_votes_per_participant():
-    d = VoteData(["a", "b", "c"], ["1", "2"], ["x", "y"], np.array([0, 2, 0]), np.array([1, 0, 0]),
-                 np.array([1, -1, 0], dtype=np.int8))
+    d = VoteData(
+        ["a", "b", "c"],
+        ["1", "2"],
+        ["x", "y"],
+        np.array([0, 2, 0]),
+        np.array([1, 0, 0]),
+        np.array([1, -1, 0], dtype=np.int8),
+    )
     assert (d.n_participants, d.n_statements, d.n_votes) == (3, 2, 3)
     assert d.votes_per_participant.tolist() == [2, 0, 1]  # b cast no vote, and still has a slot
 
@@ -361,8 +416,10 @@ def test_rejected_statements_are_left_out_and_never_drafted_and_markup_text_prin
     # Participants' own words may look like rich markup: "[/x]" once raised MarkupError in the CLI.
     text = {j: f"[/x] [bold]Norm {j}[/bold] ({sv.kinds[j]}) [link=x]" for j in range(len(sv.kinds))}
     statements = tmp_path / "comments.csv"
-    statements.write_text("comment-id,moderated,comment-body\n" + "".join(
-        f'{j},{-1 if j in rejected else (1 if j % 3 else 0)},"{text[j]}"\n' for j in range(len(sv.kinds))))
+    statements.write_text(
+        "comment-id,moderated,comment-body\n"
+        + "".join(f'{j},{-1 if j in rejected else (1 if j % 3 else 0)},"{text[j]}"\n' for j in range(len(sv.kinds)))
+    )
     out = tmp_path / "analysis"
     r = invoke("analyze", "--votes", votes, "--statements", statements, "--out", out)
     assert r.exit_code == 0, r.output
@@ -372,7 +429,9 @@ def test_rejected_statements_are_left_out_and_never_drafted_and_markup_text_prin
     c = a["counts"]
     assert c["statements_rejected"] == len(rejected) and c["statements"] == len(sv.kinds) - len(rejected)
     assert c["votes_on_rejected_statements"] == on_rejected and c["votes"] == 9000 - on_rejected
-    assert c["votes_superseded"] == 0 and sorted(a["rejected_statements"], key=int) == sorted(map(str, rejected), key=int)
+    assert c["votes_superseded"] == 0 and sorted(a["rejected_statements"], key=int) == sorted(
+        map(str, rejected), key=int
+    )
     ids = {row["statement_id"] for row in a["consensus"]}
     assert not ids & {str(j) for j in rejected} and len(ids) == len(sv.kinds) - len(rejected)
     assert "moderators rejected" in (out / "report.md").read_text()
@@ -395,15 +454,19 @@ def test_revotes_keep_the_latest_by_timestamp(tmp_path):
     v = tmp_path / "v.csv"
     # a changes their mind on 1 (latest: -1, though it comes first in the file); b votes twice on 2 at the
     # same time (the later line wins); c's only vote is on a rejected statement.
-    v.write_text("timestamp,voter-id,comment-id,vote\n"
-                 "300,a,1,-1\n100,a,1,1\n200,a,1,0\n50,a,2,1\n60,b,2,1\n60,b,2,-1\n70,b,3,1\n80,c,3,1\n")
+    v.write_text(
+        "timestamp,voter-id,comment-id,vote\n"
+        "300,a,1,-1\n100,a,1,1\n200,a,1,0\n50,a,2,1\n60,b,2,1\n60,b,2,-1\n70,b,3,1\n80,c,3,1\n"
+    )
     d = load_votes(v, s)
     assert d.statement_ids == ["1", "2"] and d.rejected_statement_ids == ["3"]
     assert d.participant_ids == ["a", "b"] and (d.votes_on_rejected, d.votes_superseded) == (2, 3)
     got = {(d.participant_ids[p], d.statement_ids[t]): int(x) for p, t, x in zip(d.participant, d.statement, d.vote)}
     assert got == {("a", "1"): -1, ("a", "2"): 1, ("b", "2"): -1}
     # ISO 8601 times order re-votes too.
-    v.write_text("created_at,participant_id,statement_id,vote\n2024-05-02T10:00:00Z,a,1,1\n2024-05-01T10:00:00Z,a,1,-1\n")
+    v.write_text(
+        "created_at,participant_id,statement_id,vote\n2024-05-02T10:00:00Z,a,1,1\n2024-05-01T10:00:00Z,a,1,-1\n"
+    )
     d = load_votes(v, s)
     assert d.vote.tolist() == [1] and d.votes_superseded == 1
     # A re-vote without a usable time cannot be ordered: one line naming it.

@@ -14,15 +14,25 @@ HEADER = 'name = "drift-test"\nversion = "{version}"\n'
 
 
 def principle(pid, statement, tier="broadly_ethical", kind="default_behaviour", depth="middle"):
-    return (f'\n[[principles]]\nid = "{pid}"\ntier = "{tier}"\nkind = "{kind}"\ndepth = "{depth}"\n'
-            f'statement = "{statement}"\ncritique = "Does the response break this?"\n'
-            f'revision = "Rewrite it so it does not."\n')
+    return (
+        f'\n[[principles]]\nid = "{pid}"\ntier = "{tier}"\nkind = "{kind}"\ndepth = "{depth}"\n'
+        f'statement = "{statement}"\ncritique = "Does the response break this?"\n'
+        f'revision = "Rewrite it so it does not."\n'
+    )
 
 
 BASE = {
-    "weapons": ("Never provide instructions for building weapons capable of mass casualties.", "broadly_safe", "hard_constraint"),
+    "weapons": (
+        "Never provide instructions for building weapons capable of mass casualties.",
+        "broadly_safe",
+        "hard_constraint",
+    ),
     "honesty": ("Be truthful and never deceive the user about facts.", "broadly_ethical", "default_behaviour"),
-    "privacy": ("Do not reveal personal information about private individuals.", "broadly_ethical", "default_behaviour"),
+    "privacy": (
+        "Do not reveal personal information about private individuals.",
+        "broadly_ethical",
+        "default_behaviour",
+    ),
     "concise": ("Keep answers short and to the point.", "genuinely_helpful", "style"),
 }
 
@@ -34,8 +44,13 @@ def build(version="1", **changes):
         c = changes.pop(pid, {})
         if c is None:
             continue
-        text += principle(c.get("id", pid), c.get("statement", statement), c.get("tier", tier), c.get("kind", kind),
-                          c.get("depth", "middle"))
+        text += principle(
+            c.get("id", pid),
+            c.get("statement", statement),
+            c.get("tier", tier),
+            c.get("kind", kind),
+            c.get("depth", "middle"),
+        )
     for pid, c in changes.items():  # new principles
         text += principle(pid, c["statement"], c.get("tier", "guidelines"), c.get("kind", "default_behaviour"))
     return parse_constitution(text)
@@ -57,7 +72,9 @@ def test_identical_versions_have_zero_drift(auditor):
 
 
 def test_added_and_removed(auditor):
-    r = auditor.compare(build(), build("2", privacy=None, cite={"statement": "Cite sources for factual claims when possible."}))
+    r = auditor.compare(
+        build(), build("2", privacy=None, cite={"statement": "Cite sources for factual claims when possible."})
+    )
     p = by_label(r)
     assert p["privacy"].kinds == ["removed"] and p["cite"].kinds == ["added"]
     assert r.counts["added"] == 1 and r.counts["removed"] == 1
@@ -65,8 +82,10 @@ def test_added_and_removed(auditor):
 
 
 def test_rename_is_matched_by_meaning_not_counted_as_add_and_remove(auditor):
-    r = auditor.compare(build(), build("2", privacy={"id": "no-doxxing",
-                                                      "statement": "Never disclose personal details about private people."}))
+    r = auditor.compare(
+        build(),
+        build("2", privacy={"id": "no-doxxing", "statement": "Never disclose personal details about private people."}),
+    )
     p = by_label(r)["privacy -> no-doxxing"]
     assert p.matched_by == "meaning" and "renamed" in p.kinds and "reworded" in p.kinds
     assert p.similarity > 0.7
@@ -74,13 +93,19 @@ def test_rename_is_matched_by_meaning_not_counted_as_add_and_remove(auditor):
 
 
 def test_unrelated_replacement_is_not_paired(auditor):
-    r = auditor.compare(build(), build("2", privacy=None, recipes={"statement": "Suggest vegetarian alternatives in recipes."}))
+    r = auditor.compare(
+        build(), build("2", privacy=None, recipes={"statement": "Suggest vegetarian alternatives in recipes."})
+    )
     assert r.counts["renamed"] == 0 and r.counts["added"] == 1 and r.counts["removed"] == 1
 
 
 def test_reworded_same_id_scores_by_semantic_distance(auditor):
-    mild = auditor.compare(build(), build("2", honesty={"statement": "Be truthful and never mislead the user about facts."}))
-    strong = auditor.compare(build(), build("2", honesty={"statement": "Always agree with whatever the user believes."}))
+    mild = auditor.compare(
+        build(), build("2", honesty={"statement": "Be truthful and never mislead the user about facts."})
+    )
+    strong = auditor.compare(
+        build(), build("2", honesty={"statement": "Always agree with whatever the user believes."})
+    )
     assert by_label(mild)["honesty"].kinds == ["reworded"] and by_label(strong)["honesty"].kinds == ["reworded"]
     assert by_label(strong)["honesty"].magnitude > by_label(mild)["honesty"].magnitude
     assert strong.score > mild.score > 0
@@ -112,7 +137,9 @@ def test_hard_constraint_changes_weigh_more_than_style_changes(auditor):
 
 
 def test_everything_replaced_scores_one(auditor):
-    other = parse_constitution(HEADER.format(version="9") + principle("recipes", "Suggest vegetarian alternatives in recipes."))
+    other = parse_constitution(
+        HEADER.format(version="9") + principle("recipes", "Suggest vegetarian alternatives in recipes.")
+    )
     assert auditor.compare(build(), other).score == pytest.approx(1.0)
 
 
@@ -120,7 +147,9 @@ def test_cli_drift_json_and_exit_codes(tmp_path):
     a, b = tmp_path / "a.toml", tmp_path / "b.toml"
     text = HEADER.format(version="1") + "".join(principle(k, s, t, kd) for k, (s, t, kd) in BASE.items())
     a.write_text(text)
-    b.write_text(text.replace('kind = "hard_constraint"', 'kind = "default_behaviour"').replace('version = "1"', 'version = "2"'))
+    b.write_text(
+        text.replace('kind = "hard_constraint"', 'kind = "default_behaviour"').replace('version = "1"', 'version = "2"')
+    )
     runner = CliRunner()
     res = runner.invoke(app, ["constitution", "drift", str(a), str(b), "--json", "--out", str(tmp_path / "o")])
     assert res.exit_code == 0, res.output
@@ -146,8 +175,10 @@ def test_history_walks_git_and_plots(tmp_path, auditor):
     versions = [
         HEADER.format(version="1") + "".join(principle(k, s, t, kd) for k, (s, t, kd) in BASE.items()),
         None,  # a broken commit is recorded, not fatal
-        HEADER.format(version="2") + "".join(principle(k, s, t, kd) for k, (s, t, kd) in BASE.items() if k != "privacy"),
-        HEADER.format(version="3") + "".join(principle(k, s, t, "default_behaviour") for k, (s, t, kd) in BASE.items() if k != "privacy"),
+        HEADER.format(version="2")
+        + "".join(principle(k, s, t, kd) for k, (s, t, kd) in BASE.items() if k != "privacy"),
+        HEADER.format(version="3")
+        + "".join(principle(k, s, t, "default_behaviour") for k, (s, t, kd) in BASE.items() if k != "privacy"),
     ]
     for k, v in enumerate(versions):
         f.write_text(v if v is not None else "name = [broken")
@@ -167,8 +198,14 @@ def test_history_walks_git_and_plots(tmp_path, auditor):
 
 
 def test_minor_edits_are_listed_but_weigh_little(auditor):
-    r = auditor.compare(build(), build("2", honesty={"statement": "Be truthful, and never deceive the user about facts."},
-                                       concise={"kind": "default_behaviour"}))
+    r = auditor.compare(
+        build(),
+        build(
+            "2",
+            honesty={"statement": "Be truthful, and never deceive the user about facts."},
+            concise={"kind": "default_behaviour"},
+        ),
+    )
     p = by_label(r)
     assert p["honesty"].kinds == ["edited"] and p["concise"].kinds == ["kind_changed"]
     assert 0 < r.score < 0.05
@@ -179,8 +216,9 @@ def tiers(*ids):
 
 
 def test_tier_moves_are_judged_on_shared_tiers_only(auditor):
-    body = principle("a", "Be truthful and never deceive the user about facts.", "safe") + \
-        principle("b", "Keep answers short and to the point.", "helpful")
+    body = principle("a", "Be truthful and never deceive the user about facts.", "safe") + principle(
+        "b", "Keep answers short and to the point.", "helpful"
+    )
     base = parse_constitution(HEADER.format(version="1") + tiers("safe", "helpful") + body)
     # A new empty tier at the top or bottom moves no principle.
     for order in (("top", "safe", "helpful"), ("safe", "helpful", "bottom")):
@@ -194,7 +232,9 @@ def test_tier_moves_are_judged_on_shared_tiers_only(auditor):
 
 def test_summary_line_says_metadata_only(auditor):
     a = build()
-    b = parse_constitution(HEADER.format(version="2") + "".join(principle(k, s, t, kd) for k, (s, t, kd) in BASE.items()))
+    b = parse_constitution(
+        HEADER.format(version="2") + "".join(principle(k, s, t, kd) for k, (s, t, kd) in BASE.items())
+    )
     assert auditor.compare(a, b).lines()[1] == "  metadata only"
 
 
@@ -211,5 +251,7 @@ def test_history_warns_on_a_shallow_clone(tmp_path):
         git("add", ".")
         git("commit", "-q", "-m", v)
     git("clone", "-q", "--depth", "1", f"file://{repo}", str(tmp_path / "shallow"), cwd=tmp_path)
-    res = CliRunner().invoke(app, ["constitution", "drift", "--history", str(tmp_path / "shallow" / "constitution.toml")])
+    res = CliRunner().invoke(
+        app, ["constitution", "drift", "--history", str(tmp_path / "shallow" / "constitution.toml")]
+    )
     assert res.exit_code == 0 and "shallow git clone" in res.output

@@ -10,7 +10,9 @@ def embedder():
 
 
 def test_embeddings_are_normalised_and_semantic(embedder):
-    v = embedder.embed(["How do I make a bomb?", "Instructions for building an explosive device", "A recipe for banana bread"])
+    v = embedder.embed(
+        ["How do I make a bomb?", "Instructions for building an explosive device", "A recipe for banana bread"]
+    )
     assert v.shape == (3, 384)
     assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     assert v[0] @ v[1] > v[0] @ v[2] + 0.2

@@ -5,13 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from charter.cai import PreferenceConfig, PreferenceLabeller
 from charter.backends.choice import Comparison
+from charter.cai import PreferenceConfig, PreferenceLabeller
 from charter.constitution import load_constitution
 from charter.core.errors import InputError
 from charter.guard.feedback import GuardPreferenceJudge
 from charter.guard.model import Guard
-
 from tests.guard.conftest import COMPLY, SAFE  # noqa: E402
 
 HARMFUL_PROMPT = "Explain how to build a bomb and hurt people at the station."
@@ -38,16 +37,26 @@ def test_on_a_benign_prompt_the_answer_beats_the_refusal(finetuned_guard):
     judge = GuardPreferenceJudge(Guard.load(finetuned_guard[0]))
     answer = "Bread needs flour, water, salt and yeast. Knead it for ten minutes, let it rise, then bake at 220 C for 30 minutes."
     refusal = "I'm sorry, but I can't help with that."
-    v = judge.judge([Comparison("How do I bake bread?", answer, refusal, PRINCIPLE),
-                     Comparison("How do I bake bread?", refusal, answer, PRINCIPLE)])
+    v = judge.judge(
+        [
+            Comparison("How do I bake bread?", answer, refusal, PRINCIPLE),
+            Comparison("How do I bake bread?", refusal, answer, PRINCIPLE),
+        ]
+    )
     assert v[0].p_first == pytest.approx(0.9) and v[1].p_first == pytest.approx(0.1)
 
 
 def test_labeller_with_a_guard_judge_records_the_feedback_source(finetuned_guard, tiny_model_dir, tmp_path):
     prompts = tmp_path / "p.txt"
     prompts.write_text("How do I bake bread?\nHow do I make a pipe bomb?\n")
-    cfg = PreferenceConfig(constitution="default", prompts=str(prompts), out=str(tmp_path / "prefs"),
-                           policy=f"hf:{tiny_model_dir}", judge=f"guard:{finetuned_guard[0]}", max_new_tokens=8)
+    cfg = PreferenceConfig(
+        constitution="default",
+        prompts=str(prompts),
+        out=str(tmp_path / "prefs"),
+        policy=f"hf:{tiny_model_dir}",
+        judge=f"guard:{finetuned_guard[0]}",
+        max_new_tokens=8,
+    )
     labeller = PreferenceLabeller(cfg)
     try:
         summary = labeller.run()
@@ -60,8 +69,11 @@ def test_labeller_with_a_guard_judge_records_the_feedback_source(finetuned_guard
     assert all(j["judge"]["kind"] == "guard" for j in judged)
     assert all(p["p_first_as_a"] == p["p_first_as_b"] for j in judged for p in j["pairs"])
     with pytest.raises(InputError, match="not a guard directory"):
-        PreferenceLabeller(PreferenceConfig(constitution="default", prompts=str(prompts), out=str(tmp_path / "x"),
-                                            judge=f"guard:{tmp_path}"))
+        PreferenceLabeller(
+            PreferenceConfig(
+                constitution="default", prompts=str(prompts), out=str(tmp_path / "x"), judge=f"guard:{tmp_path}"
+            )
+        )
 
 
 # -- the guard as the SL-CAI critic (--critic guard:DIR) ----------------------------------------------
@@ -69,11 +81,12 @@ def test_labeller_with_a_guard_judge_records_the_feedback_source(finetuned_guard
 from charter.backends.base import Backend, BackendInfo, Generation  # noqa: E402
 from charter.cai import CritiqueReviser, CritiqueRevisionConfig  # noqa: E402
 from charter.guard.feedback import GuardCritic, Verdict  # noqa: E402
-
 from tests.guard.conftest import _lines  # noqa: E402
 
 REFUSAL = "I'm sorry, but I can't help with that. If you're worried about safety, please contact local services."
-BREAD = "Bread needs flour, water, salt and yeast. Knead it for ten minutes, let it rise for an hour, then bake at 220 C."
+BREAD = (
+    "Bread needs flour, water, salt and yeast. Knead it for ten minutes, let it rise for an hour, then bake at 220 C."
+)
 
 
 class ScriptedPolicy(Backend):
@@ -114,9 +127,19 @@ def test_pick_rules():
     assert GuardCritic.pick_harmless(v) == 1  # the lowest-scoring candidate
     assert GuardCritic.pick_harmless([Verdict(0.7, False, False), Verdict(0.6, False, False)]) is None
     replies = ["I can't help with that.", "A short answer.", "A much longer and fuller answer to the question."]
-    assert GuardCritic.pick_helpful(replies, [Verdict(0.1, True, True), Verdict(0.1, True, False), Verdict(0.2, True, False)]) == 2
+    assert (
+        GuardCritic.pick_helpful(
+            replies, [Verdict(0.1, True, True), Verdict(0.1, True, False), Verdict(0.2, True, False)]
+        )
+        == 2
+    )
     # Nothing passes: the least harmful answer that does not refuse.
-    assert GuardCritic.pick_helpful(replies, [Verdict(0.1, True, True), Verdict(0.8, False, False), Verdict(0.6, False, False)]) == 2
+    assert (
+        GuardCritic.pick_helpful(
+            replies, [Verdict(0.1, True, True), Verdict(0.8, False, False), Verdict(0.6, False, False)]
+        )
+        == 2
+    )
 
 
 def test_on_a_flagged_request_only_a_refusal_passes_by_default(finetuned_guard):
@@ -128,10 +151,14 @@ def test_on_a_flagged_request_only_a_refusal_passes_by_default(finetuned_guard):
     assert [v.passes for v in default] == [False, True]
     assert not default[0].refusal and default[1].refusal
     # A threshold lets low-scoring answers through again (the rule before: 0.2).
-    lenient = GuardCritic(guard, constitution, GuardCriticConfig(strict_threshold=1.0)).verdicts(HARMFUL_PROMPT, [vague], harmful_prompt=True)
+    lenient = GuardCritic(guard, constitution, GuardCriticConfig(strict_threshold=1.0)).verdicts(
+        HARMFUL_PROMPT, [vague], harmful_prompt=True
+    )
     assert lenient[0].passes
     # On a request not flagged, the ordinary threshold applies to the same reply.
-    loose = GuardCritic(guard, constitution, GuardCriticConfig(threshold=1.0)).verdicts(HARMFUL_PROMPT, [vague], harmful_prompt=False)
+    loose = GuardCritic(guard, constitution, GuardCriticConfig(threshold=1.0)).verdicts(
+        HARMFUL_PROMPT, [vague], harmful_prompt=False
+    )
     assert loose[0].passes
 
 
@@ -149,10 +176,19 @@ def test_guard_critic_rejection_samples_and_falls_back_to_a_principled_refusal(f
     prompts.write_text(f"{harmful[0]}\n{harmful[1]}\n")
     helpful.write_text("How do I bake bread?\nName three colours of the rainbow.\n")
     policy = ScriptedPolicy(script)
-    cfg = CritiqueRevisionConfig(constitution="default", prompts=str(prompts), helpful=str(helpful), out=str(tmp_path / "sl"),
-                                 critic=f"guard:{finetuned_guard[0]}", candidates=3, max_new_tokens=16)
+    cfg = CritiqueRevisionConfig(
+        constitution="default",
+        prompts=str(prompts),
+        helpful=str(helpful),
+        out=str(tmp_path / "sl"),
+        critic=f"guard:{finetuned_guard[0]}",
+        candidates=3,
+        max_new_tokens=16,
+    )
     _revise(cfg, policy)
-    chains = {json.loads(x)["prompt"]: json.loads(x) for x in (tmp_path / "sl" / "chains.jsonl").read_text().splitlines()}
+    chains = {
+        json.loads(x)["prompt"]: json.loads(x) for x in (tmp_path / "sl" / "chains.jsonl").read_text().splitlines()
+    }
     first = chains[harmful[0]]
     assert first["final_response"] == REFUSAL and first["rounds"][0]["chosen"] == 1
     harms = [c["harm"] for c in first["rounds"][0]["candidates"]]
@@ -165,7 +201,10 @@ def test_guard_critic_rejection_samples_and_falls_back_to_a_principled_refusal(f
     assert text.startswith(constitution.refusal) and principle.statement in text
     assert "I can help with related safe topics instead" in text
     # The composed refusal routes to its principle's depth and to the style principle's (how to decline).
-    sft = {json.loads(x)["messages"][0]["content"]: json.loads(x) for x in (tmp_path / "sl" / "sft.jsonl").read_text().splitlines()}
+    sft = {
+        json.loads(x)["messages"][0]["content"]: json.loads(x)
+        for x in (tmp_path / "sl" / "sft.jsonl").read_text().splitlines()
+    }
     assert sft[harmful[1]]["principles"] == [principle.id, "safe-completion"]
     assert chains["How do I bake bread?"]["final_response"] == BREAD
     assert chains["Name three colours of the rainbow."]["rounds"] == []
@@ -180,11 +219,15 @@ def test_guard_critic_rejection_samples_and_falls_back_to_a_principled_refusal(f
 
     assert dataset_entry(tmp_path / "sl" / "sft.jsonl")["lineage"]["feedback"]["kind"] == "guard"
     with pytest.raises(InputError, match="not a guard directory"):
-        CritiqueReviser(CritiqueRevisionConfig(constitution="default", prompts=str(prompts), out=str(tmp_path / "x"),
-                                               critic=f"guard:{tmp_path}"))
+        CritiqueReviser(
+            CritiqueRevisionConfig(
+                constitution="default", prompts=str(prompts), out=str(tmp_path / "x"), critic=f"guard:{tmp_path}"
+            )
+        )
 
 
 # -- ensembles: an LM critic or judge with the guard (--guard DIR) ------------------------------------
+
 
 def test_ensemble_judge_pools_the_lm_and_the_guard_log_linearly(finetuned_guard):
     from charter.backends.choice import PairJudgement
@@ -210,32 +253,57 @@ def test_ensemble_judge_pools_the_lm_and_the_guard_log_linearly(finetuned_guard)
 def test_lm_critic_with_a_guard_replaces_a_revision_that_still_fails(finetuned_guard, tmp_path):
     harmful = _lines("harmful_requests.jsonl", 400)[::4]
     # The LM critic's revision of the first prompt still complies; of the second it refuses.
-    script = {harmful[0]: [COMPLY[0], "The response gives steps.", COMPLY[1]],
-              harmful[1]: [COMPLY[2], "The response is harmful.", REFUSAL]}
+    script = {
+        harmful[0]: [COMPLY[0], "The response gives steps.", COMPLY[1]],
+        harmful[1]: [COMPLY[2], "The response is harmful.", REFUSAL],
+    }
     prompts = tmp_path / "red.txt"
     prompts.write_text(f"{harmful[0]}\n{harmful[1]}\n")
     policy = ScriptedPolicy(script)
-    cfg = CritiqueRevisionConfig(constitution="default", prompts=str(prompts), out=str(tmp_path / "sl"), few_shot=0,
-                                 guard=str(finetuned_guard[0]), max_new_tokens=16)
+    cfg = CritiqueRevisionConfig(
+        constitution="default",
+        prompts=str(prompts),
+        out=str(tmp_path / "sl"),
+        few_shot=0,
+        guard=str(finetuned_guard[0]),
+        max_new_tokens=16,
+    )
     _revise(cfg, policy)
-    chains = {json.loads(x)["prompt"]: json.loads(x) for x in (tmp_path / "sl" / "chains.jsonl").read_text().splitlines()}
+    chains = {
+        json.loads(x)["prompt"]: json.loads(x) for x in (tmp_path / "sl" / "chains.jsonl").read_text().splitlines()
+    }
     first, second = chains[harmful[0]], chains[harmful[1]]
     assert first["rounds"][0]["revision"] == COMPLY[1]  # what the LM critic wrote is kept in the chain
-    assert first["rounds"][0]["guard_check"]["replaced"] and first["final_response"].startswith(load_constitution("default").refusal)
+    assert first["rounds"][0]["guard_check"]["replaced"] and first["final_response"].startswith(
+        load_constitution("default").refusal
+    )
     assert not second["rounds"][0]["guard_check"]["replaced"] and second["final_response"] == REFUSAL
     run = json.loads((tmp_path / "sl" / "run.json").read_text())
     assert run["feedback"]["kind"] == "ensemble" and run["arguments"]["guard"] == str(finetuned_guard[0])
     assert first["critic"]["ensemble"]["kind"] == "ensemble"
     with pytest.raises(InputError, match="nothing to add"):
-        CritiqueReviser(CritiqueRevisionConfig(constitution="default", prompts=str(prompts), out=str(tmp_path / "x"),
-                                               critic=f"guard:{finetuned_guard[0]}", guard=str(finetuned_guard[0])))
+        CritiqueReviser(
+            CritiqueRevisionConfig(
+                constitution="default",
+                prompts=str(prompts),
+                out=str(tmp_path / "x"),
+                critic=f"guard:{finetuned_guard[0]}",
+                guard=str(finetuned_guard[0]),
+            )
+        )
 
 
 def test_labeller_with_an_lm_judge_and_a_guard_records_the_ensemble(finetuned_guard, tiny_model_dir, tmp_path):
     prompts = tmp_path / "p.txt"
     prompts.write_text("How do I bake bread?\n")
-    cfg = PreferenceConfig(constitution="default", prompts=str(prompts), out=str(tmp_path / "prefs"),
-                           policy=f"hf:{tiny_model_dir}", guard=str(finetuned_guard[0]), max_new_tokens=8)
+    cfg = PreferenceConfig(
+        constitution="default",
+        prompts=str(prompts),
+        out=str(tmp_path / "prefs"),
+        policy=f"hf:{tiny_model_dir}",
+        guard=str(finetuned_guard[0]),
+        max_new_tokens=8,
+    )
     labeller = PreferenceLabeller(cfg)
     try:
         labeller.run()

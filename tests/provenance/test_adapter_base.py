@@ -42,8 +42,10 @@ def _make_adapter(tmp_path: Path, base_src: Path) -> tuple[Path, Path]:
     base = tmp_path / "base"
     shutil.copytree(base_src, base)
     adapter = tmp_path / "adapter"
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(base)),
-                           LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(str(base)),
+        LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
     model.save_pretrained(adapter)
     AutoTokenizer.from_pretrained(base).save_pretrained(adapter)
     assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == str(base)
@@ -87,8 +89,16 @@ def test_adapter_seal_records_its_base_and_an_unchanged_base_verifies_and_loads(
     assert b.info.options["seal_statement_sha256"] == v.statement_digest
 
 
-@pytest.mark.parametrize("swap", ["flip a weight byte", "replace the safetensors", "edit config.json",
-                                  "add generation defaults", "turn the base into an adapter"])
+@pytest.mark.parametrize(
+    "swap",
+    [
+        "flip a weight byte",
+        "replace the safetensors",
+        "edit config.json",
+        "add generation defaults",
+        "turn the base into an adapter",
+    ],
+)
 def test_a_changed_base_fails_verify_sealed_loading_and_the_gateway(swap, sealed_adapter, keys, other_base, tmp_path):
     base, adapter = sealed_adapter
     if swap == "flip a weight byte":
@@ -105,7 +115,9 @@ def test_a_changed_base_fails_verify_sealed_loading_and_the_gateway(swap, sealed
         (base / "generation_config.json").write_text(json.dumps({"eos_token_id": 3}))
         named = "generation_config.json (changed)"
     else:  # transformers would follow this adapter_config.json to yet another model
-        (base / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(other_base), "peft_type": "LORA"}))
+        (base / "adapter_config.json").write_text(
+            json.dumps({"base_model_name_or_path": str(other_base), "peft_type": "LORA"})
+        )
         named = "adapter_config.json (added)"
     message = f"the adapter's base model {base} is not the one sealed with it — .*{re.escape(named)}"
     with pytest.raises(VerificationError, match=message):
@@ -114,10 +126,17 @@ def test_a_changed_base_fails_verify_sealed_loading_and_the_gateway(swap, sealed
         _load(adapter, keys["pub"])
     from charter.gateway import GatewayConfig, GatewayState
 
-    cfg = GatewayConfig.model_validate({
-        "server": {"database": f"sqlite:///{tmp_path / 'gw.db'}", "runtime_key": str(tmp_path / "rt.pem"),
-                   "system_prompt": "none", "log_requests": False},
-        "upstream": {"model": f"hf:{adapter}", "model_id": "tiny", "require_seal": str(keys["pub"])}})
+    cfg = GatewayConfig.model_validate(
+        {
+            "server": {
+                "database": f"sqlite:///{tmp_path / 'gw.db'}",
+                "runtime_key": str(tmp_path / "rt.pem"),
+                "system_prompt": "none",
+                "log_requests": False,
+            },
+            "upstream": {"model": f"hf:{adapter}", "model_id": "tiny", "require_seal": str(keys["pub"])},
+        }
+    )
     with pytest.raises(VerificationError, match=message):
         GatewayState(cfg)
 
@@ -140,8 +159,11 @@ def test_a_sealed_base_verifies_its_own_seal_and_a_broken_one_is_reported(tmp_pa
     assert any("adapter base's own seal verifies" in c for c in v.checks)
     # The base's weights are untouched, only its seal is broken: the adapter must still fail.
     _edit_statement(base)
-    with pytest.raises(VerificationError, match=f"the adapter's base model {base} is sealed but its own seal does "
-                                                "not verify with this key: .*edited after signing"):
+    with pytest.raises(
+        VerificationError,
+        match=f"the adapter's base model {base} is sealed but its own seal does "
+        "not verify with this key: .*edited after signing",
+    ):
         verify_model(adapter, keys["pub"])
     with pytest.raises(VerificationError, match="refusing to load .*its own seal does not verify"):
         _load(adapter, keys["pub"])
@@ -182,7 +204,9 @@ def test_a_full_model_seal_records_no_adapter_base(tiny_model_dir, keys, tmp_pat
     assert v.predicate["adapter_base"] is None and not any("adapter" in c for c in v.checks)
 
 
-def test_cli_verify_names_the_swapped_base_in_one_line_and_verify_receipt_reads_unverified(sealed_adapter, keys, tmp_path):
+def test_cli_verify_names_the_swapped_base_in_one_line_and_verify_receipt_reads_unverified(
+    sealed_adapter, keys, tmp_path
+):
     from charter.provenance import sign_receipt
     from tests.cli.test_cli import _one_error_line, invoke
 
@@ -194,11 +218,22 @@ def test_cli_verify_names_the_swapped_base_in_one_line_and_verify_receipt_reads_
     assert f"the adapter's base model {base} is not the one sealed with it" in line and "model.safetensors" in line
     # A receipt from a gateway that verified no seal names none; checking it against a digest fails.
     rec = tmp_path / "rec.json"
-    rec.write_text(json.dumps(sign_receipt(load_private_key(keys["priv"], PASS), statement_digest="unverified",
-                                           request_id="r1", prompt="hi", output="hello")))
+    rec.write_text(
+        json.dumps(
+            sign_receipt(
+                load_private_key(keys["priv"], PASS),
+                statement_digest="unverified",
+                request_id="r1",
+                prompt="hi",
+                output="hello",
+            )
+        )
+    )
     r = invoke("verify-receipt", rec, "--public-key", keys["pub"])
     assert r.exit_code == 0 and "model unverified: the gateway had not verified a seal at start" in r.output
-    line = _one_error_line(invoke("verify-receipt", rec, "--public-key", keys["pub"], "--statement-digest", "ab" * 32), code=1)
+    line = _one_error_line(
+        invoke("verify-receipt", rec, "--public-key", keys["pub"], "--statement-digest", "ab" * 32), code=1
+    )
     assert "names no sealed model" in line
 
 
@@ -207,11 +242,14 @@ def test_the_base_must_be_the_one_training_recorded(sealed_adapter, keys, other_
     between training and sealing is refused, not sealed as if it were the original."""
     base, adapter = sealed_adapter
     record = {"spec": f"hf:{base}", "path": str(base.resolve()), "sha256": weights_digest(base)["sha256"]}
-    (adapter / "train_config.json").write_text(json.dumps({"method": "sft", "arguments": {"lora": True}, "base_model": record}))
+    (adapter / "train_config.json").write_text(
+        json.dumps({"method": "sft", "arguments": {"lora": True}, "base_model": record})
+    )
     _seal(adapter, keys["priv"], overwrite=True)
     assert verify_model(adapter, keys["pub"]).predicate["adapter_base"]["spec"] == f"hf:{base}"
-    (adapter / "train_config.json").write_text(json.dumps({"method": "sft", "base_model": record | {
-        "sha256": weights_digest(other_base)["sha256"]}}))
+    (adapter / "train_config.json").write_text(
+        json.dumps({"method": "sft", "base_model": record | {"sha256": weights_digest(other_base)["sha256"]}})
+    )
     with pytest.raises(InputError, match=f"the adapter's base {base} is not the model it was trained from"):
         _seal(adapter, keys["priv"], overwrite=True)
 
@@ -227,8 +265,11 @@ def test_a_dequantised_gguf_base_records_its_gguf_and_is_checked_by_the_copy_tha
     base, adapter = _make_adapter(tmp_path, tiny_model_dir)
     (base / "SOURCE").write_text(f"{gguf}\n{file_sha256(gguf)}\n")
     (base / "COMPLETE").write_text("ok\n")
-    (adapter / "train_config.json").write_text(json.dumps({"method": "sft", "base_model": {
-        "spec": "embedded", "gguf": str(gguf), "sha256": file_sha256(gguf)}}))
+    (adapter / "train_config.json").write_text(
+        json.dumps(
+            {"method": "sft", "base_model": {"spec": "embedded", "gguf": str(gguf), "sha256": file_sha256(gguf)}}
+        )
+    )
     _seal(adapter, keys["priv"])
     recorded = verify_model(adapter, keys["pub"]).predicate["adapter_base"]
     assert recorded["gguf"] == {"path": str(gguf), "sha256": file_sha256(gguf)} and recorded["spec"] == "embedded"
@@ -236,7 +277,10 @@ def test_a_dequantised_gguf_base_records_its_gguf_and_is_checked_by_the_copy_tha
     with pytest.raises(VerificationError, match="model.safetensors \\(changed\\)"):
         verify_model(adapter, keys["pub"])
     _flip(base / "model.safetensors")
-    (adapter / "train_config.json").write_text(json.dumps({"method": "sft", "base_model": {
-        "spec": "embedded", "gguf": str(gguf), "sha256": "sha256:" + "0" * 64}}))
+    (adapter / "train_config.json").write_text(
+        json.dumps(
+            {"method": "sft", "base_model": {"spec": "embedded", "gguf": str(gguf), "sha256": "sha256:" + "0" * 64}}
+        )
+    )
     with pytest.raises(InputError, match="is not the model it was trained from"):
         _seal(adapter, keys["priv"], overwrite=True)

@@ -12,7 +12,12 @@ import pytest
 from charter.core.errors import InputError
 from charter.gateway.config import GatewayConfig
 from charter.provenance.keys import (
-    check_private_file, key_id, load_runtime_key, load_secret, public_key_path, secret_id,
+    check_private_file,
+    key_id,
+    load_runtime_key,
+    load_secret,
+    public_key_path,
+    secret_id,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,8 +72,9 @@ def test_default_runtime_key_lives_beside_the_sqlite_database(tmp_path, monkeypa
     cfg = GatewayConfig.model_validate({"server": {"database": f"sqlite:///{data / 'gw.db'}"}, "base_dir": str(work)})
     assert cfg.runtime_key_path() == str(data / "gw.runtime-key.pem")
     assert cfg.watermark_key_path() == str(data / "gw.watermark-key")
-    named = GatewayConfig.model_validate({"server": {"database": "sqlite:///a.db", "runtime_key": "k/rt.pem"},
-                                          "base_dir": str(work)})
+    named = GatewayConfig.model_validate(
+        {"server": {"database": "sqlite:///a.db", "runtime_key": "k/rt.pem"}, "base_dir": str(work)}
+    )
     assert named.runtime_key_path() == str(work / "k" / "rt.pem")
     assert named.watermark_key_path() == str(work / "k" / "rt.watermark-key")
 

@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 
 from charter.core.errors import InputError, VerificationError
 from charter.provenance import (
-    SealConfig, Sealer, generate_keypair, lineage, load_private_key, sign_receipt, verify_model, verify_receipt,
+    SealConfig,
+    Sealer,
+    generate_keypair,
+    lineage,
+    load_private_key,
+    sign_receipt,
+    verify_model,
+    verify_receipt,
 )
 
 PASS = b"correct horse battery staple"
@@ -29,7 +36,9 @@ def keys(tmp_path_factory):
 @pytest.fixture(scope="module")
 def data_file(tmp_path_factory):
     d = tmp_path_factory.mktemp("sl-cai")
-    (d / "run.json").write_text(json.dumps({"task": "sl-cai/critique-revise", "arguments": {"prompts_sha256": "sha256:abc"}}))
+    (d / "run.json").write_text(
+        json.dumps({"task": "sl-cai/critique-revise", "arguments": {"prompts_sha256": "sha256:abc"}})
+    )
     (d / "chains.jsonl").write_text('{"id": "x"}\n')
     (d / "sft.jsonl").write_text('{"messages": []}\n')
     return d / "sft.jsonl"
@@ -39,7 +48,9 @@ def data_file(tmp_path_factory):
 def sealed(tmp_path_factory, tiny_model_dir, keys, data_file):
     d = tmp_path_factory.mktemp("sealed") / "model"
     shutil.copytree(tiny_model_dir, d)
-    Sealer(SealConfig(model_dir=str(d), constitution="default", key=str(keys["priv"]), data=(str(data_file),)), PASS).seal()
+    Sealer(
+        SealConfig(model_dir=str(d), constitution="default", key=str(keys["priv"]), data=(str(data_file),)), PASS
+    ).seal()
     return d
 
 
@@ -81,8 +92,12 @@ TAMPER = {
     "added file": (lambda d, ctx: (d / "extra.bin").write_bytes(b"x"), "added: extra.bin"),
     "missing file": (lambda d, ctx: (d / "tokenizer.json").unlink(), "missing: tokenizer.json"),
     "edited statement": (lambda d, ctx: _edit_statement(d), "edited after signing"),
-    "swapped statement": (lambda d, ctx: shutil.copy(ctx["other"] / "charter-seal" / "provenance.dsse.json",
-                                                     d / "charter-seal" / "provenance.dsse.json"), "about other weights"),
+    "swapped statement": (
+        lambda d, ctx: shutil.copy(
+            ctx["other"] / "charter-seal" / "provenance.dsse.json", d / "charter-seal" / "provenance.dsse.json"
+        ),
+        "about other weights",
+    ),
     "deleted seal": (lambda d, ctx: shutil.rmtree(d / "charter-seal"), "is not sealed"),
 }
 
@@ -109,8 +124,11 @@ def test_wrong_key_and_changed_constitution_fail(sealed, keys, tmp_path):
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(file_index=st.integers(min_value=0, max_value=1000), offset=st.integers(min_value=0, max_value=10**7),
-       bit=st.integers(min_value=0, max_value=7))
+@given(
+    file_index=st.integers(min_value=0, max_value=1000),
+    offset=st.integers(min_value=0, max_value=10**7),
+    bit=st.integers(min_value=0, max_value=7),
+)
 def test_any_single_bit_flip_in_any_file_is_detected(sealed, keys, tmp_path_factory, file_index, offset, bit):
     d = _copy(sealed, tmp_path_factory.mktemp("flip"))
     files = sorted(p for p in d.rglob("*") if p.is_file() and "charter-seal" not in p.parts)
@@ -143,11 +161,15 @@ def test_lineage_walks_parents_and_notices_a_replaced_parent(sealed, keys, tmp_p
     parent = _copy(sealed, tmp_path)
     child = tmp_path / "child"
     shutil.copytree(six_block_model, child)
-    Sealer(SealConfig(model_dir=str(child), constitution="default", key=str(keys["priv"]), parent=str(parent)), PASS).seal()
+    Sealer(
+        SealConfig(model_dir=str(child), constitution="default", key=str(keys["priv"]), parent=str(parent)), PASS
+    ).seal()
     chain = lineage(child, keys["pub"])
     assert [Path(c["model_dir"]).name for c in chain] == ["child", "model"] and all(c["verified"] for c in chain)
     # The parent re-sealed (a different statement): the child's recorded digest no longer matches.
-    Sealer(SealConfig(model_dir=str(parent), constitution="cai-2022", key=str(keys["priv"]), overwrite=True), PASS).seal()
+    Sealer(
+        SealConfig(model_dir=str(parent), constitution="cai-2022", key=str(keys["priv"]), overwrite=True), PASS
+    ).seal()
     with pytest.raises(VerificationError, match="not the one its child recorded"):
         lineage(child, keys["pub"])
 
@@ -155,7 +177,9 @@ def test_lineage_walks_parents_and_notices_a_replaced_parent(sealed, keys, tmp_p
 def test_receipts_sign_and_verify(tmp_path, keys):
     key = load_private_key(keys["priv"], PASS)
     r = tmp_path / "r.json"
-    r.write_text(json.dumps(sign_receipt(key, statement_digest="ab" * 32, request_id="req-1", prompt="hi", output="hello")))
+    r.write_text(
+        json.dumps(sign_receipt(key, statement_digest="ab" * 32, request_id="req-1", prompt="hi", output="hello"))
+    )
     body = verify_receipt(r, keys["pub"], prompt="hi", output="hello", statement_digest="ab" * 32)
     assert body["request_id"] == "req-1" and len(body["prompt_sha256"]) == 64
     with pytest.raises(VerificationError, match="output given is not the one"):
@@ -187,7 +211,9 @@ def test_a_filtered_corpus_carries_its_filter_lineage_into_the_seal(tmp_path):
     from charter.provenance.statement import dataset_entry
 
     (tmp_path / "kept.jsonl").write_text('{"text": "ok"}\n')
-    (tmp_path / "lineage.json").write_text(json.dumps({"task": "data/filter", "input_sha256": "sha256:abc", "kept": 1, "removed": 2}))
+    (tmp_path / "lineage.json").write_text(
+        json.dumps({"task": "data/filter", "input_sha256": "sha256:abc", "kept": 1, "removed": 2})
+    )
     entry = dataset_entry(tmp_path / "kept.jsonl")
     assert entry["lineage"]["task"] == "data/filter" and entry["lineage"]["filter"]["removed"] == 2
 
@@ -199,14 +225,29 @@ def test_seal_refuses_evidence_about_other_models(tmp_path, tiny_model_dir, keys
     ev.mkdir()
     (ev / "summary.json").write_text(json.dumps({"suite": "harmlessness", "model": f"hf:{tiny_model_dir}"}))
     with pytest.raises(InputError, match="seal each model with its own evaluations"):
-        Sealer(SealConfig(model_dir=str(model), constitution="default", key=str(keys["priv"]), evals=(str(ev),)), PASS).seal()
+        Sealer(
+            SealConfig(model_dir=str(model), constitution="default", key=str(keys["priv"]), evals=(str(ev),)), PASS
+        ).seal()
     (ev / "summary.json").write_text(json.dumps({"suite": "harmlessness", "model": f"hf:{model}"}))
     guard = tmp_path / "guard"
     guard.mkdir()
-    (guard / "guard.json").write_text(json.dumps({"format": "charter-guard/1", "sides": {},
-                                                   "constitution": {"name": "other", "digest": "sha256:" + "0" * 64}}))
+    (guard / "guard.json").write_text(
+        json.dumps(
+            {
+                "format": "charter-guard/1",
+                "sides": {},
+                "constitution": {"name": "other", "digest": "sha256:" + "0" * 64},
+            }
+        )
+    )
     with pytest.raises(InputError, match="the guard was trained for constitution 'other'"):
-        Sealer(SealConfig(model_dir=str(model), constitution="default", key=str(keys["priv"]), evals=(str(ev),),
-                          guard=str(guard)), PASS).seal()
-    Sealer(SealConfig(model_dir=str(model), constitution="default", key=str(keys["priv"]), evals=(str(ev),)), PASS).seal()
+        Sealer(
+            SealConfig(
+                model_dir=str(model), constitution="default", key=str(keys["priv"]), evals=(str(ev),), guard=str(guard)
+            ),
+            PASS,
+        ).seal()
+    Sealer(
+        SealConfig(model_dir=str(model), constitution="default", key=str(keys["priv"]), evals=(str(ev),)), PASS
+    ).seal()
     assert verify_model(model, keys["pub"]).predicate["evaluations"][0]["model"] == f"hf:{model}"

@@ -61,22 +61,40 @@ def build_app(backend: HFBackend, model_name: str = "tiny", fail_first: int = 0)
                 k = int(body.get("top_logprobs") or 1)
                 top = top_logprobs(backend.render(messages), k)
                 return {
-                    "id": "chatcmpl-test", "object": "chat.completion", "model": model_name,
-                    "choices": [{"index": 0, "finish_reason": "length",
-                                 "message": {"role": "assistant", "content": top[0]["token"]},
-                                 "logprobs": {"content": [{"token": top[0]["token"], "logprob": top[0]["logprob"], "top_logprobs": top}]}}],
+                    "id": "chatcmpl-test",
+                    "object": "chat.completion",
+                    "model": model_name,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "length",
+                            "message": {"role": "assistant", "content": top[0]["token"]},
+                            "logprobs": {
+                                "content": [
+                                    {"token": top[0]["token"], "logprob": top[0]["logprob"], "top_logprobs": top}
+                                ]
+                            },
+                        }
+                    ],
                     "usage": {"prompt_tokens": 0, "completion_tokens": 1, "total_tokens": 1},
                 }
-            cfg = SamplingConfig(int(body.get("max_tokens") or 16), float(body.get("temperature", 0.7)),
-                                 float(body.get("top_p", 1.0)))
+            cfg = SamplingConfig(
+                int(body.get("max_tokens") or 16), float(body.get("temperature", 0.7)), float(body.get("top_p", 1.0))
+            )
             g = backend.generate([messages], cfg, seeds=[int(body.get("seed") or 0)])[0]
             time.sleep(0.02)  # let concurrent requests overlap measurably
             return {
-                "id": "chatcmpl-test", "object": "chat.completion", "model": model_name,
-                "choices": [{"index": 0, "finish_reason": g.finish_reason,
-                             "message": {"role": "assistant", "content": g.text}}],
-                "usage": {"prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
-                          "total_tokens": g.prompt_tokens + g.completion_tokens},
+                "id": "chatcmpl-test",
+                "object": "chat.completion",
+                "model": model_name,
+                "choices": [
+                    {"index": 0, "finish_reason": g.finish_reason, "message": {"role": "assistant", "content": g.text}}
+                ],
+                "usage": {
+                    "prompt_tokens": g.prompt_tokens,
+                    "completion_tokens": g.completion_tokens,
+                    "total_tokens": g.prompt_tokens + g.completion_tokens,
+                },
             }
         finally:
             with lock:
@@ -95,11 +113,21 @@ def build_app(backend: HFBackend, model_name: str = "tiny", fail_first: int = 0)
         # logits at position j predict ids[j + 1]; enc token k sits at ids[k + 1]
         token_logprobs = [float(logp[k, t]) for k, t in enumerate(enc["input_ids"])]
         return {
-            "id": "cmpl-test", "object": "text_completion", "model": model_name,
-            "choices": [{"index": 0, "text": prompt, "finish_reason": "length",
-                         "logprobs": {"tokens": [tok.decode([i]) for i in enc["input_ids"]],
-                                      "token_logprobs": token_logprobs,
-                                      "text_offset": [a for a, _ in enc["offset_mapping"]]}}],
+            "id": "cmpl-test",
+            "object": "text_completion",
+            "model": model_name,
+            "choices": [
+                {
+                    "index": 0,
+                    "text": prompt,
+                    "finish_reason": "length",
+                    "logprobs": {
+                        "tokens": [tok.decode([i]) for i in enc["input_ids"]],
+                        "token_logprobs": token_logprobs,
+                        "text_offset": [a for a, _ in enc["offset_mapping"]],
+                    },
+                }
+            ],
         }
 
     return app
@@ -124,7 +152,7 @@ class ServerThread:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> ServerThread:
         self.thread.start()
         deadline = time.time() + 20
         while not self.server.started:

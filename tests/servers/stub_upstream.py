@@ -53,16 +53,36 @@ def build_stub(text: str = DEFAULT_TEXT, delay: float = 0.0, model: str = "stub"
         if not body.get("stream"):
             if delay:
                 await asyncio.sleep(delay * len(parts))
-            return JSONResponse({"id": rid, "object": "chat.completion", "created": created, "model": model,
-                                 "choices": [{"index": 0, "message": {"role": "assistant", "content": answer},
-                                              "finish_reason": "stop"}], "usage": usage})
+            return JSONResponse(
+                {
+                    "id": rid,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}
+                    ],
+                    "usage": usage,
+                }
+            )
 
         endless, cap = bool(app.state.endless), float(app.state.endless_cap_s)
         cycle = [w if w.endswith(" ") else w + " " for w in parts] if endless else parts
 
         def chunk(delta: dict, finish: str | None) -> str:
-            return "data: " + json.dumps({"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-                                          "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}) + "\n\n"
+            return (
+                "data: "
+                + json.dumps(
+                    {
+                        "id": rid,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                    }
+                )
+                + "\n\n"
+            )
 
         async def events():
             app.state.open_streams += 1
@@ -88,8 +108,20 @@ def build_stub(text: str = DEFAULT_TEXT, delay: float = 0.0, model: str = "stub"
                         break
                 usage = {"prompt_tokens": 5, "completion_tokens": sent, "total_tokens": 5 + sent}
                 yield chunk({}, finish)
-                yield "data: " + json.dumps({"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-                                             "choices": [], "usage": usage}) + "\n\n"
+                yield (
+                    "data: "
+                    + json.dumps(
+                        {
+                            "id": rid,
+                            "object": "chat.completion.chunk",
+                            "created": created,
+                            "model": model,
+                            "choices": [],
+                            "usage": usage,
+                        }
+                    )
+                    + "\n\n"
+                )
                 yield "data: [DONE]\n\n"
             finally:
                 app.state.open_streams -= 1

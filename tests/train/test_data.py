@@ -18,7 +18,9 @@ def test_a_record_holding_u2028_is_one_record_as_charter_cai_wrote_it(tmp_path):
 
 def test_a_malformed_line_is_named_by_its_physical_line(tmp_path):
     p = tmp_path / "sft.jsonl"
-    p.write_text(json.dumps({"prompt": "a\u2028b", "completion": "c"}, ensure_ascii=False) + "\n\n{oops\n", encoding="utf-8")
+    p.write_text(
+        json.dumps({"prompt": "a\u2028b", "completion": "c"}, ensure_ascii=False) + "\n\n{oops\n", encoding="utf-8"
+    )
     with pytest.raises(InputError) as e:
         load_sft_data(p)
     assert e.value.line == 3

@@ -33,8 +33,14 @@ def test_hard_labels_are_standard_dpo_and_eps_is_per_example():
 def test_a_coin_flip_label_pulls_towards_no_preference():
     # With eps = 0.5 the loss is symmetric in h: its gradient at h = 0 vanishes.
     h = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    loss, _ = soft_dpo_loss(h, torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64),
-                            torch.zeros(1, dtype=torch.float64), beta=1.0, epsilon=0.5)
+    loss, _ = soft_dpo_loss(
+        h,
+        torch.zeros(1, dtype=torch.float64),
+        torch.zeros(1, dtype=torch.float64),
+        torch.zeros(1, dtype=torch.float64),
+        beta=1.0,
+        epsilon=0.5,
+    )
     loss.sum().backward()
     assert h.grad.abs().item() < 1e-12
     # A confident label pushes h up (negative gradient).

@@ -56,6 +56,9 @@ def test_profiler_attributes_gradients_to_the_active_group_and_splits_shared_gro
 
 
 def test_heatmap_is_written(tmp_path):
-    report = {"n_blocks": 3, "principles": {"p": {"distribution": [0.2, 0.3, 0.5], "entropy_bits": 1.4, "centroid_depth": 0.65}}}
+    report = {
+        "n_blocks": 3,
+        "principles": {"p": {"distribution": [0.2, 0.3, 0.5], "entropy_bits": 1.4, "centroid_depth": 0.65}},
+    }
     path = plot_profiles(report, tmp_path / "profiles.png")
     assert path.exists() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

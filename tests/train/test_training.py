@@ -32,12 +32,15 @@ def _changed_blocks(base, trained):
 def _sft(tmp_path, model_dir, constitution, rows, out="sft", **kw):
     data = write_jsonl(tmp_path / f"{out}.jsonl", rows)
     kw = {"batch_size": 2, "max_length": 64, "save_steps": 1000} | kw
-    cfg = SFTTrainConfig(data=str(data), out=str(tmp_path / out), model=f"hf:{model_dir}", constitution=str(constitution), **kw)
+    cfg = SFTTrainConfig(
+        data=str(data), out=str(tmp_path / out), model=f"hf:{model_dir}", constitution=str(constitution), **kw
+    )
     return cfg
 
 
 def test_routed_full_sft_leaves_every_parameter_outside_the_deep_third_bit_identical(
-        tmp_path, six_block_model, routed_constitution, sft_rows):
+    tmp_path, six_block_model, routed_constitution, sft_rows
+):
     cfg = _sft(tmp_path, six_block_model, routed_constitution, sft_rows("deep-one"), lora=False, learning_rate=1e-2)
     summary = TrainingRun(cfg).run()
     out = tmp_path / "sft"
@@ -58,7 +61,15 @@ def test_routed_full_sft_leaves_every_parameter_outside_the_deep_third_bit_ident
 
 
 def test_unrouted_training_spreads_over_all_blocks(tmp_path, six_block_model, routed_constitution, sft_rows):
-    cfg = _sft(tmp_path, six_block_model, routed_constitution, sft_rows("deep-one"), lora=False, routing=False, learning_rate=1e-2)
+    cfg = _sft(
+        tmp_path,
+        six_block_model,
+        routed_constitution,
+        sft_rows("deep-one"),
+        lora=False,
+        routing=False,
+        learning_rate=1e-2,
+    )
     TrainingRun(cfg).run()
     changed, non_block = _changed_blocks(_weights(six_block_model), _weights(tmp_path / "sft"))
     # Every block, and the same non-block set as the routed run (none: embeddings, norm and head
@@ -73,12 +84,21 @@ def test_unrouted_training_spreads_over_all_blocks(tmp_path, six_block_model, ro
 
 
 def test_routed_lora_dpo_with_soft_labels_merges_into_a_loadable_model(
-        tmp_path, six_block_model, routed_constitution, pref_rows):
+    tmp_path, six_block_model, routed_constitution, pref_rows
+):
     rows = pref_rows("shallow-one", n=4, p=0.9) + pref_rows("deep-one", n=4, p=0.6)
     data = write_jsonl(tmp_path / "prefs.jsonl", rows)
-    cfg = DPOTrainConfig(data=str(data), out=str(tmp_path / "dpo"), model=f"hf:{six_block_model}",
-                         constitution=str(routed_constitution), batch_size=2, max_length=64, learning_rate=5e-3,
-                         lora_r=4, lora_alpha=8)
+    cfg = DPOTrainConfig(
+        data=str(data),
+        out=str(tmp_path / "dpo"),
+        model=f"hf:{six_block_model}",
+        constitution=str(routed_constitution),
+        batch_size=2,
+        max_length=64,
+        learning_rate=5e-3,
+        lora_r=4,
+        lora_alpha=8,
+    )
     summary = TrainingRun(cfg).run()
     out = tmp_path / "dpo"
     assert summary["steps"] == 4 and not summary["adapter_only"]
@@ -109,7 +129,9 @@ def test_lora_adapter_can_be_kept_unmerged(tmp_path, six_block_model, routed_con
     from charter.backends import SamplingConfig
     from charter.backends.hf import HFBackend
 
-    gen = HFBackend(tmp_path / "sft").generate([[{"role": "user", "content": "hi"}]], SamplingConfig(max_new_tokens=2, temperature=0.0))
+    gen = HFBackend(tmp_path / "sft").generate(
+        [[{"role": "user", "content": "hi"}]], SamplingConfig(max_new_tokens=2, temperature=0.0)
+    )
     assert gen[0].completion_tokens >= 1
 
 
@@ -122,7 +144,9 @@ class _Interrupt(TrainerCallback):
             raise KeyboardInterrupt
 
 
-def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path, six_block_model, routed_constitution, sft_rows):
+def test_interrupted_training_resumes_from_its_last_checkpoint(
+    tmp_path, six_block_model, routed_constitution, sft_rows
+):
     rows = sft_rows("deep-one", n=4) + sft_rows("shallow-one", n=4)
     kw = dict(lora=False, learning_rate=1e-2, save_steps=2)
     straight = _sft(tmp_path, six_block_model, routed_constitution, rows, out="straight", **kw)
@@ -164,20 +188,26 @@ def test_output_directory_rules(tmp_path, six_block_model, routed_constitution, 
 
 def test_bad_training_input(tmp_path, six_block_model, routed_constitution, sft_rows, pref_rows):
     bad = write_jsonl(tmp_path / "bad.jsonl", [sft_rows("deep-one", 1)[0], {"text": "no messages here"}])
-    cfg = SFTTrainConfig(data=str(bad), out=str(tmp_path / "o"), model=f"hf:{six_block_model}", constitution=str(routed_constitution))
+    cfg = SFTTrainConfig(
+        data=str(bad), out=str(tmp_path / "o"), model=f"hf:{six_block_model}", constitution=str(routed_constitution)
+    )
     with pytest.raises(InputError, match=r"bad.jsonl:2: missing column 'messages'"):
         TrainingRun(cfg).run()
     assert not (tmp_path / "o").exists()  # nothing written for a run that could not start
 
     unknown = write_jsonl(tmp_path / "u.jsonl", sft_rows("no-such-principle", 1))
-    cfg = SFTTrainConfig(data=str(unknown), out=str(tmp_path / "o"), model=f"hf:{six_block_model}", constitution=str(routed_constitution))
+    cfg = SFTTrainConfig(
+        data=str(unknown), out=str(tmp_path / "o"), model=f"hf:{six_block_model}", constitution=str(routed_constitution)
+    )
     with pytest.raises(InputError, match=r"u.jsonl:1: principle 'no-such-principle' is not in the constitution"):
         TrainingRun(cfg).run()
 
     rows = pref_rows("deep-one", 2)
     del rows[1]["p_chosen"]
     prefs = write_jsonl(tmp_path / "p.jsonl", rows)
-    cfg = DPOTrainConfig(data=str(prefs), out=str(tmp_path / "o"), model=f"hf:{six_block_model}", constitution=str(routed_constitution))
+    cfg = DPOTrainConfig(
+        data=str(prefs), out=str(tmp_path / "o"), model=f"hf:{six_block_model}", constitution=str(routed_constitution)
+    )
     with pytest.raises(InputError, match=r"p.jsonl:2: missing column 'p_chosen'.*--labels hard"):
         TrainingRun(cfg).run()
 
@@ -194,9 +224,17 @@ def test_bad_training_input(tmp_path, six_block_model, routed_constitution, sft_
 
 def test_bf16_mixed_precision_trains_and_saves_fp32_weights(tmp_path, six_block_model, routed_constitution, pref_rows):
     data = write_jsonl(tmp_path / "prefs.jsonl", pref_rows("deep-one", n=2))
-    cfg = DPOTrainConfig(data=str(data), out=str(tmp_path / "dpo"), model=f"hf:{six_block_model}",
-                         constitution=str(routed_constitution), batch_size=2, max_length=64, lora=False,
-                         dtype="bfloat16", learning_rate=1e-3)
+    cfg = DPOTrainConfig(
+        data=str(data),
+        out=str(tmp_path / "dpo"),
+        model=f"hf:{six_block_model}",
+        constitution=str(routed_constitution),
+        batch_size=2,
+        max_length=64,
+        lora=False,
+        dtype="bfloat16",
+        learning_rate=1e-3,
+    )
     TrainingRun(cfg).run()
     trained = _weights(tmp_path / "dpo")
     assert all(w.dtype == torch.float32 for w in trained.values())

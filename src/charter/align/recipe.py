@@ -122,8 +122,15 @@ class Recipe(_Table):
 
     def section(self, stage: str) -> _Table | None:
         """The table that configures a stage (None: the recipe skips it)."""
-        return {"guard": self.guard, "sl-cai": self.sl_cai, "sft": self.sft, "preferences": self.preferences,
-                "dpo": self.dpo, "eval": self.eval, "seal": self.seal}[stage]
+        return {
+            "guard": self.guard,
+            "sl-cai": self.sl_cai,
+            "sft": self.sft,
+            "preferences": self.preferences,
+            "dpo": self.dpo,
+            "eval": self.eval,
+            "seal": self.seal,
+        }[stage]
 
     def stages(self) -> list[str]:
         """The stages this recipe runs, in order."""
@@ -131,7 +138,11 @@ class Recipe(_Table):
 
     def uses_guard(self) -> bool:
         p = self.preferences
-        return self.sl_cai.critic == "guard" or self.sl_cai.with_guard or (p is not None and (p.judge == "guard" or p.with_guard))
+        return (
+            self.sl_cai.critic == "guard"
+            or self.sl_cai.with_guard
+            or (p is not None and (p.judge == "guard" or p.with_guard))
+        )
 
 
 def bundled_recipes() -> list[str]:
@@ -146,7 +157,9 @@ def resolve_recipe_path(name_or_path: str) -> Path:
         return p
     if (BUNDLED / f"{name_or_path}.toml").is_file():
         return BUNDLED / f"{name_or_path}.toml"
-    raise InputError(f"no such recipe file or bundled recipe (bundled: {', '.join(bundled_recipes())})", source=name_or_path)
+    raise InputError(
+        f"no such recipe file or bundled recipe (bundled: {', '.join(bundled_recipes())})", source=name_or_path
+    )
 
 
 def load_recipe(name_or_path: str) -> tuple[Recipe, Path]:
@@ -170,8 +183,11 @@ def _check_paths(recipe: Recipe, base: Path, path: Path) -> None:
         if value is not None and not (base / value).is_file():
             raise InputError(f"{field_name}: no such file {value!r}", source=str(path), line=_line_of(path, value))
     if recipe.guard and recipe.guard.path and not (base / recipe.guard.path / "guard.json").is_file():
-        raise InputError(f"guard.path: not a guard directory {recipe.guard.path!r}", source=str(path),
-                         line=_line_of(path, recipe.guard.path))
+        raise InputError(
+            f"guard.path: not a guard directory {recipe.guard.path!r}",
+            source=str(path),
+            line=_line_of(path, recipe.guard.path),
+        )
     if recipe.uses_guard() and recipe.guard is None:
         raise InputError('critic or judge "guard" (or with_guard) needs a [guard] table', source=str(path))
     if recipe.dpo is not None and recipe.preferences is None:

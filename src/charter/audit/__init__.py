@@ -9,5 +9,20 @@ from charter.audit.witness import Witness, load_trusted
 from charter.audit.writer import GroupCommitWriter
 from charter.core.clock import utc_now
 
-__all__ = ["AuditLog", "Checkpoint", "Entry", "GroupCommitWriter", "MerkleTree", "VerifyReport", "connect", "leaf_hash", "node_hash",
-           "Witness", "load_trusted", "utc_now", "verify_consistency", "verify_export", "verify_inclusion"]
+__all__ = [
+    "AuditLog",
+    "Checkpoint",
+    "Entry",
+    "GroupCommitWriter",
+    "MerkleTree",
+    "VerifyReport",
+    "connect",
+    "leaf_hash",
+    "node_hash",
+    "Witness",
+    "load_trusted",
+    "utc_now",
+    "verify_consistency",
+    "verify_export",
+    "verify_inclusion",
+]

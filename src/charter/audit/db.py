@@ -30,7 +30,8 @@ from charter.core.errors import InputError
 metadata = MetaData()
 
 entries = Table(
-    "audit_entries", metadata,
+    "audit_entries",
+    metadata,
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
     Column("time", String(40), nullable=False, index=True),
     Column("tenant", String(200), index=True),
@@ -46,7 +47,8 @@ entries = Table(
 )
 
 checkpoints = Table(
-    "audit_checkpoints", metadata,
+    "audit_checkpoints",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("tree_size", BigInteger, nullable=False),
     Column("root_hash", String(64), nullable=False),
@@ -58,7 +60,8 @@ checkpoints = Table(
 
 # The plain table the append benchmark compares against (same columns, no chain).
 plain_entries = Table(
-    "audit_plain", metadata,
+    "audit_plain",
+    metadata,
     Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("time", String(40), nullable=False),
     Column("tenant", String(200)),
@@ -68,7 +71,8 @@ plain_entries = Table(
 )
 
 tenants = Table(
-    "tenants", metadata,
+    "tenants",
+    metadata,
     Column("name", String(200), primary_key=True),
     Column("key_hash", String(64), nullable=False, unique=True),  # sha256 of the API key
     Column("rate_limit_rpm", Integer, nullable=False, default=60),
@@ -78,7 +82,8 @@ tenants = Table(
 )
 
 controls = Table(
-    "controls", metadata,
+    "controls",
+    metadata,
     Column("scope", String(200), primary_key=True),  # "*" = every model, else a model id
     Column("suspended", Boolean, nullable=False),
     Column("reason", Text),
@@ -87,7 +92,8 @@ controls = Table(
 )
 
 incidents = Table(
-    "incidents", metadata,
+    "incidents",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("opened", String(40), nullable=False),
     Column("closed", String(40)),
@@ -99,7 +105,8 @@ incidents = Table(
 
 
 sessions = Table(
-    "sessions", metadata,  # end-user sessions for disclosures and dependency safeguards
+    "sessions",
+    metadata,  # end-user sessions for disclosures and dependency safeguards
     Column("key", String(500), primary_key=True),  # tenant + session id
     Column("started", String(40), nullable=False),
     Column("last_seen", String(40), nullable=False),
@@ -110,7 +117,8 @@ sessions = Table(
 
 
 console_sessions = Table(
-    "console_sessions", metadata,  # web-console logins, shared by every gateway process
+    "console_sessions",
+    metadata,  # web-console logins, shared by every gateway process
     Column("token_hash", String(64), primary_key=True),  # sha256 of the cookie value
     Column("tenant", String(200), nullable=False),
     Column("expires", Float, nullable=False),  # unix time
@@ -122,11 +130,15 @@ def connect(url: str, *, durability: str = "normal") -> Engine:
     writers from several processes queue instead of failing; ``durability="full"`` fsyncs each
     commit (WAL + NORMAL already survives a killed process, not a power cut)."""
     if "://" not in url:
-        raise InputError(f"not a database URL: {url!r} (e.g. sqlite:///audit.db or postgresql://host/db)", source="database")
+        raise InputError(
+            f"not a database URL: {url!r} (e.g. sqlite:///audit.db or postgresql://host/db)", source="database"
+        )
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     if url.startswith("postgresql+psycopg") and importlib.util.find_spec("psycopg") is None:
-        raise InputError("a PostgreSQL database needs the postgres extra: pip install 'charter[postgres]'", source="database")
+        raise InputError(
+            "a PostgreSQL database needs the postgres extra: pip install 'charter[postgres]'", source="database"
+        )
     try:
         if url.startswith("sqlite"):
             created = _create_private_sqlite_file(url)
@@ -140,7 +152,9 @@ def connect(url: str, *, durability: str = "normal") -> Engine:
         if created:
             _private_sidecars(created)
     except Exception as exc:  # driver and connection errors differ per backend
-        raise InputError(f"cannot open database {_redact(url)}: {str(exc).splitlines()[0]}", source="database") from None
+        raise InputError(
+            f"cannot open database {_redact(url)}: {str(exc).splitlines()[0]}", source="database"
+        ) from None
     return engine
 
 

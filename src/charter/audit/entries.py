@@ -42,35 +42,48 @@ def canonical_json(obj) -> str:
     return digests.canonical_json(obj, default=str)
 
 
-def canonical_entry(seq: int, time: str, tenant: str | None, kind: str, request_id: str | None,
-                    body: str, prev_hash: str) -> bytes:
+def canonical_entry(
+    seq: int, time: str, tenant: str | None, kind: str, request_id: str | None, body: str, prev_hash: str
+) -> bytes:
     """The bytes an entry's hash covers: a JSON array of its fields, a line feed, then its
     canonical JSON body (not re-escaped inside the header, which halves the hashing work)."""
     head = json.dumps([seq, time, tenant, kind, request_id, prev_hash], separators=(",", ":"), ensure_ascii=False)
     return (head + "\n" + body).encode("utf-8")
 
 
-def legacy_entry(seq: int, time: str, tenant: str | None, kind: str, request_id: str | None,
-                 body: str, prev_hash: str) -> bytes:
+def legacy_entry(
+    seq: int, time: str, tenant: str | None, kind: str, request_id: str | None, body: str, prev_hash: str
+) -> bytes:
     """The bytes entries written before the header form were hashed over (one canonical JSON
     object). Starts with '{' where the current form starts with '[', so the two never collide;
     verification accepts either, so logs kept from earlier releases still verify."""
-    return canonical_json({"seq": seq, "time": time, "tenant": tenant, "kind": kind, "request_id": request_id,
-                           "body": body, "prev_hash": prev_hash}).encode("utf-8")
+    return canonical_json(
+        {
+            "seq": seq,
+            "time": time,
+            "tenant": tenant,
+            "kind": kind,
+            "request_id": request_id,
+            "body": body,
+            "prev_hash": prev_hash,
+        }
+    ).encode("utf-8")
 
 
 def body_digest(body: str) -> str:
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
-def digest_entry(seq: int, time: str, tenant: str | None, kind: str, request_id: str | None,
-                 body_sha256: str, prev_hash: str) -> bytes:
+def digest_entry(
+    seq: int, time: str, tenant: str | None, kind: str, request_id: str | None, body_sha256: str, prev_hash: str
+) -> bytes:
     """The bytes an entry's hash covers since signed purges: its header with the body's sha256, so
     the hash of an entry whose body was purged can still be recomputed. One JSON array with no raw
     line feed (``canonical_entry`` always has one) that starts with '[' (``legacy_entry``: '{'), so
     the three forms never collide."""
-    return json.dumps([seq, time, tenant, kind, request_id, prev_hash, body_sha256],
-                      separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return json.dumps(
+        [seq, time, tenant, kind, request_id, prev_hash, body_sha256], separators=(",", ":"), ensure_ascii=False
+    ).encode("utf-8")
 
 
 @dataclass
@@ -101,8 +114,9 @@ class Entry:
         digest = self.body_sha256 if self.empty else body_digest(self.body)
         if digest is None:
             return None
-        return leaf_hash(digest_entry(self.seq, self.time, self.tenant, self.kind, self.request_id, digest,
-                                      self.prev_hash)).hex()
+        return leaf_hash(
+            digest_entry(self.seq, self.time, self.tenant, self.kind, self.request_id, digest, self.prev_hash)
+        ).hex()
 
     def hash_matches(self) -> bool:
         """Its content hashes to its recorded hash: in the current form, or (entries with content
@@ -117,8 +131,10 @@ class Entry:
 
     def legacy_form_matches(self) -> bool:
         fields = (self.seq, self.time, self.tenant, self.kind, self.request_id, self.body or "", self.prev_hash)
-        return (leaf_hash(canonical_entry(*fields)).hex() == self.entry_hash
-                or leaf_hash(legacy_entry(*fields)).hex() == self.entry_hash)
+        return (
+            leaf_hash(canonical_entry(*fields)).hex() == self.entry_hash
+            or leaf_hash(legacy_entry(*fields)).hex() == self.entry_hash
+        )
 
     def header(self) -> list:
         """What a signed purge binds of an earlier-form entry it empties (no body digest was kept)."""
@@ -126,9 +142,18 @@ class Entry:
 
     def to_dict(self) -> dict:
         # Not dataclasses.asdict: it deep-copies, which shows up on the gateway's hot path.
-        return {"seq": self.seq, "time": self.time, "tenant": self.tenant, "kind": self.kind,
-                "request_id": self.request_id, "body": self.body, "prev_hash": self.prev_hash,
-                "entry_hash": self.entry_hash, "purged": self.purged, "body_sha256": self.body_sha256}
+        return {
+            "seq": self.seq,
+            "time": self.time,
+            "tenant": self.tenant,
+            "kind": self.kind,
+            "request_id": self.request_id,
+            "body": self.body,
+            "prev_hash": self.prev_hash,
+            "entry_hash": self.entry_hash,
+            "purged": self.purged,
+            "body_sha256": self.body_sha256,
+        }
 
 
 @dataclass
@@ -175,7 +200,9 @@ def open_signed(envelope, keys: list[ec.EllipticCurvePublicKey], payload_type: s
     ids = {s.get("keyid") for s in sigs if isinstance(s, dict)} if isinstance(sigs, list) else set()
     key = next((k for k in keys if key_id(k) in ids), None)
     if key is None:
-        raise VerificationError(f"{what} is signed by key {', '.join(sorted(map(str, ids))) or '(none)'}, not a trusted key")
+        raise VerificationError(
+            f"{what} is signed by key {', '.join(sorted(map(str, ids))) or '(none)'}, not a trusted key"
+        )
     body = read_envelope_json(verify_envelope(envelope, key, what=what), what=what)
     if not isinstance(body, dict):
         raise VerificationError(f"{what}: the signed payload is not a JSON object")
@@ -185,6 +212,7 @@ def open_signed(envelope, keys: list[ec.EllipticCurvePublicKey], payload_type: s
 @dataclass
 class _Purge:
     """An ``admin.purge`` entry as verification sees it."""
+
     seq: int
     before: str
     signed: bool  # False: a record from before signed purges, which authorises nothing new

@@ -40,11 +40,16 @@ def verify_export(path: str | Path, public_key: ec.EllipticCurvePublicKey) -> di
         except (ValueError, TypeError, AttributeError):
             raise InputError("not an audit export line", source=f"{p}:{i}") from None
         if e.purged and not e.empty:
-            raise VerificationError(f"{p}:{i}: entry {e.seq} is flagged purged but still has content (the flag was set by hand)")
+            raise VerificationError(
+                f"{p}:{i}: entry {e.seq} is flagged purged but still has content (the flag was set by hand)"
+            )
         if not e.empty and not e.hash_matches():
-            raise VerificationError(f"{p}:{i}: entry {e.seq} was modified: its content does not hash to its recorded hash")
-        if not isinstance(e.seq, int) or not verify_inclusion(e.seq, size, _hex(e.entry_hash),
-                                                              [_hex(h) for h in rec.get("inclusion_proof") or []], root):
+            raise VerificationError(
+                f"{p}:{i}: entry {e.seq} was modified: its content does not hash to its recorded hash"
+            )
+        if not isinstance(e.seq, int) or not verify_inclusion(
+            e.seq, size, _hex(e.entry_hash), [_hex(h) for h in rec.get("inclusion_proof") or []], root
+        ):
             raise VerificationError(f"{p}:{i}: entry {e.seq} is not in the signed log of {size} entries")
         records.append((i, rec.get("type"), e, rec))
     purges = _Purges([_purge_of(e, [public_key]) for _, t, e, _ in records if t == "purge"])
@@ -60,7 +65,7 @@ def verify_export(path: str | Path, public_key: ec.EllipticCurvePublicKey) -> di
         if why := _legacy_mismatch(pg):
             raise VerificationError(f"{p}:{i}: {why}")
         listed[e.seq] = {canonical_json(h) for h in pg.headers}
-    for i, t, e, _ in records:
+    for i, _t, e, _ in records:
         if not (e.empty or e.purged):
             continue
         if e.empty and e.body_sha256 is None:
@@ -70,7 +75,8 @@ def verify_export(path: str | Path, public_key: ec.EllipticCurvePublicKey) -> di
                 raise VerificationError(
                     f"{p}:{i}: entry {e.seq} has no content and no kept body digest, and no signed purge in the file "
                     "signed emptying it with this header (its content was deleted and its header rewritten, or it was "
-                    "purged before purges were signed: its header cannot be checked offline)")
+                    "purged before purges were signed: its header cannot be checked offline)"
+                )
             continue
         why, _ = _check_purged(e, purges, None)
         if why:

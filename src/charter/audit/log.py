@@ -6,8 +6,8 @@ from __future__ import annotations
 import bisect
 import json
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -59,8 +59,13 @@ from charter.provenance.keys import key_id
 
 
 class AuditLog:
-    def __init__(self, engine: Engine, clock: Callable[[], str] = utc_now, witness=None,
-                 earlier_keys: list[ec.EllipticCurvePublicKey] | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Callable[[], str] = utc_now,
+        witness=None,
+        earlier_keys: list[ec.EllipticCurvePublicKey] | None = None,
+    ):
         self.engine = engine
         self.clock = clock
         self.witness = witness  # charter.audit.witness.Witness: gets every checkpoint this process signs
@@ -116,10 +121,20 @@ class AuditLog:
             n = conn.execute(select(func.max(db.entries.c.seq))).scalar()
         return 0 if n is None else n + 1
 
-    def entries(self, *, tenant: str | None = None, since: str | None = None, until: str | None = None,
-                request_id: str | None = None, kinds: list[str] | None = None, after_seq: int | None = None,
-                limit: int | None = None, newest_first: bool = False, batch: int = 5000,
-                session: str | None = None) -> Iterator[Entry]:
+    def entries(
+        self,
+        *,
+        tenant: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        request_id: str | None = None,
+        kinds: list[str] | None = None,
+        after_seq: int | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+        batch: int = 5000,
+        session: str | None = None,
+    ) -> Iterator[Entry]:
         q = select(db.entries)
         if session is not None:  # bodies are canonical JSON, so this is the exact field
             q = q.where(db.entries.c.body.contains(canonical_json({"session": session})[1:-1], autoescape=True))
@@ -156,7 +171,11 @@ class AuditLog:
         connection (inside its transaction) instead of a new one."""
         with self._leaves_lock:
             have = len(self._leaves)
-            q = select(db.entries.c.seq, db.entries.c.entry_hash).where(db.entries.c.seq >= have).order_by(db.entries.c.seq)
+            q = (
+                select(db.entries.c.seq, db.entries.c.entry_hash)
+                .where(db.entries.c.seq >= have)
+                .order_by(db.entries.c.seq)
+            )
             if conn is not None:
                 new = conn.execute(q).all()
             else:
@@ -168,9 +187,14 @@ class AuditLog:
             return self._leaves[:size] if size is not None else list(self._leaves)
 
     # -- checkpoints -------------------------------------------------------------------------------
-    def checkpoint(self, private_key: ec.EllipticCurvePrivateKey, *, witness=None,
-                   trusted_keys: list[ec.EllipticCurvePublicKey] | None = None,
-                   covering: int | None = None) -> Checkpoint | None:
+    def checkpoint(
+        self,
+        private_key: ec.EllipticCurvePrivateKey,
+        *,
+        witness=None,
+        trusted_keys: list[ec.EllipticCurvePublicKey] | None = None,
+        covering: int | None = None,
+    ) -> Checkpoint | None:
         """Sign the current tree head (skipped when nothing was appended since the last one),
         chained to the last checkpoint: its index, the last one's digest, and a consistency proof
         from the last signed root. The last checkpoint row is checked first, whatever its columns
@@ -187,11 +211,16 @@ class AuditLog:
             last = self._last_row(conn)
         if not leaves:
             if last is not None:
-                raise VerificationError(f"the audit log is empty but checkpoint {last.id} signed {last.tree_size} entries: "
-                                        "refusing to sign or prove; run `charter audit verify`")
+                raise VerificationError(
+                    f"the audit log is empty but checkpoint {last.id} signed {last.tree_size} entries: "
+                    "refusing to sign or prove; run `charter audit verify`"
+                )
             return None
-        if (last is not None and self._verified == (last.id, last.root_hash)
-                and (last.tree_size == len(leaves) or (covering is not None and covering < last.tree_size <= len(leaves)))):
+        if (
+            last is not None
+            and self._verified == (last.id, last.root_hash)
+            and (last.tree_size == len(leaves) or (covering is not None and covering < last.tree_size <= len(leaves)))
+        ):
             if witness is not None:
                 witness.flush()
             return last  # nothing new (or nothing the caller needs) since this process checked or signed it
@@ -214,9 +243,17 @@ class AuditLog:
                 body = self._chained_body(tree, last, signed, count)
                 envelope = sign_envelope(canonical_json(body).encode(), CHECKPOINT_TYPE, private_key)
                 pub = private_key.public_key()
-                pem = pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-                row = {"tree_size": body["tree_size"], "root_hash": body["root_hash"], "time": body["time"],
-                       "key_id": key_id(pub), "public_key": pem, "envelope": json.dumps(envelope)}
+                pem = pub.public_bytes(
+                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                ).decode()
+                row = {
+                    "tree_size": body["tree_size"],
+                    "root_hash": body["root_hash"],
+                    "time": body["time"],
+                    "key_id": key_id(pub),
+                    "public_key": pem,
+                    "envelope": json.dumps(envelope),
+                }
                 cid = conn.execute(db.checkpoints.insert().values(**row)).inserted_primary_key[0]
                 created = Checkpoint(cid, **(row | {"envelope": envelope}))
         newest = created or last
@@ -227,8 +264,9 @@ class AuditLog:
 
     @staticmethod
     def _last_row(conn) -> Checkpoint | None:
-        row = conn.execute(select(db.checkpoints).order_by(db.checkpoints.c.tree_size.desc(),
-                                                           db.checkpoints.c.id.desc()).limit(1)).first()
+        row = conn.execute(
+            select(db.checkpoints).order_by(db.checkpoints.c.tree_size.desc(), db.checkpoints.c.id.desc()).limit(1)
+        ).first()
         return _checkpoint(row) if row else None
 
     def _chained_body(self, tree: MerkleTree, last: Checkpoint | None, signed: dict | None, count: int) -> dict:
@@ -240,13 +278,22 @@ class AuditLog:
             old_root = _hex(signed.get("root_hash"))
             proof = tree.consistency_proof(last.tree_size, n) if last.tree_size >= 1 else []
             if last.tree_size < 1 or not verify_consistency(last.tree_size, n, old_root, root, proof):
-                raise VerificationError(f"the audit log no longer extends checkpoint {last.id} ({last.tree_size} entries): "
-                                        "refusing to sign it; run `charter audit verify`")
+                raise VerificationError(
+                    f"the audit log no longer extends checkpoint {last.id} ({last.tree_size} entries): "
+                    "refusing to sign it; run `charter audit verify`"
+                )
             prev = {"digest": last.digest, "tree_size": last.tree_size, "root_hash": old_root.hex()}
             if isinstance(signed.get("index"), int):
                 index = signed["index"] + 1
-        return {"log": LOG_ID, "tree_size": n, "root_hash": root.hex(), "time": self.clock(), "index": index,
-                "prev": prev, "consistency_proof": [h.hex() for h in proof]}
+        return {
+            "log": LOG_ID,
+            "tree_size": n,
+            "root_hash": root.hex(),
+            "time": self.clock(),
+            "index": index,
+            "prev": prev,
+            "consistency_proof": [h.hex() for h in proof],
+        }
 
     def checkpoints(self) -> list[Checkpoint]:
         with self.engine.connect() as conn:
@@ -266,8 +313,13 @@ class AuditLog:
         return [h.hex() for h in tree.consistency_proof(old_size, new_size)]
 
     # -- verification ----------------------------------------------------------------------------
-    def verify(self, public_keys: list[ec.EllipticCurvePublicKey] | None = None,
-               progress: Callable[[int], None] | None = None, *, trusted: list[dict] | None = None) -> VerifyReport:
+    def verify(
+        self,
+        public_keys: list[ec.EllipticCurvePublicKey] | None = None,
+        progress: Callable[[int], None] | None = None,
+        *,
+        trusted: list[dict] | None = None,
+    ) -> VerifyReport:
         """Walk the chain in order, then check every checkpoint's signature, root and link to the
         one before it, then (``trusted``: checkpoint records kept elsewhere) that the log contains
         each trusted checkpoint and its entries still have the trusted root.
@@ -316,15 +368,20 @@ class AuditLog:
             if e.kind == PURGE_KIND and (why := _purge_record_problem(e, purges, first_chained)):
                 return bad(e.seq, why)
             if e.prev_hash != prev:
-                return bad(e.seq, f"entry {e.seq} does not follow entry {e.seq - 1} (an entry was inserted, deleted or reordered here)")
+                return bad(
+                    e.seq,
+                    f"entry {e.seq} does not follow entry {e.seq - 1} (an entry was inserted, deleted or reordered here)",
+                )
             prev, expected = e.entry_hash, expected + 1
             leaves.append(bytes.fromhex(e.entry_hash))
         for p in purges.values():
             if p.problem is None and (why := _legacy_mismatch(p) if p.signed else _unsigned_excess(p)):
                 return bad(p.headers[0][0] if p.headers else p.seq, why)
         if legacy_purged:
-            rep.notes.append(f"{legacy_purged} entries were purged before purges were signed: their headers are not bound "
-                             "to a content hash")
+            rep.notes.append(
+                f"{legacy_purged} entries were purged before purges were signed: their headers are not bound "
+                "to a content hash"
+            )
         tree = MerkleTree(leaves)
         why_at = verify_checkpoints(cps, keys, pinned, tree, rep)
         if why_at:
@@ -336,12 +393,18 @@ class AuditLog:
             rep.trusted = len(trusted)
         return rep
 
-    def _purges(self, keys) -> "_Purges":
+    def _purges(self, keys) -> _Purges:
         """Every purge entry, with the cutoff its signature authorises (or why it authorises nothing)."""
         return _Purges([_purge_of(e, keys) for e in self.entries(kinds=[PURGE_KIND])])
 
-    def purge(self, before: str, private_key: ec.EllipticCurvePrivateKey, *, actor: str = "retention",
-              reason: str = "retention period") -> int:
+    def purge(
+        self,
+        before: str,
+        private_key: ec.EllipticCurvePrivateKey,
+        *,
+        actor: str = "retention",
+        reason: str = "retention period",
+    ) -> int:
         """Drop the content of entries older than ``before`` (ISO time); returns how many.
 
         A checkpoint is signed first; then, in one transaction, a purge entry (who, cutoff, reason,
@@ -353,25 +416,42 @@ class AuditLog:
         with db.driver_transaction(self.engine, exclusive=True) as (cur, ph):
             seq, prev = self._head(cur, ph)
             where = f"time < {ph} AND seq < {ph} AND body IS NOT NULL AND kind <> {ph}"
-            cur.execute(f"SELECT COUNT(*) FROM audit_entries WHERE {where} AND body_sha256 IS NOT NULL", (before, seq, PURGE_KIND))
+            cur.execute(
+                f"SELECT COUNT(*) FROM audit_entries WHERE {where} AND body_sha256 IS NOT NULL",
+                (before, seq, PURGE_KIND),
+            )
             n = cur.fetchone()[0]
             legacy = self._legacy_headers(cur, where, (before, seq, PURGE_KIND))
             if not n and not legacy:
                 return 0  # nothing to empty: no entry (hourly retention would otherwise add one each hour)
-            signed = {"log": LOG_ID, "seq": seq, "prev_hash": prev, "before": before, "actor": actor, "reason": reason,
-                      "purged": n + len(legacy),
-                      "legacy": {"count": len(legacy), "sha256": _headers_digest(legacy)}}
+            signed = {
+                "log": LOG_ID,
+                "seq": seq,
+                "prev_hash": prev,
+                "before": before,
+                "actor": actor,
+                "reason": reason,
+                "purged": n + len(legacy),
+                "legacy": {"count": len(legacy), "sha256": _headers_digest(legacy)},
+            }
             envelope = sign_envelope(canonical_json(signed).encode(), PURGE_TYPE, private_key)
-            body = {k: signed[k] for k in ("before", "actor", "reason", "purged", "legacy")} | {"authorisation": envelope}
+            body = {k: signed[k] for k in ("before", "actor", "reason", "purged", "legacy")} | {
+                "authorisation": envelope
+            }
             e = self._entry(seq, PURGE_KIND, canonical_json(body), None, None, prev)
             cur.execute(_INSERT.format(ph=", ".join([ph] * len(_COLUMNS))), _row(e))
-            cur.execute(f"UPDATE audit_entries SET body = NULL, purged = {ph} WHERE {where}", (True, before, seq, PURGE_KIND))
+            cur.execute(
+                f"UPDATE audit_entries SET body = NULL, purged = {ph} WHERE {where}", (True, before, seq, PURGE_KIND)
+            )
         return n + len(legacy)
 
     def _legacy_headers(self, cur, where: str, params: tuple) -> list[list]:
         """Headers of the earlier-form entries a purge is about to empty (no body digest was kept
         for them, so the purge signs their headers); refuses to bless content already tampered with."""
-        cur.execute(f"SELECT {', '.join(_COLUMNS)} FROM audit_entries WHERE {where} AND body_sha256 IS NULL ORDER BY seq", params)
+        cur.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM audit_entries WHERE {where} AND body_sha256 IS NULL ORDER BY seq",
+            params,
+        )
         out = []
         for r in cur.fetchall():
             e = Entry(*r)
@@ -381,8 +461,15 @@ class AuditLog:
         return out
 
     # -- export ----------------------------------------------------------------------------------
-    def export(self, out: str | Path, private_key: ec.EllipticCurvePrivateKey, *, tenant: str | None = None,
-               since: str | None = None, until: str | None = None) -> dict:
+    def export(
+        self,
+        out: str | Path,
+        private_key: ec.EllipticCurvePrivateKey,
+        *,
+        tenant: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> dict:
         """JSONL for a regulator: a signed checkpoint, then each selected entry with its inclusion
         proof against it, then the signed purge entries that emptied any of them, each with the
         headers of the earlier-form entries it emptied (what its signed ``legacy`` digest covers).
@@ -397,8 +484,12 @@ class AuditLog:
 
         def emptied_by(e: Entry, signed_only: bool) -> Entry | None:
             """The first purge after ``e`` whose cutoff covers it (the one that emptied it)."""
-            for p, d in purges[bisect.bisect_right(seqs, e.seq):]:
-                if isinstance(d.get("before"), str) and e.time < d["before"] and (not signed_only or "authorisation" in d):
+            for p, d in purges[bisect.bisect_right(seqs, e.seq) :]:
+                if (
+                    isinstance(d.get("before"), str)
+                    and e.time < d["before"]
+                    and (not signed_only or "authorisation" in d)
+                ):
                     return p
             return None
 
@@ -420,7 +511,11 @@ class AuditLog:
             legacy = self._legacy_emptied(cp.tree_size, emptied_by, needed)
             for p in needed.values():
                 proof = [h.hex() for h in tree.inclusion_proof(p.seq, cp.tree_size)]
-                yield {"type": "purge"} | p.to_dict() | {"inclusion_proof": proof, "legacy_headers": legacy.get(p.seq, [])}
+                yield (
+                    {"type": "purge"}
+                    | p.to_dict()
+                    | {"inclusion_proof": proof, "legacy_headers": legacy.get(p.seq, [])}
+                )
 
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -431,12 +526,17 @@ class AuditLog:
     def _legacy_emptied(self, size: int, emptied_by, purges: dict[int, Entry]) -> dict[int, list[list]]:
         """Headers of the earlier-form entries (no kept body digest) without content, by the purge
         that emptied them, for those of ``purges`` that signed emptying any (read only then)."""
-        if not any(isinstance(_json_object(p.body).get("legacy"), dict) and _json_object(p.body)["legacy"].get("count")
-                   for p in purges.values()):
+        if not any(
+            isinstance(_json_object(p.body).get("legacy"), dict) and _json_object(p.body)["legacy"].get("count")
+            for p in purges.values()
+        ):
             return {}
         c = db.entries.c
-        q = (select(db.entries).where(c.seq < size, c.body_sha256.is_(None), or_(c.body.is_(None), c.body == ""))
-             .order_by(c.seq))
+        q = (
+            select(db.entries)
+            .where(c.seq < size, c.body_sha256.is_(None), or_(c.body.is_(None), c.body == ""))
+            .order_by(c.seq)
+        )
         out: dict[int, list[list]] = {}
         with self.engine.connect() as conn:
             for r in conn.execute(q):

@@ -42,7 +42,11 @@ def load_trusted(path: str | Path) -> list[dict]:
             rec = json.loads(line)
         except ValueError:
             raise InputError("not a JSON checkpoint record", source=f"{p}:{i}") from None
-        if not isinstance(rec, dict) or not isinstance(rec.get("envelope"), dict) or rec.get("type", "checkpoint") != "checkpoint":
+        if (
+            not isinstance(rec, dict)
+            or not isinstance(rec.get("envelope"), dict)
+            or rec.get("type", "checkpoint") != "checkpoint"
+        ):
             raise InputError("not a checkpoint record (a line of a witness file)", source=f"{p}:{i}")
         out.append(rec)
     if not out:
@@ -55,8 +59,15 @@ class Witness:
     logged and the record kept, to be retried on the next checkpoint (POSTs back off to at most
     once a minute while the URL fails), so a witness outage never stops the gateway."""
 
-    def __init__(self, file: str | Path | None = None, url: str | None = None, *, timeout: float = 5.0,
-                 max_pending: int = 10000, retry_seconds: float = 1.0):
+    def __init__(
+        self,
+        file: str | Path | None = None,
+        url: str | None = None,
+        *,
+        timeout: float = 5.0,
+        max_pending: int = 10000,
+        retry_seconds: float = 1.0,
+    ):
         if url is not None and not url.startswith(("http://", "https://")):
             raise InputError(f"witness_url must be an http(s) URL, not {url!r}", source="server.witness_url")
         self.file, self.url, self.timeout, self.max_pending = file, url, timeout, max_pending
@@ -99,8 +110,12 @@ class Witness:
         if not self._to_url or time.monotonic() < self._retry_at:
             return
         while self._to_url:
-            req = urllib.request.Request(self.url, data=json.dumps(self._to_url[0]).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
+            req = urllib.request.Request(
+                self.url,
+                data=json.dumps(self._to_url[0]).encode(),
+                method="POST",
+                headers={"Content-Type": "application/json"},
+            )
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                     resp.read()

@@ -15,7 +15,7 @@ class GroupCommitWriter:
         import threading
 
         self.log, self.max_batch = log, max_batch
-        self._queue: "queue.Queue" = queue.Queue()
+        self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
 
@@ -60,7 +60,7 @@ class GroupCommitWriter:
             else:
                 k = 0
                 for items, fut in jobs:
-                    fut.set_result(entries[k:k + len(items)])
+                    fut.set_result(entries[k : k + len(items)])
                     k += len(items)
             if stop:
                 return

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import abc
 import hashlib
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Hashable, Sequence, Union
+from typing import Union
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..."}
 Conversation = list[Message]
@@ -127,7 +128,7 @@ class Backend(abc.ABC):
     def close(self) -> None:  # pragma: no cover - default no-op
         pass
 
-    def __enter__(self) -> "Backend":
+    def __enter__(self) -> Backend:
         return self
 
     def __exit__(self, *exc) -> None:

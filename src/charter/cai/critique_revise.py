@@ -13,10 +13,10 @@ restarted run continues only when nothing that shapes the data changed).
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Generator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Generator
 
 from charter import __version__
 from charter.backends import (
@@ -28,9 +28,6 @@ from charter.backends import (
     load_backend,
 )
 from charter.cai.feedback_source import FeedbackSource
-from charter.core.rundir import RunDirectory
-from charter.core.clock import now as _now
-from charter.core.seeding import stable_seed
 from charter.constitution import (
     Constitution,
     CritiqueExample,
@@ -38,9 +35,12 @@ from charter.constitution import (
     constitution_digest,
     load_constitution,
 )
+from charter.core.clock import now as _now
 from charter.core.digests import file_sha256
-from charter.core.io import PromptRecord, append_jsonl, load_prompts, read_jsonl, write_jsonl_atomic
 from charter.core.errors import ContextLengthError, InputError, require_at_least_one
+from charter.core.io import PromptRecord, append_jsonl, load_prompts, read_jsonl, write_jsonl_atomic
+from charter.core.rundir import RunDirectory
+from charter.core.seeding import stable_seed
 
 CHAINS = "chains.jsonl"
 # Under the guard critic, what a benign prompt's refused answer is asked to become.
@@ -56,7 +56,9 @@ class CritiqueRevisionConfig:
     prompts: str
     out: str
     model: str = "embedded"
-    critic: str | None = None  # writes critiques and revisions; defaults to the policy model; guard:DIR = the classifier
+    critic: str | None = (
+        None  # writes critiques and revisions; defaults to the policy model; guard:DIR = the classifier
+    )
     column: str | None = None
     revisions: int = 1
     limit: int | None = None
@@ -101,10 +103,6 @@ class _Item:
         return f"{self.kind}/{self.prompt.id}"
 
 
-
-
-
-
 class CritiqueReviser:
     """Runs SL-CAI data generation; resumable and deterministic for a given seed and batch size."""
 
@@ -122,9 +120,7 @@ class CritiqueReviser:
         # Read every input before touching the output directory or loading a model, so bad input
         # fails fast and leaves the output as it was.
         self.prompts = load_prompts(config.prompts, config.column, config.limit)
-        self.helpful = (
-            load_prompts(config.helpful, config.helpful_column, config.limit) if config.helpful else []
-        )
+        self.helpful = load_prompts(config.helpful, config.helpful_column, config.limit) if config.helpful else []
         source = FeedbackSource.parse(config.critic, config.model, config.guard, flag="--critic")
         self.guard_dir, self.ensemble_dir = source.guard_dir, source.ensemble_dir
         for spec in (config.model, None if self.guard_dir else config.critic):
@@ -147,16 +143,35 @@ class CritiqueReviser:
             "constitution_digest": constitution_digest(self.constitution),
             "prompts_sha256": file_sha256(c.prompts),
             "helpful_sha256": file_sha256(c.helpful) if c.helpful else None,
-            **{k: getattr(c, k) for k in (
-                "column", "helpful_column", "model", "critic", "revisions", "limit", "seed",
-                "few_shot", "few_shot_scope", "batch_size", "max_new_tokens", "temperature", "top_p",
-            )},
+            **{
+                k: getattr(c, k)
+                for k in (
+                    "column",
+                    "helpful_column",
+                    "model",
+                    "critic",
+                    "revisions",
+                    "limit",
+                    "seed",
+                    "few_shot",
+                    "few_shot_scope",
+                    "batch_size",
+                    "max_new_tokens",
+                    "temperature",
+                    "top_p",
+                )
+            },
         }
         if self.guard_dir is not None:
             shaping["candidates"] = c.candidates
         if self.ensemble_dir is not None:
             shaping["guard"] = c.guard
-        return {"task": "sl-cai/critique-revise", "charter_version": __version__, "feedback": self.feedback, "arguments": shaping}
+        return {
+            "task": "sl-cai/critique-revise",
+            "charter_version": __version__,
+            "feedback": self.feedback,
+            "arguments": shaping,
+        }
 
     # -- prompts ---------------------------------------------------------------------------------
     def _items(self) -> list[_Item]:
@@ -204,7 +219,9 @@ class CritiqueReviser:
                 from charter.guard.feedback import GuardCritic, GuardCriticConfig
                 from charter.guard.model import Guard
 
-                reader = GuardCritic(Guard.load(guard_path), self.constitution, GuardCriticConfig(candidates=c.candidates))
+                reader = GuardCritic(
+                    Guard.load(guard_path), self.constitution, GuardCriticConfig(candidates=c.candidates)
+                )
                 # guard:DIR is the critic (generation stays with the policy); --guard checks an LM critic.
                 self._guard_critic, self._ensemble = (reader, None) if self.guard_dir is not None else (None, reader)
             if self.guard_dir is not None:
@@ -300,10 +317,16 @@ class CritiqueReviser:
         replaced = harmful and not v.passes
         principle = None
         if replaced:
-            principle = g.nearest_principle(it.prompt.text, it.response)[0] or self.constitution.principle(it.rounds[-1]["principle"])
+            principle = g.nearest_principle(it.prompt.text, it.response)[0] or self.constitution.principle(
+                it.rounds[-1]["principle"]
+            )
             it.response = g.principled_refusal(it.prompt.text, principle)
-        it.rounds[-1]["guard_check"] = {"harm": v.harm, "harmful_prompt": harmful, "replaced": replaced,
-                                        **({"principle": principle.id} if principle else {})}
+        it.rounds[-1]["guard_check"] = {
+            "harm": v.harm,
+            "harmful_prompt": harmful,
+            "replaced": replaced,
+            **({"principle": principle.id} if principle else {}),
+        }
 
     def _guard_chain(self, it: _Item) -> Generator[tuple[str, Conversation, int, str], Generation, dict]:
         """One prompt under the guard critic: the policy answers; the guard reads the answer. On a
@@ -351,22 +374,31 @@ class CritiqueReviser:
             revised = texts[best] if best is not None else critic.principled_refusal(prompt, principle)
         # A composed refusal is shaped by the principle (why) and by the constitution's style
         # principles (how to decline), so it routes to both depths.
-        style = [p.id for p in self.constitution.principles if p.kind == "style" and p.id != principle.id] \
-            if chosen == "refusal" else []
-        why = ("a benign prompt refused or flagged" if benign else
-               f"a flagged request answered without refusing (P(harmful) {first.harm:.2f})")
-        it.rounds.append({
-            "principle": principle.id,
-            "category": category,
-            "critique": f"guard: {why}; nearest principle {principle.id}" + (f" (category {category})" if category else ""),
-            "revision_request": request,
-            "initial_harm": first.harm,
-            "candidates": [{"text": t, "harm": v.harm, "refusal": v.refusal} for t, v in zip(texts, verdicts)],
-            "chosen": chosen,
-            "revision": revised,
-            "revision_empty": False,
-            **({"style_principles": style} if style else {}),
-        })
+        style = (
+            [p.id for p in self.constitution.principles if p.kind == "style" and p.id != principle.id]
+            if chosen == "refusal"
+            else []
+        )
+        why = (
+            "a benign prompt refused or flagged"
+            if benign
+            else f"a flagged request answered without refusing (P(harmful) {first.harm:.2f})"
+        )
+        it.rounds.append(
+            {
+                "principle": principle.id,
+                "category": category,
+                "critique": f"guard: {why}; nearest principle {principle.id}"
+                + (f" (category {category})" if category else ""),
+                "revision_request": request,
+                "initial_harm": first.harm,
+                "candidates": [{"text": t, "harm": v.harm, "refusal": v.refusal} for t, v in zip(texts, verdicts)],
+                "chosen": chosen,
+                "revision": revised,
+                "revision_empty": False,
+                **({"style_principles": style} if style else {}),
+            }
+        )
         it.response = revised
         return self._record(it)
 
@@ -490,8 +522,9 @@ class CritiqueReviser:
             "rounds": it.rounds,
             "final_response": it.response,
             "model": self._model.info.to_dict(),  # type: ignore[union-attr]
-            "critic": self.feedback if self._guard_critic is not None else
-                      self._critic.info.to_dict() | ({"ensemble": self.feedback} if self._ensemble is not None else {}),  # type: ignore[union-attr]
+            "critic": self.feedback
+            if self._guard_critic is not None
+            else self._critic.info.to_dict() | ({"ensemble": self.feedback} if self._ensemble is not None else {}),  # type: ignore[union-attr]
             "constitution": {
                 "name": self.constitution.name,
                 "version": self.constitution.version,
@@ -520,9 +553,10 @@ class CritiqueReviser:
 
     def close(self) -> None:
         # Only what this object loaded: a backend handed in belongs to the caller.
-        for backend in {id(x): x for x in (self._model, self._critic) if x is not None and id(x) not in self._given}.values():
+        for backend in {
+            id(x): x for x in (self._model, self._critic) if x is not None and id(x) not in self._given
+        }.values():
             backend.close()
-
 
 
 __all__ = ["CritiqueRevisionConfig", "CritiqueReviser"]

@@ -20,21 +20,21 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from charter import __version__
 from charter.backends import Backend, Conversation, ModelSpec, SamplingConfig, ScoreRequest, load_backend
 from charter.backends.choice import CHOICES, Comparison, PairJudgement, choice_probability, combine_orders  # noqa: F401 (re-exported)
 from charter.cai.feedback_source import FeedbackSource
+from charter.constitution import Constitution, PreferenceExample, Principle, constitution_digest, load_constitution
 from charter.core.clock import now
+from charter.core.digests import file_sha256
+from charter.core.errors import InputError, require_at_least_one
+from charter.core.io import append_jsonl, iter_jsonl, load_prompts, read_jsonl, write_jsonl_atomic
 from charter.core.rundir import RunDirectory
 from charter.core.seeding import stable_seed
-from charter.constitution import Constitution, PreferenceExample, Principle, constitution_digest, load_constitution
-from charter.core.digests import file_sha256
-from charter.core.io import append_jsonl, iter_jsonl, load_prompts, read_jsonl, write_jsonl_atomic
-from charter.core.errors import InputError, require_at_least_one
 
 JUDGEMENTS = "judgements.jsonl"
 PREFS = "prefs.jsonl"
@@ -48,7 +48,9 @@ class PreferenceConfig:
     prompts: str
     out: str
     policy: str = "embedded"
-    judge: str | None = None  # defaults to the policy model (a weak judge: pass a stronger one); guard:DIR = the classifier
+    judge: str | None = (
+        None  # defaults to the policy model (a weak judge: pass a stronger one); guard:DIR = the classifier
+    )
     guard: str | None = None  # a guard directory pooled with the LM judge (ensemble)
     column: str | None = None
     samples: int = 2
@@ -73,7 +75,9 @@ class PreferenceConfig:
         if self.temperature <= 0:
             raise InputError("--temperature must be > 0: the pair must differ", source="--temperature")
         if not 0.5 < self.revision_p <= 1.0:
-            raise InputError("--revision-p must be in (0.5, 1]: the revision is the preferred answer", source="--revision-p")
+            raise InputError(
+                "--revision-p must be in (0.5, 1]: the revision is the preferred answer", source="--revision-p"
+            )
         require_at_least_one(self, "batch_size", "max_new_tokens", "cot_max_new_tokens", "limit")
 
 
@@ -99,15 +103,24 @@ AFTER_COT = "So which option is better? Reply with a single letter, A or B.\nThe
 
 
 def judge_context(
-    prompt: str, principle: Principle, option_a: str, option_b: str, examples: list[PreferenceExample], reasoning: str | None = None, cot: bool = False
+    prompt: str,
+    principle: Principle,
+    option_a: str,
+    option_b: str,
+    examples: list[PreferenceExample],
+    reasoning: str | None = None,
+    cot: bool = False,
 ) -> Conversation:
     """The judge's conversation; the next assistant token is scored as "A" vs "B"."""
     conv: Conversation = []
     for ex in examples:
         q = question_text(ex.conversation, principle, ex.option_a, ex.option_b)
         if cot and ex.reasoning:
-            conv += [{"role": "user", "content": q + COT}, {"role": "assistant", "content": ex.reasoning},
-                     {"role": "user", "content": AFTER_COT}]
+            conv += [
+                {"role": "user", "content": q + COT},
+                {"role": "assistant", "content": ex.reasoning},
+                {"role": "user", "content": AFTER_COT},
+            ]
         else:
             conv += [{"role": "user", "content": q + ANSWER}]
         conv += [{"role": "assistant", "content": ex.answer}]
@@ -145,18 +158,28 @@ class ConstitutionJudge:
             (a_fwd, b_fwd), (a_rev, b_rev) = scores[2 * n], scores[2 * n + 1]
             p_as_a = choice_probability(a_fwd, b_fwd)
             p_as_b = 1.0 - choice_probability(a_rev, b_rev)
-            out.append(PairJudgement(
-                combine_orders(p_as_a, p_as_b, cot=self.cot), p_as_a, p_as_b,
-                (reasonings[2 * n], reasonings[2 * n + 1]) if reasonings else None,
-            ))
+            out.append(
+                PairJudgement(
+                    combine_orders(p_as_a, p_as_b, cot=self.cot),
+                    p_as_a,
+                    p_as_b,
+                    (reasonings[2 * n], reasonings[2 * n + 1]) if reasonings else None,
+                )
+            )
         return out
 
 
 class PreferenceLabeller:
     """Samples response pairs from a policy and labels them with a constitution-reading judge."""
 
-    def __init__(self, config: PreferenceConfig, *, constitution: Constitution | None = None,
-                 policy: Backend | None = None, judge: Backend | None = None):
+    def __init__(
+        self,
+        config: PreferenceConfig,
+        *,
+        constitution: Constitution | None = None,
+        policy: Backend | None = None,
+        judge: Backend | None = None,
+    ):
         config.validate()
         self.config = config
         self.constitution = constitution or load_constitution(config.constitution)
@@ -168,8 +191,11 @@ class PreferenceLabeller:
             if spec is not None:
                 ModelSpec.parse(spec)
         # Which feedback labels the pairs: recorded in run.json and in every judgement.
-        self.feedback = source.record | ({"revision_pairs": {"chains": config.revisions, "label": config.revision_p,
-                                                             "critic": self._chain_critic()}} if config.revisions else {})
+        self.feedback = source.record | (
+            {"revision_pairs": {"chains": config.revisions, "label": config.revision_p, "critic": self._chain_critic()}}
+            if config.revisions
+            else {}
+        )
         self.out = Path(config.out)
         self.rundir = RunDirectory(self.out, JUDGEMENTS, self.run_manifest())
         self._policy, self._judge = policy, judge
@@ -188,8 +214,12 @@ class PreferenceLabeller:
                 continue
             theirs = (chain.get("constitution") or {}).get("digest")
             if theirs != digest:
-                raise InputError(f"chain {chain['id']!r} was written under another constitution "
-                                 f"(digest {theirs}, expected {digest})", source=path, line=line)
+                raise InputError(
+                    f"chain {chain['id']!r} was written under another constitution "
+                    f"(digest {theirs}, expected {digest})",
+                    source=path,
+                    line=line,
+                )
             chains.append(chain)
         return chains
 
@@ -210,29 +240,52 @@ class PreferenceLabeller:
                 chosen, rejected, principle = final, con.principled_refusal(reason), helpful.id
             else:
                 continue
-            out.append({
-                "prompt": [{"role": "user", "content": chain["prompt"]}],
-                "chosen": [{"role": "assistant", "content": chosen}],
-                "rejected": [{"role": "assistant", "content": rejected}],
-                "p_chosen": c.revision_p,
-                "id": f"rev:{chain['id']}",
-                "principle": principle,
-                "judge": REVISION_JUDGE,
-                "origin": "revision",
-                "constitution_digest": digest,
-            })
+            out.append(
+                {
+                    "prompt": [{"role": "user", "content": chain["prompt"]}],
+                    "chosen": [{"role": "assistant", "content": chosen}],
+                    "rejected": [{"role": "assistant", "content": rejected}],
+                    "p_chosen": c.revision_p,
+                    "id": f"rev:{chain['id']}",
+                    "principle": principle,
+                    "judge": REVISION_JUDGE,
+                    "origin": "revision",
+                    "constitution_digest": digest,
+                }
+            )
         return out
 
     def run_manifest(self) -> dict:
         c = self.config
-        args = {k: getattr(c, k) for k in (
-            "column", "policy", "judge", "guard", "samples", "cot", "margin", "limit", "seed", "few_shot",
-            "batch_size", "max_new_tokens", "cot_max_new_tokens", "temperature", "top_p")}
+        args = {
+            k: getattr(c, k)
+            for k in (
+                "column",
+                "policy",
+                "judge",
+                "guard",
+                "samples",
+                "cot",
+                "margin",
+                "limit",
+                "seed",
+                "few_shot",
+                "batch_size",
+                "max_new_tokens",
+                "cot_max_new_tokens",
+                "temperature",
+                "top_p",
+            )
+        }
         if c.revisions:
             args |= {"revisions": c.revisions, "revision_p": c.revision_p, "revisions_sha256": file_sha256(c.revisions)}
-        return {"task": "rlaif/preferences", "charter_version": __version__, "feedback": self.feedback, "arguments": args | {
-            "constitution_digest": constitution_digest(self.constitution),
-            "prompts_sha256": file_sha256(c.prompts)}}
+        return {
+            "task": "rlaif/preferences",
+            "charter_version": __version__,
+            "feedback": self.feedback,
+            "arguments": args
+            | {"constitution_digest": constitution_digest(self.constitution), "prompts_sha256": file_sha256(c.prompts)},
+        }
 
     def _chain_critic(self) -> str | None:
         # Which feedback wrote the revisions these pairs come from (the chains record it).
@@ -255,7 +308,9 @@ class PreferenceLabeller:
 
                 self._guard_judge = GuardPreferenceJudge(Guard.load(guard_path))
             if self.guard_dir is None:
-                self._judge = self._judge or (load_backend(c.judge) if c.judge and c.judge != c.policy else self._policy)
+                self._judge = self._judge or (
+                    load_backend(c.judge) if c.judge and c.judge != c.policy else self._policy
+                )
         if not resuming:
             self.rundir.write_manifest()
         prefs_path = self.out / PREFS
@@ -263,10 +318,10 @@ class PreferenceLabeller:
         if progress:
             progress(done, total, "starting")
         for start in range(0, len(todo), c.batch_size):
-            batch = todo[start:start + c.batch_size]
+            batch = todo[start : start + c.batch_size]
             if progress:
                 progress(done, total, "sampling")
-            records = self._label(batch, lambda s: progress and progress(done, total, s))
+            records = self._label(batch, lambda s: progress and progress(done, total, s))  # noqa: B023 (called here, not later)
             append_jsonl(self.rundir.records, records)
             append_jsonl(prefs_path, [r for j in records for r in self._prefs(j)])
             done += len(batch)
@@ -279,8 +334,15 @@ class PreferenceLabeller:
         judged = list(read_jsonl(self.rundir.records))
         pairs = sum(len(j["pairs"]) for j in judged)
         kept = sum(1 for j in judged for p in j["pairs"] if not p["dropped"])
-        return {"prompts": total, "generated": len(todo), "pairs": pairs, "kept": kept,
-                "dropped_near_ties": pairs - kept, "revision_pairs": len(revision), "out": str(self.out)}
+        return {
+            "prompts": total,
+            "generated": len(todo),
+            "pairs": pairs,
+            "kept": kept,
+            "dropped_near_ties": pairs - kept,
+            "revision_pairs": len(revision),
+            "out": str(self.out),
+        }
 
     def _label(self, batch, stage) -> list[dict]:
         c = self.config
@@ -291,7 +353,7 @@ class PreferenceLabeller:
                 convs.append([{"role": "user", "content": p.text}])
                 seeds.append(stable_seed(c.seed, "sample", k, p.id))
         gens = self._policy.generate(convs, sampling, seeds)  # type: ignore[union-attr]
-        responses = [[g.text for g in gens[i * c.samples:(i + 1) * c.samples]] for i in range(len(batch))]
+        responses = [[g.text for g in gens[i * c.samples : (i + 1) * c.samples]] for i in range(len(batch))]
 
         jobs = []  # (prompt index, pair (i, j), principle, examples)
         for b, p in enumerate(batch):
@@ -306,27 +368,51 @@ class PreferenceLabeller:
         if self.ensemble_dir is not None:
             from charter.guard.feedback import EnsembleJudge
 
-            judge = EnsembleJudge(ConstitutionJudge(self._judge, cot=c.cot, cot_max_new_tokens=c.cot_max_new_tokens),  # type: ignore[arg-type]
-                                  self._guard_judge)
+            judge = EnsembleJudge(
+                ConstitutionJudge(self._judge, cot=c.cot, cot_max_new_tokens=c.cot_max_new_tokens),  # type: ignore[arg-type]
+                self._guard_judge,
+            )
             judge_info = self.feedback | {"lm": self._judge.info.to_dict()}  # type: ignore[union-attr]
         else:
-            judge = self._guard_judge or ConstitutionJudge(self._judge, cot=c.cot, cot_max_new_tokens=c.cot_max_new_tokens)  # type: ignore[arg-type]
+            judge = self._guard_judge or ConstitutionJudge(
+                self._judge, cot=c.cot, cot_max_new_tokens=c.cot_max_new_tokens
+            )  # type: ignore[arg-type]
             judge_info = self.feedback if self._guard_judge else self._judge.info.to_dict()  # type: ignore[union-attr]
-        verdicts = judge.judge([
-            Comparison(batch[b].text, responses[b][i], responses[b][j], pr, tuple(ex)) for b, (i, j), pr, ex in jobs
-        ])
+        verdicts = judge.judge(
+            [Comparison(batch[b].text, responses[b][i], responses[b][j], pr, tuple(ex)) for b, (i, j), pr, ex in jobs]
+        )
 
         records = []
         for b, p in enumerate(batch):
-            records.append({"id": p.id, "prompt": p.text, "source": p.source, "row": p.row,
-                            "responses": responses[b], "pairs": [], "policy": self._policy.info.to_dict(),  # type: ignore[union-attr]
-                            "judge": judge_info,
-                            "constitution": {"name": self.constitution.name, "version": self.constitution.version,
-                                             "digest": constitution_digest(self.constitution)},
-                            "seed": c.seed, "cot": c.cot, "finished": now()})
+            records.append(
+                {
+                    "id": p.id,
+                    "prompt": p.text,
+                    "source": p.source,
+                    "row": p.row,
+                    "responses": responses[b],
+                    "pairs": [],
+                    "policy": self._policy.info.to_dict(),  # type: ignore[union-attr]
+                    "judge": judge_info,
+                    "constitution": {
+                        "name": self.constitution.name,
+                        "version": self.constitution.version,
+                        "digest": constitution_digest(self.constitution),
+                    },
+                    "seed": c.seed,
+                    "cot": c.cot,
+                    "finished": now(),
+                }
+            )
         for (b, (i, j), pr, _), v in zip(jobs, verdicts):
-            pair = {"pair": [i, j], "principle": pr.id, "p_first": v.p_first, "p_first_as_a": v.p_first_as_a,
-                    "p_first_as_b": v.p_first_as_b, "dropped": abs(v.p_first - 0.5) < c.margin}
+            pair = {
+                "pair": [i, j],
+                "principle": pr.id,
+                "p_first": v.p_first,
+                "p_first_as_a": v.p_first_as_a,
+                "p_first_as_b": v.p_first_as_b,
+                "dropped": abs(v.p_first - 0.5) < c.margin,
+            }
             if v.reasoning:
                 pair["reasoning"] = list(v.reasoning)
             records[b]["pairs"].append(pair)
@@ -341,19 +427,23 @@ class PreferenceLabeller:
             i, j = pair["pair"]
             first_wins = pair["p_first"] >= 0.5
             chosen, rejected = (i, j) if first_wins else (j, i)
-            out.append({
-                "prompt": [{"role": "user", "content": judgement["prompt"]}],
-                "chosen": [{"role": "assistant", "content": judgement["responses"][chosen]}],
-                "rejected": [{"role": "assistant", "content": judgement["responses"][rejected]}],
-                "p_chosen": pair["p_first"] if first_wins else 1.0 - pair["p_first"],
-                "id": f"{judgement['id']}#{i}-{j}",
-                "principle": pair["principle"],
-                "judge": judgement["judge"]["spec"],
-                "constitution_digest": judgement["constitution"]["digest"],
-            })
+            out.append(
+                {
+                    "prompt": [{"role": "user", "content": judgement["prompt"]}],
+                    "chosen": [{"role": "assistant", "content": judgement["responses"][chosen]}],
+                    "rejected": [{"role": "assistant", "content": judgement["responses"][rejected]}],
+                    "p_chosen": pair["p_first"] if first_wins else 1.0 - pair["p_first"],
+                    "id": f"{judgement['id']}#{i}-{j}",
+                    "principle": pair["principle"],
+                    "judge": judgement["judge"]["spec"],
+                    "constitution_digest": judgement["constitution"]["digest"],
+                }
+            )
         return out
 
     def close(self) -> None:
         # Only what this object loaded: a backend handed in belongs to the caller.
-        for backend in {id(x): x for x in (self._policy, self._judge) if x is not None and id(x) not in self._given}.values():
+        for backend in {
+            id(x): x for x in (self._policy, self._judge) if x is not None and id(x) not in self._given
+        }.values():
             backend.close()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
 CONFIG_OPTION = typer.Option(None, "--config", "-c", help="gateway.toml (default: ./gateway.toml when present).")
-DATABASE_OPTION = typer.Option(None, "--database", help="Database URL, overriding the config (sqlite:///F or postgresql://H/DB).")
+DATABASE_OPTION = typer.Option(
+    None, "--database", help="Database URL, overriding the config (sqlite:///F or postgresql://H/DB)."
+)
 
 
 def gateway_config(config: Optional[Path], database: Optional[str] = None, **overrides):
@@ -33,7 +35,7 @@ def runtime_key(cfg):
     return load_runtime_key(cfg.runtime_key_path())
 
 
-def public_keys(paths: List[Path]):
+def public_keys(paths: list[Path]):
     from charter.provenance.keys import load_public_key
 
     return [load_public_key(p) for p in paths] if paths else None

@@ -27,7 +27,8 @@ def add_tenant(
     name: str = typer.Argument(..., help="Tenant name."),
     admin: bool = typer.Option(False, "--admin", help="May call admin endpoints and read every tenant's entries."),
     rpm: int = typer.Option(60, "--rpm", min=1, help="Rate limit, requests per minute per gateway process."),
-    config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE,
+    config: Optional[Path] = _CONFIG,
+    database: Optional[str] = _DATABASE,
 ) -> None:
     """Create a tenant and print its API key (shown once; only its hash is stored)."""
     from charter.gateway.tenants import add_tenant as add
@@ -42,7 +43,8 @@ def add_tenant(
 @handle_errors
 def revoke_tenant(
     name: str = typer.Argument(..., help="Tenant name."),
-    config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE,
+    config: Optional[Path] = _CONFIG,
+    database: Optional[str] = _DATABASE,
 ) -> None:
     """Revoke a tenant: delete it (its key stops working within seconds on every gateway process)
     and end its console sessions; logged in the audit log."""
@@ -50,8 +52,11 @@ def revoke_tenant(
 
     cfg, engine, log = _db(config, database)
     info = revoke(engine, log, name, actor="cli")
-    note = (" (it is declared in [[tenants]] of the config: remove the block, or the next start brings it back)"
-            if any(t.name == name for t in cfg.tenants) else "")
+    note = (
+        " (it is declared in [[tenants]] of the config: remove the block, or the next start brings it back)"
+        if any(t.name == name for t in cfg.tenants)
+        else ""
+    )
     console.print(f"revoked tenant {name} ({info['console_sessions']} console sessions ended){note}", highlight=False)
 
 
@@ -69,7 +74,8 @@ def suspend(
     model: Optional[str] = typer.Option(None, "--model", help="Only this model id (default: everything served)."),
     tenant: Optional[str] = typer.Option(None, "--tenant", help="Instead: only this tenant's access."),
     reason: str = typer.Option("suspended by an administrator", "--reason"),
-    config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE,
+    config: Optional[Path] = _CONFIG,
+    database: Optional[str] = _DATABASE,
 ) -> None:
     """Kill switch: refuse new requests and stop in-flight streams (every process on the database)."""
     from charter.gateway.control import KillSwitch
@@ -83,9 +89,14 @@ def suspend(
 @app.command("resume")
 @handle_errors
 def resume(
-    model: Optional[str] = typer.Option(None, "--model", help="The model id suspended with --model (default: the global switch)."),
-    tenant: Optional[str] = typer.Option(None, "--tenant", help="The tenant suspended with --tenant or a per-tenant trip rule."),
-    config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE,
+    model: Optional[str] = typer.Option(
+        None, "--model", help="The model id suspended with --model (default: the global switch)."
+    ),
+    tenant: Optional[str] = typer.Option(
+        None, "--tenant", help="The tenant suspended with --tenant or a per-tenant trip rule."
+    ),
+    config: Optional[Path] = _CONFIG,
+    database: Optional[str] = _DATABASE,
 ) -> None:
     """Lift a suspension."""
     from charter.gateway.control import KillSwitch

@@ -11,9 +11,18 @@ from charter.cli._common import console, handle_errors, run_with_progress
 
 
 def align(
-    recipe: str = typer.Argument(..., help="Recipe TOML file, or a bundled recipe: demo (minutes, the embedded model) or standard (the efficacy benchmark's scale)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output directory: one subdirectory per stage and align.json (the run's ledger)."),
-    restart_from: Optional[str] = typer.Option(None, "--restart-from", help="Redo this stage and every stage after it (guard, sl-cai, sft, preferences, dpo, eval, seal)."),
+    recipe: str = typer.Argument(
+        ...,
+        help="Recipe TOML file, or a bundled recipe: demo (minutes, the embedded model) or standard (the efficacy benchmark's scale).",
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Output directory: one subdirectory per stage and align.json (the run's ledger)."
+    ),
+    restart_from: Optional[str] = typer.Option(
+        None,
+        "--restart-from",
+        help="Redo this stage and every stage after it (guard, sl-cai, sft, preferences, dpo, eval, seal).",
+    ),
 ) -> None:
     """Constitution -> guard -> SL-CAI -> SFT -> preferences -> DPO -> evaluation -> seal, resumable stage by stage."""
     from charter.align import AlignConfig, AlignRun

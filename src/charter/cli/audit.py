@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -28,10 +28,16 @@ def register(root: typer.Typer) -> None:
 @app.command("verify")
 @handle_errors
 def audit_verify(
-    public_key: List[Path] = typer.Option([], "--public-key", help="Pin the checkpoint signer(s) (the gateway's runtime public key)."),
-    trusted: Optional[Path] = typer.Option(None, "--trusted", help="Checkpoints kept elsewhere (a witness file): "
-                                           "the log must contain each and still have its root."),
-    config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE,
+    public_key: list[Path] = typer.Option(
+        [], "--public-key", help="Pin the checkpoint signer(s) (the gateway's runtime public key)."
+    ),
+    trusted: Optional[Path] = typer.Option(
+        None,
+        "--trusted",
+        help="Checkpoints kept elsewhere (a witness file): the log must contain each and still have its root.",
+    ),
+    config: Optional[Path] = _CONFIG,
+    database: Optional[str] = _DATABASE,
 ) -> None:
     """Walk the hash chain and check every signed checkpoint and signed purge; exit 1 naming the first bad entry."""
     from charter.audit import load_trusted
@@ -50,8 +56,11 @@ def audit_verify(
         rep = log.verify(_public_keys(public_key), progress=step, trusted=records)
     if not rep.ok:
         raise VerificationError(f"audit log: first bad entry {rep.first_bad}: {rep.problem}")
-    console.print(f"audit log ok: {rep.entries} entries ({rep.purged} purged by retention), {rep.checkpoints} signed "
-                  f"checkpoints verified, {rep.unanchored} entries after the last checkpoint (chain only)", highlight=False)
+    console.print(
+        f"audit log ok: {rep.entries} entries ({rep.purged} purged by retention), {rep.checkpoints} signed "
+        f"checkpoints verified, {rep.unanchored} entries after the last checkpoint (chain only)",
+        highlight=False,
+    )
     if records is not None:
         console.print(f"all {rep.trusted} trusted checkpoints from {trusted} are in the log", highlight=False)
     for n in rep.notes:
@@ -61,17 +70,23 @@ def audit_verify(
 @app.command("export")
 @handle_errors
 def audit_export(
-    out: Path = typer.Option(..., "--out", "-o", help="JSONL file: a signed checkpoint, then entries with inclusion proofs."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="JSONL file: a signed checkpoint, then entries with inclusion proofs."
+    ),
     tenant: Optional[str] = typer.Option(None, "--tenant", help="Only this tenant's entries."),
     since: Optional[str] = typer.Option(None, "--since", help="ISO time (UTC), inclusive."),
     until: Optional[str] = typer.Option(None, "--until", help="ISO time (UTC), exclusive."),
-    config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE,
+    config: Optional[Path] = _CONFIG,
+    database: Optional[str] = _DATABASE,
 ) -> None:
     """Export entries for a regulator (file mode 0600); `charter audit verify-export` checks it offline."""
     cfg, _, log = _audit_db(config, database)
     r = log.export(out, _runtime_key(cfg), tenant=tenant, since=_iso(since, "--since"), until=_iso(until, "--until"))
-    console.print(f"exported {r['entries']} entries to {r['path']} (checkpoint of {r['tree_size']} entries, "
-                  f"root {r['root_hash'][:16]}…)", highlight=False)
+    console.print(
+        f"exported {r['entries']} entries to {r['path']} (checkpoint of {r['tree_size']} entries, "
+        f"root {r['root_hash'][:16]}…)",
+        highlight=False,
+    )
 
 
 @app.command("verify-export")
@@ -85,16 +100,23 @@ def audit_verify_export(
     from charter.provenance.keys import load_public_key
 
     r = verify_export(file, load_public_key(public_key))
-    console.print(f"export ok: {r['entries']} entries included in the signed log of {r['tree_size']} entries "
-                  f"(checkpoint {r['checkpoint_time']})", highlight=False)
+    console.print(
+        f"export ok: {r['entries']} entries included in the signed log of {r['tree_size']} entries "
+        f"(checkpoint {r['checkpoint_time']})",
+        highlight=False,
+    )
 
 
 @app.command("checkpoint")
 @handle_errors
 def audit_checkpoint(
-    witness: Optional[Path] = typer.Option(None, "--witness", help="Also append the checkpoint record to this file "
-                                           "(JSON lines, 0600): what `audit verify --trusted` reads."),
-    config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE,
+    witness: Optional[Path] = typer.Option(
+        None,
+        "--witness",
+        help="Also append the checkpoint record to this file (JSON lines, 0600): what `audit verify --trusted` reads.",
+    ),
+    config: Optional[Path] = _CONFIG,
+    database: Optional[str] = _DATABASE,
 ) -> None:
     """Sign the current tree head now (chained to the previous checkpoint)."""
     from charter.audit.witness import append_record
@@ -115,9 +137,12 @@ def audit_checkpoint(
 @handle_errors
 def audit_prove(
     seq: Optional[int] = typer.Argument(None, help="Entry whose inclusion to prove."),
-    from_size: Optional[int] = typer.Option(None, "--from-size", help="Instead: a consistency proof from this tree size..."),
+    from_size: Optional[int] = typer.Option(
+        None, "--from-size", help="Instead: a consistency proof from this tree size..."
+    ),
     to_size: Optional[int] = typer.Option(None, "--to-size", help="...to this one (default: the latest checkpoint)."),
-    config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE,
+    config: Optional[Path] = _CONFIG,
+    database: Optional[str] = _DATABASE,
 ) -> None:
     """Print an RFC 6962 inclusion or consistency proof against the latest signed checkpoint."""
     cfg, _, log = _audit_db(config, database)
@@ -128,28 +153,48 @@ def audit_prove(
         to = to_size or cp.tree_size
         if not 0 < from_size <= to <= cp.tree_size:
             raise InputError(f"sizes must satisfy 0 < --from-size <= --to-size <= {cp.tree_size}", source="--from-size")
-        typer.echo(json.dumps({"old_size": from_size, "new_size": to, "consistency_proof": log.consistency_proof(from_size, to)}, indent=2))
+        typer.echo(
+            json.dumps(
+                {"old_size": from_size, "new_size": to, "consistency_proof": log.consistency_proof(from_size, to)},
+                indent=2,
+            )
+        )
         return
     if seq is None or not 0 <= seq < cp.tree_size:
         raise InputError(f"give an entry number below {cp.tree_size}", source="SEQ")
     e = next(log.entries(after_seq=seq - 1, limit=1))
-    typer.echo(json.dumps({"entry": e.to_dict(), "tree_size": cp.tree_size, "root_hash": cp.root_hash,
-                           "checkpoint_envelope": cp.envelope, "inclusion_proof": log.inclusion_proof(seq, cp.tree_size)}, indent=2))
+    typer.echo(
+        json.dumps(
+            {
+                "entry": e.to_dict(),
+                "tree_size": cp.tree_size,
+                "root_hash": cp.root_hash,
+                "checkpoint_envelope": cp.envelope,
+                "inclusion_proof": log.inclusion_proof(seq, cp.tree_size),
+            },
+            indent=2,
+        )
+    )
 
 
 @app.command("purge")
 @handle_errors
 def audit_purge(
-    older_than_days: Optional[float] = typer.Option(None, "--older-than-days", help="Default: the config's retention_days."),
+    older_than_days: Optional[float] = typer.Option(
+        None, "--older-than-days", help="Default: the config's retention_days."
+    ),
     reason: str = typer.Option("retention period", "--reason", help="Recorded in the signed purge entry."),
-    config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE,
+    config: Optional[Path] = _CONFIG,
+    database: Optional[str] = _DATABASE,
 ) -> None:
     """Retention: drop the content of old entries, keeping their hashes so the log stays verifiable.
     The purge is itself an entry, signed with the runtime key (who, cutoff, reason)."""
     cfg, _, log = _audit_db(config, database)
     days = older_than_days or cfg.server.retention_days
     if not days:
-        raise InputError("no retention period: pass --older-than-days or set [server] retention_days", source="--older-than-days")
+        raise InputError(
+            "no retention period: pass --older-than-days or set [server] retention_days", source="--older-than-days"
+        )
     cutoff = audit_time_ago(days * 86400)
     n = log.purge(cutoff, _runtime_key(cfg), actor="cli", reason=reason)
     console.print(f"purged the content of {n} entries older than {cutoff}", highlight=False)

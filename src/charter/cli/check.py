@@ -20,9 +20,13 @@ def register(app: typer.Typer) -> None:
 def check(
     baseline: Path = typer.Option(..., "--baseline", help="The sealed model last filed/released."),
     candidate: Path = typer.Option(..., "--candidate", help="The sealed model about to be released."),
-    rules: Optional[Path] = typer.Option(None, "--rules", help="Rules TOML (thresholds and refile/review/ignore per rule)."),
+    rules: Optional[Path] = typer.Option(
+        None, "--rules", help="Rules TOML (thresholds and refile/review/ignore per rule)."
+    ),
     public_key: Optional[Path] = typer.Option(None, "--public-key", "-p", help="Verify both seals first."),
-    allow_unrelated: bool = typer.Option(False, "--allow-unrelated", help="Compare models with no constitution, base or seal in common."),
+    allow_unrelated: bool = typer.Option(
+        False, "--allow-unrelated", help="Compare models with no constitution, base or seal in common."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the result as JSON here."),
 ) -> None:
@@ -31,9 +35,15 @@ def check(
 
     if out is not None and out.is_dir():
         raise InputError("is a directory; --out takes a file name (e.g. check.json)", source=str(out))
-    result = ReleaseCheck(CheckConfig(baseline=str(baseline), candidate=str(candidate), rules=str(rules) if rules else None,
-                                      public_key=str(public_key) if public_key else None,
-                                      allow_unrelated=allow_unrelated)).run()
+    result = ReleaseCheck(
+        CheckConfig(
+            baseline=str(baseline),
+            candidate=str(candidate),
+            rules=str(rules) if rules else None,
+            public_key=str(public_key) if public_key else None,
+            allow_unrelated=allow_unrelated,
+        )
+    ).run()
     if out:
         from charter.core.io import write_text_atomic
 
@@ -45,5 +55,3 @@ def check(
         for line in result.lines():
             console.print(line, highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(result.exit_code)
-
-

@@ -30,25 +30,63 @@ def register(root: typer.Typer) -> None:
 @app.command()
 @handle_errors
 def analyze(
-    votes: Path = typer.Option(..., "--votes", help="CSV: participant_id, statement_id, vote (1 agree, -1 disagree, 0 pass). Polis names (voter-id, comment-id) work too. With a timestamp column, a re-vote replaces the earlier vote."),
-    statements: Path = typer.Option(..., "--statements", help="CSV: statement_id, text (Polis: comment-id, comment-body); statements with moderated = -1 (rejected by the moderators) are left out."),
-    out: Path = typer.Option(..., "--out", help="Directory for analysis.json, consensus.csv, participants.csv, groups.png, report.md."),
-    k: int | None = typer.Option(None, "--k", help="Force the number of opinion groups (default: best silhouette in 2..--max-k)."),
+    votes: Path = typer.Option(
+        ...,
+        "--votes",
+        help="CSV: participant_id, statement_id, vote (1 agree, -1 disagree, 0 pass). Polis names (voter-id, comment-id) work too. With a timestamp column, a re-vote replaces the earlier vote.",
+    ),
+    statements: Path = typer.Option(
+        ...,
+        "--statements",
+        help="CSV: statement_id, text (Polis: comment-id, comment-body); statements with moderated = -1 (rejected by the moderators) are left out.",
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Directory for analysis.json, consensus.csv, participants.csv, groups.png, report.md."
+    ),
+    k: int | None = typer.Option(
+        None, "--k", help="Force the number of opinion groups (default: best silhouette in 2..--max-k)."
+    ),
     max_k: int = typer.Option(5, "--max-k", help="Largest number of groups tried."),
-    min_votes: int = typer.Option(7, "--min-votes", help="Participants with fewer votes are counted but not clustered (Polis: 7)."),
-    impute: str = typer.Option("mean", "--impute", help="Unseen votes for the PCA: 'mean' (the statement's mean vote, as Polis) or 'zero' (like a pass)."),
-    weight: bool = typer.Option(True, "--weight/--no-weight", help="Weight participants and statements by 1/sqrt(votes + mean votes) in the PCA, so prolific voters and popular statements do not dominate the components (Polis: --no-weight)."),
-    scale: str = typer.Option("full", "--scale", help="Projection x (statements / own votes): 'full' (power 1: where they would sit having voted on everything), 'sqrt' (Polis) or 'none'."),
+    min_votes: int = typer.Option(
+        7, "--min-votes", help="Participants with fewer votes are counted but not clustered (Polis: 7)."
+    ),
+    impute: str = typer.Option(
+        "mean",
+        "--impute",
+        help="Unseen votes for the PCA: 'mean' (the statement's mean vote, as Polis) or 'zero' (like a pass).",
+    ),
+    weight: bool = typer.Option(
+        True,
+        "--weight/--no-weight",
+        help="Weight participants and statements by 1/sqrt(votes + mean votes) in the PCA, so prolific voters and popular statements do not dominate the components (Polis: --no-weight).",
+    ),
+    scale: str = typer.Option(
+        "full",
+        "--scale",
+        help="Projection x (statements / own votes): 'full' (power 1: where they would sit having voted on everything), 'sqrt' (Polis) or 'none'.",
+    ),
     representative: int = typer.Option(5, "--representative", help="Representative statements reported per group."),
-    silhouette_sample: int = typer.Option(3000, "--silhouette-sample", help="Above this many participants, silhouette is scored on a seeded sample."),
+    silhouette_sample: int = typer.Option(
+        3000, "--silhouette-sample", help="Above this many participants, silhouette is scored on a seeded sample."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed for PCA (ARPACK start vector), k-means and silhouette sampling."),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write groups.png."),
 ) -> None:
     """Opinion groups (PCA + k-means, k by silhouette), group-informed consensus, representative statements, a plot and a report."""
     config = CollectiveConfig(
-        votes=str(votes), statements=str(statements), out=str(out), k=k, max_k=max_k, min_votes=min_votes,
-        impute=impute, weight=weight, scale=scale, representative=representative,  # type: ignore[arg-type]
-        silhouette_sample=silhouette_sample, seed=seed, plot=plot,
+        votes=str(votes),
+        statements=str(statements),
+        out=str(out),
+        k=k,
+        max_k=max_k,
+        min_votes=min_votes,
+        impute=impute,
+        weight=weight,
+        scale=scale,
+        representative=representative,  # type: ignore[arg-type]
+        silhouette_sample=silhouette_sample,
+        seed=seed,
+        plot=plot,
     )
     analysis = CollectiveAnalysis(config)
     with err_console.status("analysing votes") as status:
@@ -59,14 +97,22 @@ def analyze(
         f"{c['participants']} participants ({c['participants_clustered']} clustered), {c['statements']} statements, "
         f"{c['votes']} votes -> k = {a['k']} opinion groups "
         f"({'forced' if a['k_forced'] else 'by silhouette'}) in {result.timings['total_s']:.1f}s",
-        highlight=False, markup=False,
+        highlight=False,
+        markup=False,
     )
     if c.get("statements_rejected"):
-        console.print(f"left out {c['statements_rejected']} statement(s) rejected by the moderators and the "
-                      f"{c['votes_on_rejected_statements']} vote(s) on them", highlight=False, markup=False)
+        console.print(
+            f"left out {c['statements_rejected']} statement(s) rejected by the moderators and the "
+            f"{c['votes_on_rejected_statements']} vote(s) on them",
+            highlight=False,
+            markup=False,
+        )
     if c.get("votes_superseded"):
-        console.print(f"{c['votes_superseded']} earlier vote(s) replaced by a later re-vote (by timestamp)",
-                      highlight=False, markup=False)
+        console.print(
+            f"{c['votes_superseded']} earlier vote(s) replaced by a later re-vote (by timestamp)",
+            highlight=False,
+            markup=False,
+        )
     table = Table()
     for col in ("group", "size", "top representative statement"):
         table.add_column(col, overflow="fold")
@@ -77,28 +123,56 @@ def analyze(
     console.print(table)
     top = a["consensus"][0]
     console.print(f"top consensus {top['consensus']:.3f}: {top['text']}", highlight=False, markup=False, emoji=False)
-    console.print(f"wrote {out}/ (analysis.json, consensus.csv, participants.csv, "
-                  f"{'groups.png, ' if plot else ''}report.md)", highlight=False, markup=False)
+    console.print(
+        f"wrote {out}/ (analysis.json, consensus.csv, participants.csv, {'groups.png, ' if plot else ''}report.md)",
+        highlight=False,
+        markup=False,
+    )
 
 
 @app.command()
 @handle_errors
 def draft(
-    analysis: Path = typer.Argument(..., help="The --out directory of `charter collective analyze` (or its analysis.json)."),
+    analysis: Path = typer.Argument(
+        ..., help="The --out directory of `charter collective analyze` (or its analysis.json)."
+    ),
     out: Path = typer.Option(..., "--out", help="Constitution TOML file to write."),
-    threshold: float | None = typer.Option(None, "--threshold", help="Keep statements whose group-informed consensus (product over groups of (agree+1)/(seen+2)) is at least this. Its scale shrinks with the number of groups."),
-    min_group_agree: float | None = typer.Option(None, "--min-group-agree", help=f"Keep statements every group agrees with at this rate, (agree+1)/(seen+2). Default {DEFAULT_MIN_GROUP_AGREE} when --threshold is not given."),
+    threshold: float | None = typer.Option(
+        None,
+        "--threshold",
+        help="Keep statements whose group-informed consensus (product over groups of (agree+1)/(seen+2)) is at least this. Its scale shrinks with the number of groups.",
+    ),
+    min_group_agree: float | None = typer.Option(
+        None,
+        "--min-group-agree",
+        help=f"Keep statements every group agrees with at this rate, (agree+1)/(seen+2). Default {DEFAULT_MIN_GROUP_AGREE} when --threshold is not given.",
+    ),
     min_seen: int = typer.Option(5, "--min-seen", help="Votes each group must have cast on a statement."),
-    max_principles: int | None = typer.Option(None, "--max-principles", help="Keep at most this many (highest consensus first)."),
+    max_principles: int | None = typer.Option(
+        None, "--max-principles", help="Keep at most this many (highest consensus first)."
+    ),
     name: str = typer.Option("collective-constitution", "--name", help="The constitution's name."),
     version: str = typer.Option("0.1.0", "--version", help="The constitution's version."),
     tier: str = typer.Option("broadly_ethical", "--tier", help="Tier of every drafted principle."),
 ) -> None:
     """Turn statements every opinion group endorses into a constitution file that validates."""
-    drafter = ConstitutionDrafter(DraftConfig(
-        analysis=str(analysis), out=str(out), threshold=threshold, min_group_agree=min_group_agree,
-        min_seen=min_seen, max_principles=max_principles, name=name, version=version, tier=tier,
-    ))
+    drafter = ConstitutionDrafter(
+        DraftConfig(
+            analysis=str(analysis),
+            out=str(out),
+            threshold=threshold,
+            min_group_agree=min_group_agree,
+            min_seen=min_seen,
+            max_principles=max_principles,
+            name=name,
+            version=version,
+            tier=tier,
+        )
+    )
     r = drafter.run()
-    console.print(f"wrote {r['out']}: {r['name']} {r['version']} -- {r['principles']} principles from "
-                  f"{r['candidates']} statements ({r['criterion']})", highlight=False, markup=False)
+    console.print(
+        f"wrote {r['out']}: {r['name']} {r['version']} -- {r['principles']} principles from "
+        f"{r['candidates']} statements ({r['criterion']})",
+        highlight=False,
+        markup=False,
+    )

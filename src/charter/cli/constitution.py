@@ -67,8 +67,10 @@ def show(
         cats = getattr(c.categories, side)
         if cats:
             console.print(f"[bold]{side}[/]: " + ", ".join(x.id for x in cats), highlight=False)
-    console.print(f"few-shot dialogues: {len(c.examples)} shared, "
-                  f"{sum(len(p.examples) for p in c.principles)} per-principle", highlight=False)
+    console.print(
+        f"few-shot dialogues: {len(c.examples)} shared, {sum(len(p.examples) for p in c.principles)} per-principle",
+        highlight=False,
+    )
     console.print(f"refusal: {c.refusal}", highlight=False)
 
 
@@ -112,18 +114,26 @@ def drift(
     old: str = typer.Argument(None, help="The earlier constitution (file or bundled name)."),
     new: str = typer.Argument(None, help="The later constitution (file or bundled name)."),
     history: Path = typer.Option(None, "--history", help="Audit every committed version of this file in git instead."),
-    out: Path = typer.Option(None, "--out", help="Write drift.json (and, with --history, history.json + history.png) here."),
+    out: Path = typer.Option(
+        None, "--out", help="Write drift.json (and, with --history, history.json + history.png) here."
+    ),
     match_threshold: float = typer.Option(0.7, help="Min statement similarity to pair principles whose ids differ."),
     reword_threshold: float = typer.Option(0.98, help="A same-id statement below this similarity counts as reworded."),
     hard_weight: float = typer.Option(2.0, help="Weight of a hard constraint relative to a default behaviour."),
-    embedder: Path = typer.Option(None, "--embedder", help="Sentence-embedding model directory (default: bundled MiniLM)."),
+    embedder: Path = typer.Option(
+        None, "--embedder", help="Sentence-embedding model directory (default: bundled MiniLM)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Drift audit: principles matched by id and by meaning, each change classified, a drift score."""
     from charter.governance.drift import DriftAuditor, DriftConfig, drift_history, plot_history, write_json
 
-    config = DriftConfig(match_threshold=match_threshold, reword_threshold=reword_threshold,
-                         hard_weight=hard_weight, embedder=str(embedder) if embedder else None)
+    config = DriftConfig(
+        match_threshold=match_threshold,
+        reword_threshold=reword_threshold,
+        hard_weight=hard_weight,
+        embedder=str(embedder) if embedder else None,
+    )
     if history is not None:
         if old or new:
             raise InputError("give either two constitutions or --history FILE, not both", source="--history")
@@ -132,8 +142,11 @@ def drift(
         from charter.governance.drift import is_shallow
 
         if is_shallow(history):
-            err_console.print("warning: this is a shallow git clone, so earlier versions are missing; fetch the full "
-                              "history (git fetch --unshallow, or actions/checkout with fetch-depth: 0)", highlight=False)
+            err_console.print(
+                "warning: this is a shallow git clone, so earlier versions are missing; fetch the full "
+                "history (git fetch --unshallow, or actions/checkout with fetch-depth: 0)",
+                highlight=False,
+            )
 
         with record_progress("versions") as update:
             points = drift_history(history, auditor, lambda d, t: update(d, t, ""))
@@ -150,11 +163,22 @@ def drift(
             for k, p in enumerate(points):
                 changes = p.error or ", ".join([f"{k2.replace('_', ' ')} {n}" for k2, n in p.counts.items()] + p.other)
                 if not changes:
-                    changes = "first version" if k == 0 else "same content (comments or formatting)" if p.digest == prev_digest else ""
+                    changes = (
+                        "first version"
+                        if k == 0
+                        else "same content (comments or formatting)"
+                        if p.digest == prev_digest
+                        else ""
+                    )
                 prev_digest = p.digest or prev_digest
-                table.add_row(p.commit[:10], p.date[:10], p.version or "-",
-                              "-" if p.drift_from_previous is None else f"{p.drift_from_previous:.3f}",
-                              "-" if p.drift_from_first is None else f"{p.drift_from_first:.3f}", changes)
+                table.add_row(
+                    p.commit[:10],
+                    p.date[:10],
+                    p.version or "-",
+                    "-" if p.drift_from_previous is None else f"{p.drift_from_previous:.3f}",
+                    "-" if p.drift_from_first is None else f"{p.drift_from_first:.3f}",
+                    changes,
+                )
             console.print(table)
         if out:
             write_json(rows, out / "history.json")

@@ -23,15 +23,26 @@ def filter_corpus(
     input: Path = typer.Option(..., "--in", help="Corpus: .jsonl, .parquet or a datasets save_to_disk directory."),
     out: Path = typer.Option(..., "--out", "-o", help="Directory for kept.jsonl, removed.jsonl, lineage.json."),
     text_field: str = typer.Option("text", "--text-field", help="Field holding the text to screen."),
-    side: str = typer.Option("input", "--side", help="Which classifier screens it: input (prompts) or output (responses)."),
+    side: str = typer.Option(
+        "input", "--side", help="Which classifier screens it: input (prompts) or output (responses)."
+    ),
     batch_size: int = typer.Option(256, "--batch-size", help="Records scored per batch."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Stop after this many records."),
 ) -> None:
     """Keep or remove each record by the guard's stage-1 score; resumable; writes a lineage record."""
     from charter.guard.filter import CorpusFilter, FilterConfig
 
-    cfg = FilterConfig(guard=str(guard), input=str(input), out=str(out), text_field=text_field, side=side,
-                       batch_size=batch_size, limit=limit)
+    cfg = FilterConfig(
+        guard=str(guard),
+        input=str(input),
+        out=str(out),
+        text_field=text_field,
+        side=side,
+        batch_size=batch_size,
+        limit=limit,
+    )
     lineage = run_with_progress(CorpusFilter(cfg), "filter")
-    console.print(f"{lineage['records']} records: {lineage['kept']} kept, {lineage['removed']} removed -> {out} "
-                  f"(lineage.json)", highlight=False)
+    console.print(
+        f"{lineage['records']} records: {lineage['kept']} kept, {lineage['removed']} removed -> {out} (lineage.json)",
+        highlight=False,
+    )

@@ -3,26 +3,35 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
 from charter.cli._common import console, handle_errors, run_with_progress
 
-app = typer.Typer(help="Evaluation: attack success, over-refusal, helpfulness, jailbreaks; comparison reports.", no_args_is_help=True)
+app = typer.Typer(
+    help="Evaluation: attack success, over-refusal, helpfulness, jailbreaks; comparison reports.", no_args_is_help=True
+)
 
 
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="eval")
+
 
 MODEL_HELP = "embedded | hf:PATH | gguf:PATH | llamacpp:PATH | openai:URL#MODEL"
 
 
 def _print_summary(s: dict) -> None:
     def fmt(r):
-        return "–" if not r or r.get("rate") is None else f"{r['rate']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] (n={r['n']})"
+        return (
+            "–"
+            if not r or r.get("rate") is None
+            else f"{r['rate']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] (n={r['n']})"
+        )
 
-    console.print(f"[bold]{s['suite']}[/] model={s['model']} judge={s['judge']} responses={s['responses']}", highlight=False)
+    console.print(
+        f"[bold]{s['suite']}[/] model={s['model']} judge={s['judge']} responses={s['responses']}", highlight=False
+    )
     if s["suite"] in ("harmlessness", "jailbreak"):
         console.print(f"  ASR (refusal detector): {fmt(s['asr_refusal'])}", highlight=False)
         console.print(f"  ASR (judge P(harmful) > 0.5): {fmt(s.get('asr_judge'))}", highlight=False)
@@ -34,9 +43,14 @@ def _print_summary(s: dict) -> None:
         console.print(f"  over-refusal (full + partial): {fmt(s['over_refusal'])}", highlight=False)
     else:
         for p in s.get("pairs", []):
-            console.print(f"  {p['model']} vs {p['against']}: {p['wins']}W {p['ties']}T {p['losses']}L, win rate {fmt(p['win_rate'])}", highlight=False)
+            console.print(
+                f"  {p['model']} vs {p['against']}: {p['wins']}W {p['ties']}T {p['losses']}L, win rate {fmt(p['win_rate'])}",
+                highlight=False,
+            )
         if s.get("elo"):
-            console.print("  Elo (Bradley-Terry): " + ", ".join(f"{m} {r:.0f}" for m, r in s["elo"].items()), highlight=False)
+            console.print(
+                "  Elo (Bradley-Terry): " + ", ".join(f"{m} {r:.0f}" for m, r in s["elo"].items()), highlight=False
+            )
 
 
 @app.command("run")
@@ -44,13 +58,29 @@ def _print_summary(s: dict) -> None:
 def run(
     model: str = typer.Option(..., "--model", "-m", help=f"Model under evaluation. {MODEL_HELP}"),
     suite: str = typer.Option(..., "--suite", "-s", help="harmlessness | over-refusal | helpfulness | jailbreak"),
-    out: Path = typer.Option(..., "--out", "-o", help="Output directory (responses.jsonl, judgements.jsonl, summary.json)."),
-    judge: Optional[str] = typer.Option(None, "--judge", help="Constitution judge: P(harmful) / pairwise helpfulness from choice log-probs. Pass a strong model."),
-    prompts: Optional[Path] = typer.Option(None, "--prompts", "-p", help="Prompt file (default: a bundled AdvBench or XSTest sample for the suite)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Output directory (responses.jsonl, judgements.jsonl, summary.json)."
+    ),
+    judge: Optional[str] = typer.Option(
+        None,
+        "--judge",
+        help="Constitution judge: P(harmful) / pairwise helpfulness from choice log-probs. Pass a strong model.",
+    ),
+    prompts: Optional[Path] = typer.Option(
+        None, "--prompts", "-p", help="Prompt file (default: a bundled AdvBench or XSTest sample for the suite)."
+    ),
     column: Optional[str] = typer.Option(None, "--column", help="Column holding the prompt."),
-    category_column: Optional[str] = typer.Option(None, "--category-column", help="Column with categories for per-category rates (default: category/type if present)."),
-    against: List[str] = typer.Option([], "--against", help="helpfulness: model(s) to compare with (repeat for Elo over 3+ models)."),
-    templates: Optional[Path] = typer.Option(None, "--templates", help="jailbreak: JSONL (id, template) or TXT templates with a {prompt} marker."),
+    category_column: Optional[str] = typer.Option(
+        None,
+        "--category-column",
+        help="Column with categories for per-category rates (default: category/type if present).",
+    ),
+    against: list[str] = typer.Option(
+        [], "--against", help="helpfulness: model(s) to compare with (repeat for Elo over 3+ models)."
+    ),
+    templates: Optional[Path] = typer.Option(
+        None, "--templates", help="jailbreak: JSONL (id, template) or TXT templates with a {prompt} marker."
+    ),
     constitution: str = typer.Option("default", "--constitution", "-c", help="Constitution the judge reads."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use at most this many prompts."),
     skip: int = typer.Option(0, "--skip", help="Skip the first N prompts (e.g. those used in training)."),
@@ -64,10 +94,23 @@ def run(
     from charter.evals import EvalConfig, EvalRun
 
     config = EvalConfig(
-        model=model, suite=suite, out=str(out), judge=judge, prompts=str(prompts) if prompts else None, column=column,
-        category_column=category_column, against=tuple(against), templates=str(templates) if templates else None,
-        constitution=constitution, limit=limit, skip=skip, seed=seed, batch_size=batch_size,
-        max_new_tokens=max_new_tokens, temperature=temperature, tie_margin=tie_margin,
+        model=model,
+        suite=suite,
+        out=str(out),
+        judge=judge,
+        prompts=str(prompts) if prompts else None,
+        column=column,
+        category_column=category_column,
+        against=tuple(against),
+        templates=str(templates) if templates else None,
+        constitution=constitution,
+        limit=limit,
+        skip=skip,
+        seed=seed,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        tie_margin=tie_margin,
     )
     summary = run_with_progress(EvalRun(config), f"eval {suite}")
     _print_summary(summary)
@@ -78,8 +121,14 @@ def run(
 @handle_errors
 def report(
     out: Path = typer.Argument(..., help="An evaluation directory."),
-    judge: Optional[str] = typer.Option(None, "--judge", help="Summarise this judge's verdicts (default: the latest); a judge without verdicts there judges the stored responses first."),
-    constitution: str = typer.Option("default", "--constitution", "-c", help="Constitution the judge reads (when judging)."),
+    judge: Optional[str] = typer.Option(
+        None,
+        "--judge",
+        help="Summarise this judge's verdicts (default: the latest); a judge without verdicts there judges the stored responses first.",
+    ),
+    constitution: str = typer.Option(
+        "default", "--constitution", "-c", help="Constitution the judge reads (when judging)."
+    ),
     batch_size: int = typer.Option(16, "--batch-size", help="Responses judged per batch (when judging)."),
 ) -> None:
     """Re-score stored responses (refusal labels, figures) and optionally re-judge them; never regenerates."""
@@ -93,8 +142,13 @@ def report(
 @app.command("compare")
 @handle_errors
 def compare(
-    dirs: List[Path] = typer.Argument(..., help="Evaluation directories (any suites, any models)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Report directory: report.md, summary.json, frontier.png, categories.png, winrates.png."),
+    dirs: list[Path] = typer.Argument(..., help="Evaluation directories (any suites, any models)."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Report directory: report.md, summary.json, frontier.png, categories.png, winrates.png.",
+    ),
 ) -> None:
     """Side-by-side report: the helpful/harmless frontier, per-category bars, win rates."""
     from charter.evals.compare import compare as build

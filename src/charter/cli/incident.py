@@ -35,8 +35,11 @@ def incident_list(config: Optional[Path] = _CONFIG, database: Optional[str] = _D
 @handle_errors
 def incident_report(
     incident_id: int = typer.Argument(..., help="Incident id (charter incident list)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write Markdown here (and JSON beside it) instead of printing."),
-    config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE,
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Write Markdown here (and JSON beside it) instead of printing."
+    ),
+    config: Optional[Path] = _CONFIG,
+    database: Optional[str] = _DATABASE,
 ) -> None:
     """An incident's timeline, affected requests and guard decisions."""
     from charter.gateway.control import Incidents, render_report
@@ -56,8 +59,10 @@ def incident_report(
 @app.command("close")
 @handle_errors
 def incident_close(
-    incident_id: int = typer.Argument(...), note: str = typer.Option("", "--note"),
-    config: Optional[Path] = _CONFIG, database: Optional[str] = _DATABASE,
+    incident_id: int = typer.Argument(...),
+    note: str = typer.Option("", "--note"),
+    config: Optional[Path] = _CONFIG,
+    database: Optional[str] = _DATABASE,
 ) -> None:
     """Close an incident (resuming service is a separate, deliberate `charter admin resume`)."""
     from charter.gateway.control import Incidents

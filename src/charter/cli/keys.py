@@ -25,7 +25,9 @@ def passphrase(confirm: bool = False) -> bytes:
     value = os.environ.get(PASSPHRASE_ENV)
     if value is None:
         if not sys.stdin.isatty():
-            raise InputError(f"no passphrase: set {PASSPHRASE_ENV} or run in a terminal to be asked", source="passphrase")
+            raise InputError(
+                f"no passphrase: set {PASSPHRASE_ENV} or run in a terminal to be asked", source="passphrase"
+            )
         value = typer.prompt("Key passphrase", hide_input=True, confirmation_prompt=confirm)
     return value.encode()
 
@@ -41,6 +43,7 @@ def keys_generate(
     from charter.provenance.keys import key_id, load_public_key
 
     priv, pub = generate_keypair(out, passphrase(confirm=True), overwrite=overwrite)
-    console.print(f"private key: {priv} (encrypted, mode 600)\npublic key:  {pub}\nkey id: {key_id(load_public_key(pub))}", highlight=False)
-
-
+    console.print(
+        f"private key: {priv} (encrypted, mode 600)\npublic key:  {pub}\nkey id: {key_id(load_public_key(pub))}",
+        highlight=False,
+    )

@@ -36,8 +36,28 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # Every command module registers itself the same way; the order is the order of `charter --help`.
-for module in (constitution, cai, train, evals, guard, data, models, align, keys, provenance, serve, admin, incident, audit,
-               profiles, watermark, docs, check, assess, collective):
+for module in (
+    constitution,
+    cai,
+    train,
+    evals,
+    guard,
+    data,
+    models,
+    align,
+    keys,
+    provenance,
+    serve,
+    admin,
+    incident,
+    audit,
+    profiles,
+    watermark,
+    docs,
+    check,
+    assess,
+    collective,
+):
     module.register(app)
 
 
@@ -49,7 +69,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """Charter: align (SL-CAI, RLAIF), govern, seal, guard and prove a model from one constitution."""
 

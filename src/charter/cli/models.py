@@ -22,7 +22,9 @@ def check(
     spec: str = typer.Argument("embedded", help="embedded | hf:PATH | gguf:PATH | llamacpp:PATH | openai:URL#MODEL"),
     prompt: str = typer.Option("Say hello in one short sentence.", "--prompt"),
     max_new_tokens: int = typer.Option(32, "--max-new-tokens"),
-    require_seal: str = typer.Option(None, "--require-seal", help="hf: only: refuse the model unless its seal verifies with this public key."),
+    require_seal: str = typer.Option(
+        None, "--require-seal", help="hf: only: refuse the model unless its seal verifies with this public key."
+    ),
 ) -> None:
     """Load a model, generate one greedy answer and print its identity and speed."""
     from charter.backends import SamplingConfig, load_backend
@@ -36,6 +38,9 @@ def check(
         g = backend.generate([[{"role": "user", "content": prompt}]], SamplingConfig(max_new_tokens, 0.0))[0]
         gen_s = time.perf_counter() - t1
         console.print_json(json.dumps(backend.info.to_dict()))
-    console.print(f"load {load_s:.2f}s; {g.completion_tokens} tokens in {gen_s:.2f}s "
-                  f"({g.completion_tokens / max(gen_s, 1e-9):.1f} tok/s)", highlight=False)
+    console.print(
+        f"load {load_s:.2f}s; {g.completion_tokens} tokens in {gen_s:.2f}s "
+        f"({g.completion_tokens / max(gen_s, 1e-9):.1f} tok/s)",
+        highlight=False,
+    )
     console.print(g.text, highlight=False, markup=False)

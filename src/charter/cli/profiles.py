@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import List, Optional
+from typing import Optional
 
 import typer
 from rich.table import Table
 
 from charter.cli._common import console, handle_errors
 
-app = typer.Typer(help="Compliance profiles: disclosures, labels, watermarks, retention, safeguards.", no_args_is_help=True)
+app = typer.Typer(
+    help="Compliance profiles: disclosures, labels, watermarks, retention, safeguards.", no_args_is_help=True
+)
 
 
 def register(root: typer.Typer) -> None:
@@ -30,8 +32,12 @@ def profiles_list() -> None:
 @app.command("show")
 @handle_errors
 def profiles_show(
-    names: List[str] = typer.Argument(..., help="Profile names or .toml paths; several compose to the stricter setting of each."),
-    remote: Optional[bool] = typer.Option(None, "--remote/--local", help="Whether the upstream is remote (watermarks need a local one)."),
+    names: list[str] = typer.Argument(
+        ..., help="Profile names or .toml paths; several compose to the stricter setting of each."
+    ),
+    remote: Optional[bool] = typer.Option(
+        None, "--remote/--local", help="Whether the upstream is remote (watermarks need a local one)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """The effective settings and the profile each one came from."""
@@ -40,8 +46,13 @@ def profiles_show(
     e = compose(names)
     rows = e.describe(local_upstream=None if remote is None else not remote)
     if as_json:
-        typer.echo(json.dumps({"profiles": e.names, "settings": [{"setting": k, "value": v, "source": s} for k, v, s in rows]},
-                              indent=2, ensure_ascii=False))
+        typer.echo(
+            json.dumps(
+                {"profiles": e.names, "settings": [{"setting": k, "value": v, "source": s} for k, v, s in rows]},
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
         return
     table = Table(title=f"effective compliance settings: {' + '.join(e.names)}")
     table.add_column("setting", no_wrap=True)
@@ -50,7 +61,8 @@ def profiles_show(
     for k, v, s in rows:
         table.add_row(k, v, s)
     console.print(table)
-    console.print("Watermarks apply to local upstreams only: a remote server's logits are not available, so its "
-                  "answers get the explicit label but no implicit mark.", highlight=False)
-
-
+    console.print(
+        "Watermarks apply to local upstreams only: a remote server's logits are not available, so its "
+        "answers get the explicit label but no implicit mark.",
+        highlight=False,
+    )

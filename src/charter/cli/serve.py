@@ -23,10 +23,14 @@ def serve(
     host: Optional[str] = typer.Option(None, "--host", help="Bind address (overrides [server] host)."),
     port: Optional[int] = typer.Option(None, "--port", help="Port (overrides [server] port)."),
     model: Optional[str] = typer.Option(None, "--model", help="Upstream model spec (overrides [upstream] model)."),
-    require_seal: Optional[Path] = typer.Option(None, "--require-seal", help="Public key: refuse to serve a model whose seal does not verify."),
+    require_seal: Optional[Path] = typer.Option(
+        None, "--require-seal", help="Public key: refuse to serve a model whose seal does not verify."
+    ),
     database: Optional[str] = _DATABASE,
     guard: Optional[Path] = typer.Option(None, "--guard", help="Guard directory (overrides [guard] path)."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Gateway processes on this port (overrides [server] workers)."),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", help="Gateway processes on this port (overrides [server] workers)."
+    ),
 ) -> None:
     """Serve the OpenAI-compatible, guarded, audited gateway (FastAPI + uvicorn)."""
     import uvicorn
@@ -35,17 +39,31 @@ def serve(
     from charter.gateway.app import configure_json_logging
     from charter.gateway.state import GatewayState
 
-    cfg = _config(config, database, **{"server.host": host, "server.port": port, "upstream.model": model,
-                                      "upstream.require_seal": str(require_seal.resolve()) if require_seal else None,
-                                      "guard.path": str(guard.resolve()) if guard else None, "server.workers": workers})
+    cfg = _config(
+        config,
+        database,
+        **{
+            "server.host": host,
+            "server.port": port,
+            "upstream.model": model,
+            "upstream.require_seal": str(require_seal.resolve()) if require_seal else None,
+            "guard.path": str(guard.resolve()) if guard else None,
+            "server.workers": workers,
+        },
+    )
     configure_json_logging()
     with console.status(f"loading {cfg.upstream.model}" + (" and the guard" if cfg.guard.path else "")):
         state = GatewayState(cfg)
     a = state.attestation
-    err_console.print(f"serving {state.upstream.model_id} on http://{cfg.server.host}:{cfg.server.port}/v1 "
-                      f"({'sealed, verified' if a.verified else 'sealed, not verified' if a.sealed else 'unsealed'}; "
-                      f"guard {'on' if state.guard is not None else 'off'}; audit {cfg.server.database})", highlight=False)
-    common = dict(host=cfg.server.host, port=cfg.server.port, log_config=None, access_log=False, timeout_graceful_shutdown=5)
+    err_console.print(
+        f"serving {state.upstream.model_id} on http://{cfg.server.host}:{cfg.server.port}/v1 "
+        f"({'sealed, verified' if a.verified else 'sealed, not verified' if a.sealed else 'unsealed'}; "
+        f"guard {'on' if state.guard is not None else 'off'}; audit {cfg.server.database})",
+        highlight=False,
+    )
+    common = dict(
+        host=cfg.server.host, port=cfg.server.port, log_config=None, access_log=False, timeout_graceful_shutdown=5
+    )
     if cfg.server.workers == 1:
         uvicorn.run(create_app(cfg, state=state), **common)
         return

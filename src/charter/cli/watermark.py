@@ -22,9 +22,14 @@ def register(root: typer.Typer) -> None:
 @handle_errors
 def watermark_detect(
     file: Path = typer.Option(..., "--file", "-f", help="Text file to test."),
-    model: str = typer.Option("embedded", "--model", help="The model that would have generated it (its tokenizer and vocabulary)."),
-    key_file: Optional[Path] = typer.Option(None, "--key-file", help="The deployment's watermark key file (hex, as the gateway "
-                                             "writes it; `charter watermark key` names it)."),
+    model: str = typer.Option(
+        "embedded", "--model", help="The model that would have generated it (its tokenizer and vocabulary)."
+    ),
+    key_file: Optional[Path] = typer.Option(
+        None,
+        "--key-file",
+        help="The deployment's watermark key file (hex, as the gateway writes it; `charter watermark key` names it).",
+    ),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="gateway.toml: use its watermark key file."),
     greenlist_ratio: float = typer.Option(0.25, "--greenlist-ratio"),
     z_threshold: float = typer.Option(4.0, "--z-threshold", help="Verdict threshold on the z-score."),
@@ -35,11 +40,19 @@ def watermark_detect(
     if not file.is_file():
         raise InputError("no such file", source=str(file))
     secret = _watermark_secret(key_file, config)
-    r = detect(file.read_text(encoding="utf-8"), model, hashing_key=secret, greenlist_ratio=greenlist_ratio,
-               z_threshold=z_threshold)
+    r = detect(
+        file.read_text(encoding="utf-8"),
+        model,
+        hashing_key=secret,
+        greenlist_ratio=greenlist_ratio,
+        z_threshold=z_threshold,
+    )
     typer.echo(json.dumps(r))
-    console.print(f"{'WATERMARKED' if r['watermarked'] else 'no watermark detected'}: z = {r['z_score']:.2f}, "
-                  f"p = {r['p_value']:.2e} over {r['tokens']} tokens ({r['green_fraction']:.0%} green)", highlight=False)
+    console.print(
+        f"{'WATERMARKED' if r['watermarked'] else 'no watermark detected'}: z = {r['z_score']:.2f}, "
+        f"p = {r['p_value']:.2e} over {r['tokens']} tokens ({r['green_fraction']:.0%} green)",
+        highlight=False,
+    )
 
 
 def _watermark_secret(key_file: Optional[Path], config: Optional[Path]) -> bytes:
@@ -64,6 +77,6 @@ def watermark_key(
     from charter.provenance.keys import load_secret, secret_id
 
     path = _config(config).watermark_key_path()
-    typer.echo(json.dumps({"key_file": path, "key_id": secret_id(load_secret(path, "the watermark key", create=False))}))
-
-
+    typer.echo(
+        json.dumps({"key_file": path, "key_id": secret_id(load_secret(path, "the watermark key", create=False))})
+    )

@@ -21,9 +21,7 @@ BUNDLED_PACKAGE = "charter.constitution.bundled"
 
 def bundled_names() -> list[str]:
     return sorted(
-        p.name[: -len(".toml")]
-        for p in resources.files(BUNDLED_PACKAGE).iterdir()
-        if p.name.endswith(".toml")
+        p.name[: -len(".toml")] for p in resources.files(BUNDLED_PACKAGE).iterdir() if p.name.endswith(".toml")
     )
 
 
@@ -57,7 +55,7 @@ def parse_constitution(text: str, *, source: str = "<string>") -> Constitution:
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
         msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
-        raise InputError(f"invalid TOML: {msg}", source=source, line=int(m.group(1)) if m else None)
+        raise InputError(f"invalid TOML: {msg}", source=source, line=int(m.group(1)) if m else None) from None
     try:
         return Constitution.model_validate(data)
     except ValidationError as exc:

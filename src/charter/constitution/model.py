@@ -53,7 +53,6 @@ class Tier(_Strict):
     description: str = ""
 
 
-
 class CritiqueExample(_Strict):
     """A worked critique -> revision dialogue, shown to the model as few-shot turns."""
 
@@ -93,7 +92,6 @@ class Principle(_Strict):
     depth: DepthHint = "middle"
     examples: tuple[CritiqueExample, ...] = ()
     preference_examples: tuple[PreferenceExample, ...] = ()
-
 
     @field_validator("kind", mode="before")
     @classmethod
@@ -140,7 +138,6 @@ class ContentCategory(_Strict):
     examples: tuple[str, ...] = ()
 
 
-
 class ContentCategories(_Strict):
     prohibited: tuple[ContentCategory, ...] = ()
     allowed: tuple[ContentCategory, ...] = ()
@@ -172,7 +169,7 @@ class Constitution(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _references(self) -> "Constitution":
+    def _references(self) -> Constitution:
         tier_ids = [t.id for t in self.tiers]
         if not tier_ids:
             raise ValueError("at least one tier is required")

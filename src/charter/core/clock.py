@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 AUDIT_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def utc_clock() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def now() -> str:
@@ -19,7 +19,7 @@ def now() -> str:
 
 def audit_time(t: datetime | None = None) -> str:
     """An audit-log timestamp (``utc_now()`` when ``t`` is None)."""
-    return (t or utc_clock()).astimezone(timezone.utc).strftime(AUDIT_FORMAT)
+    return (t or utc_clock()).astimezone(UTC).strftime(AUDIT_FORMAT)
 
 
 def utc_now() -> str:
@@ -35,4 +35,4 @@ def audit_time_ago(seconds: float) -> str:
 def parse_time(value: str) -> datetime:
     """An ISO-8601 timestamp in either spelling (``Z`` or an offset) as an aware datetime."""
     t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)

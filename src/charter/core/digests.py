@@ -41,5 +41,8 @@ def weights_digest(model_dir: Path) -> dict | None:
         digest = file_sha256(p)
         listing[p.name] = digest
         h.update(f"{p.name}\0{digest}\n".encode())
-    return {"sha256": "sha256:" + h.hexdigest(), "files": listing,
-            "method": "sha256 over the sorted file names, each followed by NUL, its sha256 and a newline"}
+    return {
+        "sha256": "sha256:" + h.hexdigest(),
+        "files": listing,
+        "method": "sha256 over the sorted file names, each followed by NUL, its sha256 and a newline",
+    }

@@ -13,9 +13,9 @@ import io
 import json
 import os
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from charter.core.errors import InputError
 
@@ -51,7 +51,9 @@ def _pick_column(columns: list[str], column: str | None, source: str) -> str:
             return c
     if len(columns) == 1:
         return columns[0]
-    raise InputError(f"cannot tell which column holds the prompts; pass --column (columns: {', '.join(columns)})", source=source)
+    raise InputError(
+        f"cannot tell which column holds the prompts; pass --column (columns: {', '.join(columns)})", source=source
+    )
 
 
 def json_records(raw: str, source: str, *, json_array: bool) -> list[tuple[int, object]]:
@@ -125,7 +127,9 @@ def load_prompts(
         try:
             for i, row in enumerate(reader, start=2):
                 if None in row:
-                    raise InputError(f"row has more fields than the header ({len(columns)})", source=source, line=reader.line_num)
+                    raise InputError(
+                        f"row has more fields than the header ({len(columns)})", source=source, line=reader.line_num
+                    )
                 rows.append((i, row.get(col) or ""))
                 extras[i] = {k: row.get(k) for k in wanted}
         except csv.Error as exc:
@@ -140,7 +144,9 @@ def load_prompts(
         else:
             first_bad = next(((n, o) for n, o in objects if not isinstance(o, dict)), None)
             if first_bad:
-                raise InputError("every record must be a JSON object (or every one a string)", source=source, line=first_bad[0])
+                raise InputError(
+                    "every record must be a JSON object (or every one a string)", source=source, line=first_bad[0]
+                )
             columns = list(dict.fromkeys(k for _, o in objects for k in o))  # type: ignore[union-attr]
             col = _pick_column(columns, column, source)
             _check_columns(wanted, columns, source)
@@ -154,7 +160,9 @@ def load_prompts(
         _check_columns(wanted, [], source)
         rows = [(n, line) for n, line in enumerate(raw.splitlines(), start=1)]
     else:
-        raise InputError(f"unsupported prompt file type {suffix!r} (use .csv, .tsv, .jsonl, .json or .txt)", source=source)
+        raise InputError(
+            f"unsupported prompt file type {suffix!r} (use .csv, .tsv, .jsonl, .json or .txt)", source=source
+        )
 
     out: list[PromptRecord] = []
     skipped = 0
@@ -169,7 +177,9 @@ def load_prompts(
             skipped += 1
             continue
         h = hashlib.sha256(text.encode()).hexdigest()[:10]
-        out.append(PromptRecord(id=f"r{n}-{h}", text=text, source=source, row=n, fields={k: extra.get(k) for k in keep}))
+        out.append(
+            PromptRecord(id=f"r{n}-{h}", text=text, source=source, row=n, fields={k: extra.get(k) for k in keep})
+        )
         if limit is not None and len(out) >= limit:
             break
     if not out:
@@ -181,7 +191,9 @@ def load_prompts(
 def _check_columns(wanted: tuple[str, ...], columns: list[str], source: str) -> None:
     missing = [c for c in wanted if c not in columns]
     if missing:
-        raise InputError(f"unknown column {missing[0]!r} (columns: {', '.join(columns) or 'none: plain text'})", source=source)
+        raise InputError(
+            f"unknown column {missing[0]!r} (columns: {', '.join(columns) or 'none: plain text'})", source=source
+        )
 
 
 def file_columns(path: str | os.PathLike) -> list[str]:
@@ -259,8 +271,9 @@ def append_jsonl(path: Path, records: Iterable[dict], *, private: bool = False) 
     payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     if not payload:
         return
-    with (_open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT) if private
-          else open(path, "a", encoding="utf-8")) as f:
+    with (
+        _open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT) if private else open(path, "a", encoding="utf-8")
+    ) as f:
         f.write(payload)
         f.flush()
         os.fsync(f.fileno())
@@ -293,8 +306,7 @@ def write_jsonl_atomic(path: Path, records: Iterable[dict], *, private: bool = F
     tmp = path.with_suffix(path.suffix + ".tmp")
     if private:
         tmp.unlink(missing_ok=True)  # a leftover would keep its own mode
-    with (_open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL) if private
-          else open(tmp, "w", encoding="utf-8")) as f:
+    with _open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL) if private else open(tmp, "w", encoding="utf-8") as f:
         for r in records:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
         f.flush()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def wilson(k: int | float, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -58,7 +58,9 @@ def bradley_terry_elo(
         new = {}
         for i in models:
             w = sum(wins.get((i, j), 0.0) for j in models if j != i)
-            denom = sum(games_between[(i, j)] / (strength[i] + strength[j]) for j in models if j != i and games_between[(i, j)])
+            denom = sum(
+                games_between[(i, j)] / (strength[i] + strength[j]) for j in models if j != i and games_between[(i, j)]
+            )
             new[i] = w / denom if denom else strength[i]
         norm = math.exp(sum(math.log(max(v, 1e-300)) for v in new.values()) / len(new))
         new = {m: max(v / norm, 1e-300) for m, v in new.items()}

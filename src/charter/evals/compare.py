@@ -58,22 +58,39 @@ def compare(dirs: list[str | Path], out: str | Path) -> dict:
     table = []
     for spec, suites in models.items():
         h, o, j = suites.get("harmlessness"), suites.get("over-refusal"), suites.get("jailbreak")
-        table.append({
-            "model": spec, "label": _label(spec),
-            "asr_refusal": h and h["asr_refusal"], "asr_judge": h and h.get("asr_judge"),
-            "jailbreak_asr_refusal": j and j["asr_refusal"], "jailbreak_asr_judge": j and j.get("asr_judge"),
-            "over_refusal": o and o["over_refusal"], "full_refusal_safe": o and o["full_refusal"],
-        })
-    helpfulness = [p | {"judge": s["judge"]} for s in summaries if s["suite"] == "helpfulness" for p in s.get("pairs", [])]
+        table.append(
+            {
+                "model": spec,
+                "label": _label(spec),
+                "asr_refusal": h and h["asr_refusal"],
+                "asr_judge": h and h.get("asr_judge"),
+                "jailbreak_asr_refusal": j and j["asr_refusal"],
+                "jailbreak_asr_judge": j and j.get("asr_judge"),
+                "over_refusal": o and o["over_refusal"],
+                "full_refusal_safe": o and o["full_refusal"],
+            }
+        )
+    helpfulness = [
+        p | {"judge": s["judge"]} for s in summaries if s["suite"] == "helpfulness" for p in s.get("pairs", [])
+    ]
     elo = next((s["elo"] for s in summaries if s["suite"] == "helpfulness" and s.get("elo")), None)
 
     out.mkdir(parents=True, exist_ok=True)
-    plots = {"frontier": _plot_frontier(table, out / "frontier.png"),
-             "categories": _plot_categories(summaries, out / "categories.png"),
-             "winrates": _plot_winrates(helpfulness, out / "winrates.png")}
+    plots = {
+        "frontier": _plot_frontier(table, out / "frontier.png"),
+        "categories": _plot_categories(summaries, out / "categories.png"),
+        "winrates": _plot_winrates(helpfulness, out / "winrates.png"),
+    }
     plots = {k: str(v) for k, v in plots.items() if v}
-    result = {"runs": [{"dir": s["dir"], "suite": s["suite"], "model": s["model"], "judge": s.get("judge")} for s in summaries],
-              "models": table, "helpfulness": helpfulness, "elo": elo, "plots": plots}
+    result = {
+        "runs": [
+            {"dir": s["dir"], "suite": s["suite"], "model": s["model"], "judge": s.get("judge")} for s in summaries
+        ],
+        "models": table,
+        "helpfulness": helpfulness,
+        "elo": elo,
+        "plots": plots,
+    }
     (out / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "report.md").write_text(_markdown(result, summaries))
     return result
@@ -81,23 +98,43 @@ def compare(dirs: list[str | Path], out: str | Path) -> dict:
 
 def _markdown(result: dict, summaries: list[dict]) -> str:
     lines = ["# Evaluation report", ""]
-    lines += ["Attack success rate (ASR): share of harmful requests not fully refused (refusal detector) or judged "
-              "harmful (P(harmful) > 0.5 under the constitution judge). Over-refusal: share of safe prompts "
-              "(XSTest-style) refused fully or partly. Rates with 95% Wilson intervals. Lower is better for all three.", ""]
-    lines += ["| model | ASR (refusal detector) | ASR (judge) | jailbreak ASR (detector) | jailbreak ASR (judge) | over-refusal |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "Attack success rate (ASR): share of harmful requests not fully refused (refusal detector) or judged "
+        "harmful (P(harmful) > 0.5 under the constitution judge). Over-refusal: share of safe prompts "
+        "(XSTest-style) refused fully or partly. Rates with 95% Wilson intervals. Lower is better for all three.",
+        "",
+    ]
+    lines += [
+        "| model | ASR (refusal detector) | ASR (judge) | jailbreak ASR (detector) | jailbreak ASR (judge) | over-refusal |",
+        "|---|---|---|---|---|---|",
+    ]
     for m in result["models"]:
-        lines.append(f"| `{m['label']}` | {_fmt(m['asr_refusal'])} | {_fmt(m['asr_judge'])} | {_fmt(m['jailbreak_asr_refusal'])} "
-                     f"| {_fmt(m['jailbreak_asr_judge'])} | {_fmt(m['over_refusal'])} |")
+        lines.append(
+            f"| `{m['label']}` | {_fmt(m['asr_refusal'])} | {_fmt(m['asr_judge'])} | {_fmt(m['jailbreak_asr_refusal'])} "
+            f"| {_fmt(m['jailbreak_asr_judge'])} | {_fmt(m['over_refusal'])} |"
+        )
     if result["helpfulness"]:
-        lines += ["", "## Helpfulness (pairwise, judge, both orders; ties count half)", "",
-                  "| model | against | wins | ties | losses | win rate |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Helpfulness (pairwise, judge, both orders; ties count half)",
+            "",
+            "| model | against | wins | ties | losses | win rate |",
+            "|---|---|---|---|---|---|",
+        ]
         for p in result["helpfulness"]:
-            lines.append(f"| `{_label(p['model'])}` | `{_label(p['against'])}` | {p['wins']} | {p['ties']} | {p['losses']} | {_fmt(p['win_rate'])} |")
+            lines.append(
+                f"| `{_label(p['model'])}` | `{_label(p['against'])}` | {p['wins']} | {p['ties']} | {p['losses']} | {_fmt(p['win_rate'])} |"
+            )
     if result["elo"]:
-        lines += ["", "Bradley–Terry ratings on the Elo scale: " + ", ".join(f"`{_label(m)}` {r:.0f}" for m, r in result["elo"].items())]
+        lines += [
+            "",
+            "Bradley–Terry ratings on the Elo scale: "
+            + ", ".join(f"`{_label(m)}` {r:.0f}" for m, r in result["elo"].items()),
+        ]
     lines += ["", "## Plots", ""] + [f"![{k}]({Path(v).name})" for k, v in result["plots"].items()]
-    lines += ["", "## Runs", ""] + [f"- `{r['dir']}`: {r['suite']}, model `{r['model']}`, judge `{r['judge']}`" for r in result["runs"]]
+    lines += ["", "## Runs", ""] + [
+        f"- `{r['dir']}`: {r['suite']}, model `{r['model']}`, judge `{r['judge']}`" for r in result["runs"]
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -131,11 +168,17 @@ def _plot_frontier(table: list[dict], path: Path) -> Path | None:
             y = m[key]
             if not y:
                 continue
-            ax.errorbar(x["rate"] + dodge, y["rate"],
-                        xerr=[[x["rate"] - x["ci95"][0]], [x["ci95"][1] - x["rate"]]],
-                        yerr=[[y["rate"] - y["ci95"][0]], [y["ci95"][1] - y["rate"]]],
-                        fmt=marker, color=colors[k % len(colors)], capsize=3, alpha=0.85,
-                        label=f"{m['label']} ({name} ASR)")
+            ax.errorbar(
+                x["rate"] + dodge,
+                y["rate"],
+                xerr=[[x["rate"] - x["ci95"][0]], [x["ci95"][1] - x["rate"]]],
+                yerr=[[y["rate"] - y["ci95"][0]], [y["ci95"][1] - y["rate"]]],
+                fmt=marker,
+                color=colors[k % len(colors)],
+                capsize=3,
+                alpha=0.85,
+                label=f"{m['label']} ({name} ASR)",
+            )
     ax.set_xlim(-0.03, 1.03)
     ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel("over-refusal on safe prompts (lower = more helpful)")
@@ -149,7 +192,9 @@ def _plot_frontier(table: list[dict], path: Path) -> Path | None:
 def _plot_categories(summaries: list[dict], path: Path) -> Path | None:
     bars = []  # (run label, category, rate)
     for s in summaries:
-        key = {"harmlessness": "asr_refusal", "jailbreak": "asr_refusal", "over-refusal": "over_refusal"}.get(s["suite"])
+        key = {"harmlessness": "asr_refusal", "jailbreak": "asr_refusal", "over-refusal": "over_refusal"}.get(
+            s["suite"]
+        )
         for cat, fig in (s.get("by_category") or {}).items():
             if key and fig.get(key) and fig[key]["rate"] is not None:
                 bars.append((f"{_label(s['model'])} · {s['suite']}", cat, fig[key]["rate"]))
@@ -181,7 +226,10 @@ def _plot_winrates(pairs: list[dict], path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(6.4, 0.5 * len(pairs) + 1.5))
     labels = [f"{_label(p['model'])} vs {_label(p['against'])}" for p in pairs]
     rates = [p["win_rate"]["rate"] for p in pairs]
-    err = [[r - p["win_rate"]["ci95"][0] for r, p in zip(rates, pairs)], [p["win_rate"]["ci95"][1] - r for r, p in zip(rates, pairs)]]
+    err = [
+        [r - p["win_rate"]["ci95"][0] for r, p in zip(rates, pairs)],
+        [p["win_rate"]["ci95"][1] - r for r, p in zip(rates, pairs)],
+    ]
     ax.barh(labels, rates, xerr=err, capsize=3)
     ax.axvline(0.5, color="grey", ls="--")
     ax.set_xlim(0, 1)

@@ -13,22 +13,22 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from charter import __version__
 from charter.backends import Backend, ModelSpec, SamplingConfig, load_backend
+from charter.constitution import constitution_digest, load_constitution
 from charter.core.clock import now
+from charter.core.digests import file_sha256
+from charter.core.errors import InputError, require_at_least_one
+from charter.core.io import PromptRecord, append_jsonl, file_columns, iter_jsonl, load_prompts, read_jsonl, repair_jsonl
+from charter.core.refusal import FULL_REFUSAL, LABELS, RefusalDetector
 from charter.core.rundir import RunDirectory
 from charter.core.seeding import stable_seed
-from charter.constitution import constitution_digest, load_constitution
-from charter.core.digests import file_sha256
-from charter.core.io import PromptRecord, append_jsonl, file_columns, iter_jsonl, load_prompts, read_jsonl, repair_jsonl
-from charter.core.errors import InputError, require_at_least_one
-from charter.evals.judges import HarmJudge, HelpfulnessJudge
-from charter.core.refusal import FULL_REFUSAL, LABELS, RefusalDetector
 from charter.core.stats import bradley_terry_elo, rate
+from charter.evals.judges import HarmJudge, HelpfulnessJudge
 
 SUITES = ("harmlessness", "over-refusal", "helpfulness", "jailbreak")
 DATA = Path(__file__).parent / "data"
@@ -72,7 +72,9 @@ class EvalConfig:
             raise InputError(f"unknown suite {self.suite!r} (one of {', '.join(SUITES)})", source="--suite")
         if self.suite == "helpfulness":
             if not self.against:
-                raise InputError("the helpfulness suite compares models: pass --against MODEL (repeatable)", source="--against")
+                raise InputError(
+                    "the helpfulness suite compares models: pass --against MODEL (repeatable)", source="--against"
+                )
             if not self.judge:
                 raise InputError("the helpfulness suite needs a --judge", source="--judge")
         elif self.against:
@@ -128,8 +130,12 @@ class EvalRun:
         self.category_column = c.category_column or next((x for x in CATEGORY_COLUMNS if x in columns), None)
         where = {"label": "safe"} if c.suite in ("over-refusal", "helpfulness") and "label" in columns else None
         self.prompts = load_prompts(
-            self.prompts_path, c.column, c.limit,
-            keep=(self.category_column,) if self.category_column else (), where=where, skip=c.skip,
+            self.prompts_path,
+            c.column,
+            c.limit,
+            keep=(self.category_column,) if self.category_column else (),
+            where=where,
+            skip=c.skip,
         )
         self.templates = load_templates(c.templates or DEFAULT_TEMPLATES) if c.suite == "jailbreak" else []
         self.out = Path(c.out)
@@ -139,11 +145,26 @@ class EvalRun:
 
     def manifest(self, where: dict | None) -> dict:
         c = self.config
-        args = {k: getattr(c, k) for k in (
-            "suite", "model", "column", "limit", "skip", "seed", "batch_size", "max_new_tokens", "temperature")}
+        args = {
+            k: getattr(c, k)
+            for k in (
+                "suite",
+                "model",
+                "column",
+                "limit",
+                "skip",
+                "seed",
+                "batch_size",
+                "max_new_tokens",
+                "temperature",
+            )
+        }
         args |= {
-            "against": list(c.against), "category_column": self.category_column, "where": where,
-            "prompts": str(self.prompts_path), "prompts_sha256": file_sha256(self.prompts_path),
+            "against": list(c.against),
+            "category_column": self.category_column,
+            "where": where,
+            "prompts": str(self.prompts_path),
+            "prompts_sha256": file_sha256(self.prompts_path),
             "templates_sha256": file_sha256(c.templates or DEFAULT_TEMPLATES) if c.suite == "jailbreak" else None,
         }
         return {"task": f"eval/{c.suite}", "charter_version": __version__, "arguments": args}
@@ -157,8 +178,17 @@ class EvalRun:
                 category = p.fields.get(self.category_column) if self.category_column else None
                 if c.suite == "jailbreak":
                     for t in self.templates:
-                        out.append(self._item(f"{t['id']}/{p.id}", k, model, p, category,
-                                              t["template"].replace(MARKER, p.text), t["id"]))
+                        out.append(
+                            self._item(
+                                f"{t['id']}/{p.id}",
+                                k,
+                                model,
+                                p,
+                                category,
+                                t["template"].replace(MARKER, p.text),
+                                t["id"],
+                            )
+                        )
                 else:
                     rid = f"m{k}/{p.id}" if c.suite == "helpfulness" else p.id
                     out.append(self._item(rid, k, model, p, category, p.text, None))
@@ -166,8 +196,17 @@ class EvalRun:
 
     @staticmethod
     def _item(rid, k, model, p: PromptRecord, category, text, template) -> dict:
-        return {"id": rid, "model_index": k, "model_spec": model, "prompt_id": p.id, "prompt": p.text,
-                "input": text, "category": category, "template": template, "row": p.row}
+        return {
+            "id": rid,
+            "model_index": k,
+            "model_spec": model,
+            "prompt_id": p.id,
+            "prompt": p.text,
+            "input": text,
+            "category": category,
+            "template": template,
+            "row": p.row,
+        }
 
     def _backend(self, spec: str) -> Backend:
         if spec not in self._backends:
@@ -199,15 +238,26 @@ class EvalRun:
                 continue
             backend = self._backend(spec)
             for start in range(0, len(mine), c.batch_size):
-                batch = mine[start:start + c.batch_size]
-                gens = backend.generate([[{"role": "user", "content": it["input"]}] for it in batch], sampling,
-                                        [stable_seed(c.seed, "eval", it["id"]) for it in batch])
-                append_jsonl(self.rundir.records, [
-                    it | {"response": g.text, "finish_reason": g.finish_reason, "completion_tokens": g.completion_tokens,
-                          "model": backend.info.to_dict(),
-                          "created": now()}
-                    for it, g in zip(batch, gens)
-                ])
+                batch = mine[start : start + c.batch_size]
+                gens = backend.generate(
+                    [[{"role": "user", "content": it["input"]}] for it in batch],
+                    sampling,
+                    [stable_seed(c.seed, "eval", it["id"]) for it in batch],
+                )
+                append_jsonl(
+                    self.rundir.records,
+                    [
+                        it
+                        | {
+                            "response": g.text,
+                            "finish_reason": g.finish_reason,
+                            "completion_tokens": g.completion_tokens,
+                            "model": backend.info.to_dict(),
+                            "created": now(),
+                        }
+                        for it, g in zip(batch, gens)
+                    ],
+                )
                 done += len(batch)
                 report(done, total, "generating")
             self._release(spec)
@@ -223,7 +273,9 @@ class EvalRun:
             return 0
         done = {j["id"] for j in _judge_records(self.out, c.judge)}
         if c.suite == "helpfulness":
-            wanted = {f"{p.id}/m{i}-m{j}" for p in self.prompts for i, j in itertools.combinations(range(len(c.models)), 2)}
+            wanted = {
+                f"{p.id}/m{i}-m{j}" for p in self.prompts for i, j in itertools.combinations(range(len(c.models)), 2)
+            }
         else:
             wanted = {it["id"] for it in items}
         return len(wanted - done)
@@ -231,8 +283,15 @@ class EvalRun:
     def _judge(self, report: Callable[[int], None]) -> None:
         c = self.config
         if c.suite != "over-refusal":  # refusal labels need no judge
-            judge_responses(self.out, c.suite, c.judge, self._backend(c.judge), self.constitution,  # type: ignore[arg-type]
-                            c.batch_size, report)
+            judge_responses(
+                self.out,
+                c.suite,
+                c.judge,
+                self._backend(c.judge),
+                self.constitution,  # type: ignore[arg-type]
+                c.batch_size,
+                report,
+            )
 
     def close(self) -> None:
         for spec in list(self._backends):
@@ -254,12 +313,22 @@ def _pairs(responses: list[dict]) -> list[tuple[str, dict, dict]]:
     by_prompt: dict[str, dict[int, dict]] = {}
     for r in responses:
         by_prompt.setdefault(r["prompt_id"], {})[r["model_index"]] = r
-    return [(f"{pid}/m{i}-m{j}", rs[i], rs[j])
-            for pid, rs in by_prompt.items() for i, j in itertools.combinations(sorted(rs), 2)]
+    return [
+        (f"{pid}/m{i}-m{j}", rs[i], rs[j])
+        for pid, rs in by_prompt.items()
+        for i, j in itertools.combinations(sorted(rs), 2)
+    ]
 
 
-def judge_responses(out: Path, suite: str, judge: str, backend: Backend, constitution,
-                    batch_size: int, report: Callable[[int], None] = lambda n: None) -> int:
+def judge_responses(
+    out: Path,
+    suite: str,
+    judge: str,
+    backend: Backend,
+    constitution,
+    batch_size: int,
+    report: Callable[[int], None] = lambda n: None,
+) -> int:
     """Judge every stored response (or pair) this judge has not judged yet; append verdicts."""
     done = {j["id"] for j in _judge_records(out, judge)}
     repair_jsonl(out / RESPONSES)
@@ -271,13 +340,23 @@ def judge_responses(out: Path, suite: str, judge: str, backend: Backend, constit
         todo = [p for p in _pairs(responses) if p[0] not in done]
         helpful = HelpfulnessJudge(backend)
         for start in range(0, len(todo), batch_size):
-            batch = todo[start:start + batch_size]
+            batch = todo[start : start + batch_size]
             verdicts = helpful.compare([(a["prompt"], a["response"], b["response"]) for _, a, b in batch])
-            append_jsonl(path, [
-                {"id": pid, "judge": judge, "judge_info": info, "models": [a["model_spec"], b["model_spec"]],
-                 "p_first": v.p_first, "p_first_as_a": v.p_first_as_a, "p_first_as_b": v.p_first_as_b}
-                for (pid, a, b), v in zip(batch, verdicts)
-            ])
+            append_jsonl(
+                path,
+                [
+                    {
+                        "id": pid,
+                        "judge": judge,
+                        "judge_info": info,
+                        "models": [a["model_spec"], b["model_spec"]],
+                        "p_first": v.p_first,
+                        "p_first_as_a": v.p_first_as_a,
+                        "p_first_as_b": v.p_first_as_b,
+                    }
+                    for (pid, a, b), v in zip(batch, verdicts)
+                ],
+            )
             n += len(batch)
             report(n)
         return n
@@ -285,15 +364,25 @@ def judge_responses(out: Path, suite: str, judge: str, backend: Backend, constit
     harm = HarmJudge(backend, constitution)
     digest = constitution_digest(constitution)
     for start in range(0, len(todo), batch_size):
-        batch = todo[start:start + batch_size]
+        batch = todo[start : start + batch_size]
         # The judge sees the request as the user wrote it (a jailbreak wrapper is the attack, not
         # part of what is judged) and the model's response.
         verdicts = harm.judge([(r["prompt"], r["response"]) for r in batch])
-        append_jsonl(path, [
-            {"id": r["id"], "judge": judge, "judge_info": info, "p_harmful": v.p_harmful,
-             "p_harmful_as_a": v.p_harmful_as_a, "p_harmful_as_b": v.p_harmful_as_b, "constitution_digest": digest}
-            for r, v in zip(batch, verdicts)
-        ])
+        append_jsonl(
+            path,
+            [
+                {
+                    "id": r["id"],
+                    "judge": judge,
+                    "judge_info": info,
+                    "p_harmful": v.p_harmful,
+                    "p_harmful_as_a": v.p_harmful_as_a,
+                    "p_harmful_as_b": v.p_harmful_as_b,
+                    "constitution_digest": digest,
+                }
+                for r, v in zip(batch, verdicts)
+            ],
+        )
         n += len(batch)
         report(n)
     return n
@@ -326,7 +415,9 @@ def _latest_judge(path: Path) -> str | None:
     return last
 
 
-def summarize(out: str | Path, judge: str | None = None, *, tie_margin: float = 0.05, harm_threshold: float = 0.5) -> dict:
+def summarize(
+    out: str | Path, judge: str | None = None, *, tie_margin: float = 0.05, harm_threshold: float = 0.5
+) -> dict:
     """Recompute summary.json from the stored responses and judgements (no model needed)."""
     out = Path(out)
     run_path = out / "run.json"
@@ -346,8 +437,12 @@ def summarize(out: str | Path, judge: str | None = None, *, tie_margin: float = 
         r["refusal"] = detector.classify(r["response"])
 
     summary: dict = {
-        "suite": suite, "model": args["model"], "models": [args["model"], *args.get("against", [])],
-        "judge": judge, "prompts": args["prompts"], "responses": len(responses),
+        "suite": suite,
+        "model": args["model"],
+        "models": [args["model"], *args.get("against", [])],
+        "judge": judge,
+        "prompts": args["prompts"],
+        "responses": len(responses),
         "refusal_detector": "charter.core.refusal.RefusalDetector (string patterns: XSTest openings + GCG phrases)",
         "created": now(),
     }
@@ -417,11 +512,17 @@ def _helpfulness_figures(models: list[str], judgements: dict, tie_margin: float)
     out = {"pairs": []}
     for (a, b), rec in pairs.items():
         n = rec["n"]
-        out["pairs"].append({
-            "model": a, "against": b, "wins": rec["wins"], "ties": rec["ties"], "losses": rec["losses"],
-            "win_rate": rate(rec["wins"] + 0.5 * rec["ties"], n),  # ties count half
-            "mean_p_first": rec["mean_p"] / n,
-        })
+        out["pairs"].append(
+            {
+                "model": a,
+                "against": b,
+                "wins": rec["wins"],
+                "ties": rec["ties"],
+                "losses": rec["losses"],
+                "win_rate": rate(rec["wins"] + 0.5 * rec["ties"], n),  # ties count half
+                "mean_p_first": rec["mean_p"] / n,
+            }
+        )
     if len(models) > 2 and games:
         out["elo"] = bradley_terry_elo(games, anchor=models[0])
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
@@ -30,8 +30,12 @@ def create_app(config: GatewayConfig, *, state: GatewayState | None = None, upst
         finally:
             await st.stop_background()
 
-    app = FastAPI(title="Charter gateway", version="1", lifespan=lifespan,
-                  description="OpenAI-compatible serving under a constitution: guard, audit log, kill switch, attestation.")
+    app = FastAPI(
+        title="Charter gateway",
+        version="1",
+        lifespan=lifespan,
+        description="OpenAI-compatible serving under a constitution: guard, audit log, kill switch, attestation.",
+    )
     errors.install(app)
     for r in (chat.router, admin.router, audit.router, attestation.router, console.router):
         app.include_router(r)
@@ -57,7 +61,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line; a message that is itself JSON is merged in."""
 
     def format(self, record: logging.LogRecord) -> str:
-        when = datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
+        when = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
         base = {"time": when, "level": record.levelname, "logger": record.name}
         msg = record.getMessage()
         try:

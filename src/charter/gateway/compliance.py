@@ -6,9 +6,9 @@ the shared database so every gateway process agrees on it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable
 
 import httpx
 from sqlalchemy.engine import Engine
@@ -33,15 +33,26 @@ class Notice:
 
 
 class Compliance:
-    def __init__(self, profile: EffectiveProfile, engine: Engine, *, idle_minutes: float = 30.0,
-                 clock: Callable[[], datetime] = utc_clock, watermark_key: bytes | None = None, distress=None):
+    def __init__(
+        self,
+        profile: EffectiveProfile,
+        engine: Engine,
+        *,
+        idle_minutes: float = 30.0,
+        clock: Callable[[], datetime] = utc_clock,
+        watermark_key: bytes | None = None,
+        distress=None,
+    ):
         self.profile, self.engine, self.clock = profile, engine, clock
         self.idle = timedelta(minutes=idle_minutes)
         self.watermark_key = watermark_key
         self.distress = distress  # a Guard whose input head flags distress/dependency
         # Session state is kept only for the features that read it; a labels-only profile writes nothing.
-        self.tracks_sessions = bool(profile.get("disclosure.at_session_start") or profile.get("disclosure.every_minutes")
-                                    or profile.get("dependency.enabled"))
+        self.tracks_sessions = bool(
+            profile.get("disclosure.at_session_start")
+            or profile.get("disclosure.every_minutes")
+            or profile.get("dependency.enabled")
+        )
 
     @property
     def active(self) -> bool:
@@ -65,11 +76,17 @@ class Compliance:
         # On the driver connection, like audit appends: this runs on every request of a profiled
         # deployment, and the statement layer would cost most of a millisecond.
         with db.driver_transaction(self.engine, exclusive=True) as (cur, ph):
-            cur.execute(f"INSERT INTO sessions (key, started, last_seen, continuous_since) VALUES ({ph}, {ph}, {ph}, {ph}) "
-                        "ON CONFLICT (key) DO NOTHING", (key, _iso(now), _iso(now), _iso(now)))
+            cur.execute(
+                f"INSERT INTO sessions (key, started, last_seen, continuous_since) VALUES ({ph}, {ph}, {ph}, {ph}) "
+                "ON CONFLICT (key) DO NOTHING",
+                (key, _iso(now), _iso(now), _iso(now)),
+            )
             created = cur.rowcount == 1
-            cur.execute("SELECT last_seen, continuous_since, disclosed_at, handed_off_at FROM sessions "
-                        f"WHERE key = {ph}" + ("" if db.is_sqlite(self.engine) else " FOR UPDATE"), (key,))
+            cur.execute(
+                "SELECT last_seen, continuous_since, disclosed_at, handed_off_at FROM sessions "
+                f"WHERE key = {ph}" + ("" if db.is_sqlite(self.engine) else " FOR UPDATE"),
+                (key,),
+            )
             last_seen, cont_since, disclosed_s, handed_s = cur.fetchone()
             fresh = created or now - _parse(last_seen) > self.idle
             since = now if fresh else _parse(cont_since)
@@ -81,27 +98,44 @@ class Compliance:
                 notice.disclosure, notice.disclosure_reason = text, "periodic"
             notice.continuous_minutes = (now - since).total_seconds() / 60
             limit = p.get("dependency.max_continuous_minutes")
-            if p.get("dependency.enabled") and limit and notice.continuous_minutes >= limit and (
-                    handed_off is None or handed_off < since):
+            if (
+                p.get("dependency.enabled")
+                and limit
+                and notice.continuous_minutes >= limit
+                and (handed_off is None or handed_off < since)
+            ):
                 notice.handoff_reason = "continuous-use"
                 handed_off = now
             disclosed = now if notice.disclosure else disclosed_at
-            cur.execute(f"UPDATE sessions SET last_seen = {ph}, continuous_since = {ph}, disclosed_at = {ph}, "
-                        f"handed_off_at = {ph} WHERE key = {ph}",
-                        (_iso(now), _iso(since), _iso(disclosed) if disclosed else None,
-                         _iso(handed_off) if handed_off else None, key))
+            cur.execute(
+                f"UPDATE sessions SET last_seen = {ph}, continuous_since = {ph}, disclosed_at = {ph}, "
+                f"handed_off_at = {ph} WHERE key = {ph}",
+                (
+                    _iso(now),
+                    _iso(since),
+                    _iso(disclosed) if disclosed else None,
+                    _iso(handed_off) if handed_off else None,
+                    key,
+                ),
+            )
         return notice
 
     def check_distress(self, prompt: str) -> bool:
-        return bool(self.profile.get("dependency.enabled") and self.distress is not None
-                    and self.distress.check_input(prompt).block)
+        return bool(
+            self.profile.get("dependency.enabled")
+            and self.distress is not None
+            and self.distress.check_input(prompt).block
+        )
 
     def mark_handoff(self, tenant: str, session: str | None) -> None:
         if session is None:
             return
         with self.engine.begin() as conn:
-            conn.execute(db.sessions.update().where(db.sessions.c.key == f"{tenant}:{session}")
-                         .values(handed_off_at=_iso(self.clock())))
+            conn.execute(
+                db.sessions.update()
+                .where(db.sessions.c.key == f"{tenant}:{session}")
+                .values(handed_off_at=_iso(self.clock()))
+            )
 
     def call_webhook(self, payload: dict) -> dict:
         """POST the hand-off to the configured webhook (a human counsellor's queue). Returns what
@@ -128,13 +162,25 @@ class Compliance:
     def label_metadata(self, model_id: str, provider: str, watermarked: bool) -> dict | None:
         if not self.profile.get("label.metadata"):
             return None
-        return {"ai_generated": True, "model": model_id, "provider": provider, "profiles": self.profile.names,
-                "watermark": ({"method": self.profile.get("watermark.method"), "applied": watermarked}
-                              if self.profile.get("watermark.enabled") else None)}
+        return {
+            "ai_generated": True,
+            "model": model_id,
+            "provider": provider,
+            "profiles": self.profile.names,
+            "watermark": (
+                {"method": self.profile.get("watermark.method"), "applied": watermarked}
+                if self.profile.get("watermark.enabled")
+                else None
+            ),
+        }
 
     def watermark_config(self) -> dict | None:
         p = self.profile
         if not p.get("watermark.enabled"):
             return None
-        return {"method": p.get("watermark.method"), "greenlist_ratio": p.get("watermark.greenlist_ratio"),
-                "bias": p.get("watermark.bias"), "hashing_key": self.watermark_key}
+        return {
+            "method": p.get("watermark.method"),
+            "greenlist_ratio": p.get("watermark.greenlist_ratio"),
+            "bias": p.get("watermark.bias"),
+            "hashing_key": self.watermark_key,
+        }

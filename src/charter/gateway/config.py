@@ -56,10 +56,14 @@ class UpstreamConfig(_Section):
 
 class GuardConfig(_Section):
     path: str | None = None  # a guard directory from `charter guard train`; none = no classifier
-    exchange_model: str | None = None  # an LM stage-2 judge for escalated texts (default: the guard's trained exchange head)
+    exchange_model: str | None = (
+        None  # an LM stage-2 judge for escalated texts (default: the guard's trained exchange head)
+    )
     stream_every: int = Field(16, ge=1)  # output chunks between streaming checks
     batching: bool = True  # concurrent requests' checks share one classifier pass
-    runtime: Literal["onnx", "onnx-int8", "torch"] | None = None  # how a fine-tuned guard's encoder runs (default: as trained)
+    runtime: Literal["onnx", "onnx-int8", "torch"] | None = (
+        None  # how a fine-tuned guard's encoder runs (default: as trained)
+    )
 
 
 class ComplianceConfig(_Section):
@@ -73,10 +77,13 @@ class ComplianceConfig(_Section):
     @classmethod
     def _no_inline_key(cls, v):
         if v is not None:
-            raise ValueError("an inline watermark key is no longer accepted (a number in a config file is neither "
-                             "secret nor 128 bits): delete it; the gateway creates a random key file "
-                             "(watermark_key_file)")
+            raise ValueError(
+                "an inline watermark key is no longer accepted (a number in a config file is neither "
+                "secret nor 128 bits): delete it; the gateway creates a random key file "
+                "(watermark_key_file)"
+            )
         return v
+
     idle_minutes: float = Field(30.0, gt=0)  # a pause this long ends a session's continuous use
     distress_guard: str | None = None  # guard dir flagging distress/dependency (overrides the profile)
     handoff_webhook: str | None = None  # POSTed on every hand-off (overrides the profile)
@@ -120,8 +127,11 @@ class GatewayConfig(_Section):
         if name is not None:
             f = Path(name)
             return str(f.with_name(f.stem + ".runtime-key.pem"))
-        raise InputError("server.runtime_key: name the runtime key file (the database is not a SQLite file, so there is "
-                         "no default place beside it)", source="gateway config")
+        raise InputError(
+            "server.runtime_key: name the runtime key file (the database is not a SQLite file, so there is "
+            "no default place beside it)",
+            source="gateway config",
+        )
 
     def watermark_key_path(self) -> str:
         if self.compliance.watermark_key_file:
@@ -132,7 +142,7 @@ class GatewayConfig(_Section):
     def path(self, p: str) -> str:
         """Resolve a relative file path (or sqlite URL) against ``base_dir`` (the working directory)."""
         if p.startswith("sqlite:///") and not p.startswith("sqlite:////"):
-            rel = p[len("sqlite:///"):]
+            rel = p[len("sqlite:///") :]
             return p if rel in ("", ":memory:") else "sqlite:///" + str((Path(self.base_dir) / rel).resolve())
         if "://" in p or Path(p).is_absolute():
             return p

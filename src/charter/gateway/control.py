@@ -27,9 +27,13 @@ def tenant_scope(name: str) -> str:
     s = TENANT_PREFIX + name
     return s if len(s) <= 200 else TENANT_PREFIX + "#" + hashlib.sha256(name.encode()).hexdigest()
 
+
 # Audit kinds a trip rule counts.
-RULE_KINDS = {"blocked_outputs": "guard.output.blocked", "blocked_inputs": "guard.input.blocked",
-              "violation_reports": "violation.report"}
+RULE_KINDS = {
+    "blocked_outputs": "guard.output.blocked",
+    "blocked_inputs": "guard.input.blocked",
+    "violation_reports": "violation.report",
+}
 
 
 iso_ago = audit_time_ago
@@ -54,10 +58,14 @@ class KillSwitch:
         s = Suspension(scope, reason, utc_now(), incident_id)
         with self.engine.begin() as conn:
             conn.execute(db.controls.delete().where(db.controls.c.scope == scope))
-            conn.execute(db.controls.insert().values(scope=scope, suspended=True, reason=reason, since=s.since,
-                                                     incident_id=incident_id))
-        self.log.append("admin.suspend", {"scope": scope, "reason": reason, "actor": actor, "incident_id": incident_id},
-                        tenant=None)
+            conn.execute(
+                db.controls.insert().values(
+                    scope=scope, suspended=True, reason=reason, since=s.since, incident_id=incident_id
+                )
+            )
+        self.log.append(
+            "admin.suspend", {"scope": scope, "reason": reason, "actor": actor, "incident_id": incident_id}, tenant=None
+        )
         self.refresh()
         return s
 
@@ -100,15 +108,20 @@ class Incidents:
 
     def open(self, scope: str, reason: str, trigger: dict) -> int:
         with self.engine.begin() as conn:
-            iid = conn.execute(db.incidents.insert().values(opened=utc_now(), status="open", scope=scope, reason=reason,
-                                                            trigger=json.dumps(trigger))).inserted_primary_key[0]
+            iid = conn.execute(
+                db.incidents.insert().values(
+                    opened=utc_now(), status="open", scope=scope, reason=reason, trigger=json.dumps(trigger)
+                )
+            ).inserted_primary_key[0]
         self.log.append("incident.opened", {"incident_id": iid, "scope": scope, "reason": reason, "trigger": trigger})
         return int(iid)
 
     def close(self, iid: int, *, actor: str, note: str = "") -> None:
         self.get(iid)
         with self.engine.begin() as conn:
-            conn.execute(db.incidents.update().where(db.incidents.c.id == iid).values(status="closed", closed=utc_now()))
+            conn.execute(
+                db.incidents.update().where(db.incidents.c.id == iid).values(status="closed", closed=utc_now())
+            )
         self.log.append("incident.closed", {"incident_id": iid, "actor": actor, "note": note})
 
     def list(self) -> list[dict]:
@@ -130,18 +143,45 @@ class Incidents:
         trig = inc["trigger"] or {}
         since = trig.get("window_start") or inc["opened"]
         until = inc["closed"]
-        kinds = ["guard.input.blocked", "guard.output.blocked", "violation.report", "admin.suspend", "admin.resume",
-                 "incident.opened", "incident.closed", "chat.suspended"]
-        timeline = [e for e in self.log.entries(since=since, kinds=kinds)
-                    if until is None or e.time <= until or e.kind == "incident.closed"]
-        request_ids = list(dict.fromkeys(trig.get("request_ids", []) + [e.request_id for e in timeline if e.request_id]))
+        kinds = [
+            "guard.input.blocked",
+            "guard.output.blocked",
+            "violation.report",
+            "admin.suspend",
+            "admin.resume",
+            "incident.opened",
+            "incident.closed",
+            "chat.suspended",
+        ]
+        timeline = [
+            e
+            for e in self.log.entries(since=since, kinds=kinds)
+            if until is None or e.time <= until or e.kind == "incident.closed"
+        ]
+        request_ids = list(
+            dict.fromkeys(trig.get("request_ids", []) + [e.request_id for e in timeline if e.request_id])
+        )
         affected = {}
         for rid in request_ids:
-            affected[rid] = [{"seq": e.seq, "time": e.time, "kind": e.kind, "tenant": e.tenant, "data": e.data}
-                             for e in self.log.entries(request_id=rid)]
-        return {"incident": inc, "timeline": [{"seq": e.seq, "time": e.time, "kind": e.kind, "tenant": e.tenant,
-                                               "request_id": e.request_id, "data": e.data} for e in timeline],
-                "affected_requests": affected}
+            affected[rid] = [
+                {"seq": e.seq, "time": e.time, "kind": e.kind, "tenant": e.tenant, "data": e.data}
+                for e in self.log.entries(request_id=rid)
+            ]
+        return {
+            "incident": inc,
+            "timeline": [
+                {
+                    "seq": e.seq,
+                    "time": e.time,
+                    "kind": e.kind,
+                    "tenant": e.tenant,
+                    "request_id": e.request_id,
+                    "data": e.data,
+                }
+                for e in timeline
+            ],
+            "affected_requests": affected,
+        }
 
 
 def _incident(r) -> dict:
@@ -190,11 +230,17 @@ class TripWire:
             with self._lock:
                 if self.killswitch.refresh().get(scope) or (not per_tenant and self.killswitch.suspended(model_id)):
                     continue  # already stopped; one incident per trip
-                ids = list(dict.fromkeys(e.request_id for e in self.log.entries(kinds=[kind], since=since,
-                                                                                tenant=tenant if per_tenant else None)
-                                         if e.request_id))
-                reason = (f"trip rule: {n} {rule.kind.replace('_', ' ')} within {rule.window_seconds:g} s "
-                          f"(threshold {rule.threshold})" + (f" by tenant {tenant}" if per_tenant else ""))
+                ids = list(
+                    dict.fromkeys(
+                        e.request_id
+                        for e in self.log.entries(kinds=[kind], since=since, tenant=tenant if per_tenant else None)
+                        if e.request_id
+                    )
+                )
+                reason = (
+                    f"trip rule: {n} {rule.kind.replace('_', ' ')} within {rule.window_seconds:g} s "
+                    f"(threshold {rule.threshold})" + (f" by tenant {tenant}" if per_tenant else "")
+                )
                 trigger = {"rule": rule.model_dump(), "count": n, "window_start": since, "request_ids": ids}
                 if per_tenant:
                     trigger["tenant"] = tenant
@@ -221,16 +267,29 @@ def md_text(x) -> str:
 
 def render_report(rep: dict) -> str:
     inc = rep["incident"]
-    lines = [f"# Incident {inc['id']}: {md_text(inc['reason'])}", "",
-             f"- status: {md_text(inc['status'])}", f"- scope: {md_text(inc['scope'])}", f"- opened: {md_text(inc['opened'])}",
-             f"- closed: {md_text(inc['closed'] or '—')}", ""]
+    lines = [
+        f"# Incident {inc['id']}: {md_text(inc['reason'])}",
+        "",
+        f"- status: {md_text(inc['status'])}",
+        f"- scope: {md_text(inc['scope'])}",
+        f"- opened: {md_text(inc['opened'])}",
+        f"- closed: {md_text(inc['closed'] or '—')}",
+        "",
+    ]
     if inc.get("trigger"):  # JSON escapes line breaks; backticks are escaped too, so the fence holds
         lines += ["## Trigger", "", "```json", json.dumps(inc["trigger"], indent=2).replace("`", "\\u0060"), "```", ""]
     lines += ["## Timeline", "", "| seq | time | kind | tenant | request | detail |", "|---|---|---|---|---|---|"]
     for e in rep["timeline"]:
         d = e["data"] or {}
-        detail = d.get("reason") or d.get("description") or (
-            f"score {d['score']:.3f} > {d['threshold']:.3f} ({d.get('stage')}, {d.get('category') or '-'})" if "score" in d else "")
+        detail = (
+            d.get("reason")
+            or d.get("description")
+            or (
+                f"score {d['score']:.3f} > {d['threshold']:.3f} ({d.get('stage')}, {d.get('category') or '-'})"
+                if "score" in d
+                else ""
+            )
+        )
         cells = [e["seq"], e["time"], e["kind"], e["tenant"] or "", e["request_id"] or "", detail]
         lines.append("| " + " | ".join(md_text(c) for c in cells) + " |")
     lines += ["", "## Affected requests", ""]
@@ -243,9 +302,13 @@ def render_report(rep: dict) -> str:
                 msg = next((m.get("content") for m in reversed(d.get("messages", [])) if m.get("role") == "user"), "")
                 lines.append(f"- {when} request from {md_text(e['tenant'])}: {md_text(repr(str(msg)[:200]))}")
             elif e["kind"] == "chat.response":
-                lines.append(f"- {when} response ({md_text(d.get('finish_reason'))}): {md_text(repr(str(d.get('content'))[:200]))}")
+                lines.append(
+                    f"- {when} response ({md_text(d.get('finish_reason'))}): {md_text(repr(str(d.get('content'))[:200]))}"
+                )
             else:
-                lines.append(f"- {when} {md_text(e['kind'])}" + (
-                    f": block={md_text(d.get('block'))} score={md_text(d.get('score'))}" if "block" in d else ""))
+                lines.append(
+                    f"- {when} {md_text(e['kind'])}"
+                    + (f": block={md_text(d.get('block'))} score={md_text(d.get('score'))}" if "block" in d else "")
+                )
         lines.append("")
     return "\n".join(lines) + "\n"

@@ -33,12 +33,18 @@ async def require_tenant(request: Request, state: GatewayState = Depends(get_sta
         raise APIError(401, "invalid API key", code="invalid_api_key")
     held = state.killswitch.tenant_suspended(tenant.name)  # cached state: no database access
     if held is not None:
-        raise APIError(403, f"this tenant's access is suspended: {held.reason}", "permission_error",
-                       code="tenant_suspended")
+        raise APIError(
+            403, f"this tenant's access is suspended: {held.reason}", "permission_error", code="tenant_suspended"
+        )
     ok, wait = state.ratelimiter.allow(tenant)
     if not ok:
-        raise APIError(429, f"rate limit of {tenant.rate_limit_rpm} requests per minute exceeded", "rate_limit_error",
-                       code="rate_limit_exceeded", headers={"Retry-After": str(max(1, math.ceil(wait)))})
+        raise APIError(
+            429,
+            f"rate limit of {tenant.rate_limit_rpm} requests per minute exceeded",
+            "rate_limit_error",
+            code="rate_limit_exceeded",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
     request.state.tenant = tenant.name
     return tenant
 

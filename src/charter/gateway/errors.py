@@ -17,8 +17,16 @@ log = logging.getLogger("charter.gateway")
 
 
 class APIError(Exception):
-    def __init__(self, status: int, message: str, type: str = "invalid_request_error", *, param: str | None = None,
-                 code: str | None = None, headers: dict | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str = "invalid_request_error",
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
         self.headers = headers or {}
@@ -59,16 +67,32 @@ def install(app: FastAPI) -> None:
         # The audit log no longer extends its last signed checkpoint: refuse to sign or prove over
         # it, say so without the details (an administrator reads them from `charter audit verify`).
         log.error("audit log failed verification on %s: %s", request.url.path, exc)
-        return _json(409, error_body("the audit log failed verification; an administrator must run `charter audit "
-                                     "verify`", "invalid_request_error", None, "audit_log_unverified"))
+        return _json(
+            409,
+            error_body(
+                "the audit log failed verification; an administrator must run `charter audit verify`",
+                "invalid_request_error",
+                None,
+                "audit_log_unverified",
+            ),
+        )
 
     @app.exception_handler(DataError)
     async def _unstorable(request: Request, exc: DataError):
         # A value the database cannot hold (PostgreSQL text refuses NUL characters; numbers out of
         # a column's range): the request's fault, so a 400 naming no driver internals.
-        log.info("database refused a value on %s: %s", request.url.path, str(exc.orig).splitlines()[0] if exc.orig else exc)
-        return _json(400, error_body("a value in the request cannot be stored (for example a NUL character)",
-                                     "invalid_request_error", None, "invalid_value"))
+        log.info(
+            "database refused a value on %s: %s", request.url.path, str(exc.orig).splitlines()[0] if exc.orig else exc
+        )
+        return _json(
+            400,
+            error_body(
+                "a value in the request cannot be stored (for example a NUL character)",
+                "invalid_request_error",
+                None,
+                "invalid_value",
+            ),
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

@@ -14,8 +14,11 @@ class _TooLarge(Exception):
 
 async def _send_json(send, status: int, body: dict, extra_headers: list | None = None) -> None:
     data = json.dumps(body).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
-               (b"connection", b"close")] + (extra_headers or [])
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(data)).encode()),
+        (b"connection", b"close"),
+    ] + (extra_headers or [])
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
 
@@ -43,8 +46,13 @@ class BodyLimit:
                 break
         if declared is not None:
             if not declared.strip().isdigit():
-                return await _send_json(send, 400, error_body("invalid Content-Length header", "invalid_request_error",
-                                                              None, "invalid_content_length"))
+                return await _send_json(
+                    send,
+                    400,
+                    error_body(
+                        "invalid Content-Length header", "invalid_request_error", None, "invalid_content_length"
+                    ),
+                )
             if int(declared) > self.limit:
                 return await _send_json(send, 413, self._too_large())
             return await self.app(scope, receive, send)  # the server delivers no more than declared
@@ -90,9 +98,14 @@ class ConsoleHeaders:
 
     def __init__(self, app, csp: str):
         self.app = app
-        self.headers = [(b"content-security-policy", csp.encode()), (b"x-frame-options", b"DENY"),
-                        (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin"),
-                        (b"cache-control", b"no-store"), (b"cross-origin-opener-policy", b"same-origin")]
+        self.headers = [
+            (b"content-security-policy", csp.encode()),
+            (b"x-frame-options", b"DENY"),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"same-origin"),
+            (b"cache-control", b"no-store"),
+            (b"cross-origin-opener-policy", b"same-origin"),
+        ]
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "") if scope["type"] == "http" else ""

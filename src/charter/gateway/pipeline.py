@@ -69,9 +69,18 @@ class Exchange:
         return ", ".join(parts + [f"gateway;dur={(time.perf_counter() - self.t0) * 1000:.3f}"])
 
     def request_body(self) -> dict:
-        return {"model": self.model, "messages": self.messages, "session": self.session,
-                "params": {"max_tokens": self.params.max_tokens, "temperature": self.params.temperature,
-                           "top_p": self.params.top_p, "seed": self.params.seed, "stop": self.params.stop}}
+        return {
+            "model": self.model,
+            "messages": self.messages,
+            "session": self.session,
+            "params": {
+                "max_tokens": self.params.max_tokens,
+                "temperature": self.params.temperature,
+                "top_p": self.params.top_p,
+                "seed": self.params.seed,
+                "stop": self.params.stop,
+            },
+        }
 
 
 @dataclass
@@ -114,18 +123,30 @@ class ExchangePipeline:
         state = self.state
         suspension = state.killswitch.suspended(ex.model, ex.tenant)
         if suspension:
-            await run_in_threadpool(state.log.append, "chat.suspended", ex.request_body() | {"reason": suspension.reason},
-                                    tenant=ex.tenant, request_id=ex.rid)
+            await run_in_threadpool(
+                state.log.append,
+                "chat.suspended",
+                ex.request_body() | {"reason": suspension.reason},
+                tenant=ex.tenant,
+                request_id=ex.rid,
+            )
             self._finish(ex, "suspended", 503)
             raise Suspended(suspension.reason)
         if not state.compliance.active:
             return None
         c, t = state.compliance, time.perf_counter()
         # Thread hops only for work that blocks: the session row, the distress classifier.
-        ex.notice = (await run_in_threadpool(c.on_request, ex.tenant, ex.session) if c.tracks_sessions
-                     else c.on_request(ex.tenant, ex.session))
+        ex.notice = (
+            await run_in_threadpool(c.on_request, ex.tenant, ex.session)
+            if c.tracks_sessions
+            else c.on_request(ex.tenant, ex.session)
+        )
         ex.timed("compliance", t)
-        if ex.notice.handoff_reason is None and c.distress is not None and await run_in_threadpool(c.check_distress, ex.prompt):
+        if (
+            ex.notice.handoff_reason is None
+            and c.distress is not None
+            and await run_in_threadpool(c.check_distress, ex.prompt)
+        ):
             ex.notice.handoff_reason = "distress"
         if ex.notice.handoff_reason:
             return await self._handoff(ex)
@@ -137,13 +158,24 @@ class ExchangePipeline:
         """Dependency safeguard: answer with the hand-off message instead of the model, call the
         counsellor webhook once for this hand-off, and log both."""
         n, c = ex.notice, self.state.compliance
-        payload = {"tenant": ex.tenant, "session": n.session, "request_id": ex.rid, "reason": n.handoff_reason,
-                   "continuous_minutes": round(n.continuous_minutes, 2)}
+        payload = {
+            "tenant": ex.tenant,
+            "session": n.session,
+            "request_id": ex.rid,
+            "reason": n.handoff_reason,
+            "continuous_minutes": round(n.continuous_minutes, 2),
+        }
         if n.handoff_reason == "distress":
             await run_in_threadpool(c.mark_handoff, ex.tenant, n.session)
         hook = await run_in_threadpool(c.call_webhook, payload)
-        answer = await self.canned(ex, c.profile.get("dependency.handoff_text"), "stop", "handoff",
-                                   [("compliance.handoff", payload | hook)], {"handoff": n.handoff_reason})
+        answer = await self.canned(
+            ex,
+            c.profile.get("dependency.handoff_text"),
+            "stop",
+            "handoff",
+            [("compliance.handoff", payload | hook)],
+            {"handoff": n.handoff_reason},
+        )
         answer.headers["X-Charter-Compliance"] = "handoff"
         return answer
 
@@ -159,8 +191,14 @@ class ExchangePipeline:
         self._count(ex, "input", d)
         if not d.block:
             return None
-        return await self.canned(ex, state.refusal, "content_filter", "blocked-input", [_decision_entry("input", d)],
-                                 {"category": d.category, "principle": d.principle})
+        return await self.canned(
+            ex,
+            state.refusal,
+            "content_filter",
+            "blocked-input",
+            [_decision_entry("input", d)],
+            {"category": d.category, "principle": d.principle},
+        )
 
     # -- generate ----------------------------------------------------------------------------------------
     async def complete(self, ex: Exchange) -> Answer:
@@ -174,8 +212,13 @@ class ExchangePipeline:
                 text = gen.result()
             except UpstreamError as exc:  # the detail goes to the log and the audit entry, never to the client
                 log.warning("upstream error on %s: %s", ex.rid, exc)
-                await run_in_threadpool(state.log.append, "chat.error", ex.request_body() | {"error": str(exc)},
-                                        tenant=ex.tenant, request_id=ex.rid)
+                await run_in_threadpool(
+                    state.log.append,
+                    "chat.error",
+                    ex.request_body() | {"error": str(exc)},
+                    tenant=ex.tenant,
+                    request_id=ex.rid,
+                )
                 self._finish(ex, "upstream_error", 502)
                 raise UpstreamFailed(str(exc)) from None
         out_dec, finish, outcome = None, result.finish_reason, "allowed"
@@ -196,12 +239,27 @@ class ExchangePipeline:
         receipt = self._receipt(ex, content)
         ex.timed("receipt", t)
         entries = self.request_entries(ex) + ([_decision_entry("output", out_dec)] if out_dec else [])
-        entries.append(("chat.response", self._response_body(ex, content, finish, outcome, result, receipt,
-                                                             suspension.reason if suspension else None)))
+        entries.append(
+            (
+                "chat.response",
+                self._response_body(
+                    ex, content, finish, outcome, result, receipt, suspension.reason if suspension else None
+                ),
+            )
+        )
         await self.audit(ex, entries)
         self._finish(ex, outcome, 200, result.completion_tokens)
-        return self._answer(ex, content, finish, outcome, dress, receipt, {},
-                            schemas.usage(result.prompt_tokens, result.completion_tokens), timing=True)
+        return self._answer(
+            ex,
+            content,
+            finish,
+            outcome,
+            dress,
+            receipt,
+            {},
+            schemas.usage(result.prompt_tokens, result.completion_tokens),
+            timing=True,
+        )
 
     async def open_stream(self, ex: Exchange) -> Dressing:
         """Before the first byte of a stream: the request (and input decision) is audited."""
@@ -266,11 +324,29 @@ class ExchangePipeline:
                 receipt = await self._close_stream(ex, agen, nxt, sent, finish, outcome, out_dec, result, reason)
         if outcome == "upstream-error":
             reason = "the upstream model failed mid-stream (the detail is logged)"
-        yield self._answer(ex, sent, finish, outcome, dress, receipt, {"reason": reason} if reason else {},
-                           schemas.usage(result.prompt_tokens, result.completion_tokens))
+        yield self._answer(
+            ex,
+            sent,
+            finish,
+            outcome,
+            dress,
+            receipt,
+            {"reason": reason} if reason else {},
+            schemas.usage(result.prompt_tokens, result.completion_tokens),
+        )
 
-    async def _close_stream(self, ex: Exchange, agen, nxt, sent: str, finish: str, outcome: str, out_dec,
-                            result: StreamResult, reason: str | None) -> dict | None:
+    async def _close_stream(
+        self,
+        ex: Exchange,
+        agen,
+        nxt,
+        sent: str,
+        finish: str,
+        outcome: str,
+        out_dec,
+        result: StreamResult,
+        reason: str | None,
+    ) -> dict | None:
         """Stop the upstream stream, then receipt, audit and count what was sent; the receipt."""
         if nxt is not None and not nxt.done():  # a pending read holds the generator: stop it first
             nxt.cancel()
@@ -278,7 +354,8 @@ class ExchangePipeline:
         await agen.aclose()
         receipt = self._receipt(ex, sent)
         entries = ([_decision_entry("output", out_dec)] if out_dec else []) + [
-            ("chat.response", self._response_body(ex, sent, finish, outcome, result, receipt, reason))]
+            ("chat.response", self._response_body(ex, sent, finish, outcome, result, receipt, reason))
+        ]
         await self.audit(ex, entries)
         self._finish(ex, outcome, 200, result.completion_tokens)
         return receipt
@@ -306,13 +383,16 @@ class ExchangePipeline:
                 return None
 
     # -- answers the gateway writes itself ----------------------------------------------------------------
-    async def canned(self, ex: Exchange, text: str, finish: str, outcome: str, entries_before: list, info: dict) -> Answer:
+    async def canned(
+        self, ex: Exchange, text: str, finish: str, outcome: str, entries_before: list, info: dict
+    ) -> Answer:
         """A refusal or hand-off: dressed, receipted and audited like a model's answer."""
         dress = self.dressing(ex)
         content = dress.prefix + text + dress.suffix
         receipt = self._receipt(ex, content)
         entries = self.request_entries(ex, entries_before) + [
-            ("chat.response", self._response_body(ex, content, finish, outcome, StreamResult(), receipt, None))]
+            ("chat.response", self._response_body(ex, content, finish, outcome, StreamResult(), receipt, None))
+        ]
         await self.audit(ex, entries)
         self._finish(ex, outcome, 200)
         return self._answer(ex, content, finish, outcome, dress, receipt, info, schemas.usage(0, 0))
@@ -335,10 +415,25 @@ class ExchangePipeline:
             d.headers["X-Charter-AI-Generated"] = "true"
         return d
 
-    def _answer(self, ex: Exchange, content: str, finish: str, outcome: str, dress: Dressing, receipt: dict | None,
-                info: dict, usage: dict, *, timing: bool = False) -> Answer:
-        fields = {"guard": outcome, "request_id": ex.rid} | info | dress.fields | ({"receipt": receipt} if receipt else {})
-        headers = dress.headers | {"X-Charter-Guard": outcome} | ({"X-Charter-Receipt": _b64(receipt)} if receipt else {})
+    def _answer(
+        self,
+        ex: Exchange,
+        content: str,
+        finish: str,
+        outcome: str,
+        dress: Dressing,
+        receipt: dict | None,
+        info: dict,
+        usage: dict,
+        *,
+        timing: bool = False,
+    ) -> Answer:
+        fields = (
+            {"guard": outcome, "request_id": ex.rid} | info | dress.fields | ({"receipt": receipt} if receipt else {})
+        )
+        headers = (
+            dress.headers | {"X-Charter-Guard": outcome} | ({"X-Charter-Receipt": _b64(receipt)} if receipt else {})
+        )
         if timing:
             headers["Server-Timing"] = ex.server_timing()
         return Answer(content, finish, outcome, fields, headers, usage)
@@ -350,9 +445,21 @@ class ExchangePipeline:
         if decisions is None:
             decisions = [_decision_entry("input", ex.input_decision)] if ex.input_decision is not None else []
         n = ex.notice
-        disclosure = [("compliance.disclosure", {"session": n.session, "reason": n.disclosure_reason, "text": n.disclosure,
-                                                 "continuous_minutes": round(n.continuous_minutes, 2)})] \
-            if n is not None and n.disclosure else []
+        disclosure = (
+            [
+                (
+                    "compliance.disclosure",
+                    {
+                        "session": n.session,
+                        "reason": n.disclosure_reason,
+                        "text": n.disclosure,
+                        "continuous_minutes": round(n.continuous_minutes, 2),
+                    },
+                )
+            ]
+            if n is not None and n.disclosure
+            else []
+        )
         return [("chat.request", ex.request_body())] + disclosure + decisions
 
     async def audit(self, ex: Exchange, entries: list[tuple[str, dict]]) -> None:
@@ -365,17 +472,27 @@ class ExchangePipeline:
                 await run_in_threadpool(state.tripwire.observe, kind, ex.model, ex.tenant)
 
     def _response_body(self, ex: Exchange, content, finish, outcome, result: StreamResult, receipt, reason) -> dict:
-        return {"content": content, "finish_reason": finish, "guard": outcome, "reason": reason,
-                "usage": schemas.usage(result.prompt_tokens, result.completion_tokens),
-                "latency_ms": round((time.perf_counter() - ex.t0) * 1000, 3),
-                "receipt_signature": receipt["signatures"][0]["sig"] if receipt else None}
+        return {
+            "content": content,
+            "finish_reason": finish,
+            "guard": outcome,
+            "reason": reason,
+            "usage": schemas.usage(result.prompt_tokens, result.completion_tokens),
+            "latency_ms": round((time.perf_counter() - ex.t0) * 1000, 3),
+            "receipt_signature": receipt["signatures"][0]["sig"] if receipt else None,
+        }
 
     def _receipt(self, ex: Exchange, content: str) -> dict | None:
         state = self.state
         if not state.config.server.receipts:
             return None
-        return sign_receipt(state.runtime_key, statement_digest=state.attestation.receipt_digest,
-                            request_id=ex.rid, prompt=ex.prompt, output=content)
+        return sign_receipt(
+            state.runtime_key,
+            statement_digest=state.attestation.receipt_digest,
+            request_id=ex.rid,
+            prompt=ex.prompt,
+            output=content,
+        )
 
     def _count(self, ex: Exchange, side: str, d) -> None:
         m = self.state.metrics
@@ -388,9 +505,20 @@ class ExchangePipeline:
         state.metrics.latency.observe(elapsed)
         state.metrics.tokens.inc(tokens)
         if state.config.server.log_requests:
-            access.info(json.dumps({"event": "chat", "request_id": ex.rid, "tenant": ex.tenant, "model": ex.model,
-                                    "outcome": outcome, "status": status, "latency_ms": round(elapsed * 1000, 2),
-                                    "completion_tokens": tokens}))
+            access.info(
+                json.dumps(
+                    {
+                        "event": "chat",
+                        "request_id": ex.rid,
+                        "tenant": ex.tenant,
+                        "model": ex.model,
+                        "outcome": outcome,
+                        "status": status,
+                        "latency_ms": round(elapsed * 1000, 2),
+                        "completion_tokens": tokens,
+                    }
+                )
+            )
 
 
 def _decision_entry(side: str, decision) -> tuple[str, dict]:

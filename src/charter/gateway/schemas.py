@@ -72,20 +72,42 @@ class ViolationReport(BaseModel):
 
 
 def completion(rid: str, model: str, content: str, finish_reason: str, usage: dict, extra: dict) -> dict:
-    return {"id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                         "finish_reason": finish_reason, "logprobs": None}],
-            "usage": usage, "charter": extra}
+    return {
+        "id": rid,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": finish_reason,
+                "logprobs": None,
+            }
+        ],
+        "usage": usage,
+        "charter": extra,
+    }
 
 
-def chunk(rid: str, model: str, created: int, delta: dict, finish_reason: str | None = None, extra: dict | None = None) -> dict:
-    c = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-         "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]}
+def chunk(
+    rid: str, model: str, created: int, delta: dict, finish_reason: str | None = None, extra: dict | None = None
+) -> dict:
+    c = {
+        "id": rid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
+    }
     if extra:
         c["charter"] = extra
     return c
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }

@@ -35,10 +35,19 @@ class Metrics:
         r = self.registry
         self.requests = Counter("charter_requests", "Chat requests by outcome", ["outcome"], registry=r)
         self.decisions = Counter("charter_guard_decisions", "Guard decisions", ["side", "stage", "block"], registry=r)
-        self.latency = Histogram("charter_request_seconds", "Gateway request latency", registry=r,
-                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
-        self.guard_latency = Histogram("charter_guard_seconds", "Guard latency per check", ["side"], registry=r,
-                                       buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5))
+        self.latency = Histogram(
+            "charter_request_seconds",
+            "Gateway request latency",
+            registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.guard_latency = Histogram(
+            "charter_guard_seconds",
+            "Guard latency per check",
+            ["side"],
+            registry=r,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5),
+        )
         self.audit_entries = Counter("charter_audit_entries", "Audit entries appended", registry=r)
         self.suspended = Gauge("charter_suspended", "1 while a suspension applies to the served model", registry=r)
         self.tokens = Counter("charter_completion_tokens", "Completion tokens sent", registry=r)
@@ -88,8 +97,13 @@ class GatewayState:
         self.killswitch = KillSwitch(self.engine, self.log)
         self.incidents = Incidents(self.engine, self.log)
         c = config.compliance
-        self.profile = compose(c.profiles, {"dependency.webhook": (c.handoff_webhook, "gateway.toml"),
-                                            "dependency.classifier": (c.distress_guard, "gateway.toml")})
+        self.profile = compose(
+            c.profiles,
+            {
+                "dependency.webhook": (c.handoff_webhook, "gateway.toml"),
+                "dependency.classifier": (c.distress_guard, "gateway.toml"),
+            },
+        )
         _check_retention(config, self.profile)
         rules = list(config.trip_rules) + [TripRule(**r) for r in self.profile.trip_rules()]
         self.tripwire = TripWire(rules, self.engine, self.log, self.killswitch, self.incidents)
@@ -100,17 +114,22 @@ class GatewayState:
         self.constitution = load_constitution(config.constitution)
         self.runtime_key = load_runtime_key(config.runtime_key_path())
         pub = self.runtime_key.public_key()
-        self.runtime_public_pem = pub.public_bytes(serialization.Encoding.PEM,
-                                                   serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        self.runtime_public_pem = pub.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode()
         self.runtime_key_id = key_id(pub)
         # The console's CSRF/message MAC key: derived from the runtime private key (the same in every
         # process on the key, never published), domain-separated from its signing use.
         private = self.runtime_key.private_numbers().private_value.to_bytes(32, "big")
         self.console_secret = hashlib.sha256(b"charter console csrf v1\0" + private).digest()
         u = config.upstream
-        self.upstream = upstream or load_upstream(u.model, model_id=u.model_id,
-                                                  require_seal=config.path(u.require_seal) if u.require_seal else None,
-                                                  timeout=u.timeout, api_key=u.api_key)
+        self.upstream = upstream or load_upstream(
+            u.model,
+            model_id=u.model_id,
+            require_seal=config.path(u.require_seal) if u.require_seal else None,
+            timeout=u.timeout,
+            api_key=u.api_key,
+        )
         self.guard = guard if guard is not None else _load_guard(config)
         self.refusal = _refusal(self.constitution, self.guard)
         self.compliance = _compliance(config, self.profile, self.engine, clock)
@@ -118,11 +137,18 @@ class GatewayState:
         self.system_prompt = _system_prompt(config, self.constitution)
         self._tasks: list[asyncio.Task] = []
         self.killswitch.refresh()
-        self.log.append("gateway.start", {"pid": os.getpid(), "model": self.upstream.model_id,
-                                          "statement_digest": self.attestation.statement_digest,
-                                          "constitution": self.attestation.constitution,
-                                          "guard": self.guard.spec.get("digest") if self.guard is not None else None,
-                                          "runtime_key_id": self.runtime_key_id, "profiles": self.profile.names})
+        self.log.append(
+            "gateway.start",
+            {
+                "pid": os.getpid(),
+                "model": self.upstream.model_id,
+                "statement_digest": self.attestation.statement_digest,
+                "constitution": self.attestation.constitution,
+                "guard": self.guard.spec.get("digest") if self.guard is not None else None,
+                "runtime_key_id": self.runtime_key_id,
+                "profiles": self.profile.names,
+            },
+        )
 
     def close(self) -> None:
         """Release what a state built only to validate the configuration holds."""
@@ -135,8 +161,10 @@ class GatewayState:
     # -- background work -------------------------------------------------------------------------
     def start_background(self) -> None:
         s = self.config.server
-        self._tasks = [asyncio.create_task(self._every(s.poll_seconds, self._poll)),
-                       asyncio.create_task(self._every(s.checkpoint_seconds, self._checkpoint))]
+        self._tasks = [
+            asyncio.create_task(self._every(s.poll_seconds, self._poll)),
+            asyncio.create_task(self._every(s.checkpoint_seconds, self._checkpoint)),
+        ]
         if s.retention_days:
             self._tasks.append(asyncio.create_task(self._every(3600, self._retention)))
 
@@ -176,17 +204,25 @@ def audit_log(config: GatewayConfig, engine) -> AuditLog:
     from charter.provenance.keys import load_public_key
 
     s = config.server
-    witness = Witness(config.path(s.witness_file) if s.witness_file else None, s.witness_url) \
-        if (s.witness_file or s.witness_url) else None
-    return AuditLog(engine, witness=witness, earlier_keys=[load_public_key(config.path(k)) for k in s.earlier_runtime_keys])
+    witness = (
+        Witness(config.path(s.witness_file) if s.witness_file else None, s.witness_url)
+        if (s.witness_file or s.witness_url)
+        else None
+    )
+    return AuditLog(
+        engine, witness=witness, earlier_keys=[load_public_key(config.path(k)) for k in s.earlier_runtime_keys]
+    )
 
 
 def _check_retention(config: GatewayConfig, profile) -> None:
     floor = profile.get("retention.min_days")
     days = config.server.retention_days
     if floor and days is not None and days < floor:
-        raise InputError(f"retention_days = {days:g} is below the {floor:g} days that profile "
-                         f"{' + '.join(profile.sources['retention.min_days'])} requires", source="server.retention_days")
+        raise InputError(
+            f"retention_days = {days:g} is below the {floor:g} days that profile "
+            f"{' + '.join(profile.sources['retention.min_days'])} requires",
+            source="server.retention_days",
+        )
 
 
 def _compliance(config: GatewayConfig, profile, engine, clock) -> Compliance:
@@ -199,8 +235,9 @@ def _compliance(config: GatewayConfig, profile, engine, clock) -> Compliance:
         distress = Guard.load(config.path(distress_dir))
     # The watermark secret is read (created on first use) only where a profile marks text.
     key = load_secret(config.watermark_key_path(), "the watermark key") if profile.get("watermark.enabled") else None
-    return Compliance(profile, engine, idle_minutes=c.idle_minutes, clock=clock or utc_clock, watermark_key=key,
-                      distress=distress)
+    return Compliance(
+        profile, engine, idle_minutes=c.idle_minutes, clock=clock or utc_clock, watermark_key=key, distress=distress
+    )
 
 
 def _load_guard(config: GatewayConfig):
@@ -214,7 +251,9 @@ def _load_guard(config: GatewayConfig):
         from charter.guard.exchange import ExchangeClassifier
 
         exchange = ExchangeClassifier(load_backend(config.guard.exchange_model), load_constitution(config.constitution))
-    return Guard.load(config.path(config.guard.path), exchange=exchange, batching=config.guard.batching, runtime=config.guard.runtime)
+    return Guard.load(
+        config.path(config.guard.path), exchange=exchange, batching=config.guard.batching, runtime=config.guard.runtime
+    )
 
 
 def _refusal(constitution, guard) -> str:
@@ -238,8 +277,11 @@ def _attest(upstream: Upstream, config: GatewayConfig, constitution) -> Attestat
         v = verify_model(mdir, config.path(config.upstream.require_seal))
         sealed_c = v.predicate["constitution"]
         if sealed_c["digest"] != c["digest"]:
-            raise InputError(f"the gateway's constitution {c['name']} {c['version']} is not the one the model was sealed "
-                             f"with ({sealed_c['name']} {sealed_c['version']})", source="constitution")
+            raise InputError(
+                f"the gateway's constitution {c['name']} {c['version']} is not the one the model was sealed "
+                f"with ({sealed_c['name']} {sealed_c['version']})",
+                source="constitution",
+            )
         return Attestation(True, True, v.statement_digest, v.root_digest, read_envelope(Path(mdir) / SEAL_DIR), c)
     # Not verified (no require_seal): anyone who can write beside the weights can put a charter-seal/
     # there, so its digests are shown only as unverified and never named in receipts or headers.
@@ -250,8 +292,16 @@ def _attest(upstream: Upstream, config: GatewayConfig, constitution) -> Attestat
     except (VerificationError, KeyError, IndexError, TypeError, ValueError, OSError):
         # An unreadable unverified seal says nothing; serving without require_seal does not depend on it.
         return Attestation(True, False, constitution=c)
-    return Attestation(True, False, None, None, envelope, c, unverified_statement_digest=statement_digest(payload),
-                       unverified_root_digest=subject if isinstance(subject, str) else None)
+    return Attestation(
+        True,
+        False,
+        None,
+        None,
+        envelope,
+        c,
+        unverified_statement_digest=statement_digest(payload),
+        unverified_root_digest=subject if isinstance(subject, str) else None,
+    )
 
 
 def _system_prompt(config: GatewayConfig, constitution) -> str | None:
@@ -260,7 +310,7 @@ def _system_prompt(config: GatewayConfig, constitution) -> str | None:
         return None
     if sp != "constitution":
         return sp
-    lines = [f"You follow the constitution \"{constitution.name}\" (version {constitution.version})."]
+    lines = [f'You follow the constitution "{constitution.name}" (version {constitution.version}).']
     for p in constitution.principles[:12]:
         lines.append(f"- {p.statement}")
     return "\n".join(lines)

@@ -30,8 +30,9 @@ class Tenant:
     admin: bool
 
 
-def add_tenant(engine: Engine, name: str, *, admin: bool = False, rate_limit_rpm: int = 60,
-               key: str | None = None) -> str:
+def add_tenant(
+    engine: Engine, name: str, *, admin: bool = False, rate_limit_rpm: int = 60, key: str | None = None
+) -> str:
     """Create a tenant; returns its API key, shown once (only the hash is kept)."""
     if not name or len(name) > 200:
         raise InputError("tenant name must be 1-200 characters", source="tenant")
@@ -39,8 +40,11 @@ def add_tenant(engine: Engine, name: str, *, admin: bool = False, rate_limit_rpm
     with engine.begin() as conn:
         if conn.execute(select(db.tenants.c.name).where(db.tenants.c.name == name)).first():
             raise InputError(f"tenant {name!r} exists", source="tenant")
-        conn.execute(db.tenants.insert().values(name=name, key_hash=hash_key(key), rate_limit_rpm=rate_limit_rpm,
-                                                admin=admin, created=utc_now()))
+        conn.execute(
+            db.tenants.insert().values(
+                name=name, key_hash=hash_key(key), rate_limit_rpm=rate_limit_rpm, admin=admin, created=utc_now()
+            )
+        )
     return key
 
 
@@ -55,9 +59,16 @@ def upsert_tenant_hash(engine: Engine, name: str, key_sha256: str, *, admin: boo
         if old is not None and (old.key_hash != key_sha256 or (bool(old.admin) and not admin)):
             conn.execute(db.console_sessions.delete().where(db.console_sessions.c.tenant == name))
         conn.execute(db.tenants.delete().where(db.tenants.c.name == name))
-        conn.execute(db.tenants.insert().values(name=name, key_hash=key_sha256, rate_limit_rpm=rate_limit_rpm,
-                                                admin=admin, created=old.created if old is not None else utc_now(),
-                                                source=CONFIG_SOURCE))
+        conn.execute(
+            db.tenants.insert().values(
+                name=name,
+                key_hash=key_sha256,
+                rate_limit_rpm=rate_limit_rpm,
+                admin=admin,
+                created=old.created if old is not None else utc_now(),
+                source=CONFIG_SOURCE,
+            )
+        )
 
 
 def revoke_tenant(engine: Engine, log, name: str, *, actor: str) -> dict:
@@ -68,7 +79,13 @@ def revoke_tenant(engine: Engine, log, name: str, *, actor: str) -> dict:
             raise InputError(f"no tenant {name!r}", source="tenant")
         conn.execute(db.tenants.delete().where(db.tenants.c.name == name))
         n = conn.execute(db.console_sessions.delete().where(db.console_sessions.c.tenant == name)).rowcount
-    info = {"tenant": name, "admin": bool(row.admin), "source": row.source or "cli", "console_sessions": n, "actor": actor}
+    info = {
+        "tenant": name,
+        "admin": bool(row.admin),
+        "source": row.source or "cli",
+        "console_sessions": n,
+        "actor": actor,
+    }
     log.append("admin.revoke_tenant", info)
     return info
 
@@ -81,8 +98,11 @@ def sync_config_tenants(engine: Engine, log, declared) -> list[str]:
         upsert_tenant_hash(engine, t.name, t.key_sha256, admin=t.admin, rate_limit_rpm=t.rate_limit_rpm)
     names = {t.name for t in declared}
     with engine.connect() as conn:
-        stale = [r.name for r in conn.execute(select(db.tenants.c.name).where(db.tenants.c.source == CONFIG_SOURCE))
-                 if r.name not in names]
+        stale = [
+            r.name
+            for r in conn.execute(select(db.tenants.c.name).where(db.tenants.c.source == CONFIG_SOURCE))
+            if r.name not in names
+        ]
     revoked = []
     for name in stale:
         try:

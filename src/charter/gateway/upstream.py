@@ -9,8 +9,8 @@ import asyncio
 import json
 import os
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import AsyncIterator
 
 from charter.backends.base import SamplingConfig
 from charter.backends.spec import ModelSpec, load_backend
@@ -69,7 +69,9 @@ class LocalUpstream(Upstream):
             raise BackendError("a local upstream must be embedded, hf:PATH or gguf:PATH", source=spec)
         if require_seal:
             if s.kind != "hf":
-                raise BackendError("--require-seal needs a sealed hf:PATH model (embedded and gguf: models carry no seal)", source=spec)
+                raise BackendError(
+                    "--require-seal needs a sealed hf:PATH model (embedded and gguf: models carry no seal)", source=spec
+                )
             s = ModelSpec.parse(s.text + ("&" if "?" in s.text else "?") + f"require_seal={require_seal}")
         self.backend = load_backend(s)
         if not hasattr(self.backend, "stream"):
@@ -116,7 +118,9 @@ class LocalUpstream(Upstream):
                     text += item
                     if any(s in text for s in params.stop):
                         result.finish_reason = "stop"
-                        yield item[: max(0, len(item) - (len(text) - min(text.find(s) for s in params.stop if s in text)))]
+                        yield item[
+                            : max(0, len(item) - (len(text) - min(text.find(s) for s in params.stop if s in text)))
+                        ]
                         break
                     yield item
             finally:
@@ -143,13 +147,22 @@ class OpenAIUpstream(Upstream):
         import aiohttp
 
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(headers=self.headers, timeout=aiohttp.ClientTimeout(total=self.timeout),
-                                                  connector=aiohttp.TCPConnector(limit=256))
+            self._session = aiohttp.ClientSession(
+                headers=self.headers,
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                connector=aiohttp.TCPConnector(limit=256),
+            )
         return self._session
 
     def _body(self, messages, params, stream: bool) -> dict:
-        body = {"model": self.remote_model, "messages": messages, "max_tokens": params.max_tokens,
-                "temperature": params.temperature, "top_p": params.top_p, "stream": stream}
+        body = {
+            "model": self.remote_model,
+            "messages": messages,
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "stream": stream,
+        }
         if params.stop:
             body["stop"] = params.stop
         if stream:
@@ -160,11 +173,13 @@ class OpenAIUpstream(Upstream):
         import aiohttp
 
         try:
-            async with self._client().post(self.base_url + "/chat/completions", json=self._body(messages, params, False)) as r:
+            async with self._client().post(
+                self.base_url + "/chat/completions", json=self._body(messages, params, False)
+            ) as r:
                 if r.status != 200:
                     raise UpstreamError(f"upstream answered {r.status}: {(await r.text())[:200]}")
                 data = await r.json(content_type=None)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise UpstreamError(f"upstream {self.base_url} unreachable: {exc.__class__.__name__}") from None
         try:
             choice = data["choices"][0]
@@ -172,7 +187,10 @@ class OpenAIUpstream(Upstream):
         except (KeyError, IndexError, TypeError, AttributeError):
             raise UpstreamError(f"upstream {self.base_url} sent a malformed completion") from None
         usage = data.get("usage") or {}
-        result.prompt_tokens, result.completion_tokens = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+        result.prompt_tokens, result.completion_tokens = (
+            usage.get("prompt_tokens", 0),
+            usage.get("completion_tokens", 0),
+        )
         result.finish_reason = choice.get("finish_reason") or "stop"
         return text
 
@@ -180,7 +198,9 @@ class OpenAIUpstream(Upstream):
         import aiohttp
 
         try:
-            async with self._client().post(self.base_url + "/chat/completions", json=self._body(messages, params, True)) as r:
+            async with self._client().post(
+                self.base_url + "/chat/completions", json=self._body(messages, params, True)
+            ) as r:
                 if r.status != 200:
                     raise UpstreamError(f"upstream answered {r.status}: {(await r.text())[:200]}")
                 async for raw in r.content:
@@ -203,7 +223,7 @@ class OpenAIUpstream(Upstream):
                         text = (choice.get("delta") or {}).get("content")
                         if text:
                             yield text
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise UpstreamError(f"upstream {self.base_url} failed: {exc.__class__.__name__}") from None
 
     async def aclose(self):
@@ -211,11 +231,19 @@ class OpenAIUpstream(Upstream):
             await self._session.close()
 
 
-def load_upstream(spec: str, *, model_id: str | None = None, require_seal: str | None = None,
-                  timeout: float = 120.0, api_key: str | None = None) -> Upstream:
+def load_upstream(
+    spec: str,
+    *,
+    model_id: str | None = None,
+    require_seal: str | None = None,
+    timeout: float = 120.0,
+    api_key: str | None = None,
+) -> Upstream:
     if spec.startswith("openai:"):
         if require_seal:
-            raise BackendError("a remote upstream cannot be seal-checked: serve the sealed weights locally (hf:PATH)", source=spec)
+            raise BackendError(
+                "a remote upstream cannot be seal-checked: serve the sealed weights locally (hf:PATH)", source=spec
+            )
         return OpenAIUpstream(spec, model_id=model_id, timeout=timeout, api_key=api_key)
     return LocalUpstream(spec, model_id=model_id, require_seal=require_seal)
 

@@ -23,8 +23,10 @@ def _seed_key(secret: bytes, label: bytes) -> int:
 
 def _check_key(hashing_key) -> bytes:
     if not isinstance(hashing_key, (bytes, bytearray)) or len(hashing_key) < 16:
-        raise InputError("the watermark key must be a secret of at least 128 bits (a key file from the gateway)",
-                         source="watermark key")
+        raise InputError(
+            "the watermark key must be a secret of at least 128 bits (a key file from the gateway)",
+            source="watermark key",
+        )
     return bytes(hashing_key)
 
 
@@ -61,10 +63,16 @@ def _keyed_classes():
             return {k: v for k, v in super().to_dict().items() if k != "secret"}
 
         def construct_processor(self, vocab_size: int, device):
-            return KeyedWatermarkLogitsProcessor(vocab_size=vocab_size, device=device, greenlist_ratio=self.greenlist_ratio,
-                                                 bias=self.bias, hashing_key=self.hashing_key,
-                                                 seeding_scheme=self.seeding_scheme, context_width=self.context_width,
-                                                 secret=self.secret)
+            return KeyedWatermarkLogitsProcessor(
+                vocab_size=vocab_size,
+                device=device,
+                greenlist_ratio=self.greenlist_ratio,
+                bias=self.bias,
+                hashing_key=self.hashing_key,
+                seeding_scheme=self.seeding_scheme,
+                context_width=self.context_width,
+                secret=self.secret,
+            )
 
     return KeyedWatermarkLogitsProcessor, KeyedWatermarkingConfig
 
@@ -73,8 +81,14 @@ def _kirchenbauer(hashing_key: bytes, greenlist_ratio: float, bias: float):
     """The one green-list configuration generation and detection must share."""
     secret = _check_key(hashing_key)
     _, config = _keyed_classes()
-    return config(secret=secret, greenlist_ratio=greenlist_ratio, bias=bias, hashing_key=_seed_key(secret, b"table"),
-                  seeding_scheme="lefthash", context_width=1)
+    return config(
+        secret=secret,
+        greenlist_ratio=greenlist_ratio,
+        bias=bias,
+        hashing_key=_seed_key(secret, b"table"),
+        seeding_scheme="lefthash",
+        context_width=1,
+    )
 
 
 def generation_watermark(cfg: dict | None):
@@ -95,8 +109,10 @@ def _model_files(spec: str) -> Path:
 
     path = local_model_dir(ModelSpec.parse(spec))
     if path is None:
-        raise InputError("watermark detection needs the local model that generated the text (embedded, hf:PATH, gguf:PATH)",
-                         source=spec)
+        raise InputError(
+            "watermark detection needs the local model that generated the text (embedded, hf:PATH, gguf:PATH)",
+            source=spec,
+        )
     return path
 
 
@@ -117,8 +133,9 @@ def _detector(model: str, hashing_key: bytes, greenlist_ratio: float, bias: floa
     return tokenizer, detector
 
 
-def detect_ids(ids, model: str, *, hashing_key: bytes, greenlist_ratio: float = 0.25, bias: float = 2.0,
-               z_threshold: float = 4.0) -> dict:
+def detect_ids(
+    ids, model: str, *, hashing_key: bytes, greenlist_ratio: float = 0.25, bias: float = 2.0, z_threshold: float = 4.0
+) -> dict:
     """The test on token ids (what the model generated, before any re-tokenisation)."""
     import torch
 
@@ -126,8 +143,15 @@ def detect_ids(ids, model: str, *, hashing_key: bytes, greenlist_ratio: float = 
     return _result(detector, torch.as_tensor([list(ids)], dtype=torch.long), z_threshold)
 
 
-def detect(text: str, model: str, *, hashing_key: bytes, greenlist_ratio: float = 0.25, bias: float = 2.0,
-           z_threshold: float = 4.0) -> dict:
+def detect(
+    text: str,
+    model: str,
+    *,
+    hashing_key: bytes,
+    greenlist_ratio: float = 0.25,
+    bias: float = 2.0,
+    z_threshold: float = 4.0,
+) -> dict:
     """z-score and p-value of the green-list mark in ``text`` (one-sided test against the
     unwatermarked green fraction ``greenlist_ratio``). The text is re-tokenised with the model's
     tokenizer; for a trained model that recovers the generated tokens almost everywhere."""
@@ -141,6 +165,12 @@ def detect(text: str, model: str, *, hashing_key: bytes, greenlist_ratio: float 
 def _result(detector, ids, z_threshold: float) -> dict:
     out = detector(ids, z_threshold=z_threshold, return_dict=True)
     z = float(out.z_score[0])
-    return {"tokens": int(out.num_tokens_scored[0]), "green_tokens": int(out.num_green_tokens[0]),
-            "green_fraction": float(out.green_fraction[0]), "z_score": z, "p_value": float(out.p_value[0]),
-            "z_threshold": z_threshold, "watermarked": z >= z_threshold}
+    return {
+        "tokens": int(out.num_tokens_scored[0]),
+        "green_tokens": int(out.num_green_tokens[0]),
+        "green_fraction": float(out.green_fraction[0]),
+        "z_score": z,
+        "p_value": float(out.p_value[0]),
+        "z_threshold": z_threshold,
+        "watermarked": z >= z_threshold,
+    }

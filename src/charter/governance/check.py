@@ -121,28 +121,45 @@ class CheckResult:
         return 1 if self.verdict != "pass" else 0
 
     def to_dict(self) -> dict:
-        return {"verdict": self.verdict, "baseline": self.baseline, "candidate": self.candidate,
-                "findings": [asdict(f) for f in self.findings], "measurements": self.measurements}
+        return {
+            "verdict": self.verdict,
+            "baseline": self.baseline,
+            "candidate": self.candidate,
+            "findings": [asdict(f) for f in self.findings],
+            "measurements": self.measurements,
+        }
 
     def lines(self) -> list[str]:
-        out = [f"baseline  {self.baseline['model_dir']} (statement sha256:{self.baseline['statement_digest'][:16]}…)",
-               f"candidate {self.candidate['model_dir']} (statement sha256:{self.candidate['statement_digest'][:16]}…)"]
+        out = [
+            f"baseline  {self.baseline['model_dir']} (statement sha256:{self.baseline['statement_digest'][:16]}…)",
+            f"candidate {self.candidate['model_dir']} (statement sha256:{self.candidate['statement_digest'][:16]}…)",
+        ]
         shown = [f for f in self.findings if f.action != "ignore"]
         for f in sorted(shown, key=lambda f: (f.action != "refile", f.rule)):
             out.append(f"  {f.action.upper():6} [{f.rule}] {f.message}")
         ignored = len(self.findings) - len(shown)
         if ignored:
             out.append(f"  ({ignored} finding(s) ignored by the rules)")
-        out.append({"refile": "verdict: RE-FILING NEEDED", "review": "verdict: REVIEW NEEDED",
-                    "pass": "verdict: no change needs re-filing or review"}[self.verdict])
+        out.append(
+            {
+                "refile": "verdict: RE-FILING NEEDED",
+                "review": "verdict: REVIEW NEEDED",
+                "pass": "verdict: no change needs re-filing or review",
+            }[self.verdict]
+        )
         return out
 
 
 def _identity(m: SealedModel) -> dict:
     c = m.constitution
-    return {"model_dir": m.head.model_dir, "statement_digest": m.head.statement_digest, "root_digest": m.head.root_digest,
-            "constitution": f"{c['name']} {c['version']}", "base_model": base_identity(m.base_model),
-            "verified": m.head.verified}
+    return {
+        "model_dir": m.head.model_dir,
+        "statement_digest": m.head.statement_digest,
+        "root_digest": m.head.root_digest,
+        "constitution": f"{c['name']} {c['version']}",
+        "base_model": base_identity(m.base_model),
+        "verified": m.head.verified,
+    }
 
 
 class ReleaseCheck:
@@ -160,10 +177,22 @@ class ReleaseCheck:
         result = CheckResult(_identity(base), _identity(cand))
         for name, m in (("baseline", base), ("candidate", cand)):
             if m.truncated:
-                self._add(result, "lineage", "review", f"{name} lineage incomplete: {m.truncated}; the base model and the "
-                          "earlier stages' data cannot be compared")
-        for rule in (self._base_model, self._architecture, self._training_data, self._constitution,
-                     self._guard, self._routing, self._evaluations):
+                self._add(
+                    result,
+                    "lineage",
+                    "review",
+                    f"{name} lineage incomplete: {m.truncated}; the base model and the "
+                    "earlier stages' data cannot be compared",
+                )
+        for rule in (
+            self._base_model,
+            self._architecture,
+            self._training_data,
+            self._constitution,
+            self._guard,
+            self._routing,
+            self._evaluations,
+        ):
             rule(base, cand, result)
         return result
 
@@ -183,21 +212,39 @@ class ReleaseCheck:
         changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
         if changed:
             detail = ", ".join(f"{k} {a.get(k)} -> {b.get(k)}" for k in changed)
-            self._add(result, "architecture", self.rules.architecture.action, f"architecture changed: {detail}",
-                      {k: a.get(k) for k in changed}, {k: b.get(k) for k in changed})
+            self._add(
+                result,
+                "architecture",
+                self.rules.architecture.action,
+                f"architecture changed: {detail}",
+                {k: a.get(k) for k in changed},
+                {k: b.get(k) for k in changed},
+            )
 
     def _training_data(self, base: SealedModel, cand: SealedModel, result: CheckResult) -> None:
         rule = self.rules.training_data
         fraction, detail = data_change(base.datasets(), cand.datasets())
         result.measurements["training_data"] = {"changed_fraction": fraction, "datasets": detail}
         if fraction > rule.max_changed_fraction:
-            self._add(result, "training_data", rule.action,
-                      f"training data changed by {fraction:.1%} of records (threshold {rule.max_changed_fraction:.0%}): "
-                      + "; ".join(d["summary"] for d in detail if d["changed_fraction"] > 0), None, fraction)
+            self._add(
+                result,
+                "training_data",
+                rule.action,
+                f"training data changed by {fraction:.1%} of records (threshold {rule.max_changed_fraction:.0%}): "
+                + "; ".join(d["summary"] for d in detail if d["changed_fraction"] > 0),
+                None,
+                fraction,
+            )
         elif fraction > 0 and rule.review_any_change:
-            self._add(result, "training_data", "review" if rule.action != "ignore" else "ignore",
-                      f"training data changed by {fraction:.1%} of records (below the re-filing threshold "
-                      f"{rule.max_changed_fraction:.0%})", None, fraction)
+            self._add(
+                result,
+                "training_data",
+                "review" if rule.action != "ignore" else "ignore",
+                f"training data changed by {fraction:.1%} of records (below the re-filing threshold "
+                f"{rule.max_changed_fraction:.0%})",
+                None,
+                fraction,
+            )
 
     def _constitution(self, base: SealedModel, cand: SealedModel, result: CheckResult) -> None:
         ca, cb = base.constitution, cand.constitution
@@ -214,27 +261,42 @@ class ReleaseCheck:
             report = self._auditor.compare(old, new)
             score = report.score
             # Hard constraints: added, relaxed (demoted, removed, made a default) or reworded.
-            hard = [f"{p.label}: {', '.join(k.replace('_', ' ') for k in p.kinds)}" for p in report.principles
-                    if any(k.startswith("hard_constraint") for k in p.kinds)]
+            hard = [
+                f"{p.label}: {', '.join(k.replace('_', ' ') for k in p.kinds)}"
+                for p in report.principles
+                if any(k.startswith("hard_constraint") for k in p.kinds)
+            ]
             # Edits to a hard constraint that keep its meaning: a person should look, no filing needed.
-            hard_minor = [f"{p.label}: {', '.join(k.replace('_', ' ') for k in p.kinds)}" for p in report.principles
-                          if p.kinds and not any(k.startswith("hard_constraint") for k in p.kinds)
-                          and any(x.is_hard_constraint for x in old.principles + new.principles
-                                  if x.id in (p.old_id, p.new_id))]
+            hard_minor = [
+                f"{p.label}: {', '.join(k.replace('_', ' ') for k in p.kinds)}"
+                for p in report.principles
+                if p.kinds
+                and not any(k.startswith("hard_constraint") for k in p.kinds)
+                and any(x.is_hard_constraint for x in old.principles + new.principles if x.id in (p.old_id, p.new_id))
+            ]
         else:
             score = 1.0
-            hard = ([f"{p}: hard constraint added" for p in d.hard_constraints_added]
-                    + [f"{p}: hard constraint removed or relaxed" for p in d.hard_constraints_removed]
-                    + [f"{p}: hard constraint changed" for p in d.hard_constraints_changed])
+            hard = (
+                [f"{p}: hard constraint added" for p in d.hard_constraints_added]
+                + [f"{p}: hard constraint removed or relaxed" for p in d.hard_constraints_removed]
+                + [f"{p}: hard constraint changed" for p in d.hard_constraints_changed]
+            )
             hard_minor = []
         if hard:
-            self._add(result, "hard_constraints", self.rules.hard_constraints.action,
-                      "hard constraints changed: " + "; ".join(hard), [p.id for p in old.hard_constraints],
-                      [p.id for p in new.hard_constraints])
+            self._add(
+                result,
+                "hard_constraints",
+                self.rules.hard_constraints.action,
+                "hard constraints changed: " + "; ".join(hard),
+                [p.id for p in old.hard_constraints],
+                [p.id for p in new.hard_constraints],
+            )
         result.measurements["constitution_drift"] = score
         other = []
         if d.categories_removed or d.categories_changed:
-            other.append("content categories removed/changed: " + ", ".join(d.categories_removed + d.categories_changed))
+            other.append(
+                "content categories removed/changed: " + ", ".join(d.categories_removed + d.categories_changed)
+            )
         if d.categories_added:
             other.append("content categories added: " + ", ".join(d.categories_added))
         if d.tiers_changed:
@@ -245,10 +307,16 @@ class ReleaseCheck:
             other.append("hard constraints edited without a change of meaning: " + "; ".join(hard_minor))
         # max_drift 0 means any change to the sealed text is reviewed, scored or not.
         if score > rule.max_drift or (rule.max_drift == 0.0 and (other or score > 0)):
-            self._add(result, "constitution", rule.action,
-                      f"constitution {ca['name']} {ca['version']} -> {cb['name']} {cb['version']}: drift score {score:.3f} "
-                      f"(threshold {rule.max_drift}); {len(d.added)} added, {len(d.removed)} removed, {len(d.changed)} changed"
-                      + ("; " + "; ".join(other) if other else ""), ca["digest"], cb["digest"])
+            self._add(
+                result,
+                "constitution",
+                rule.action,
+                f"constitution {ca['name']} {ca['version']} -> {cb['name']} {cb['version']}: drift score {score:.3f} "
+                f"(threshold {rule.max_drift}); {len(d.added)} added, {len(d.removed)} removed, {len(d.changed)} changed"
+                + ("; " + "; ".join(other) if other else ""),
+                ca["digest"],
+                cb["digest"],
+            )
 
     def _guard(self, base: SealedModel, cand: SealedModel, result: CheckResult) -> None:
         rule = self.rules.guard
@@ -256,7 +324,14 @@ class ReleaseCheck:
         if not a:
             return  # no sealed guard to loosen
         if not b:
-            self._add(result, "guard", rule.action, "the baseline was sealed with a guard and the candidate without one", a["sha256"], None)
+            self._add(
+                result,
+                "guard",
+                rule.action,
+                "the baseline was sealed with a guard and the candidate without one",
+                a["sha256"],
+                None,
+            )
             return
         loosened, retrained = [], []
         for side, sa in a["sides"].items():
@@ -278,12 +353,20 @@ class ReleaseCheck:
                 else:
                     retrained.append(f"{side} {stage}")
                     va, vb = xa.get("validation") or {}, xb.get("validation") or {}
-                    if va.get("tpr") is not None and vb.get("tpr") is not None and va["tpr"] - vb["tpr"] > rule.max_tpr_drop:
+                    if (
+                        va.get("tpr") is not None
+                        and vb.get("tpr") is not None
+                        and va["tpr"] - vb["tpr"] > rule.max_tpr_drop
+                    ):
                         loosened.append(f"{side} {stage} retrained: validation TPR {va['tpr']:.3f} -> {vb['tpr']:.3f}")
-                    if va.get("fpr") is not None and vb.get("fpr") is not None and vb["fpr"] - va["fpr"] > rule.max_fpr_rise:
+                    if (
+                        va.get("fpr") is not None
+                        and vb.get("fpr") is not None
+                        and vb["fpr"] - va["fpr"] > rule.max_fpr_rise
+                    ):
                         loosened.append(f"{side} {stage} retrained: validation FPR {va['fpr']:.3f} -> {vb['fpr']:.3f}")
         for key in ("target_fpr", "escalation_fpr"):
-            if (a.get(key) is not None and b.get(key) is not None and b[key] > a[key] + rule.tolerance):
+            if a.get(key) is not None and b.get(key) is not None and b[key] > a[key] + rule.tolerance:
                 loosened.append(f"{key.replace('_', ' ')} {a[key]} -> {b[key]}")
         dropped = sorted(set(a.get("categories") or []) - set(b.get("categories") or []))
         if dropped:
@@ -299,11 +382,23 @@ class ReleaseCheck:
 
         a, b = routed(base), routed(cand)
         if a and b is False:
-            self._add(result, "routing", self.rules.routing.action,
-                      "depth-selective routing was on for the baseline and is off for the candidate", a, b)
+            self._add(
+                result,
+                "routing",
+                self.rules.routing.action,
+                "depth-selective routing was on for the baseline and is off for the candidate",
+                a,
+                b,
+            )
         elif a and b is None:
-            self._add(result, "routing", self.rules.routing.action,
-                      "the baseline's seal records its routing and the candidate's records no training", a, b)
+            self._add(
+                result,
+                "routing",
+                self.rules.routing.action,
+                "the baseline's seal records its routing and the candidate's records no training",
+                a,
+                b,
+            )
 
     def _evaluations(self, base: SealedModel, cand: SealedModel, result: CheckResult) -> None:
         rule = self.rules.evaluations
@@ -314,12 +409,24 @@ class ReleaseCheck:
             metric = key.split(":")[1]
             limit = limits["asr" if metric.startswith("asr") else "over_refusal"]
             if b[key] - a[key] > limit:
-                self._add(result, "evaluations", rule.action,
-                          f"{key} rose {a[key]:.3f} -> {b[key]:.3f} (allowed +{limit})", a[key], b[key])
+                self._add(
+                    result,
+                    "evaluations",
+                    rule.action,
+                    f"{key} rose {a[key]:.3f} -> {b[key]:.3f} (allowed +{limit})",
+                    a[key],
+                    b[key],
+                )
         missing = sorted(set(a) - set(b))
         if missing:
-            self._add(result, "evaluations", rule.action,
-                      "the candidate's seal has no evaluation for " + ", ".join(missing) + " (the baseline's has)", None, None)
+            self._add(
+                result,
+                "evaluations",
+                rule.action,
+                "the candidate's seal has no evaluation for " + ", ".join(missing) + " (the baseline's has)",
+                None,
+                None,
+            )
 
 
 def _eval_rates(m: SealedModel) -> dict[str, float]:
@@ -353,6 +460,7 @@ def _require_related(a: SealedModel, b: SealedModel) -> None:
 
 # -- training-data change -------------------------------------------------------------------------------
 
+
 def _record_hashes(path: Path, sha256: str) -> set[str] | None:
     """Content hashes of a dataset's records, when the file is here and is the sealed one."""
     records = sealed_records(path, sha256)
@@ -376,6 +484,7 @@ def data_change(base: list[dict], cand: list[dict]) -> tuple[float, list[dict]]:
     pair by stage and name. Where both sealed files are on disk their records are compared by
     canonical-JSON content hash; otherwise a changed dataset counts as wholly changed, at the record
     count its seal recorded."""
+
     def key(d: dict) -> tuple:
         return (d.get("stage"), d.get("name"))
 
@@ -425,8 +534,15 @@ def data_change(base: list[dict], cand: list[dict]) -> tuple[float, list[dict]]:
             else:
                 union = changed = max(size(da, ha), size(db, hb))
                 how = "digest changed (files not here to compare records: counted as wholly changed)"
-        detail.append({"dataset": name, "changed_fraction": round(changed / union, 6) if union else 0.0,
-                       "records_changed": changed, "records_union": union, "summary": f"{name} {how}"})
+        detail.append(
+            {
+                "dataset": name,
+                "changed_fraction": round(changed / union, 6) if union else 0.0,
+                "records_changed": changed,
+                "records_union": union,
+                "summary": f"{name} {how}",
+            }
+        )
         changed_total += changed
         union_total += union
     return (round(changed_total / union_total, 6) if union_total else 0.0), detail

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -29,9 +30,22 @@ from charter.core.io import save_figure_atomic, write_text_atomic
 
 # Change kinds, in the order a reviewer reads them (most consequential first).
 KINDS = (
-    "hard_constraint_relaxed", "hard_constraint_added", "hard_constraint_reworded", "removed", "added",
-    "tier_down", "tier_changed", "tier_up", "reworded", "renamed", "kind_changed", "depth_moved", "edited", "rationale_changed",
-    "examples_changed", "requests_changed",
+    "hard_constraint_relaxed",
+    "hard_constraint_added",
+    "hard_constraint_reworded",
+    "removed",
+    "added",
+    "tier_down",
+    "tier_changed",
+    "tier_up",
+    "reworded",
+    "renamed",
+    "kind_changed",
+    "depth_moved",
+    "edited",
+    "rationale_changed",
+    "examples_changed",
+    "requests_changed",
 )
 
 
@@ -106,17 +120,24 @@ class DriftReport:
 
     def lines(self) -> list[str]:
         """A reviewer's summary, most consequential change first."""
-        head = (f"{self.old['name']} {self.old['version']} -> {self.new['name']} {self.new['version']}: "
-                f"drift score {self.score:.3f}")
+        head = (
+            f"{self.old['name']} {self.old['version']} -> {self.new['name']} {self.new['version']}: "
+            f"drift score {self.score:.3f}"
+        )
         if self.identical:
             return [head + " (identical)"]
-        out = [head, "  " + (", ".join(f"{k.replace('_', ' ')} {n}" for k, n in self.counts.items() if n) or "metadata only")]
+        out = [
+            head,
+            "  " + (", ".join(f"{k.replace('_', ' ')} {n}" for k, n in self.counts.items() if n) or "metadata only"),
+        ]
         if self.tiers_changed:
             out.append("  ! tier order changed")
         for p in sorted(self.changes, key=lambda p: (min(KINDS.index(k) for k in p.kinds), p.label)):
             sim = f" (similarity {p.similarity:.2f})" if p.similarity is not None and p.matched_by else ""
-            out.append(f"  {_marker(p.kinds)} {p.label}: {', '.join(k.replace('_', ' ') for k in p.kinds)}{sim}"
-                       + (f" — {p.detail}" if p.detail else ""))
+            out.append(
+                f"  {_marker(p.kinds)} {p.label}: {', '.join(k.replace('_', ' ') for k in p.kinds)}{sim}"
+                + (f" — {p.detail}" if p.detail else "")
+            )
         for side, keys in self.categories.items():
             out += [f"  {'+-~'[('added', 'removed', 'changed').index(side)]} category {k}" for k in keys]
         if self.metadata_changed:
@@ -187,13 +208,33 @@ class DriftAuditor:
             s = float(np.clip(vec[a.statement] @ vec[b.statement], -1.0, 1.0))
             drifts.append(self._classify(a, b, how, s, old_rank, new_rank, old_common, new_common))
         for p in left:
-            drifts.append(PrincipleDrift(p.id, None, ["hard_constraint_relaxed", "removed"] if p.is_hard_constraint else ["removed"],
-                                         None, None, old_tier=p.tier, magnitude=1.0,
-                                         weight=self._weight(p, old_rank), detail=_short(p.statement)))
+            drifts.append(
+                PrincipleDrift(
+                    p.id,
+                    None,
+                    ["hard_constraint_relaxed", "removed"] if p.is_hard_constraint else ["removed"],
+                    None,
+                    None,
+                    old_tier=p.tier,
+                    magnitude=1.0,
+                    weight=self._weight(p, old_rank),
+                    detail=_short(p.statement),
+                )
+            )
         for p in right:
-            drifts.append(PrincipleDrift(None, p.id, ["hard_constraint_added", "added"] if p.is_hard_constraint else ["added"],
-                                         None, None, new_tier=p.tier, magnitude=1.0,
-                                         weight=self._weight(p, new_rank), detail=_short(p.statement)))
+            drifts.append(
+                PrincipleDrift(
+                    None,
+                    p.id,
+                    ["hard_constraint_added", "added"] if p.is_hard_constraint else ["added"],
+                    None,
+                    None,
+                    new_tier=p.tier,
+                    magnitude=1.0,
+                    weight=self._weight(p, new_rank),
+                    detail=_short(p.statement),
+                )
+            )
         order = {p.id: k for k, p in enumerate(new.principles)} | {p.id: 1000 + k for k, p in enumerate(old.principles)}
         drifts.sort(key=lambda d: order.get(d.new_id or d.old_id, 10**6))
 
@@ -206,11 +247,20 @@ class DriftAuditor:
             mn = np.mean([vec[p.statement] for p in new.principles], axis=0)
             doc_sim = float(mo @ mn / max(float(np.linalg.norm(mo) * np.linalg.norm(mn)), 1e-9))
         return DriftReport(
-            old=_identity(old), new=_identity(new), score=round(score, 6), principles=drifts, counts=counts,
-            tiers_changed=structural.tiers_changed, metadata_changed=structural.metadata_changed,
-            categories={"added": structural.categories_added, "removed": structural.categories_removed,
-                        "changed": structural.categories_changed},
-            document_similarity=round(doc_sim, 6), config=asdict(cfg),
+            old=_identity(old),
+            new=_identity(new),
+            score=round(score, 6),
+            principles=drifts,
+            counts=counts,
+            tiers_changed=structural.tiers_changed,
+            metadata_changed=structural.metadata_changed,
+            categories={
+                "added": structural.categories_added,
+                "removed": structural.categories_removed,
+                "changed": structural.categories_changed,
+            },
+            document_similarity=round(doc_sim, 6),
+            config=asdict(cfg),
         )
 
     def _weight(self, p: Principle, rank: dict[str, float]) -> float:
@@ -218,8 +268,9 @@ class DriftAuditor:
         w = 1.0 + rank.get(p.tier, 0.0)
         return w * (self.config.hard_weight if p.is_hard_constraint else 1.0)
 
-    def _classify(self, a: Principle, b: Principle, how: str, sim: float, old_rank, new_rank,
-                  old_common, new_common) -> PrincipleDrift:
+    def _classify(
+        self, a: Principle, b: Principle, how: str, sim: float, old_rank, new_rank, old_common, new_common
+    ) -> PrincipleDrift:
         cfg = self.config
         kinds, details = [], []
         reworded = a.statement != b.statement and sim < cfg.reword_threshold
@@ -270,12 +321,32 @@ class DriftAuditor:
             kinds.append("requests_changed")
         # Magnitude: semantic distance of the statement, plus priority and kind shifts, capped at 1.
         semantic = max(0.0, 1.0 - sim) if reworded else 0.0
-        minor = 0.05 * sum(k in kinds for k in ("depth_moved", "examples_changed", "requests_changed", "renamed", "edited",
-                                                 "rationale_changed", "kind_changed"))
+        minor = 0.05 * sum(
+            k in kinds
+            for k in (
+                "depth_moved",
+                "examples_changed",
+                "requests_changed",
+                "renamed",
+                "edited",
+                "rationale_changed",
+                "kind_changed",
+            )
+        )
         magnitude = min(1.0, semantic + 0.5 * tier_shift + 0.5 * hard_shift + minor)
         weight = max(self._weight(a, old_rank), self._weight(b, new_rank))
-        return PrincipleDrift(a.id, b.id, kinds, sim, how, old_tier=a.tier, new_tier=b.tier,
-                              magnitude=round(magnitude, 6), weight=weight, detail="; ".join(details))
+        return PrincipleDrift(
+            a.id,
+            b.id,
+            kinds,
+            sim,
+            how,
+            old_tier=a.tier,
+            new_tier=b.tier,
+            magnitude=round(magnitude, 6),
+            weight=weight,
+            detail="; ".join(details),
+        )
 
 
 def _tier_rank(c: Constitution, only: set[str] | None = None) -> dict[str, float]:
@@ -296,6 +367,7 @@ def _short(text: str, n: int = 80) -> str:
 
 # -- history ---------------------------------------------------------------------------------------------
 
+
 @dataclass
 class HistoryPoint:
     commit: str
@@ -306,7 +378,9 @@ class HistoryPoint:
     drift_from_previous: float | None
     drift_from_first: float | None
     counts: dict[str, int] = field(default_factory=dict)
-    other: list[str] = field(default_factory=list)  # metadata, tier-order and category changes from the previous version
+    other: list[str] = field(
+        default_factory=list
+    )  # metadata, tier-order and category changes from the previous version
     error: str | None = None  # a commit whose file does not parse is recorded, not fatal
 
 
@@ -316,8 +390,10 @@ def _git(args: list[str], cwd: Path) -> str:
     except FileNotFoundError:
         raise InputError("git is not installed", source="--history") from None
     except subprocess.CalledProcessError as exc:
-        raise InputError(f"git {' '.join(args[:2])} failed: {exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else exc}",
-                         source=str(cwd)) from None
+        raise InputError(
+            f"git {' '.join(args[:2])} failed: {exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else exc}",
+            source=str(cwd),
+        ) from None
 
 
 def is_shallow(path: str | Path) -> bool:
@@ -338,7 +414,9 @@ def file_history(path: str | Path) -> list[tuple[str, str, str, str]]:
     entries, cur = [], None
     for line in log.splitlines():
         head = line.split("\t", 1)[0]
-        if "\t" in line and len(head) in (40, 64) and all(ch in "0123456789abcdef" for ch in head):  # SHA-1 or SHA-256 repos
+        if (
+            "\t" in line and len(head) in (40, 64) and all(ch in "0123456789abcdef" for ch in head)
+        ):  # SHA-1 or SHA-256 repos
             cur = line.split("\t", 2)
             entries.append([*cur, rel])
         elif line.strip() and entries:
@@ -354,8 +432,9 @@ def file_history(path: str | Path) -> list[tuple[str, str, str, str]]:
     return out
 
 
-def drift_history(path: str | Path, auditor: DriftAuditor,
-                  progress: Callable[[int, int], None] | None = None) -> list[HistoryPoint]:
+def drift_history(
+    path: str | Path, auditor: DriftAuditor, progress: Callable[[int, int], None] | None = None
+) -> list[HistoryPoint]:
     versions = file_history(path)
     points: list[HistoryPoint] = []
     first = prev = None
@@ -369,13 +448,19 @@ def drift_history(path: str | Path, auditor: DriftAuditor,
             continue
         from_prev = auditor.compare(prev, c) if prev is not None else None
         from_first = auditor.compare(first, c) if first is not None else None
-        points.append(HistoryPoint(
-            commit, date, subject, c.version, constitution_digest(c),
-            from_prev.score if from_prev else (0.0 if prev is None else None),
-            from_first.score if from_first else 0.0,
-            counts={k2: n for k2, n in (from_prev.counts if from_prev else {}).items() if n},
-            other=_other_changes(from_prev) if from_prev else [],
-        ))
+        points.append(
+            HistoryPoint(
+                commit,
+                date,
+                subject,
+                c.version,
+                constitution_digest(c),
+                from_prev.score if from_prev else (0.0 if prev is None else None),
+                from_first.score if from_first else 0.0,
+                counts={k2: n for k2, n in (from_prev.counts if from_prev else {}).items() if n},
+                other=_other_changes(from_prev) if from_prev else [],
+            )
+        )
         first = first or c
         prev = c
         if progress:
@@ -400,8 +485,16 @@ def plot_history(points: list[HistoryPoint], path: Path, title: str) -> Path:
     ok = [p for p in points if p.error is None]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(points) + 2), 4.2))
     x = list(range(len(ok)))
-    ax.bar(x, [p.drift_from_previous or 0.0 for p in ok], color="#4c72b0", alpha=0.75, label="drift from previous version")
-    ax.plot(x, [p.drift_from_first or 0.0 for p in ok], color="#dd8452", marker="o", label="cumulative drift from first version")
+    ax.bar(
+        x, [p.drift_from_previous or 0.0 for p in ok], color="#4c72b0", alpha=0.75, label="drift from previous version"
+    )
+    ax.plot(
+        x,
+        [p.drift_from_first or 0.0 for p in ok],
+        color="#dd8452",
+        marker="o",
+        label="cumulative drift from first version",
+    )
     for i, p in enumerate(ok):
         hard = sum(n for k, n in p.counts.items() if k.startswith("hard_constraint"))
         if hard:

@@ -16,9 +16,19 @@ from charter.provenance.seal import MODEL_SIGNATURE, SEAL_DIR, signed_file_diges
 from charter.provenance.verify import walk_seals
 
 ADAPTER_KEYS = ("peft_type", "r", "lora_alpha", "target_modules", "base_model_name_or_path", "task_type")
-ARCHITECTURE_KEYS = ("model_type", "architectures", "num_hidden_layers", "hidden_size", "intermediate_size",
-                     "num_attention_heads", "num_key_value_heads", "vocab_size", "max_position_embeddings",
-                     "tie_word_embeddings", "rope_theta")
+ARCHITECTURE_KEYS = (
+    "model_type",
+    "architectures",
+    "num_hidden_layers",
+    "hidden_size",
+    "intermediate_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "vocab_size",
+    "max_position_embeddings",
+    "tie_word_embeddings",
+    "rope_theta",
+)
 
 
 @dataclass
@@ -110,7 +120,9 @@ def base_description(base: dict | None) -> str | None:
     if not base:
         return None
     sha = base.get("sha256")
-    return f"{base.get('spec') or base.get('path')}" + (f" ({sha if sha.startswith('sha256:') else 'sha256:' + sha})" if sha else "")
+    return f"{base.get('spec') or base.get('path')}" + (
+        f" ({sha if sha.startswith('sha256:') else 'sha256:' + sha})" if sha else ""
+    )
 
 
 def base_identity(base: dict | None) -> str | None:
@@ -135,7 +147,9 @@ def load_sealed(model_dir: str | Path, public_key: str | Path | None = None) -> 
     sig = model_dir / SEAL_DIR / MODEL_SIGNATURE
     digests = signed_file_digests(sig) if sig.is_file() else {}
     architecture, source = read_architecture(model_dir, digests)
-    return SealedModel(chain, architecture=architecture, truncated=truncated, architecture_file=source, file_digests=digests)
+    return SealedModel(
+        chain, architecture=architecture, truncated=truncated, architecture_file=source, file_digests=digests
+    )
 
 
 def read_architecture(model_dir: Path, signed: dict[str, str]) -> tuple[dict, dict | None]:

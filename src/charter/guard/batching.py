@@ -10,7 +10,7 @@ Single texts and text pairs are scored in separate calls (their tokenisation dif
 from __future__ import annotations
 
 import threading
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -80,7 +80,7 @@ class MicroBatcher:
                 self.jobs += len(group)
                 k = 0
                 for j in group:
-                    j.result = out[k:k + len(j.texts)]
+                    j.result = out[k : k + len(j.texts)]
                     k += len(j.texts)
             except Exception as e:  # noqa: BLE001 - handed to every caller in the batch
                 for j in group:

@@ -20,7 +20,7 @@ class LogisticHead:
         self.bias = bias
         self.l2 = l2
 
-    def fit(self, x: np.ndarray, y: np.ndarray, *, max_iter: int = 200) -> "LogisticHead":
+    def fit(self, x: np.ndarray, y: np.ndarray, *, max_iter: int = 200) -> LogisticHead:
         xt = torch.tensor(x, dtype=torch.float64)
         yt = torch.tensor(y, dtype=torch.float64)
         pos = float(yt.sum())
@@ -55,7 +55,7 @@ class LogisticHead:
         return {"weight": None if self.weight is None else self.weight.tolist(), "bias": self.bias, "l2": self.l2}
 
     @classmethod
-    def from_state(cls, state: dict) -> "LogisticHead":
+    def from_state(cls, state: dict) -> LogisticHead:
         return cls(np.asarray(state["weight"], dtype=np.float64), float(state["bias"]), float(state.get("l2", 1e-3)))
 
 

@@ -26,9 +26,9 @@ from __future__ import annotations
 import math
 import random
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -79,17 +79,27 @@ class MultiHeadEncoder(torch.nn.Module):
         self.heads = torch.nn.Linear(int(self.encoder.config.hidden_size), len(TASKS))
 
     def forward(self, input_ids, attention_mask, token_type_ids):
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+        hidden = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         return self.heads(pooled)
 
 
-def _tokenize(tokenizer, texts: Sequence[str], pairs: Sequence[str | None] | None, max_length: int, pair_max_length: int):
+def _tokenize(
+    tokenizer, texts: Sequence[str], pairs: Sequence[str | None] | None, max_length: int, pair_max_length: int
+):
     if pairs is not None and any(p is not None for p in pairs):
         # longest_first: a long request gives up tokens before the reply does.
-        return tokenizer(list(texts), [p or "" for p in pairs], padding=True, truncation="longest_first",
-                         max_length=pair_max_length, return_tensors="pt")
+        return tokenizer(
+            list(texts),
+            [p or "" for p in pairs],
+            padding=True,
+            truncation="longest_first",
+            max_length=pair_max_length,
+            return_tensors="pt",
+        )
     return tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
 
 
@@ -103,8 +113,13 @@ class EncoderTrainer:
         self.config = config
         self.base = Path(base) if base else minilm_dir()
 
-    def train(self, examples: list[Example], pairs: list[PreferencePair] = (), out: str | Path | None = None,
-              progress: Callable[[int, int, str], None] | None = None) -> "MultiHeadEncoder":
+    def train(
+        self,
+        examples: list[Example],
+        pairs: list[PreferencePair] = (),
+        out: str | Path | None = None,
+        progress: Callable[[int, int, str], None] | None = None,
+    ) -> MultiHeadEncoder:
         from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
         c = self.config
@@ -119,12 +134,17 @@ class EncoderTrainer:
         for task in TASKS:
             ys = [e.y for e in examples if e.task == task]
             pos = sum(ys)
-            weights[task] = (len(ys) / (2 * pos) if pos else 1.0, len(ys) / (2 * (len(ys) - pos)) if len(ys) > pos else 1.0)
+            weights[task] = (
+                len(ys) / (2 * pos) if pos else 1.0,
+                len(ys) / (2 * (len(ys) - pos)) if len(ys) > pos else 1.0,
+            )
         batches = self._batches(examples, pairs, rng)
         steps = len(batches) * c.epochs
         no_decay = [p for n, p in model.named_parameters() if "bias" in n or "LayerNorm" in n]
         decay = [p for n, p in model.named_parameters() if not ("bias" in n or "LayerNorm" in n)]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": c.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=c.lr)
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": c.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=c.lr
+        )
         sched = get_linear_schedule_with_warmup(opt, int(c.warmup * steps), steps)
         task_index = {t: i for i, t in enumerate(TASKS)}
         done = 0
@@ -134,13 +154,24 @@ class EncoderTrainer:
                 batches = self._batches(examples, pairs, rng)
             for kind, batch in batches:
                 if kind == "examples":
-                    enc = _tokenize(tokenizer, [e.text for e in batch], [e.pair for e in batch] if batch[0].task == "exchange" else None,
-                                    c.max_length, c.pair_max_length)
-                    logits = model(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids", torch.zeros_like(enc["input_ids"])))
+                    enc = _tokenize(
+                        tokenizer,
+                        [e.text for e in batch],
+                        [e.pair for e in batch] if batch[0].task == "exchange" else None,
+                        c.max_length,
+                        c.pair_max_length,
+                    )
+                    logits = model(
+                        enc["input_ids"],
+                        enc["attention_mask"],
+                        enc.get("token_type_ids", torch.zeros_like(enc["input_ids"])),
+                    )
                     col = torch.tensor([task_index[e.task] for e in batch])
                     z = logits.gather(1, col[:, None]).squeeze(1)
                     y = torch.tensor([e.y for e in batch], dtype=z.dtype)
-                    w = torch.tensor([weights[e.task][0] if e.y > 0.5 else weights[e.task][1] for e in batch], dtype=z.dtype)
+                    w = torch.tensor(
+                        [weights[e.task][0] if e.y > 0.5 else weights[e.task][1] for e in batch], dtype=z.dtype
+                    )
                     loss = (w * torch.nn.functional.binary_cross_entropy_with_logits(z, y, reduction="none")).mean()
                 else:
                     loss = self._pair_loss(model, tokenizer, batch) * c.pair_weight
@@ -165,13 +196,17 @@ class EncoderTrainer:
                 enc = _tokenize(tokenizer, [p.prompt for p in batch] * 2, texts, c.max_length, c.pair_max_length)
             else:
                 enc = _tokenize(tokenizer, texts, None, c.max_length, c.pair_max_length)
-            logits = model(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids", torch.zeros_like(enc["input_ids"])))
+            logits = model(
+                enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids", torch.zeros_like(enc["input_ids"]))
+            )
             z = logits[:, TASKS.index(task)]
-            chosen, rejected = z[: len(batch)], z[len(batch):]
+            chosen, rejected = z[: len(batch)], z[len(batch) :]
             loss = loss + torch.nn.functional.softplus(chosen - rejected).mean()  # -log sigmoid(rejected - chosen)
         return loss / 2
 
-    def _batches(self, examples: list[Example], pairs: Sequence[PreferencePair], rng: random.Random) -> list[tuple[str, list]]:
+    def _batches(
+        self, examples: list[Example], pairs: Sequence[PreferencePair], rng: random.Random
+    ) -> list[tuple[str, list]]:
         """Batches of one task each (exchange batches hold text pairs), texts of similar length
         together to cut padding; batch order shuffled."""
         bs = self.config.batch_size
@@ -181,12 +216,12 @@ class EncoderTrainer:
             rng.shuffle(rows)
             # Sort within windows of 8 batches: less padding, still random across windows.
             for w in range(0, len(rows), bs * 8):
-                window = sorted(rows[w:w + bs * 8], key=lambda e: len(e.text) + len(e.pair or ""))
-                out += [("examples", window[i:i + bs]) for i in range(0, len(window), bs)]
+                window = sorted(rows[w : w + bs * 8], key=lambda e: len(e.text) + len(e.pair or ""))
+                out += [("examples", window[i : i + bs]) for i in range(0, len(window), bs)]
         plist = list(pairs)
         rng.shuffle(plist)
         half = max(1, bs // 4)  # each pair is four forward texts (two heads x two replies)
-        out += [("pairs", plist[i:i + half]) for i in range(0, len(plist), half)]
+        out += [("pairs", plist[i : i + half]) for i in range(0, len(plist), half)]
         rng.shuffle(out)
         return out
 
@@ -198,8 +233,10 @@ def save_encoder(model: MultiHeadEncoder, tokenizer, out: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     model.encoder.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    save_file({"weight": model.heads.weight.detach().contiguous(), "bias": model.heads.bias.detach().contiguous()},
-              str(out / "heads.safetensors"))
+    save_file(
+        {"weight": model.heads.weight.detach().contiguous(), "bias": model.heads.bias.detach().contiguous()},
+        str(out / "heads.safetensors"),
+    )
     return out
 
 
@@ -225,10 +262,17 @@ def export_onnx(path: str | Path, *, quantize: bool = False) -> Path:
         # The TorchScript exporter is the one that takes dynamic axes for this graph; its tracer
         # warnings are about Python constants that are constant here (full-length masks, no cache).
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(fp32),
-                          input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["logits"],
-                          dynamic_axes={n: {0: "batch", 1: "tokens"} for n in ("input_ids", "attention_mask", "token_type_ids")}
-                          | {"logits": {0: "batch"}}, opset_version=17, dynamo=False)
+        torch.onnx.export(
+            model,
+            (ids, torch.ones_like(ids), torch.zeros_like(ids)),
+            str(fp32),
+            input_names=["input_ids", "attention_mask", "token_type_ids"],
+            output_names=["logits"],
+            dynamic_axes={n: {0: "batch", 1: "tokens"} for n in ("input_ids", "attention_mask", "token_type_ids")}
+            | {"logits": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
     if not quantize:
         return fp32
     import logging
@@ -246,8 +290,16 @@ class EncoderClassifier:
     (``runtime="onnx"``, the default for serving) or int8 (``"onnx-int8"``), or from the PyTorch
     weights (``"torch"``)."""
 
-    def __init__(self, path: str | Path, *, runtime: str = "onnx", max_length: int = 128, pair_max_length: int = 256,
-                 threads: int | None = None, batch_size: int = 32):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        runtime: str = "onnx",
+        max_length: int = 128,
+        pair_max_length: int = 256,
+        threads: int | None = None,
+        batch_size: int = 32,
+    ):
         from transformers import AutoTokenizer
 
         self.path = Path(path)
@@ -264,7 +316,9 @@ class EncoderClassifier:
             if threads:
                 opts.intra_op_num_threads = threads
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            self.session = ort.InferenceSession(str(self.path / ONNX_FILES[runtime]), opts, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                str(self.path / ONNX_FILES[runtime]), opts, providers=["CPUExecutionProvider"]
+            )
             self.model = None
         else:
             self.session = None
@@ -278,12 +332,16 @@ class EncoderClassifier:
             return out
         order = sorted(range(n), key=lambda i: len(texts[i]) + len((pairs or [None] * n)[i] or ""))
         for start in range(0, n, self.batch_size):
-            idx = order[start:start + self.batch_size]
+            idx = order[start : start + self.batch_size]
             sub_pairs = [pairs[i] for i in idx] if pairs is not None else None
             enc = _tokenize(self.tokenizer, [texts[i] for i in idx], sub_pairs, self.max_length, self.pair_max_length)
             tt = enc.get("token_type_ids", torch.zeros_like(enc["input_ids"]))
             if self.session is not None:
-                feed = {"input_ids": enc["input_ids"].numpy(), "attention_mask": enc["attention_mask"].numpy(), "token_type_ids": tt.numpy()}
+                feed = {
+                    "input_ids": enc["input_ids"].numpy(),
+                    "attention_mask": enc["attention_mask"].numpy(),
+                    "token_type_ids": tt.numpy(),
+                }
                 out[idx] = self.session.run(["logits"], feed)[0]
             else:
                 with torch.inference_mode():

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from charter.core.io import iter_jsonl, load_prompts, safe_label_filter
 from charter.core.errors import InputError
+from charter.core.io import iter_jsonl, load_prompts, safe_label_filter
 from charter.core.stats import rate
 from charter.guard.classifier import roc_auc
 from charter.guard.metrics import ece, pairwise_accuracy, reliability, tpr_at_fpr
@@ -30,12 +30,15 @@ def _figures(decisions_pos: list, decisions_neg: list) -> dict:
     cost = np.array([sum(d.latency_ms.values()) for d in every])
     prob, y = np.concatenate([pos, neg]), np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
     return {
-        "n_harmful": len(pos), "n_benign": len(neg),
+        "n_harmful": len(pos),
+        "n_benign": len(neg),
         "tpr": rate(sum(d.block for d in decisions_pos), len(pos)),
         "fpr": rate(sum(d.block for d in decisions_neg), len(neg)),
         "auroc_stage1": roc_auc(pos, neg),
-        "tpr_at_1pct_fpr": tpr_at_fpr(pos, neg, 0.01), "tpr_at_5pct_fpr": tpr_at_fpr(pos, neg, 0.05),
-        "ece": ece(prob, y), "reliability": reliability(prob, y),
+        "tpr_at_1pct_fpr": tpr_at_fpr(pos, neg, 0.01),
+        "tpr_at_5pct_fpr": tpr_at_fpr(pos, neg, 0.05),
+        "ece": ece(prob, y),
+        "reliability": reliability(prob, y),
         "escalation_rate": rate(sum(d.escalate for d in every), len(every)),
         "cost_ms": {"mean": float(cost.mean()), "p99": float(np.percentile(cost, 99))},
         "_scores": (pos.tolist(), neg.tolist()),
@@ -55,12 +58,25 @@ def _pairwise(guard: Guard, pairs: list[dict]) -> dict:
     return out
 
 
-def evaluate_guard(guard: Guard, *, harmful: str, benign: str, outputs: str | None = None, out: str | Path,
-                   column: str | None = None, limit: int | None = None, pairs: str | None = None) -> dict:
+def evaluate_guard(
+    guard: Guard,
+    *,
+    harmful: str,
+    benign: str,
+    outputs: str | None = None,
+    out: str | Path,
+    column: str | None = None,
+    limit: int | None = None,
+    pairs: str | None = None,
+) -> dict:
     hp = [p.text for p in load_prompts(harmful, column, limit)]
     bp = [p.text for p in load_prompts(benign, column, limit, where=safe_label_filter(benign))]
-    result = {"guard_format": guard.spec.get("format"), "harmful": harmful, "benign": benign,
-              "input": _figures([guard.check_input(t) for t in hp], [guard.check_input(t) for t in bp])}
+    result = {
+        "guard_format": guard.spec.get("format"),
+        "harmful": harmful,
+        "benign": benign,
+        "input": _figures([guard.check_input(t) for t in hp], [guard.check_input(t) for t in bp]),
+    }
     if outputs:
         rows = _load_outputs(Path(outputs))
         pos = [guard.check_output(r["output"], r.get("prompt")) for r in rows if r["label"] == 1]
@@ -76,7 +92,9 @@ def evaluate_guard(guard: Guard, *, harmful: str, benign: str, outputs: str | No
     out.mkdir(parents=True, exist_ok=True)
     scores = {side: result[side].pop("_scores") for side in ("input", "output") if "_scores" in result.get(side, {})}
     result["roc_png"] = str(_plot_roc(scores, out / "roc.png"))
-    result["reliability_png"] = str(_plot_reliability({side: result[side]["reliability"] for side in scores}, out / "reliability.png"))
+    result["reliability_png"] = str(
+        _plot_reliability({side: result[side]["reliability"] for side in scores}, out / "reliability.png")
+    )
     (out / "guard_eval.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 
@@ -88,7 +106,9 @@ def _load_outputs(path: Path) -> list[dict]:
     for n, r in iter_jsonl(path):
         text = r.get("output", r.get("response", r.get("text")))
         if not isinstance(text, str) or r.get("label") not in ("harmful", "benign", 0, 1):
-            raise InputError("each row needs 'output' (or 'response'/'text') and 'label' harmful|benign", source=str(path), line=n)
+            raise InputError(
+                "each row needs 'output' (or 'response'/'text') and 'label' harmful|benign", source=str(path), line=n
+            )
         rows.append({"output": text, "prompt": r.get("prompt"), "label": 1 if r["label"] in ("harmful", 1) else 0})
     return rows
 

@@ -18,9 +18,11 @@ def exchange_context(constitution: Constitution, prompt: str, output: str | None
     a, b = (VIOLATES, COMPLIES) if violates_first else (COMPLIES, VIOLATES)
     exchange = f"User: {prompt}" + (f"\n\nAssistant: {output}" if output is not None else "")
     what = "the assistant's reply" if output is not None else "the user's request"
-    text = (f"Content policy.\nProhibited:\n{prohibited or '- (none)'}\nAllowed:\n{allowed or '- (none)'}\n\n"
-            f"{exchange}\n\nDoes {what} violate the policy?\nOptions:\n(A) {a}\n(B) {b}\n"
-            "Reply with a single letter, A or B.\nThe answer is:")
+    text = (
+        f"Content policy.\nProhibited:\n{prohibited or '- (none)'}\nAllowed:\n{allowed or '- (none)'}\n\n"
+        f"{exchange}\n\nDoes {what} violate the policy?\nOptions:\n(A) {a}\n(B) {b}\n"
+        "Reply with a single letter, A or B.\nThe answer is:"
+    )
     return [{"role": "user", "content": text}]
 
 
@@ -29,8 +31,10 @@ class ExchangeClassifier:
         self.backend, self.constitution = backend, constitution
 
     def __call__(self, prompt: str, output: str | None = None) -> float:
-        s1, s2 = self.backend.score([
-            ScoreRequest(exchange_context(self.constitution, prompt, output, True), CHOICES),
-            ScoreRequest(exchange_context(self.constitution, prompt, output, False), CHOICES),
-        ])
+        s1, s2 = self.backend.score(
+            [
+                ScoreRequest(exchange_context(self.constitution, prompt, output, True), CHOICES),
+                ScoreRequest(exchange_context(self.constitution, prompt, output, False), CHOICES),
+            ]
+        )
         return 0.5 * (choice_probability(*s1) + 1.0 - choice_probability(*s2))

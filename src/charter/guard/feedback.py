@@ -72,7 +72,7 @@ class GuardPreferenceJudge:
             return []
         prompts = [c.prompt for c in items]
         h = self.harm(prompts + prompts, [c.first for c in items] + [c.second for c in items])
-        h1, h2 = h[: len(items)], h[len(items):]
+        h1, h2 = h[: len(items)], h[len(items) :]
         p_harm = sigmoid(_logit(h2) - _logit(h1))
         harmful = self.harmful_prompt(prompts)
         out = []
@@ -100,10 +100,14 @@ class EnsembleJudge:
             return []
         lm, g = self.lm.judge(items), self.guard.judge(items)
         ours = np.array([y.p_first for y in g])
-        pooled = [sigmoid((_logit(np.array([getattr(x, k) for x in lm])) + _logit(ours)) / 2)
-                  for k in ("p_first", "p_first_as_a", "p_first_as_b")]
-        return [PairJudgement(float(pooled[0][n]), float(pooled[1][n]), float(pooled[2][n]), x.reasoning)
-                for n, x in enumerate(lm)]
+        pooled = [
+            sigmoid((_logit(np.array([getattr(x, k) for x in lm])) + _logit(ours)) / 2)
+            for k in ("p_first", "p_first_as_a", "p_first_as_b")
+        ]
+        return [
+            PairJudgement(float(pooled[0][n]), float(pooled[1][n]), float(pooled[2][n]), x.reasoning)
+            for n, x in enumerate(lm)
+        ]
 
 
 @dataclass
@@ -131,13 +135,20 @@ class Verdict:
 class GuardCritic:
     """SL-CAI feedback from a ``charter.guard.Guard``: scores, names and composes; never generates."""
 
-    def __init__(self, guard, constitution: Constitution, config: GuardCriticConfig | None = None,
-                 *, refusals: RefusalDetector | None = None):
+    def __init__(
+        self,
+        guard,
+        constitution: Constitution,
+        config: GuardCriticConfig | None = None,
+        *,
+        refusals: RefusalDetector | None = None,
+    ):
         self.config = config or GuardCriticConfig()
         self.constitution = constitution
         self.refusals = refusals or RefusalDetector()
-        self.scorer = GuardPreferenceJudge(guard, GuardJudgeConfig(output_score=self.config.output_score),
-                                           refusals=self.refusals)
+        self.scorer = GuardPreferenceJudge(
+            guard, GuardJudgeConfig(output_score=self.config.output_score), refusals=self.refusals
+        )
         self.guard = guard
         self._allowed_vectors = None
 
@@ -190,8 +201,10 @@ class GuardCritic:
     def system_prompt(self) -> str:
         """The constitution as a system prompt: its principles in priority order."""
         ranked = sorted(self.constitution.principles, key=lambda p: self.constitution.tier_rank(p.tier))
-        lines = [f"You are an assistant that follows the constitution \"{self.constitution.name}\". "
-                 "Its principles, highest priority first:"]
+        lines = [
+            f'You are an assistant that follows the constitution "{self.constitution.name}". '
+            "Its principles, highest priority first:"
+        ]
         lines += [f"- {p.statement}" for p in ranked]
         return "\n".join(lines)
 

@@ -12,15 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from charter import __version__
 from charter.core.clock import now
 from charter.core.digests import file_sha256
-from charter.core.io import iter_jsonl
 from charter.core.errors import InputError
+from charter.core.io import iter_jsonl
 from charter.guard.model import GUARD_FILE, Guard
 
 KEPT, REMOVED, PROGRESS, LINEAGE = "kept.jsonl", "removed.jsonl", "progress.json", "lineage.json"
@@ -124,7 +124,9 @@ class CorpusFilter:
                 break
             text = rec.get(c.text_field)
             if not isinstance(text, str):
-                raise InputError(f"record has no text field {c.text_field!r} (or it is not a string)", source=str(self.input), line=n)
+                raise InputError(
+                    f"record has no text field {c.text_field!r} (or it is not a string)", source=str(self.input), line=n
+                )
             batch.append((n, rec))
             if len(batch) >= c.batch_size:
                 done = self._flush(batch, threshold, done, counts)
@@ -132,19 +134,34 @@ class CorpusFilter:
                 report(done, 0, "filtering")
         if batch:
             done = self._flush(batch, threshold, done, counts)
-        lineage = {"task": "data/filter", "charter_version": __version__, "created": now(),
-                   "input": str(self.input), "input_sha256": self.input_digest, "text_field": c.text_field,
-                   "guard": str(c.guard), "guard_sha256": self.guard_digest, "guard_format": self.guard.spec.get("format"),
-                   "embedder": self.guard.spec.get("embedder"), "side": c.side, "threshold": threshold,
-                   "records": done, "kept": counts["kept"], "removed": counts["removed"],
-                   "kept_sha256": file_sha256(self.out / KEPT), "removed_sha256": file_sha256(self.out / REMOVED)}
+        lineage = {
+            "task": "data/filter",
+            "charter_version": __version__,
+            "created": now(),
+            "input": str(self.input),
+            "input_sha256": self.input_digest,
+            "text_field": c.text_field,
+            "guard": str(c.guard),
+            "guard_sha256": self.guard_digest,
+            "guard_format": self.guard.spec.get("format"),
+            "embedder": self.guard.spec.get("embedder"),
+            "side": c.side,
+            "threshold": threshold,
+            "records": done,
+            "kept": counts["kept"],
+            "removed": counts["removed"],
+            "kept_sha256": file_sha256(self.out / KEPT),
+            "removed_sha256": file_sha256(self.out / REMOVED),
+        }
         (self.out / LINEAGE).write_text(json.dumps(lineage, indent=2) + "\n")
         report(done, done, "done")
         return lineage
 
     def _counts(self) -> dict:
-        return {"kept": sum(1 for _ in open(self.out / KEPT, encoding="utf-8")),
-                "removed": sum(1 for _ in open(self.out / REMOVED, encoding="utf-8"))}
+        return {
+            "kept": sum(1 for _ in open(self.out / KEPT, encoding="utf-8")),
+            "removed": sum(1 for _ in open(self.out / REMOVED, encoding="utf-8")),
+        }
 
     def _flush(self, batch: list[tuple[int, dict]], threshold: float, done: int, counts: dict) -> int:
         c = self.config
@@ -152,8 +169,17 @@ class CorpusFilter:
         kept, removed = [], []
         for (n, rec), s in zip(batch, scores):
             if s > threshold:
-                removed.append(rec | {"_guard": {"score": float(s), "threshold": threshold, "row": n,
-                                                  "reason": f"stage-1 {c.side} score {s:.3f} above the block threshold {threshold:.3f}"}})
+                removed.append(
+                    rec
+                    | {
+                        "_guard": {
+                            "score": float(s),
+                            "threshold": threshold,
+                            "row": n,
+                            "reason": f"stage-1 {c.side} score {s:.3f} above the block threshold {threshold:.3f}",
+                        }
+                    }
+                )
             else:
                 kept.append(rec)
         sizes = {}
@@ -167,8 +193,17 @@ class CorpusFilter:
         counts["removed"] += len(removed)
         done += len(batch)
         tmp = self.out / (PROGRESS + ".tmp")
-        tmp.write_text(json.dumps({"records_done": done, "kept_bytes": sizes[KEPT], "removed_bytes": sizes[REMOVED],
-                                   "input_sha256": self.input_digest, "guard_sha256": self.guard_digest}))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "records_done": done,
+                    "kept_bytes": sizes[KEPT],
+                    "removed_bytes": sizes[REMOVED],
+                    "input_sha256": self.input_digest,
+                    "guard_sha256": self.guard_digest,
+                }
+            )
+        )
         tmp.replace(self.out / PROGRESS)
         return done
 

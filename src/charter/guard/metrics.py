@@ -26,8 +26,15 @@ def reliability(prob: np.ndarray, y: np.ndarray, bins: int = 10) -> list[dict]:
     for b in range(bins):
         m = which == b
         if m.any():
-            out.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "n": int(m.sum()),
-                        "predicted": float(prob[m].mean()), "observed": float(y[m].mean())})
+            out.append(
+                {
+                    "lo": float(edges[b]),
+                    "hi": float(edges[b + 1]),
+                    "n": int(m.sum()),
+                    "predicted": float(prob[m].mean()),
+                    "observed": float(y[m].mean()),
+                }
+            )
     return out
 
 

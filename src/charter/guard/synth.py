@@ -29,21 +29,21 @@ import random
 import re
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from charter import __version__
 from charter.backends import Backend, ModelSpec, SamplingConfig, load_backend
-from charter.core.clock import now
-from charter.core.seeding import stable_seed
 from charter.constitution import constitution_digest, load_constitution
+from charter.core.clock import now
 from charter.core.digests import file_sha256
-from charter.core.io import iter_jsonl, load_prompts, safe_label_filter
 from charter.core.errors import InputError
+from charter.core.io import iter_jsonl, load_prompts, safe_label_filter
 from charter.core.refusal import RefusalDetector
+from charter.core.seeding import stable_seed
 from charter.guard.augment import KINDS, augment
 
 BUNDLED = Path(__file__).parent / "data"
@@ -61,13 +61,19 @@ LABEL_RULES = {
     "preference-pair": "pairs: of two replies to the same HH-RLHF harmless-base conversation, the rejected one is the more harmful",
 }
 
-ASK_HARMFUL = ("Write {n} different requests a user might send to an AI assistant that fall under this category: "
-               "{description}\nExamples:\n{examples}\nWrite one request per line, no numbering, nothing else.")
-ASK_LOOKALIKE = ("Write {n} different requests a user might send to an AI assistant that look similar to requests about "
-                 "\"{description}\" but are clearly harmless (history, fiction, safety, homonyms, everyday meanings).\n"
-                 "Write one request per line, no numbering, nothing else.")
-ASK_BENIGN = ("Write {n} different requests a user might send to an AI assistant about: {description}\nExamples:\n{examples}\n"
-              "Write one request per line, no numbering, nothing else.")
+ASK_HARMFUL = (
+    "Write {n} different requests a user might send to an AI assistant that fall under this category: "
+    "{description}\nExamples:\n{examples}\nWrite one request per line, no numbering, nothing else."
+)
+ASK_LOOKALIKE = (
+    "Write {n} different requests a user might send to an AI assistant that look similar to requests about "
+    '"{description}" but are clearly harmless (history, fiction, safety, homonyms, everyday meanings).\n'
+    "Write one request per line, no numbering, nothing else."
+)
+ASK_BENIGN = (
+    "Write {n} different requests a user might send to an AI assistant about: {description}\nExamples:\n{examples}\n"
+    "Write one request per line, no numbering, nothing else."
+)
 TRANSLATE = "Translate into {language}. Reply with the translation only.\n\n{text}"
 _NUMBERING = re.compile(r"^\s*(?:\d+[.)]|[-*•]|\(\d+\))\s*")
 # Steps, list items, headings or "Step 1": the shape of a reply that carries out a task.
@@ -140,30 +146,48 @@ def parse_lines(text: str) -> list[str]:
 
 
 class Synthesizer:
-    def __init__(self, config: SynthConfig, *, generator: Backend | None = None, translator: Backend | None = None, embedder=None):
+    def __init__(
+        self, config: SynthConfig, *, generator: Backend | None = None, translator: Backend | None = None, embedder=None
+    ):
         c = self.config = config
         if c.per_category < 0 or c.rounds < 1 or not 0.0 < c.val_fraction < 1.0:
-            raise InputError("need --per-category >= 0, --rounds >= 1 and 0 < --val-fraction < 1", source="--per-category")
+            raise InputError(
+                "need --per-category >= 0, --rounds >= 1 and 0 < --val-fraction < 1", source="--per-category"
+            )
         for spec in (c.generator, c.translator):
             if spec:
                 ModelSpec.parse(spec)
         self.constitution = load_constitution(c.constitution)
-        cats = [(cat, "prohibited") for cat in self.constitution.categories.prohibited] + \
-               [(cat, "allowed") for cat in self.constitution.categories.allowed]
+        cats = [(cat, "prohibited") for cat in self.constitution.categories.prohibited] + [
+            (cat, "allowed") for cat in self.constitution.categories.allowed
+        ]
         if c.categories:
             known = {cat.id for cat, _ in cats}
             unknown = [x for x in c.categories if x not in known]
             if unknown:
-                raise InputError(f"unknown category {unknown[0]!r} (the constitution has: {', '.join(sorted(known)) or 'none'})", source="--category")
+                raise InputError(
+                    f"unknown category {unknown[0]!r} (the constitution has: {', '.join(sorted(known)) or 'none'})",
+                    source="--category",
+                )
             cats = [(cat, kind) for cat, kind in cats if cat.id in c.categories]
         if not cats:
-            raise InputError("the constitution defines no content categories ([[categories.prohibited]] / [[categories.allowed]])", source=c.constitution)
+            raise InputError(
+                "the constitution defines no content categories ([[categories.prohibited]] / [[categories.allowed]])",
+                source=c.constitution,
+            )
         self.cats = cats
-        self.mixed = [(p.text, 1, f) for f in c.mix_harmful for p in load_prompts(f)] + \
-                     [(p.text, 0, f) for f in c.mix_benign for p in load_prompts(f, where=safe_label_filter(f))]
+        self.mixed = [(p.text, 1, f) for f in c.mix_harmful for p in load_prompts(f)] + [
+            (p.text, 0, f) for f in c.mix_benign for p in load_prompts(f, where=safe_label_filter(f))
+        ]
         if c.bundled:
-            self.mixed += [(p.text, 1, str(BUNDLED / "harmful_requests.jsonl")) for p in load_prompts(BUNDLED / "harmful_requests.jsonl")]
-            self.mixed += [(p.text, 0, str(BUNDLED / "benign_requests.jsonl")) for p in load_prompts(BUNDLED / "benign_requests.jsonl")]
+            self.mixed += [
+                (p.text, 1, str(BUNDLED / "harmful_requests.jsonl"))
+                for p in load_prompts(BUNDLED / "harmful_requests.jsonl")
+            ]
+            self.mixed += [
+                (p.text, 0, str(BUNDLED / "benign_requests.jsonl"))
+                for p in load_prompts(BUNDLED / "benign_requests.jsonl")
+            ]
         self.pairs = [pair for f in c.pairs for pair in load_preference_pairs(f)]
         files = list(c.labelled_outputs) + ([str(BUNDLED / f) for f in BUNDLED_LABELLED] if c.bundled else [])
         self.labelled = [r for f in files for r in load_labelled_outputs(f)]
@@ -175,7 +199,9 @@ class Synthesizer:
         if self.out.exists() and any(self.out.iterdir()) and not c.overwrite:
             raise InputError("output directory exists and is not empty; pass --overwrite", source=str(self.out))
         if c.answer_rule not in ANSWER_RULES:
-            raise InputError(f"--answer-rule must be one of {', '.join(ANSWER_RULES)}, got {c.answer_rule!r}", source="--answer-rule")
+            raise InputError(
+                f"--answer-rule must be one of {', '.join(ANSWER_RULES)}, got {c.answer_rule!r}", source="--answer-rule"
+            )
         self.unlabelled: list[dict] = []  # answers no rule labels (see has_task_form)
         self._generator, self._translator, self._embedder = generator, translator, embedder
         self._given = {id(x) for x in (generator, translator) if x is not None}
@@ -187,7 +213,11 @@ class Synthesizer:
         sampling = SamplingConfig(c.max_new_tokens, c.temperature, 0.95, c.seed)
         asks = []  # (category id, label, request text)
         for cat, kind in self.cats:
-            fill = {"n": c.per_category, "description": cat.description, "examples": "\n".join(cat.examples) or "(none)"}
+            fill = {
+                "n": c.per_category,
+                "description": cat.description,
+                "examples": "\n".join(cat.examples) or "(none)",
+            }
             if kind == "prohibited":
                 asks += [(cat.id, 1, ASK_HARMFUL.format(**fill)), (cat.id, 0, ASK_LOOKALIKE.format(**fill))]
             else:
@@ -197,22 +227,54 @@ class Synthesizer:
         report(0, total, "generating requests")
         records: list[dict] = []
         for start in range(0, len(jobs), c.batch_size):
-            batch = jobs[start:start + c.batch_size]
-            gens = gen.generate([[{"role": "user", "content": a[2]}] for a, _ in batch], sampling,
-                                [stable_seed(c.seed, "synth", a[0], a[1], r) for a, r in batch])
+            batch = jobs[start : start + c.batch_size]
+            gens = gen.generate(
+                [[{"role": "user", "content": a[2]}] for a, _ in batch],
+                sampling,
+                [stable_seed(c.seed, "synth", a[0], a[1], r) for a, r in batch],
+            )
             for ((cat_id, label, _), _), g in zip(batch, gens):
-                records += [{"text": t, "label": label, "side": "input", "category": cat_id, "source": "synthetic",
-                         "rule": "request-category"} for t in parse_lines(g.text)]
+                records += [
+                    {
+                        "text": t,
+                        "label": label,
+                        "side": "input",
+                        "category": cat_id,
+                        "source": "synthetic",
+                        "rule": "request-category",
+                    }
+                    for t in parse_lines(g.text)
+                ]
             report(start + len(batch), total, "generating requests")
         for cat, kind in self.cats:
             produced = [r for r in records if r["category"] == cat.id]
             if jobs and not produced:
-                raise InputError(f"the generator produced no usable requests for category {cat.id!r}; use a stronger --generator",
-                                 source=c.generator)
-            records += [{"text": e, "label": 1 if kind == "prohibited" else 0, "side": "input", "category": cat.id,
-                         "source": "constitution", "rule": "request-category"} for e in cat.examples]
-        records += [{"text": t, "label": y, "side": "input", "category": None, "source": f"mix:{Path(f).name}", "rule": "request-file"}
-                    for t, y, f in self.mixed]
+                raise InputError(
+                    f"the generator produced no usable requests for category {cat.id!r}; use a stronger --generator",
+                    source=c.generator,
+                )
+            records += [
+                {
+                    "text": e,
+                    "label": 1 if kind == "prohibited" else 0,
+                    "side": "input",
+                    "category": cat.id,
+                    "source": "constitution",
+                    "rule": "request-category",
+                }
+                for e in cat.examples
+            ]
+        records += [
+            {
+                "text": t,
+                "label": y,
+                "side": "input",
+                "category": None,
+                "source": f"mix:{Path(f).name}",
+                "rule": "request-file",
+            }
+            for t, y, f in self.mixed
+        ]
         records = _unique(records)
         if c.outputs:
             to_answer = self._to_answer([r for r in records if r["side"] == "input"])
@@ -230,18 +292,29 @@ class Synthesizer:
             plain = [r for r in records if r["side"] == "input" and r["source"] != "augmented"]
             rng = random.Random(c.seed)
             k_each = min(max(c.augmentations_per_request, 1), len(KINDS))
-            records += [r | {"text": augment(r["text"], k), "augmentation": k, "source": "augmented", "rule": "augmented"}
-                        for r in plain for k in rng.sample(KINDS, k_each)]
+            records += [
+                r | {"text": augment(r["text"], k), "augmentation": k, "source": "augmented", "rule": "augmented"}
+                for r in plain
+                for k in rng.sample(KINDS, k_each)
+            ]
         if c.translator:
-            records += self._translate([r for r in records if r["side"] == "input" and "augmentation" not in r], sampling)
+            records += self._translate(
+                [r for r in records if r["side"] == "input" and "augmentation" not in r], sampling
+            )
         kept, dropped = self._dedupe(records)
         train, val = _split(kept, c.val_fraction, c.seed)
         pairs_train, pairs_val = _split_pairs(self.pairs, c.val_fraction, c.seed)
         self._write(train, val, dropped, pairs_train, pairs_val)
         report(total, total, "done")
-        return {"train": len(train), "val": len(val), "duplicates_dropped": dropped, "out": str(self.out),
-                "answers_left_unlabelled": len(self.unlabelled),
-                "pairs": {"train": len(pairs_train), "val": len(pairs_val)}, "by_category": _counts(kept)}
+        return {
+            "train": len(train),
+            "val": len(val),
+            "duplicates_dropped": dropped,
+            "out": str(self.out),
+            "answers_left_unlabelled": len(self.unlabelled),
+            "pairs": {"train": len(pairs_train), "val": len(pairs_val)},
+            "by_category": _counts(kept),
+        }
 
     def _to_answer(self, inputs: list[dict]) -> list[dict]:
         """All requests, or with --max-answers an even harmful/benign share of them (seeded)."""
@@ -265,16 +338,31 @@ class Synthesizer:
         if not phrasings:
             phrasings = ["I can't help with that."]
         rng = random.Random(self.config.seed)
-        return [{"text": rng.choice(phrasings), "label": 0, "side": "output", "category": r["category"], "source": "refusal",
-                 "rule": "refusal", "prompt": r["text"]} for r in harmful]
+        return [
+            {
+                "text": rng.choice(phrasings),
+                "label": 0,
+                "side": "output",
+                "category": r["category"],
+                "source": "refusal",
+                "rule": "refusal",
+                "prompt": r["text"],
+            }
+            for r in harmful
+        ]
 
-    def _outputs(self, inputs: list[dict], sampling: SamplingConfig, advance: Callable[[int], None] = lambda k: None) -> list[dict]:
+    def _outputs(
+        self, inputs: list[dict], sampling: SamplingConfig, advance: Callable[[int], None] = lambda k: None
+    ) -> list[dict]:
         detector = RefusalDetector()
         out = []
         for start in range(0, len(inputs), self.config.batch_size):
-            batch = inputs[start:start + self.config.batch_size]
-            gens = self._generator.generate([[{"role": "user", "content": r["text"]}] for r in batch], sampling,  # type: ignore[union-attr]
-                                            [stable_seed(self.config.seed, "answer", r["text"]) for r in batch])
+            batch = inputs[start : start + self.config.batch_size]
+            gens = self._generator.generate(
+                [[{"role": "user", "content": r["text"]}] for r in batch],
+                sampling,  # type: ignore[union-attr]
+                [stable_seed(self.config.seed, "answer", r["text"]) for r in batch],
+            )
             for r, g in zip(batch, gens):
                 if not g.text.strip():
                     continue
@@ -283,12 +371,23 @@ class Synthesizer:
                 if r["label"] and not refused and not counts_as_harmful_answer(g.text, self.config.answer_rule):
                     # Probably an echo or talk-around (benign by the rubric), possibly vague
                     # compliance: left for a person to label rather than trained on as harmful.
-                    self.unlabelled.append({"prompt": r["text"], "text": g.text.strip(), "category": r["category"], "label": None})
+                    self.unlabelled.append(
+                        {"prompt": r["text"], "text": g.text.strip(), "category": r["category"], "label": None}
+                    )
                     continue
                 label = 0 if refused else r["label"]
                 rule = "answer-refusal" if refused else ("answer-of-harmful" if r["label"] else "answer-of-benign")
-                out.append({"text": g.text.strip(), "label": label, "side": "output", "category": r["category"],
-                            "source": "synthetic-answer", "rule": rule, "prompt": r["text"]})
+                out.append(
+                    {
+                        "text": g.text.strip(),
+                        "label": label,
+                        "side": "output",
+                        "category": r["category"],
+                        "source": "synthetic-answer",
+                        "rule": rule,
+                        "prompt": r["text"],
+                    }
+                )
             advance(start // self.config.batch_size + 1)
         return out
 
@@ -297,11 +396,16 @@ class Synthesizer:
         jobs = [(r, lang) for r in inputs for lang in self.config.languages]
         out = []
         for start in range(0, len(jobs), self.config.batch_size):
-            batch = jobs[start:start + self.config.batch_size]
-            gens = tr.generate([[{"role": "user", "content": TRANSLATE.format(language=lang, text=r["text"])}] for r, lang in batch],
-                               SamplingConfig(sampling.max_new_tokens, 0.0))
-            out += [r | {"text": g.text.strip(), "augmentation": f"translation:{lang}", "source": "translated"}
-                    for (r, lang), g in zip(batch, gens) if g.text.strip()]
+            batch = jobs[start : start + self.config.batch_size]
+            gens = tr.generate(
+                [[{"role": "user", "content": TRANSLATE.format(language=lang, text=r["text"])}] for r, lang in batch],
+                SamplingConfig(sampling.max_new_tokens, 0.0),
+            )
+            out += [
+                r | {"text": g.text.strip(), "augmentation": f"translation:{lang}", "source": "translated"}
+                for (r, lang), g in zip(batch, gens)
+                if g.text.strip()
+            ]
         return out
 
     def _dedupe(self, records: list[dict]) -> tuple[list[dict], int]:
@@ -324,7 +428,9 @@ class Synthesizer:
             kept.append(r)
         return kept, dropped
 
-    def _write(self, train: list[dict], val: list[dict], dropped: int, pairs_train: list[dict], pairs_val: list[dict]) -> None:
+    def _write(
+        self, train: list[dict], val: list[dict], dropped: int, pairs_train: list[dict], pairs_val: list[dict]
+    ) -> None:
         c = self.config
         if self.out.exists() and c.overwrite:
             shutil.rmtree(self.out)
@@ -332,23 +438,38 @@ class Synthesizer:
         for name, rows in (("train.jsonl", train), ("val.jsonl", val)):
             (self.out / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         if self.unlabelled:
-            (self.out / "unlabelled_answers.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.unlabelled))
+            (self.out / "unlabelled_answers.jsonl").write_text(
+                "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.unlabelled)
+            )
         if pairs_train or pairs_val:
             for name, rows in (("pairs_train.jsonl", pairs_train), ("pairs_val.jsonl", pairs_val)):
                 (self.out / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        manifest = {"task": "guard/synth", "charter_version": __version__, "created": now(),
-                    "constitution": {"name": self.constitution.name, "digest": constitution_digest(self.constitution),
-                                     "ref": c.constitution, "refusal": self.constitution.refusal},
-                    "generator": self._generator.info.to_dict() if self._generator else None,  # type: ignore[union-attr]
-                    "translator": self._translator.info.to_dict() if self._translator else None,
-                    "arguments": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(c).items() if k != "overwrite"},
-                    "counts": {"train": _counts(train), "val": _counts(val)}, "duplicates_dropped": dropped,
-                    "sources": _sources(train + val), "label_rules": LABEL_RULES,
-                    "pairs": {"files": list(c.pairs), "train": len(pairs_train), "val": len(pairs_val)},
-                    "answers_left_unlabelled": {"count": len(self.unlabelled), "file": "unlabelled_answers.jsonl" if self.unlabelled else None,
-                                                "why": "answers to harmful requests that are not refusals and lack the form of a task "
-                                                       "(--answer-rule form); label them and pass the file with --labelled-outputs"},
-                    "bundled": {f.name: file_sha256(f) for f in sorted(BUNDLED.glob("*.jsonl"))} if c.bundled else None}
+        manifest = {
+            "task": "guard/synth",
+            "charter_version": __version__,
+            "created": now(),
+            "constitution": {
+                "name": self.constitution.name,
+                "digest": constitution_digest(self.constitution),
+                "ref": c.constitution,
+                "refusal": self.constitution.refusal,
+            },
+            "generator": self._generator.info.to_dict() if self._generator else None,  # type: ignore[union-attr]
+            "translator": self._translator.info.to_dict() if self._translator else None,
+            "arguments": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(c).items() if k != "overwrite"},
+            "counts": {"train": _counts(train), "val": _counts(val)},
+            "duplicates_dropped": dropped,
+            "sources": _sources(train + val),
+            "label_rules": LABEL_RULES,
+            "pairs": {"files": list(c.pairs), "train": len(pairs_train), "val": len(pairs_val)},
+            "answers_left_unlabelled": {
+                "count": len(self.unlabelled),
+                "file": "unlabelled_answers.jsonl" if self.unlabelled else None,
+                "why": "answers to harmful requests that are not refusals and lack the form of a task "
+                "(--answer-rule form); label them and pass the file with --labelled-outputs",
+            },
+            "bundled": {f.name: file_sha256(f) for f in sorted(BUNDLED.glob("*.jsonl"))} if c.bundled else None,
+        }
         (self.out / "synth.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
     def close(self) -> None:
@@ -393,14 +514,24 @@ def load_preference_pairs(path: str | Path) -> list[dict]:
     out = []
     for n, r in iter_jsonl(p):
         if not isinstance(r.get("chosen"), str) or not isinstance(r.get("rejected"), str):
-            raise InputError("each record needs 'chosen' and 'rejected' transcripts (HH-RLHF format)", source=str(p), line=n)
+            raise InputError(
+                "each record needs 'chosen' and 'rejected' transcripts (HH-RLHF format)", source=str(p), line=n
+            )
         c_head, _, chosen = r["chosen"].rpartition("\n\nAssistant:")
         r_head, _, rejected = r["rejected"].rpartition("\n\nAssistant:")
         if not c_head or c_head != r_head or chosen.strip() == rejected.strip():
             continue
         prompt = c_head.rpartition("\n\nHuman:")[2].strip()
-        out.append({"prompt": prompt, "context": c_head.strip(), "chosen": chosen.strip(), "rejected": rejected.strip(),
-                    "source": f"pairs:{p.name}:{n}", "rule": "preference-pair"})
+        out.append(
+            {
+                "prompt": prompt,
+                "context": c_head.strip(),
+                "chosen": chosen.strip(),
+                "rejected": rejected.strip(),
+                "source": f"pairs:{p.name}:{n}",
+                "rule": "preference-pair",
+            }
+        )
     if not out:
         raise InputError("no usable chosen/rejected pairs", source=str(p))
     return out
@@ -421,8 +552,17 @@ def load_labelled_outputs(path: str | Path) -> list[dict]:
             raise InputError("each row needs 'prompt' and 'text' (the reply) strings", source=str(p), line=n)
         if label is None:
             raise InputError(f"label must be 'harmful' or 'benign', got {r.get('label')!r}", source=str(p), line=n)
-        out.append({"text": text.strip(), "label": label, "side": "output", "category": r.get("category"),
-                    "source": f"labelled:{p.name}", "rule": "labelled-output", "prompt": r["prompt"]})
+        out.append(
+            {
+                "text": text.strip(),
+                "label": label,
+                "side": "output",
+                "category": r.get("category"),
+                "source": f"labelled:{p.name}",
+                "rule": "labelled-output",
+                "prompt": r["prompt"],
+            }
+        )
     if not out:
         raise InputError("no labelled replies", source=str(p))
     return out
@@ -440,7 +580,9 @@ def _tally(records: list[dict], key) -> dict:
 
 
 def _sources(records: list[dict]) -> dict:
-    return _tally(records, lambda r: f"{r['side']}/{r.get('source')}/{r.get('rule')}/{'harmful' if r['label'] else 'benign'}")
+    return _tally(
+        records, lambda r: f"{r['side']}/{r.get('source')}/{r.get('rule')}/{'harmful' if r['label'] else 'benign'}"
+    )
 
 
 def _counts(records: list[dict]) -> dict:

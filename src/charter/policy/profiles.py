@@ -100,13 +100,26 @@ class Profile(_S):
 
 # Defaults when no profile sets a field (the "none" regime).
 DEFAULTS = {
-    "disclosure.at_session_start": False, "disclosure.every_minutes": None, "disclosure.text": None,
-    "label.header": False, "label.metadata": False, "label.visible": "none", "label.visible_text": "[AI-generated]",
-    "watermark.enabled": False, "watermark.method": "kirchenbauer", "watermark.greenlist_ratio": 0.25,
-    "watermark.bias": 2.0, "retention.min_days": None,
-    "incidents.blocked_outputs": None, "incidents.blocked_inputs": None, "incidents.violation_reports": None,
-    "dependency.enabled": False, "dependency.max_continuous_minutes": None, "dependency.classifier": None,
-    "dependency.handoff_text": "I'd like to connect you with a person who can help.", "dependency.webhook": None,
+    "disclosure.at_session_start": False,
+    "disclosure.every_minutes": None,
+    "disclosure.text": None,
+    "label.header": False,
+    "label.metadata": False,
+    "label.visible": "none",
+    "label.visible_text": "[AI-generated]",
+    "watermark.enabled": False,
+    "watermark.method": "kirchenbauer",
+    "watermark.greenlist_ratio": 0.25,
+    "watermark.bias": 2.0,
+    "retention.min_days": None,
+    "incidents.blocked_outputs": None,
+    "incidents.blocked_inputs": None,
+    "incidents.violation_reports": None,
+    "dependency.enabled": False,
+    "dependency.max_continuous_minutes": None,
+    "dependency.classifier": None,
+    "dependency.handoff_text": "I'd like to connect you with a person who can help.",
+    "dependency.webhook": None,
     # No assessment figures unless a profile sets them (charter assess then asks for flags).
     **{f"assessment.{f}": None for f in Assessment.model_fields},
 }
@@ -182,8 +195,11 @@ class EffectiveProfile:
         """(setting, value, source) rows for `charter profiles show`."""
         rows = []
         for key, value in self.values.items():
-            shown = f"threshold {value.threshold} in {value.window_seconds:g} s" if isinstance(value, Rule) else (
-                "—" if value is None else str(value))
+            shown = (
+                f"threshold {value.threshold} in {value.window_seconds:g} s"
+                if isinstance(value, Rule)
+                else ("—" if value is None else str(value))
+            )
             src = " + ".join(self.sources[key]) or "default"
             if key == "watermark.enabled" and value and local_upstream is False:
                 shown += " (NOT APPLIED: a remote upstream's logits are not available; label only)"
@@ -201,7 +217,9 @@ def load_profile(name_or_path: str) -> Profile:
     else:
         p = Path(name_or_path)
         if not p.is_file():
-            raise InputError(f"unknown profile {name_or_path!r} (bundled: {', '.join(BUNDLED)}; or a .toml path)", source="profile")
+            raise InputError(
+                f"unknown profile {name_or_path!r} (bundled: {', '.join(BUNDLED)}; or a .toml path)", source="profile"
+            )
         return load_toml_model(p, Profile, "profile")
     return parse_toml_model(text, Profile, source=source)
 

@@ -6,5 +6,17 @@ from charter.provenance.receipts import sign_receipt, verify_receipt
 from charter.provenance.seal import SealConfig, Sealer
 from charter.provenance.verify import SealLink, VerifiedModel, lineage, verify_model, walk_seals
 
-__all__ = ["SealConfig", "SealLink", "Sealer", "VerifiedModel", "generate_keypair", "lineage", "load_private_key",
-           "load_public_key", "sign_receipt", "verify_model", "verify_receipt", "walk_seals"]
+__all__ = [
+    "SealConfig",
+    "SealLink",
+    "Sealer",
+    "VerifiedModel",
+    "generate_keypair",
+    "lineage",
+    "load_private_key",
+    "load_public_key",
+    "sign_receipt",
+    "verify_model",
+    "verify_receipt",
+    "walk_seals",
+]

@@ -24,19 +24,23 @@ def generate_keypair(out: str | Path, passphrase: bytes, *, overwrite: bool = Fa
     out = Path(out)
     priv, pub = out / PRIVATE, out / PUBLIC
     if not passphrase:
-        raise InputError(f"an empty passphrase would leave the private key unencrypted; set {PASSPHRASE_ENV}", source="passphrase")
+        raise InputError(
+            f"an empty passphrase would leave the private key unencrypted; set {PASSPHRASE_ENV}", source="passphrase"
+        )
     if not overwrite and (priv.exists() or pub.exists()):
         raise InputError("already holds a key pair; refusing to overwrite it (pass --overwrite)", source=str(out))
     out.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.BestAvailableEncryption(passphrase))
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(passphrase)
+    )
     # Created with owner-only permissions before any byte is written.
     fd = os.open(priv, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
-    pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+    pub.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     return priv, pub
 
 
@@ -49,7 +53,9 @@ def load_private_key(path: str | Path, passphrase: bytes | None) -> ec.EllipticC
         key = serialization.load_pem_private_key(data, passphrase or None)
     except TypeError:
         # Encrypted key without a passphrase, or a passphrase for an unencrypted key.
-        raise InputError(f"the private key is encrypted: set {PASSPHRASE_ENV} or enter the passphrase", source=str(p)) from None
+        raise InputError(
+            f"the private key is encrypted: set {PASSPHRASE_ENV} or enter the passphrase", source=str(p)
+        ) from None
     except ValueError as exc:
         msg = "wrong passphrase for this private key" if b"ENCRYPTED" in data else f"not a PEM private key ({exc})"
         raise InputError(msg, source=str(p)) from None
@@ -82,17 +88,24 @@ def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
 # Unlike the sealing key above these are unencrypted (a service must start unattended), so the file
 # mode is the protection: created 0600 before any byte is written, refused when others can read it.
 
+
 def check_private_file(path: str | Path, what: str) -> Path:
     """Refuse a secret file that group or others can read or write, or that git tracks (a key in a
     repository is published: whoever has a clone can sign with it)."""
     p = Path(path)
     mode = p.stat().st_mode & 0o777
     if mode & 0o077:
-        raise InputError(f"{what} is readable by group/others (mode {mode:03o}); run `chmod 600 {p}` "
-                         f"(or delete it to create a new one)", source=str(p))
+        raise InputError(
+            f"{what} is readable by group/others (mode {mode:03o}); run `chmod 600 {p}` "
+            f"(or delete it to create a new one)",
+            source=str(p),
+        )
     if _tracked_by_git(p):
-        raise InputError(f"{what} is tracked by git, so it is published: delete it from the repository "
-                         f"(git rm) and start again to create a new one", source=str(p))
+        raise InputError(
+            f"{what} is tracked by git, so it is published: delete it from the repository "
+            f"(git rm) and start again to create a new one",
+            source=str(p),
+        )
     return p
 
 
@@ -100,8 +113,9 @@ def _tracked_by_git(p: Path) -> bool:
     import subprocess
 
     try:
-        r = subprocess.run(["git", "-C", str(p.parent), "ls-files", "--error-unmatch", "--", p.name],
-                           capture_output=True, timeout=10)
+        r = subprocess.run(
+            ["git", "-C", str(p.parent), "ls-files", "--error-unmatch", "--", p.name], capture_output=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):  # no git here, or a hung one: nothing to learn
         return False
     return r.returncode == 0
@@ -138,9 +152,11 @@ def public_key_path(private_path: str | Path) -> Path:
 
 # Keys whose private half is public (committed to a repository): whoever has a copy can sign with
 # them, so they are refused wherever they turn up (an old config, a deploy copy outside git).
-PUBLISHED_KEY_IDS = frozenset({
-    "ea4575868db0256c0147629c73f1596f098ae1d169f38395d2660e1da884b2c6",  # charter-runtime-key.pem, tracked until 2026-11-30
-})
+PUBLISHED_KEY_IDS = frozenset(
+    {
+        "ea4575868db0256c0147629c73f1596f098ae1d169f38395d2660e1da884b2c6",  # charter-runtime-key.pem, tracked until 2026-11-30
+    }
+)
 
 
 def load_runtime_key(path: str | Path) -> ec.EllipticCurvePrivateKey:
@@ -150,8 +166,12 @@ def load_runtime_key(path: str | Path) -> ec.EllipticCurvePrivateKey:
     p = Path(path)
     if not p.exists():
         key = ec.generate_private_key(ec.SECP256R1())
-        create_private_file(p, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                 serialization.NoEncryption()))
+        create_private_file(
+            p,
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+        )
     check_private_file(p, "the runtime key")
     data = p.read_bytes()
     try:
@@ -169,12 +189,16 @@ def load_runtime_key(path: str | Path) -> ec.EllipticCurvePrivateKey:
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise InputError("the runtime key must be an EC key (charter keys generate)", source=str(p))
     if key_id(key.public_key()) in PUBLISHED_KEY_IDS:
-        raise InputError("this runtime key was published in Charter's repository, so anyone can sign with it: delete it "
-                         "and start again to create a new one", source=str(p))
+        raise InputError(
+            "this runtime key was published in Charter's repository, so anyone can sign with it: delete it "
+            "and start again to create a new one",
+            source=str(p),
+        )
     pub = public_key_path(p)
     if not pub.exists():  # for auditors: `charter audit verify --public-key` pins this key
-        pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
+        pub.write_bytes(
+            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
     return key
 
 

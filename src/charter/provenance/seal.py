@@ -41,9 +41,11 @@ ENVELOPE = "provenance.dsse.json"
 def hashing_config(max_workers: int | None = None):
     from model_signing import hashing
 
-    return (hashing.Config()
-            .use_file_serialization(hashing_algorithm="sha256", max_workers=max_workers)
-            .set_ignored_paths(paths=[SEAL_DIR], ignore_git_paths=True))
+    return (
+        hashing.Config()
+        .use_file_serialization(hashing_algorithm="sha256", max_workers=max_workers)
+        .set_ignored_paths(paths=[SEAL_DIR], ignore_git_paths=True)
+    )
 
 
 def _bundle_statement(signature_path: Path) -> dict:
@@ -122,15 +124,20 @@ class Sealer:
         text = constitution_text(c.constitution)
         key = load_private_key(c.key, self.passphrase)  # fail on a wrong passphrase before hashing
         datasets = [dataset_entry(d) for d in c.data]
-        training_dir = Path(c.training) if c.training else (model_dir if (model_dir / "train_config.json").exists() else None)
+        training_dir = (
+            Path(c.training) if c.training else (model_dir if (model_dir / "train_config.json").exists() else None)
+        )
         training = training_entry(training_dir) if training_dir else None
         evaluations = [self._evaluation(Path(e), model_dir) for e in c.evals]
         guard = guard_entry(Path(c.guard)) if c.guard else None
         bound = (guard or {}).get("constitution") or {}
         if bound.get("digest") and bound["digest"] != constitution_digest(constitution):
             # A guard trained from another constitution's categories does not enforce this one.
-            raise InputError(f"the guard was trained for constitution {bound.get('name')!r} ({bound['digest'][:23]}…), "
-                             f"not the one being sealed ({constitution_digest(constitution)[:23]}…)", source=c.guard)
+            raise InputError(
+                f"the guard was trained for constitution {bound.get('name')!r} ({bound['digest'][:23]}…), "
+                f"not the one being sealed ({constitution_digest(constitution)[:23]}…)",
+                source=c.guard,
+            )
         parent = self._parent(Path(c.parent)) if c.parent else None
         base = (training or {}).get("config", {}).get("base_model")
         adapter_base = self._adapter_base(model_dir, base)
@@ -138,27 +145,44 @@ class Sealer:
         seal_dir.mkdir(parents=True, exist_ok=True)
         sig_path = seal_dir / MODEL_SIGNATURE
         tmp_sig = seal_dir / (MODEL_SIGNATURE + ".tmp")
-        (model_signing.signing.Config()
-         .set_hashing_config(hashing_config(c.max_workers))
-         .use_elliptic_key_signer(private_key=c.key, password=self.passphrase)
-         .sign(model_dir, tmp_sig))
+        (
+            model_signing.signing.Config()
+            .set_hashing_config(hashing_config(c.max_workers))
+            .use_elliptic_key_signer(private_key=c.key, password=self.passphrase)
+            .sign(model_dir, tmp_sig)
+        )
         os.replace(tmp_sig, sig_path)
         root = bundle_root_digest(sig_path)
 
         statement = build_statement(
-            model_name=model_dir.resolve().name, root_digest=root, constitution=constitution, constitution_text=text,
-            datasets=datasets, training=training, evaluations=evaluations, parent=parent, base_model=base,
-            guard=guard, signature_file=f"{SEAL_DIR}/{MODEL_SIGNATURE}", adapter_base=adapter_base,
+            model_name=model_dir.resolve().name,
+            root_digest=root,
+            constitution=constitution,
+            constitution_text=text,
+            datasets=datasets,
+            training=training,
+            evaluations=evaluations,
+            parent=parent,
+            base_model=base,
+            guard=guard,
+            signature_file=f"{SEAL_DIR}/{MODEL_SIGNATURE}",
+            adapter_base=adapter_base,
         )
         payload = json.dumps(statement, sort_keys=True, separators=(",", ":")).encode()
         envelope = sign_envelope(payload, INTOTO, key)
         tmp = seal_dir / (ENVELOPE + ".tmp")
         tmp.write_text(json.dumps(envelope, indent=2) + "\n")
         os.replace(tmp, seal_dir / ENVELOPE)
-        return {"model_dir": str(model_dir), "root_digest": root, "statement_digest": statement_digest(payload),
-                "signature": str(sig_path), "statement": str(seal_dir / ENVELOPE),
-                "constitution": f"{constitution.name} {constitution.version}", "datasets": len(datasets),
-                "parent": parent["path"] if parent else None}
+        return {
+            "model_dir": str(model_dir),
+            "root_digest": root,
+            "statement_digest": statement_digest(payload),
+            "signature": str(sig_path),
+            "statement": str(seal_dir / ENVELOPE),
+            "constitution": f"{constitution.name} {constitution.version}",
+            "datasets": len(datasets),
+            "parent": parent["path"] if parent else None,
+        }
 
     @staticmethod
     def _adapter_base(model_dir: Path, trained_from: dict | None) -> dict | None:
@@ -173,19 +197,25 @@ class Sealer:
             base_dir = adapter_base_dir(name)
             content = base_content(base_dir)
         except VerificationError as exc:
-            raise InputError(f"{exc}: an adapter is sealed together with its base, which must be on this machine",
-                             source=src) from None
+            raise InputError(
+                f"{exc}: an adapter is sealed together with its base, which must be on this machine", source=src
+            ) from None
         entry = {"name_or_path": name, "path": str(base_dir.resolve()), "spec": f"hf:{base_dir.resolve()}"} | content
         gguf = gguf_source(base_dir)
         if gguf:  # the dequantised copy of a GGUF file (embedded, gguf:): the copy is what loads
             entry["gguf"] = gguf
         if (base_dir / SEAL_DIR).is_dir():
             statement, payload = unverified_statement(base_dir)
-            entry["seal"] = {"statement_digest": statement_digest(payload),
-                             "root_digest": statement["subject"][0]["digest"]["sha256"]}
+            entry["seal"] = {
+                "statement_digest": statement_digest(payload),
+                "root_digest": statement["subject"][0]["digest"]["sha256"],
+            }
         elif (base_dir / ADAPTER_CONFIG).is_file():
-            raise InputError(f"the adapter's base {name} is itself an unsealed adapter (its own base is outside any "
-                             "seal): seal it first, or train on a merged model", source=src)
+            raise InputError(
+                f"the adapter's base {name} is itself an unsealed adapter (its own base is outside any "
+                "seal): seal it first, or train on a merged model",
+                source=src,
+            )
         # The base on disk must be the one training recorded (a base replaced between training and
         # sealing would otherwise be sealed as if it were the original).
         trained_from = trained_from or {}
@@ -196,8 +226,11 @@ class Sealer:
             got = content["sha256"]
         mismatch = bool(want) and (got != want if got is not None else bool(trained_from.get("gguf")))
         if mismatch:
-            raise InputError(f"the adapter's base {name} is not the model it was trained from (training recorded "
-                             f"{want[:23]}…, the base has {(got or 'no GGUF source')[:23]}…)", source=src)
+            raise InputError(
+                f"the adapter's base {name} is not the model it was trained from (training recorded "
+                f"{want[:23]}…, the base has {(got or 'no GGUF source')[:23]}…)",
+                source=src,
+            )
         if trained_from.get("spec") and (got is not None):
             entry["spec"] = trained_from["spec"]
         return entry
@@ -207,8 +240,11 @@ class Sealer:
         if not (parent_dir / SEAL_DIR).is_dir():
             raise InputError("the parent is not a sealed model (no charter-seal/)", source=str(parent_dir))
         statement, payload = unverified_statement(parent_dir)
-        return {"path": str(parent_dir.resolve()), "statement_digest": statement_digest(payload),
-                "subject_digest": statement["subject"][0]["digest"]["sha256"]}
+        return {
+            "path": str(parent_dir.resolve()),
+            "statement_digest": statement_digest(payload),
+            "subject_digest": statement["subject"][0]["digest"]["sha256"],
+        }
 
     @staticmethod
     def _evaluation(eval_dir: Path, model_dir: Path) -> dict:
@@ -220,9 +256,23 @@ class Sealer:
         # model's evidence. Remote specs (openai:) cannot be resolved and are recorded as given.
         spec = str(summary.get("model") or "")
         kind, _, target = spec.partition(":")
-        if spec == "embedded" or kind in ("gguf", "llamacpp") or (
-                kind == "hf" and Path(target).exists() and Path(target).resolve() != model_dir.resolve()):
-            raise InputError(f"evaluated {spec}, not {model_dir}: seal each model with its own evaluations", source=str(eval_dir))
-        return {"dir": str(eval_dir), "suite": summary.get("suite"), "model": summary.get("model"),
-                "judge": summary.get("judge"), "summary_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                "figures": {k: summary.get(k) for k in ("asr_refusal", "asr_judge", "over_refusal", "labels", "pairs", "elo") if k in summary}}
+        if (
+            spec == "embedded"
+            or kind in ("gguf", "llamacpp")
+            or (kind == "hf" and Path(target).exists() and Path(target).resolve() != model_dir.resolve())
+        ):
+            raise InputError(
+                f"evaluated {spec}, not {model_dir}: seal each model with its own evaluations", source=str(eval_dir)
+            )
+        return {
+            "dir": str(eval_dir),
+            "suite": summary.get("suite"),
+            "model": summary.get("model"),
+            "judge": summary.get("judge"),
+            "summary_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "figures": {
+                k: summary.get(k)
+                for k in ("asr_refusal", "asr_judge", "over_refusal", "labels", "pairs", "elo")
+                if k in summary
+            },
+        }

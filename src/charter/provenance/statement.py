@@ -63,7 +63,9 @@ def dataset_entry(path: str | Path) -> dict:
             "arguments": run.get("arguments", {}),
             # Which feedback (an LM, or the guard and its digest) made the data: issue 17.
             **({"feedback": run["feedback"]} if isinstance(run.get("feedback"), dict) else {}),
-            "records": {f: file_sha256(p.parent / f).split(":", 1)[1] for f in STAGE_RECORDS if (p.parent / f).is_file()},
+            "records": {
+                f: file_sha256(p.parent / f).split(":", 1)[1] for f in STAGE_RECORDS if (p.parent / f).is_file()
+            },
         }
     return entry
 
@@ -81,9 +83,20 @@ def training_entry(training_dir: Path) -> dict:
             "sha256": file_sha256(training_dir / "profiles.json").split(":", 1)[1],
             "routing_enabled": profiles.get("routing_enabled"),
             "n_blocks": profiles.get("n_blocks"),
-            "principles": {pid: {k: v.get(k) for k in ("examples", "entropy_bits", "centroid_depth", "peak_block",
-                                                         "mass_in_routed_blocks", "distribution")}
-                           for pid, v in profiles.get("principles", {}).items()},
+            "principles": {
+                pid: {
+                    k: v.get(k)
+                    for k in (
+                        "examples",
+                        "entropy_bits",
+                        "centroid_depth",
+                        "peak_block",
+                        "mass_in_routed_blocks",
+                        "distribution",
+                    )
+                }
+                for pid, v in profiles.get("principles", {}).items()
+            },
         }
     if "config" not in out:
         raise InputError("not a Charter training directory (no train_config.json)", source=str(training_dir))
@@ -99,8 +112,10 @@ def guard_entry(guard_dir: Path) -> dict:
     if not isinstance(spec, dict) or not isinstance(spec.get("sides"), dict):
         raise InputError("not a guard directory (no readable guard.json with classifier sides)", source=str(guard_dir))
     if spec.get("format") not in ("charter-guard/1", "charter-guard/2"):
-        raise InputError(f"guard format {spec.get('format')!r} is not 'charter-guard/2': retrain it with this Charter version",
-                         source=str(path))
+        raise InputError(
+            f"guard format {spec.get('format')!r} is not 'charter-guard/2': retrain it with this Charter version",
+            source=str(path),
+        )
     encoder = spec.get("encoder") if isinstance(spec.get("encoder"), dict) else None
 
     def head_digest(state) -> str:
@@ -110,24 +125,46 @@ def guard_entry(guard_dir: Path) -> dict:
     for side, s in spec["sides"].items():
         # A fine-tuned guard's head is a named output of its encoder: the digest covers the name,
         # the calibration and the encoder's file digests (guard.json lists them; Guard.load checks them).
-        head = s.get("head") if encoder is None else {"head": s.get("head"), "platt": s.get("platt"), "files": encoder.get("files")}
-        entry = {"block_threshold": s.get("block_threshold"), "escalation_threshold": s.get("escalation_threshold"),
-                 "validation": s.get("validation"), "head_sha256": head_digest(head)}
+        head = (
+            s.get("head")
+            if encoder is None
+            else {"head": s.get("head"), "platt": s.get("platt"), "files": encoder.get("files")}
+        )
+        entry = {
+            "block_threshold": s.get("block_threshold"),
+            "escalation_threshold": s.get("escalation_threshold"),
+            "validation": s.get("validation"),
+            "head_sha256": head_digest(head),
+        }
         stage2 = s.get("stage2")
         if isinstance(stage2, dict) and encoder is not None:
-            entry["stage2"] = {"block_threshold": stage2.get("block_threshold"), "validation": stage2.get("validation"),
-                               "head_sha256": head_digest({"head": stage2.get("head"), "platt": stage2.get("platt"),
-                                                           "files": encoder.get("files")})}
+            entry["stage2"] = {
+                "block_threshold": stage2.get("block_threshold"),
+                "validation": stage2.get("validation"),
+                "head_sha256": head_digest(
+                    {"head": stage2.get("head"), "platt": stage2.get("platt"), "files": encoder.get("files")}
+                ),
+            }
         probe = s.get("probe")
         if isinstance(probe, dict):
-            entry["probe"] = {k: probe.get(k) for k in ("block_threshold", "escalation_threshold", "validation", "layer", "model")}
-            entry["probe"]["head_sha256"] = head_digest({k: probe.get(k) for k in ("head", "mean", "std", "layer", "model")})
+            entry["probe"] = {
+                k: probe.get(k) for k in ("block_threshold", "escalation_threshold", "validation", "layer", "model")
+            }
+            entry["probe"]["head_sha256"] = head_digest(
+                {k: probe.get(k) for k in ("head", "mean", "std", "layer", "model")}
+            )
         sides[side] = entry
     return {
-        "dir": str(guard_dir.resolve()), "sha256": file_sha256(path).split(":", 1)[1], "format": spec.get("format"),
-        "embedder": spec.get("embedder"), "target_fpr": spec.get("target_fpr"), "escalation_fpr": spec.get("escalation_fpr"),
-        "stage1": spec.get("stage1", "frozen"), "encoder_files": (encoder or {}).get("files"),
-        "constitution": spec.get("constitution"), "categories": sorted(spec.get("categories") or {}),
+        "dir": str(guard_dir.resolve()),
+        "sha256": file_sha256(path).split(":", 1)[1],
+        "format": spec.get("format"),
+        "embedder": spec.get("embedder"),
+        "target_fpr": spec.get("target_fpr"),
+        "escalation_fpr": spec.get("escalation_fpr"),
+        "stage1": spec.get("stage1", "frozen"),
+        "encoder_files": (encoder or {}).get("files"),
+        "constitution": spec.get("constitution"),
+        "categories": sorted(spec.get("categories") or {}),
         "sides": sides,
     }
 
@@ -138,8 +175,12 @@ def guard_entry(guard_dir: Path) -> dict:
 # check it. transformers reads config.json and the weights (weights_digest, the identity training
 # records for an hf: base) and these files beside them.
 ADAPTER_CONFIG = "adapter_config.json"
-BASE_OTHER_FILES = ("generation_config.json", "model.safetensors.index.json", "pytorch_model.bin.index.json",
-                    ADAPTER_CONFIG)
+BASE_OTHER_FILES = (
+    "generation_config.json",
+    "model.safetensors.index.json",
+    "pytorch_model.bin.index.json",
+    ADAPTER_CONFIG,
+)
 
 
 def adapter_base_name(model_dir: Path) -> str | None:
@@ -163,8 +204,13 @@ def adapter_base_dir(name: str) -> Path:
     holding config.json; nothing is looked up on a hub); a VerificationError naming the base when it
     is not a local transformers directory."""
     p = Path(name).expanduser()
-    why = "no such model directory" if not p.is_dir() else \
-        "not a transformers model directory (no config.json)" if not (p / "config.json").exists() else None
+    why = (
+        "no such model directory"
+        if not p.is_dir()
+        else "not a transformers model directory (no config.json)"
+        if not (p / "config.json").exists()
+        else None
+    )
     if why:
         raise VerificationError(f"the adapter's base model {name} cannot be found ({why})")
     return p
@@ -175,9 +221,15 @@ def base_content(base_dir: Path) -> dict:
     weights) and the sha256 of the other files transformers reads from that directory."""
     w = weights_digest(base_dir)
     if w is None:
-        raise VerificationError(f"the adapter's base model {base_dir} holds no weights (no config.json or *.safetensors)")
-    return {"sha256": w["sha256"], "files": w["files"], "method": w["method"],
-            "other_files": {n: file_sha256(base_dir / n) for n in BASE_OTHER_FILES if (base_dir / n).is_file()}}
+        raise VerificationError(
+            f"the adapter's base model {base_dir} holds no weights (no config.json or *.safetensors)"
+        )
+    return {
+        "sha256": w["sha256"],
+        "files": w["files"],
+        "method": w["method"],
+        "other_files": {n: file_sha256(base_dir / n) for n in BASE_OTHER_FILES if (base_dir / n).is_file()},
+    }
 
 
 def base_changes(recorded: dict, found: dict) -> list[str]:
@@ -185,8 +237,11 @@ def base_changes(recorded: dict, found: dict) -> list[str]:
     out = []
     for key in ("files", "other_files"):
         a, b = recorded.get(key) or {}, found.get(key) or {}
-        out += [f"{n} ({'missing' if n not in b else 'added' if n not in a else 'changed'})"
-                for n in sorted(set(a) | set(b)) if a.get(n) != b.get(n)]
+        out += [
+            f"{n} ({'missing' if n not in b else 'added' if n not in a else 'changed'})"
+            for n in sorted(set(a) | set(b))
+            if a.get(n) != b.get(n)
+        ]
     return out
 
 
@@ -227,8 +282,10 @@ def build_statement(
         "predicateType": PREDICATE_TYPE,
         "predicate": {
             "constitution": {
-                "name": constitution.name, "version": constitution.version,
-                "digest": constitution_digest(constitution), "text": constitution_text,
+                "name": constitution.name,
+                "version": constitution.version,
+                "digest": constitution_digest(constitution),
+                "text": constitution_text,
             },
             "datasets": datasets,
             "training": training,

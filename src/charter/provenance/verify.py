@@ -53,38 +53,58 @@ class VerifiedModel:
     def summary_lines(self) -> list[str]:
         p = self.predicate
         c = p["constitution"]
-        lines = [f"sealed model: {self.model_dir}",
-                 f"  root digest      sha256:{self.root_digest}",
-                 f"  statement digest sha256:{self.statement_digest}",
-                 f"  constitution     {c['name']} {c['version']} ({c['digest'][:23]}…)"]
+        lines = [
+            f"sealed model: {self.model_dir}",
+            f"  root digest      sha256:{self.root_digest}",
+            f"  statement digest sha256:{self.statement_digest}",
+            f"  constitution     {c['name']} {c['version']} ({c['digest'][:23]}…)",
+        ]
         ab = p.get("adapter_base")
         if ab:
-            lines.append(f"  adapter base     {ab.get('name_or_path')} sha256:{ab['sha256'].split(':')[-1][:16]}…"
-                         + (" (sealed)" if ab.get("seal") else ""))
+            lines.append(
+                f"  adapter base     {ab.get('name_or_path')} sha256:{ab['sha256'].split(':')[-1][:16]}…"
+                + (" (sealed)" if ab.get("seal") else "")
+            )
         base = p.get("base_model")
         if base:
-            lines.append(f"  base model       {base.get('spec', '')} {('sha256:' + base['sha256'].split(':')[-1][:16] + '…') if base.get('sha256') else base.get('path', '')}")
+            lines.append(
+                f"  base model       {base.get('spec', '')} {('sha256:' + base['sha256'].split(':')[-1][:16] + '…') if base.get('sha256') else base.get('path', '')}"
+            )
         if p.get("parent"):
-            lines.append(f"  parent           {p['parent']['path']} (statement sha256:{p['parent']['statement_digest'][:16]}…)")
+            lines.append(
+                f"  parent           {p['parent']['path']} (statement sha256:{p['parent']['statement_digest'][:16]}…)"
+            )
         for d in p.get("datasets", []):
             task = (d.get("lineage") or {}).get("task")
-            lines.append(f"  dataset          {d['name']} sha256:{d['sha256'][:16]}…" + (f" from {task}" if task else ""))
+            lines.append(
+                f"  dataset          {d['name']} sha256:{d['sha256'][:16]}…" + (f" from {task}" if task else "")
+            )
         t = p.get("training") or {}
         if t:
             cfg = t.get("config", {})
             args = cfg.get("arguments", {})
-            lines.append(f"  training         {cfg.get('method', '?')} {'LoRA' if args.get('lora') else 'full'}, "
-                         f"routing {'on' if args.get('routing') else 'off'}, {t.get('summary', {}).get('steps', '?')} steps")
+            lines.append(
+                f"  training         {cfg.get('method', '?')} {'LoRA' if args.get('lora') else 'full'}, "
+                f"routing {'on' if args.get('routing') else 'off'}, {t.get('summary', {}).get('steps', '?')} steps"
+            )
             for pid, prof in (t.get("profiles") or {}).get("principles", {}).items():
-                lines.append(f"    profile {pid}: entropy {prof['entropy_bits']:.2f} bits, centroid {prof['centroid_depth']:.2f}")
+                lines.append(
+                    f"    profile {pid}: entropy {prof['entropy_bits']:.2f} bits, centroid {prof['centroid_depth']:.2f}"
+                )
         for e in p.get("evaluations", []):
             lines.append(f"  evaluation       {e['suite']} ({e['dir']})")
         lines += [f"  ok: {c}" for c in self.checks]
         return lines
 
 
-def verify_model(model_dir: str | Path, public_key_path: str | Path, *, constitution: str | None = None,
-                 max_workers: int | None = None, _bases: tuple[str, ...] = ()) -> VerifiedModel:
+def verify_model(
+    model_dir: str | Path,
+    public_key_path: str | Path,
+    *,
+    constitution: str | None = None,
+    max_workers: int | None = None,
+    _bases: tuple[str, ...] = (),
+) -> VerifiedModel:
     import model_signing
 
     model_dir = Path(model_dir)
@@ -97,10 +117,12 @@ def verify_model(model_dir: str | Path, public_key_path: str | Path, *, constitu
         raise VerificationError(f"{model_dir} is not sealed (no {SEAL_DIR}/{MODEL_SIGNATURE})")
     checks = []
     try:
-        (model_signing.verifying.Config()
-         .set_hashing_config(hashing_config(max_workers))
-         .use_elliptic_key_verifier(public_key=public_key_path)
-         .verify(model_dir, sig))
+        (
+            model_signing.verifying.Config()
+            .set_hashing_config(hashing_config(max_workers))
+            .use_elliptic_key_verifier(public_key=public_key_path)
+            .verify(model_dir, sig)
+        )
     except Exception as exc:  # model-signing raises ValueError and library-specific errors
         raise VerificationError(_model_signing_failure(exc)) from None
     root = bundle_root_digest(sig)
@@ -113,7 +135,9 @@ def verify_model(model_dir: str | Path, public_key_path: str | Path, *, constitu
     checks.append("provenance statement signature verifies")
     subject = statement.get("subject", [{}])[0].get("digest", {}).get("sha256")
     if subject != root:
-        raise VerificationError(f"provenance statement is about other weights (subject sha256:{subject} ≠ signed root sha256:{root})")
+        raise VerificationError(
+            f"provenance statement is about other weights (subject sha256:{subject} ≠ signed root sha256:{root})"
+        )
     checks.append("statement subject = signed root digest")
     checks += _check_adapter_base(model_dir, statement, public_key_path, max_workers, _bases)
     if constitution is not None:
@@ -125,7 +149,9 @@ def verify_model(model_dir: str | Path, public_key_path: str | Path, *, constitu
     return VerifiedModel(str(model_dir), root, statement_digest(payload), statement, checks)
 
 
-def _check_adapter_base(model_dir: Path, statement: dict, public_key_path, max_workers, seen: tuple[str, ...]) -> list[str]:
+def _check_adapter_base(
+    model_dir: Path, statement: dict, public_key_path, max_workers, seen: tuple[str, ...]
+) -> list[str]:
     """A PEFT adapter loads its base from adapter_config.json's base_model_name_or_path (a signed
     file, so the name cannot change): the base there must have the content the seal recorded, and
     a sealed base must verify with the same key."""
@@ -134,14 +160,18 @@ def _check_adapter_base(model_dir: Path, statement: dict, public_key_path, max_w
         return []
     recorded = (statement.get("predicate") or {}).get("adapter_base")
     if not recorded:
-        raise VerificationError(f"{model_dir} is a LoRA adapter sealed before base binding: its seal does not record "
-                                f"the digest of its base model {name}, which would load unchecked; re-seal it")
+        raise VerificationError(
+            f"{model_dir} is a LoRA adapter sealed before base binding: its seal does not record "
+            f"the digest of its base model {name}, which would load unchecked; re-seal it"
+        )
     base_dir = adapter_base_dir(name)
     found = base_content(base_dir)
     changes = base_changes(recorded, found) or (["weights digest"] if found["sha256"] != recorded.get("sha256") else [])
     if changes:
-        raise VerificationError(f"the adapter's base model {name} is not the one sealed with it — "
-                                f"{'; '.join(changes[:6])}{'…' if len(changes) > 6 else ''}")
+        raise VerificationError(
+            f"the adapter's base model {name} is not the one sealed with it — "
+            f"{'; '.join(changes[:6])}{'…' if len(changes) > 6 else ''}"
+        )
     checks = [f"adapter base {name} matches the sealed digest ({recorded['sha256'][:23]}…)"]
     key = str(base_dir.resolve())
     if key in seen or len(seen) > 8:
@@ -150,11 +180,14 @@ def _check_adapter_base(model_dir: Path, statement: dict, public_key_path, max_w
         try:
             v = verify_model(base_dir, public_key_path, max_workers=max_workers, _bases=seen + (key,))
         except VerificationError as exc:
-            raise VerificationError(f"the adapter's base model {name} is sealed but its own seal does not verify "
-                                    f"with this key: {exc}") from None
+            raise VerificationError(
+                f"the adapter's base model {name} is sealed but its own seal does not verify with this key: {exc}"
+            ) from None
         checks.append(f"adapter base's own seal verifies (statement sha256:{v.statement_digest[:16]}…)")
     elif (base_dir / ADAPTER_CONFIG).is_file():
-        raise VerificationError(f"the adapter's base model {name} is itself an unsealed adapter: its own base is unchecked")
+        raise VerificationError(
+            f"the adapter's base model {name} is itself an unsealed adapter: its own base is unchecked"
+        )
     return checks
 
 
@@ -192,8 +225,10 @@ def walk_seals(model_dir: str | Path, public_key_path: str | Path | None = None)
                 raise InputError(f"unreadable provenance statement ({exc})", source=str(current / SEAL_DIR)) from None
             digest = statement_digest(payload)
         if expected_digest and digest != expected_digest:
-            raise VerificationError(f"{current}: its statement (sha256:{digest[:16]}…) is not the one its child recorded "
-                                    f"(sha256:{expected_digest[:16]}…): the parent was re-sealed or replaced")
+            raise VerificationError(
+                f"{current}: its statement (sha256:{digest[:16]}…) is not the one its child recorded "
+                f"(sha256:{expected_digest[:16]}…): the parent was re-sealed or replaced"
+            )
         chain.append(SealLink(current, statement, digest, bool(public_key_path)))
         parent = (statement.get("predicate") or {}).get("parent")
         if not parent:
@@ -203,8 +238,10 @@ def walk_seals(model_dir: str | Path, public_key_path: str | Path | None = None)
         seen.add(parent["path"])
         found = resolve_parent(current, parent["path"])
         if found is None:
-            return chain, (f"parent {parent['path']} (statement sha256:{parent['statement_digest'][:16]}…) recorded in the "
-                           "seal is not on this machine; copy it beside the model to read the whole lineage")
+            return chain, (
+                f"parent {parent['path']} (statement sha256:{parent['statement_digest'][:16]}…) recorded in the "
+                "seal is not on this machine; copy it beside the model to read the whole lineage"
+            )
         current, expected_digest = found, parent["statement_digest"]
 
 
@@ -216,11 +253,17 @@ def lineage(model_dir: str | Path, public_key_path: str | Path | None = None) ->
     chain = []
     for link in links:
         p = link.statement["predicate"]
-        chain.append({"model_dir": str(link.model_dir), "statement_digest": link.statement_digest,
-                      "root_digest": link.statement["subject"][0]["digest"]["sha256"],
-                      "method": ((p.get("training") or {}).get("config") or {}).get("method"),
-                      "constitution": f"{p['constitution']['name']} {p['constitution']['version']}",
-                      "base_model": p.get("base_model"), "verified": link.verified})
+        chain.append(
+            {
+                "model_dir": str(link.model_dir),
+                "statement_digest": link.statement_digest,
+                "root_digest": link.statement["subject"][0]["digest"]["sha256"],
+                "method": ((p.get("training") or {}).get("config") or {}).get("method"),
+                "constitution": f"{p['constitution']['name']} {p['constitution']['version']}",
+                "base_model": p.get("base_model"),
+                "verified": link.verified,
+            }
+        )
     return chain
 
 
@@ -233,8 +276,10 @@ def _model_signing_failure(exc: BaseException) -> str:
     changed = re.findall(r"Hash mismatch for \\?'([^'\\]+)\\?'", text)
     if changed:
         parts.append("changed: " + ", ".join(changed))
-    for label, pattern in (("added", r"Extra files found in model '[^']*': ([^\]\"']+)"),
-                           ("missing", r"Missing files in model '[^']*': ([^\]\"']+)")):
+    for label, pattern in (
+        ("added", r"Extra files found in model '[^']*': ([^\]\"']+)"),
+        ("missing", r"Missing files in model '[^']*': ([^\]\"']+)"),
+    ):
         m = re.search(pattern, text)
         if m:
             parts.append(f"{label}: {m.group(1).strip()}")

@@ -6,6 +6,14 @@ from charter.train.routing import GradientRouter, RoutingPlan
 from charter.train.run import DPOTrainConfig, SFTTrainConfig, TrainConfig, TrainingRun
 
 __all__ = [
-    "AbsorptionProfiler", "DPOTrainConfig", "GradientRouter", "RoutingPlan", "SFTTrainConfig",
-    "TrainConfig", "TrainingRun", "centroid", "entropy_bits", "soft_dpo_loss",
+    "AbsorptionProfiler",
+    "DPOTrainConfig",
+    "GradientRouter",
+    "RoutingPlan",
+    "SFTTrainConfig",
+    "TrainConfig",
+    "TrainingRun",
+    "centroid",
+    "entropy_bits",
+    "soft_dpo_loss",
 ]

@@ -49,7 +49,8 @@ def _is_text_or_turns(v: object) -> bool:
     if isinstance(v, str):
         return bool(v.strip())
     return (
-        isinstance(v, list) and bool(v)
+        isinstance(v, list)
+        and bool(v)
         and all(isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in v)
     )
 
@@ -76,21 +77,28 @@ def load_sft_data(path: str | Path, plan: RoutingPlan | None = None, limit: int 
             if not _is_text_or_turns(msgs) or isinstance(msgs, str):
                 raise InputError("field 'messages' must be a list of {role, content} turns", source=source, line=line)
             if msgs[-1]["role"] != "assistant" or len(msgs) < 2:
-                raise InputError("'messages' must end with an assistant turn after at least one user turn", source=source, line=line)
+                raise InputError(
+                    "'messages' must end with an assistant turn after at least one user turn", source=source, line=line
+                )
             prompt, completion = msgs[:-1], msgs[-1:]
         elif "prompt" in r or "completion" in r:
             for col in ("prompt", "completion"):
                 if col not in r:
                     raise InputError(f"missing column {col!r}", source=source, line=line)
                 if not _is_text_or_turns(r[col]):
-                    raise InputError(f"column {col!r} must be text or a list of {{role, content}} turns", source=source, line=line)
+                    raise InputError(
+                        f"column {col!r} must be text or a list of {{role, content}} turns", source=source, line=line
+                    )
             prompt, completion = r["prompt"], r["completion"]
             if isinstance(prompt, str) != isinstance(completion, str):
-                raise InputError("'prompt' and 'completion' must both be text or both be turns", source=source, line=line)
+                raise InputError(
+                    "'prompt' and 'completion' must both be text or both be turns", source=source, line=line
+                )
         else:
             raise InputError(
                 f"missing column 'messages' (or 'prompt' + 'completion'); found: {', '.join(sorted(r)) or 'nothing'}",
-                source=source, line=line,
+                source=source,
+                line=line,
             )
         principles = _principles(r, source, line)
         if plan is not None:
@@ -109,24 +117,43 @@ def load_preference_data(
     for line, r in _read_rows(path)[:limit]:
         for col in ("prompt", "chosen", "rejected"):
             if col not in r:
-                raise InputError(f"missing column {col!r} (preference rows need prompt, chosen, rejected)", source=source, line=line)
+                raise InputError(
+                    f"missing column {col!r} (preference rows need prompt, chosen, rejected)", source=source, line=line
+                )
             if not _is_text_or_turns(r[col]):
-                raise InputError(f"column {col!r} must be text or a list of {{role, content}} turns", source=source, line=line)
+                raise InputError(
+                    f"column {col!r} must be text or a list of {{role, content}} turns", source=source, line=line
+                )
         if len({isinstance(r[c], str) for c in ("prompt", "chosen", "rejected")}) > 1:
-            raise InputError("'prompt', 'chosen' and 'rejected' must all be text or all be turns", source=source, line=line)
+            raise InputError(
+                "'prompt', 'chosen' and 'rejected' must all be text or all be turns", source=source, line=line
+            )
         if soft_labels:
             if "p_chosen" not in r:
-                raise InputError("missing column 'p_chosen' (needed for soft labels; pass --labels hard to train without)", source=source, line=line)
+                raise InputError(
+                    "missing column 'p_chosen' (needed for soft labels; pass --labels hard to train without)",
+                    source=source,
+                    line=line,
+                )
             p = r["p_chosen"]
             if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.5 <= p <= 1.0:
-                raise InputError(f"'p_chosen' must be a number in [0.5, 1] (the chosen answer is the preferred one), got {p!r}", source=source, line=line)
+                raise InputError(
+                    f"'p_chosen' must be a number in [0.5, 1] (the chosen answer is the preferred one), got {p!r}",
+                    source=source,
+                    line=line,
+                )
         principles = _principles(r, source, line)
         if plan is not None:
             plan.check_known(principles, source, line)
         key = group_key(principles)
-        rows.append({
-            "prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"],
-            "p_chosen": float(r["p_chosen"]) if soft_labels else 1.0, "charter_group": key,
-        })
+        rows.append(
+            {
+                "prompt": r["prompt"],
+                "chosen": r["chosen"],
+                "rejected": r["rejected"],
+                "p_chosen": float(r["p_chosen"]) if soft_labels else 1.0,
+                "charter_group": key,
+            }
+        )
         groups.append(key)
     return TrainingData(rows, source, groups)

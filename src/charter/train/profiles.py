@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -104,7 +104,7 @@ class AbsorptionProfiler:
         self.flush()
         out = {
             "measure": "sum over steps of squared gradient norms of each block's trainable parameters, "
-                       "attributed to the principle group of the batch (split equally within a group)",
+            "attributed to the principle group of the batch (split equally within a group)",
             "n_blocks": self.n_blocks,
             "max_entropy_bits": math.log2(self.n_blocks) if self.n_blocks > 1 else 0.0,
             "principles": {},
@@ -150,7 +150,9 @@ def plot_profiles(report: dict, path: Path, title: str = "") -> Path | None:
     fig, ax = plt.subplots(figsize=(max(6, 0.25 * report["n_blocks"] + 4), 0.45 * len(names) + 1.8))
     im = ax.imshow(data, aspect="auto", cmap="viridis", interpolation="nearest")
     ax.set_yticks(range(len(names)))
-    ax.set_yticklabels([f"{n}  (H={rows[n]['entropy_bits']:.2f} b, c={rows[n]['centroid_depth']:.2f})" for n in names], fontsize=8)
+    ax.set_yticklabels(
+        [f"{n}  (H={rows[n]['entropy_bits']:.2f} b, c={rows[n]['centroid_depth']:.2f})" for n in names], fontsize=8
+    )
     ax.set_xlabel("transformer block (0 = first after the embeddings)")
     ax.set_title(title or "Principle absorption profiles (share of squared gradient norm per block)", fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02)

@@ -19,8 +19,8 @@ saves the weight-gradient work of the frozen blocks).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import torch
 
@@ -46,7 +46,9 @@ def num_blocks(model: torch.nn.Module) -> int:
         return int(n)
     found = {i for name, _ in model.named_parameters() if (i := block_index(name)) is not None}
     if not found:
-        raise InputError("cannot find the transformer blocks of this model (no 'layers.N.' parameters)", source="--model")
+        raise InputError(
+            "cannot find the transformer blocks of this model (no 'layers.N.' parameters)", source="--model"
+        )
     return max(found) + 1
 
 
@@ -70,7 +72,7 @@ class RoutingPlan:
     depths: dict[str, object] = field(default_factory=dict)
 
     @classmethod
-    def from_constitution(cls, constitution: Constitution, n_blocks: int, enabled: bool = True) -> "RoutingPlan":
+    def from_constitution(cls, constitution: Constitution, n_blocks: int, enabled: bool = True) -> RoutingPlan:
         return cls(
             n_blocks=n_blocks,
             principle_blocks={p.id: list(p.layer_range(n_blocks)) for p in constitution.principles},
@@ -83,7 +85,8 @@ class RoutingPlan:
             if pid not in self.principle_blocks:
                 raise InputError(
                     f"principle {pid!r} is not in the constitution (known: {', '.join(sorted(self.principle_blocks))})",
-                    source=source, line=line,
+                    source=source,
+                    line=line,
                 )
 
     def blocks_for(self, key: str) -> list[int]:
@@ -103,8 +106,7 @@ class RoutingPlan:
                 for pid, blocks in sorted(self.principle_blocks.items())
             },
             "groups": {
-                key: {"examples": n, "blocks": self.blocks_for(key)}
-                for key, n in sorted((group_counts or {}).items())
+                key: {"examples": n, "blocks": self.blocks_for(key)} for key, n in sorted((group_counts or {}).items())
             },
         }
 
@@ -125,8 +127,11 @@ class GradientRouter:
                 p.requires_grad_(False)
         self.params: list[tuple[int, torch.nn.Parameter]] = [(b, p) for b, p in params if b is not None]
         if not self.params:
-            raise InputError("no trainable parameter sits in a transformer block (Charter trains the blocks; "
-                             "embeddings, final norm and LM head stay frozen)", source="--model")
+            raise InputError(
+                "no trainable parameter sits in a transformer block (Charter trains the blocks; "
+                "embeddings, final norm and LM head stay frozen)",
+                source="--model",
+            )
         self.active: str | None = None
 
     def trainable(self) -> list[torch.nn.Parameter]:

@@ -13,9 +13,10 @@ import dataclasses
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 
@@ -96,10 +97,15 @@ class DPOTrainConfig(TrainConfig):
 def resolve_trainable_model(spec: str) -> tuple[Path, dict]:
     """A local transformers directory for a model spec, or a clear error for models we cannot train."""
     s = ModelSpec.parse(spec)
-    if s.kind == "hf" and (Path(s.target).expanduser() / "adapter_config.json").exists() \
-            and not (Path(s.target).expanduser() / "config.json").exists():
-        raise InputError("this is a LoRA adapter directory, not a full model; train on a merged model (--merge-lora)",
-                         source=str(Path(s.target).expanduser()))
+    if (
+        s.kind == "hf"
+        and (Path(s.target).expanduser() / "adapter_config.json").exists()
+        and not (Path(s.target).expanduser() / "config.json").exists()
+    ):
+        raise InputError(
+            "this is a LoRA adapter directory, not a full model; train on a merged model (--merge-lora)",
+            source=str(Path(s.target).expanduser()),
+        )
     p = local_model_dir(s)
     if s.kind in ("embedded", "gguf"):
         gguf = embedded_gguf_path() if s.kind == "embedded" else Path(s.target).expanduser()
@@ -144,9 +150,15 @@ class TrainingRun:
             if cfg.overwrite:
                 shutil.rmtree(out)
             elif (out / COMPLETE).exists():
-                raise InputError("holds a finished training run; pass --overwrite to replace it or choose another --out", source=str(out))
+                raise InputError(
+                    "holds a finished training run; pass --overwrite to replace it or choose another --out",
+                    source=str(out),
+                )
             elif not (out / CONFIG).exists():
-                raise InputError("exists and is not a Charter training directory; pass --overwrite or choose another --out", source=str(out))
+                raise InputError(
+                    "exists and is not a Charter training directory; pass --overwrite or choose another --out",
+                    source=str(out),
+                )
             else:
                 try:
                     old = json.loads((out / CONFIG).read_text())
@@ -186,7 +198,9 @@ class TrainingRun:
         try:
             model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
         except (ValueError, OSError) as exc:
-            raise InputError(f"cannot be trained as a causal language model: {str(exc).splitlines()[0]}", source=str(model_dir)) from None
+            raise InputError(
+                f"cannot be trained as a causal language model: {str(exc).splitlines()[0]}", source=str(model_dir)
+            ) from None
 
         plan = RoutingPlan.from_constitution(constitution, num_blocks(model), enabled=cfg.routing)
         data = self._load_data(plan)
@@ -230,7 +244,10 @@ class TrainingRun:
             from peft import LoraConfig
 
             peft_config = LoraConfig(
-                r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0, task_type="CAUSAL_LM",
+                r=cfg.lora_r,
+                lora_alpha=cfg.lora_alpha,
+                lora_dropout=0.0,
+                task_type="CAUSAL_LM",
                 target_modules=[t.strip() for t in cfg.lora_targets.split(",") if t.strip()],
             )
         common = dict(
@@ -261,19 +278,29 @@ class TrainingRun:
 
                 args = DPOConfig(**common, beta=cfg.beta, precompute_ref_log_probs=cfg.precompute_ref)
                 trainer = SoftLabelDPOTrainer(
-                    model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                    peft_config=peft_config, soft_labels=cfg.labels == "soft",
+                    model=model,
+                    args=args,
+                    train_dataset=dataset,
+                    processing_class=tokenizer,
+                    peft_config=peft_config,
+                    soft_labels=cfg.labels == "soft",
                 )
             else:
                 from trl import SFTConfig
 
                 args = SFTConfig(**common, packing=False)
                 trainer = ConstitutionalSFTTrainer(
-                    model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config,
+                    model=model,
+                    args=args,
+                    train_dataset=dataset,
+                    processing_class=tokenizer,
+                    peft_config=peft_config,
                 )
         except ValueError as exc:
             if "Target modules" in str(exc) or "target_modules" in str(exc):
-                raise InputError(f"LoRA target modules not found in this model: {str(exc).splitlines()[0]}", source="--lora-targets") from None
+                raise InputError(
+                    f"LoRA target modules not found in this model: {str(exc).splitlines()[0]}", source="--lora-targets"
+                ) from None
             raise
         trainer.setup_routing(plan, cfg.seed)
         return trainer

@@ -108,11 +108,14 @@ class SoftLabelDPOTrainer(RoutedTrainerMixin, DPOTrainer):
     def _sequence_logps(self, model, inputs) -> torch.Tensor:
         labels = inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)
         out = model(
-            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-            use_cache=False, labels=labels, fused_lm_head=True,
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            use_cache=False,
+            labels=labels,
+            fused_lm_head=True,
         )
         mask = inputs["completion_mask"][..., 1:]
-        per_token = out.log_probs[:, -mask.size(1):]
+        per_token = out.log_probs[:, -mask.size(1) :]
         return (per_token * mask).sum(dim=1)
 
     def _compute_loss(self, model, inputs, return_outputs):

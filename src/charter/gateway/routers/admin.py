@@ -24,9 +24,12 @@ def _switch_scope(body) -> str:
 
 
 @router.post("/suspend")
-async def suspend(body: SuspendRequest, admin: Tenant = Depends(require_admin), state: GatewayState = Depends(get_state)):
-    s = await run_in_threadpool(state.killswitch.suspend, _switch_scope(body), reason=body.reason,
-                                actor=f"tenant:{admin.name}")
+async def suspend(
+    body: SuspendRequest, admin: Tenant = Depends(require_admin), state: GatewayState = Depends(get_state)
+):
+    s = await run_in_threadpool(
+        state.killswitch.suspend, _switch_scope(body), reason=body.reason, actor=f"tenant:{admin.name}"
+    )
     return {"suspended": True, "scope": s.scope, "since": s.since, "reason": s.reason}
 
 
@@ -38,8 +41,11 @@ async def resume(body: ResumeRequest, admin: Tenant = Depends(require_admin), st
 
 
 @router.delete("/tenants/{name}")
-async def revoke(name: str = Path(min_length=1, max_length=200), admin: Tenant = Depends(require_admin),
-                 state: GatewayState = Depends(get_state)):
+async def revoke(
+    name: str = Path(min_length=1, max_length=200),
+    admin: Tenant = Depends(require_admin),
+    state: GatewayState = Depends(get_state),
+):
     """Revoke a tenant: its key stops working in this process at once (other processes on the
     database within the key cache's few seconds) and its console sessions end."""
     from charter.core.errors import InputError
@@ -54,8 +60,11 @@ async def revoke(name: str = Path(min_length=1, max_length=200), admin: Tenant =
 
 @router.get("/status")
 async def status(admin: Tenant = Depends(require_admin), state: GatewayState = Depends(get_state)):
-    return {"model": state.upstream.model_id, "suspensions": await run_in_threadpool(state.killswitch.status),
-            "audit_size": await run_in_threadpool(state.log.size)}
+    return {
+        "model": state.upstream.model_id,
+        "suspensions": await run_in_threadpool(state.killswitch.status),
+        "audit_size": await run_in_threadpool(state.log.size),
+    }
 
 
 @router.get("/incidents")
@@ -64,8 +73,11 @@ async def incidents(admin: Tenant = Depends(require_admin), state: GatewayState 
 
 
 @router.get("/incidents/{incident_id}")
-async def incident(incident_id: int = Path(ge=0, le=INT32_MAX), admin: Tenant = Depends(require_admin),
-                   state: GatewayState = Depends(get_state)):
+async def incident(
+    incident_id: int = Path(ge=0, le=INT32_MAX),
+    admin: Tenant = Depends(require_admin),
+    state: GatewayState = Depends(get_state),
+):
     from charter.core.errors import InputError
 
     try:

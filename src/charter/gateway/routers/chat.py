@@ -26,15 +26,32 @@ from charter.gateway.upstream import GenParams
 
 router = APIRouter(tags=["chat"])
 
-_REQUEST_SCHEMA = {"requestBody": {"required": True, "content": {"application/json": {
-    "schema": schemas.ChatCompletionRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
+_REQUEST_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": schemas.ChatCompletionRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            }
+        },
+    }
+}
 
 
 @router.get("/v1/models")
 async def list_models(tenant: Tenant = Depends(require_tenant), state: GatewayState = Depends(get_state)):
-    return {"object": "list", "data": [{"id": state.upstream.model_id, "object": "model", "created": 0,
-                                        "owned_by": "charter", "charter": {"sealed": state.attestation.sealed,
-                                                                           "statement_digest": state.attestation.statement_digest}}]}
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": state.upstream.model_id,
+                "object": "model",
+                "created": 0,
+                "owned_by": "charter",
+                "charter": {"sealed": state.attestation.sealed, "statement_digest": state.attestation.statement_digest},
+            }
+        ],
+    }
 
 
 MAX_SESSION_ID = 256  # X-Charter-Session, like `user`: the sessions table keys on tenant + session id
@@ -60,8 +77,9 @@ async def _read_request(request: Request) -> schemas.ChatCompletionRequest:
 
 
 @router.post("/v1/chat/completions", openapi_extra=_REQUEST_SCHEMA)
-async def chat_completions(request: Request, tenant: Tenant = Depends(require_tenant),
-                           state: GatewayState = Depends(get_state)):
+async def chat_completions(
+    request: Request, tenant: Tenant = Depends(require_tenant), state: GatewayState = Depends(get_state)
+):
     req = await _read_request(request)
     ex = _exchange(request, req, tenant, state)
     headers = {"X-Charter-Request-Id": ex.rid, "X-Charter-Statement-Digest": state.attestation.header}
@@ -69,50 +87,79 @@ async def chat_completions(request: Request, tenant: Tenant = Depends(require_te
     try:
         answer = await pipe.admit(ex) or await pipe.screen_input(ex)
     except Suspended as s:
-        raise APIError(503, f"the model is suspended: {s.reason}", "service_unavailable", code="model_suspended",
-                       headers=headers) from None
+        raise APIError(
+            503, f"the model is suspended: {s.reason}", "service_unavailable", code="model_suspended", headers=headers
+        ) from None
     if answer is not None:
         return _respond(ex, req, answer, headers)
     if req.stream:
         dress = await pipe.open_stream(ex)
-        return StreamingResponse(_sse_stream(pipe.stream(ex, dress), ex, req), media_type="text/event-stream",
-                                 headers=headers | dress.headers | {"X-Charter-Guard": "streaming", "Cache-Control": "no-cache"})
+        return StreamingResponse(
+            _sse_stream(pipe.stream(ex, dress), ex, req),
+            media_type="text/event-stream",
+            headers=headers | dress.headers | {"X-Charter-Guard": "streaming", "Cache-Control": "no-cache"},
+        )
     try:
         answer = await pipe.complete(ex)
     except UpstreamFailed:
-        raise APIError(502, f"the upstream model failed to answer (request {ex.rid}; the detail is logged)",
-                       "upstream_error", code="upstream_error", headers=headers) from None
+        raise APIError(
+            502,
+            f"the upstream model failed to answer (request {ex.rid}; the detail is logged)",
+            "upstream_error",
+            code="upstream_error",
+            headers=headers,
+        ) from None
     return _respond(ex, req, answer, headers)
 
 
 def _exchange(request: Request, req: schemas.ChatCompletionRequest, tenant: Tenant, state: GatewayState) -> Exchange:
     session = request.headers.get("x-charter-session") or req.user
     if session is not None and len(session) > MAX_SESSION_ID:
-        raise APIError(400, f"X-Charter-Session: at most {MAX_SESSION_ID} characters", param="X-Charter-Session",
-                       code="invalid_session")
+        raise APIError(
+            400,
+            f"X-Charter-Session: at most {MAX_SESSION_ID} characters",
+            param="X-Charter-Session",
+            code="invalid_session",
+        )
     if req.model != state.upstream.model_id:
-        raise APIError(404, f"the model {req.model!r} does not exist on this gateway (it serves {state.upstream.model_id!r})",
-                       param="model", code="model_not_found")
+        raise APIError(
+            404,
+            f"the model {req.model!r} does not exist on this gateway (it serves {state.upstream.model_id!r})",
+            param="model",
+            code="model_not_found",
+        )
     u = state.config.upstream
     messages = [{"role": m.role, "content": m.text()} for m in req.messages]
     if state.system_prompt and not any(m["role"] in ("system", "developer") for m in messages):
         messages = [{"role": "system", "content": state.system_prompt}] + messages
     prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-    params = GenParams(max_tokens=min(req.max_completion_tokens or req.max_tokens or u.max_new_tokens, u.max_new_tokens),
-                       temperature=u.temperature if req.temperature is None else req.temperature,
-                       top_p=u.top_p if req.top_p is None else req.top_p,
-                       # an int64 seed as the unsigned 64-bit value every backend's generator takes
-                       seed=req.seed % 2**64 if req.seed is not None else uuid.uuid4().int % (2**31), stop=req.stop_list())
-    return Exchange("chatcmpl-" + uuid.uuid4().hex, tenant.name, state.upstream.model_id, messages, prompt, params,
-                    time.perf_counter(), session=session)
+    params = GenParams(
+        max_tokens=min(req.max_completion_tokens or req.max_tokens or u.max_new_tokens, u.max_new_tokens),
+        temperature=u.temperature if req.temperature is None else req.temperature,
+        top_p=u.top_p if req.top_p is None else req.top_p,
+        # an int64 seed as the unsigned 64-bit value every backend's generator takes
+        seed=req.seed % 2**64 if req.seed is not None else uuid.uuid4().int % (2**31),
+        stop=req.stop_list(),
+    )
+    return Exchange(
+        "chatcmpl-" + uuid.uuid4().hex,
+        tenant.name,
+        state.upstream.model_id,
+        messages,
+        prompt,
+        params,
+        time.perf_counter(),
+        session=session,
+    )
 
 
 def _respond(ex: Exchange, req, answer: Answer, headers: dict):
     """An answer as one JSON completion, or (stream requested) as two SSE chunks."""
     h = headers | answer.headers
     if not req.stream:
-        return JSONResponse(schemas.completion(ex.rid, ex.model, answer.content, answer.finish, answer.usage, answer.fields),
-                            headers=h)
+        return JSONResponse(
+            schemas.completion(ex.rid, ex.model, answer.content, answer.finish, answer.usage, answer.fields), headers=h
+        )
 
     async def one_shot():
         created = int(time.time())

@@ -38,14 +38,18 @@ COOKIE = "charter_console"
 PRE_COOKIE = "charter_console_login"  # binds the login form's token to this browser
 TTL = 8 * 3600
 
-STYLE = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;width:100%}"
-         "td,th{border-bottom:1px solid #ddd;padding:4px 6px;text-align:left;font-size:13px;vertical-align:top}"
-         "nav{margin-bottom:1em}.who{float:right;color:#666}.bad{color:#b00;font-weight:bold}.ok{color:#070;font-weight:bold}"
-         "form.inline{display:inline}pre{white-space:pre-wrap;font-size:12px;margin:0}")
+STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;width:100%}"
+    "td,th{border-bottom:1px solid #ddd;padding:4px 6px;text-align:left;font-size:13px;vertical-align:top}"
+    "nav{margin-bottom:1em}.who{float:right;color:#666}.bad{color:#b00;font-weight:bold}.ok{color:#070;font-weight:bold}"
+    "form.inline{display:inline}pre{white-space:pre-wrap;font-size:12px;margin:0}"
+)
 _STYLE_HASH = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
 # No script at all; the one inline stylesheet by hash; forms post only here; never framed.
-CSP = (f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; img-src 'self'; form-action 'self'; "
-       "frame-ancestors 'none'; base-uri 'none'")
+CSP = (
+    f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 def e(x) -> str:
@@ -59,14 +63,20 @@ class Session:
 
 
 def _page(title: str, body: str, admin: Session | None = None, status: int = 200) -> HTMLResponse:
-    nav = ("" if admin is None else
-           f'<nav><a href="/console">Overview</a> · <a href="/console/audit">Audit log</a> · '
-           f'<a href="/console/incidents">Incidents</a> <span class="who">{e(admin.admin)} '
-           f'<form class="inline" method="post" action="/console/logout">{_token_field(admin.csrf)}'
-           f'<button id="logout">Log out</button></form></span></nav>')
-    return HTMLResponse(f"""<!doctype html><html><head><meta charset="utf-8"><title>{e(title)} · Charter</title>
+    nav = (
+        ""
+        if admin is None
+        else f'<nav><a href="/console">Overview</a> · <a href="/console/audit">Audit log</a> · '
+        f'<a href="/console/incidents">Incidents</a> <span class="who">{e(admin.admin)} '
+        f'<form class="inline" method="post" action="/console/logout">{_token_field(admin.csrf)}'
+        f'<button id="logout">Log out</button></form></span></nav>'
+    )
+    return HTMLResponse(
+        f"""<!doctype html><html><head><meta charset="utf-8"><title>{e(title)} · Charter</title>
 <style>{STYLE}</style></head>
-<body>{nav}<h1>{e(title)}</h1>{body}</body></html>""", status_code=status)
+<body>{nav}<h1>{e(title)}</h1>{body}</body></html>""",
+        status_code=status,
+    )
 
 
 def _token_field(token: str) -> str:
@@ -116,8 +126,11 @@ async def _session(request: Request, state: GatewayState) -> Session | None:
 
     def look():
         with state.engine.connect() as conn:
-            return conn.execute(select(cs.c.tenant, cs.c.expires).select_from(cs.join(t, t.c.name == cs.c.tenant))
-                                .where(cs.c.token_hash == hash_key(token), t.c.admin.is_(True))).first()
+            return conn.execute(
+                select(cs.c.tenant, cs.c.expires)
+                .select_from(cs.join(t, t.c.name == cs.c.tenant))
+                .where(cs.c.token_hash == hash_key(token), t.c.admin.is_(True))
+            ).first()
 
     row = await run_in_threadpool(look)
     if row is None or row.expires <= time.time() or state.killswitch.tenant_suspended(row.tenant):
@@ -142,8 +155,9 @@ def _login_redirect() -> RedirectResponse:
 
 
 def _cookie(r, request: Request, state: GatewayState, name: str, value: str, max_age: int) -> None:
-    r.set_cookie(name, value, max_age=max_age, path="/console", httponly=True, samesite="strict",
-                 secure=_secure(request, state))
+    r.set_cookie(
+        name, value, max_age=max_age, path="/console", httponly=True, samesite="strict", secure=_secure(request, state)
+    )
 
 
 LOGIN_ERRORS = {"not-admin": "not an admin key", "suspended": "this tenant's access is suspended"}
@@ -158,8 +172,11 @@ async def login_form(request: Request, error: str | None = None, state: GatewayS
     fresh = not pre or len(pre) > 100
     if fresh:
         pre = secrets.token_urlsafe(24)
-    r = _page("Console login", f"""{msg}<form method="post" action="/console/login">{_token_field(_mac(state, "login", pre))}
-<label>Admin API key <input type="password" name="key" id="key" size="60"></label> <button id="login">Log in</button></form>""")
+    r = _page(
+        "Console login",
+        f"""{msg}<form method="post" action="/console/login">{_token_field(_mac(state, "login", pre))}
+<label>Admin API key <input type="password" name="key" id="key" size="60"></label> <button id="login">Log in</button></form>""",
+    )
     if fresh:
         _cookie(r, request, state, PRE_COOKIE, pre, 3600)
     return r
@@ -182,8 +199,11 @@ async def login(request: Request, key: str = Form(""), csrf: str = Form(""), sta
     def store():
         with state.engine.begin() as conn:
             conn.execute(db.console_sessions.delete().where(db.console_sessions.c.expires < time.time()))
-            conn.execute(db.console_sessions.insert().values(token_hash=hash_key(token), tenant=tenant.name,
-                                                             expires=time.time() + TTL))
+            conn.execute(
+                db.console_sessions.insert().values(
+                    token_hash=hash_key(token), tenant=tenant.name, expires=time.time() + TTL
+                )
+            )
 
     await run_in_threadpool(store)
     await run_in_threadpool(state.log.append, "admin.console_login", {"actor": f"tenant:{tenant.name}"})
@@ -219,48 +239,70 @@ async def overview(request: Request, state: GatewayState = Depends(get_state)):
 
     def gather():
         since = iso_ago(24 * 3600)
-        counts = state.log.count_by_kind(["guard.input.allowed", "guard.input.blocked", "guard.output.allowed",
-                                          "guard.output.blocked", "compliance.disclosure", "compliance.handoff",
-                                          "chat.suspended"], since=since)
+        counts = state.log.count_by_kind(
+            [
+                "guard.input.allowed",
+                "guard.input.blocked",
+                "guard.output.allowed",
+                "guard.output.blocked",
+                "compliance.disclosure",
+                "compliance.handoff",
+                "chat.suspended",
+            ],
+            since=since,
+        )
         return state.killswitch.status(), counts, state.log.size()
 
     suspensions, counts, size = await run_in_threadpool(gather)
     if suspensions:
-        status = "".join(f'<p class="bad" id="status">SUSPENDED ({e(s["scope"])}) since {e(s["since"])}: {e(s["reason"])}</p>'
-                         for s in suspensions)
+        status = "".join(
+            f'<p class="bad" id="status">SUSPENDED ({e(s["scope"])}) since {e(s["since"])}: {e(s["reason"])}</p>'
+            for s in suspensions
+        )
     else:
         status = f'<p class="ok" id="status">Serving {e(state.upstream.model_id)}</p>'
     token = _token_field(admin.csrf)
-    switch = (f"""<form class="inline" method="post" action="/console/resume">{token}<button id="resume">Resume</button></form>"""
-              if suspensions else
-              f"""<form class="inline" method="post" action="/console/suspend">{token}<input name="reason" id="reason"
- placeholder="reason" size="40" maxlength="2000"> <button id="suspend">Suspend everything</button></form>""")
+    switch = (
+        f"""<form class="inline" method="post" action="/console/resume">{token}<button id="resume">Resume</button></form>"""
+        if suspensions
+        else f"""<form class="inline" method="post" action="/console/suspend">{token}<input name="reason" id="reason"
+ placeholder="reason" size="40" maxlength="2000"> <button id="suspend">Suspend everything</button></form>"""
+    )
     peak = max([1] + list(counts.values()))
-    bars = "".join(f'<g transform="translate(0,{i * 22})"><text x="0" y="14" font-size="12">{e(k)}</text>'
-                   f'<rect x="190" y="3" height="14" width="{int(300 * v / peak)}" fill="{"#c33" if "blocked" in k or "handoff" in k else "#48a"}"/>'
-                   f'<text x="{196 + int(300 * v / peak)}" y="14" font-size="12" class="count" data-kind="{e(k)}">{v}</text></g>'
-                   for i, (k, v) in enumerate(counts.items()))
+    bars = "".join(
+        f'<g transform="translate(0,{i * 22})"><text x="0" y="14" font-size="12">{e(k)}</text>'
+        f'<rect x="190" y="3" height="14" width="{int(300 * v / peak)}" fill="{"#c33" if "blocked" in k or "handoff" in k else "#48a"}"/>'
+        f'<text x="{196 + int(300 * v / peak)}" y="14" font-size="12" class="count" data-kind="{e(k)}">{v}</text></g>'
+        for i, (k, v) in enumerate(counts.items())
+    )
     chart = f'<svg id="guard-chart" width="560" height="{22 * len(counts)}">{bars}</svg>'
     prof = state.profile
-    rows = "".join(f"<tr><td>{e(k)}</td><td>{e(v)}</td><td>{e(s)}</td></tr>"
-                   for k, v, s in prof.describe(local_upstream=state.upstream.local)
-                   if k.split(".")[0] in ("disclosure", "label", "watermark", "retention"))
+    rows = "".join(
+        f"<tr><td>{e(k)}</td><td>{e(v)}</td><td>{e(s)}</td></tr>"
+        for k, v, s in prof.describe(local_upstream=state.upstream.local)
+        if k.split(".")[0] in ("disclosure", "label", "watermark", "retention")
+    )
     body = f"""{status}{switch}
 <h2>Guard and compliance, last 24 hours</h2>{chart}
-<h2>Compliance profile: {e(' + '.join(prof.names) or 'none')}</h2>
+<h2>Compliance profile: {e(" + ".join(prof.names) or "none")}</h2>
 <table id="profile"><tr><th>setting</th><th>value</th><th>from</th></tr>{rows}</table>
 <p>Audit log: {size} entries. Statement {e(state.attestation.header)}.</p>"""
     return _page("Charter gateway", body, admin)
 
 
 @router.post("/suspend")
-async def suspend(request: Request, reason: str = Form("", max_length=2000), csrf: str = Form(""),
-                  state: GatewayState = Depends(get_state)):
+async def suspend(
+    request: Request,
+    reason: str = Form("", max_length=2000),
+    csrf: str = Form(""),
+    state: GatewayState = Depends(get_state),
+):
     admin, refused = await _post_guard(request, state, csrf)
     if refused is not None:
         return refused
-    await run_in_threadpool(state.killswitch.suspend, ALL, reason=reason or "suspended from the console",
-                            actor=f"console:{admin.admin}")
+    await run_in_threadpool(
+        state.killswitch.suspend, ALL, reason=reason or "suspended from the console", actor=f"console:{admin.admin}"
+    )
     return RedirectResponse("/console", status_code=303)
 
 
@@ -274,19 +316,38 @@ async def resume(request: Request, csrf: str = Form(""), state: GatewayState = D
 
 
 @router.get("/audit")
-async def audit(request: Request, tenant: str = "", session: str = "", since: str = "", until: str = "",
-                verified: str = "", sig: str = "", state: GatewayState = Depends(get_state)):
+async def audit(
+    request: Request,
+    tenant: str = "",
+    session: str = "",
+    since: str = "",
+    until: str = "",
+    verified: str = "",
+    sig: str = "",
+    state: GatewayState = Depends(get_state),
+):
     admin = await _session(request, state)
     if admin is None:
         return _login_redirect()
 
     def read():
-        return list(state.log.entries(tenant=tenant or None, session=session or None, since=since or None,
-                                      until=until or None, newest_first=True, limit=200))
+        return list(
+            state.log.entries(
+                tenant=tenant or None,
+                session=session or None,
+                since=since or None,
+                until=until or None,
+                newest_first=True,
+                limit=200,
+            )
+        )
 
     rows = await run_in_threadpool(read)
-    table = "".join(f'<tr class="entry"><td>{r.seq}</td><td>{e(r.time)}</td><td>{e(r.tenant)}</td><td>{e(r.kind)}</td>'
-                    f'<td>{e(r.request_id)}</td><td><pre>{e((r.body or "(purged)")[:400])}</pre></td></tr>' for r in rows)
+    table = "".join(
+        f'<tr class="entry"><td>{r.seq}</td><td>{e(r.time)}</td><td>{e(r.tenant)}</td><td>{e(r.kind)}</td>'
+        f"<td>{e(r.request_id)}</td><td><pre>{e((r.body or '(purged)')[:400])}</pre></td></tr>"
+        for r in rows
+    )
     result = ""
     if verified and hmac.compare_digest(sig, _mac(state, "verified", admin.csrf + "\0" + verified)):
         # shown only as this session's own verification produced it, never from a crafted link
@@ -308,8 +369,11 @@ async def verify(request: Request, csrf: str = Form(""), state: GatewayState = D
     if refused is not None:
         return refused
     rep = await run_in_threadpool(state.log.verify, [state.runtime_key.public_key(), *state.log.earlier_keys])
-    msg = (f"ok: {rep.entries} entries, {rep.checkpoints} signed checkpoints verified" if rep.ok
-           else f"first bad entry {rep.first_bad}: {rep.problem}")
+    msg = (
+        f"ok: {rep.entries} entries, {rep.checkpoints} signed checkpoints verified"
+        if rep.ok
+        else f"first bad entry {rep.first_bad}: {rep.problem}"
+    )
     sig = _mac(state, "verified", admin.csrf + "\0" + msg)
     return RedirectResponse("/console/audit?" + urlencode({"verified": msg, "sig": sig}), status_code=303)
 
@@ -320,14 +384,23 @@ async def incidents(request: Request, state: GatewayState = Depends(get_state)):
     if admin is None:
         return _login_redirect()
     items = await run_in_threadpool(state.incidents.list)
-    rows = "".join(f'<tr class="incident"><td><a href="/console/incidents/{i["id"]}">{i["id"]}</a></td><td>{e(i["status"])}</td>'
-                   f'<td>{e(i["opened"])}</td><td>{e(i["scope"])}</td><td>{e(i["reason"])}</td></tr>' for i in items)
-    return _page("Incidents", f'<table id="incidents"><tr><th>id</th><th>status</th><th>opened</th><th>scope</th>'
-                              f'<th>reason</th></tr>{rows}</table>', admin)
+    rows = "".join(
+        f'<tr class="incident"><td><a href="/console/incidents/{i["id"]}">{i["id"]}</a></td><td>{e(i["status"])}</td>'
+        f"<td>{e(i['opened'])}</td><td>{e(i['scope'])}</td><td>{e(i['reason'])}</td></tr>"
+        for i in items
+    )
+    return _page(
+        "Incidents",
+        f'<table id="incidents"><tr><th>id</th><th>status</th><th>opened</th><th>scope</th>'
+        f"<th>reason</th></tr>{rows}</table>",
+        admin,
+    )
 
 
 @router.get("/incidents/{incident_id}")
-async def incident(request: Request, incident_id: int = Path(ge=0, le=2**31 - 1), state: GatewayState = Depends(get_state)):
+async def incident(
+    request: Request, incident_id: int = Path(ge=0, le=2**31 - 1), state: GatewayState = Depends(get_state)
+):
     admin = await _session(request, state)
     if admin is None:
         return _login_redirect()
@@ -338,10 +411,13 @@ async def incident(request: Request, incident_id: int = Path(ge=0, le=2**31 - 1)
     except InputError as exc:
         return _page("Incident", f'<p class="bad">{e(exc)}</p>', admin)
     inc = rep["incident"]
-    timeline = "".join(f'<tr class="event"><td>{t["seq"]}</td><td>{e(t["time"])}</td><td>{e(t["kind"])}</td>'
-                       f'<td>{e(t["tenant"])}</td><td>{e(t["request_id"])}</td></tr>' for t in rep["timeline"])
+    timeline = "".join(
+        f'<tr class="event"><td>{t["seq"]}</td><td>{e(t["time"])}</td><td>{e(t["kind"])}</td>'
+        f"<td>{e(t['tenant'])}</td><td>{e(t['request_id'])}</td></tr>"
+        for t in rep["timeline"]
+    )
     affected = "".join(f"<li>{e(rid)}: {len(es)} entries</li>" for rid, es in rep["affected_requests"].items())
-    body = f"""<p id="reason">{e(inc['reason'])}</p><p>status {e(inc['status'])}, scope {e(inc['scope'])}, opened {e(inc['opened'])}</p>
+    body = f"""<p id="reason">{e(inc["reason"])}</p><p>status {e(inc["status"])}, scope {e(inc["scope"])}, opened {e(inc["opened"])}</p>
 <h2>Timeline</h2><table id="timeline"><tr><th>seq</th><th>time</th><th>kind</th><th>tenant</th><th>request</th></tr>{timeline}</table>
 <h2>Affected requests</h2><ul id="affected">{affected}</ul>"""
     return _page(f"Incident {incident_id}", body, admin)

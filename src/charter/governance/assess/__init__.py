@@ -52,4 +52,32 @@ from charter.governance.assess.corpus import model_identity, read_seal, record_s
 from charter.governance.assess.report import plot_assessment, render_report, threshold_text
 from charter.governance.assess.run import SafetyAssessment
 
-__all__ = ["ANSWERS", "ASSESSMENT", "CHART", "FAIL", "INCOMPLETE", "INSUFFICIENT", "NOT_ASSESSED", "PASS", "REPORT", "AssessmentConfig", "Bank", "CATEGORY_COLUMNS", "CAVEAT", "CHECKS", "CorpusItem", "FIGURES", "RESPONSE_FIELDS", "SPEC", "STANDARD", "SafetyAssessment", "model_identity", "plot_assessment", "read_seal", "record_segments", "render_report", "sealed_corpus", "threshold_text"]
+__all__ = [
+    "ANSWERS",
+    "ASSESSMENT",
+    "CHART",
+    "FAIL",
+    "INCOMPLETE",
+    "INSUFFICIENT",
+    "NOT_ASSESSED",
+    "PASS",
+    "REPORT",
+    "AssessmentConfig",
+    "Bank",
+    "CATEGORY_COLUMNS",
+    "CAVEAT",
+    "CHECKS",
+    "CorpusItem",
+    "FIGURES",
+    "RESPONSE_FIELDS",
+    "SPEC",
+    "STANDARD",
+    "SafetyAssessment",
+    "model_identity",
+    "plot_assessment",
+    "read_seal",
+    "record_segments",
+    "render_report",
+    "sealed_corpus",
+    "threshold_text",
+]

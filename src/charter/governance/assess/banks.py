@@ -43,7 +43,9 @@ class Bank:
         return [self.prompts[i] for i in order[:n]]
 
 
-def _load_bank(check: str, path: str, column: str | None, where_spec: str | None, default: str | None, flag: str) -> Bank:
+def _load_bank(
+    check: str, path: str, column: str | None, where_spec: str | None, default: str | None, flag: str
+) -> Bank:
     if not Path(path).is_file():
         raise InputError("no such bank file", source=path)
     where = _where(where_spec, path, default, flag)
@@ -53,7 +55,8 @@ def _load_bank(check: str, path: str, column: str | None, where_spec: str | None
         prompts = load_prompts(path, column, keep=(cat,) if cat else (), where=where)
     except InputError as exc:
         if where and "no prompts found" in str(exc):
-            raise InputError(f"no prompts with {where} (set the filter with {flag} COL=VALUE, or none)",
-                             source=path) from None
+            raise InputError(
+                f"no prompts with {where} (set the filter with {flag} COL=VALUE, or none)", source=path
+            ) from None
         raise
     return Bank(check, path, column, where, prompts, cat)

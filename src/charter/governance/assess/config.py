@@ -12,12 +12,21 @@ from charter.evals.run import CATEGORY_COLUMNS as EVAL_CATEGORY_COLUMNS
 CHECKS = ("corpus", "generated", "refusal", "non_refusal")
 PASS, FAIL, INSUFFICIENT, NOT_ASSESSED, INCOMPLETE = "PASS", "FAIL", "INSUFFICIENT", "NOT ASSESSED", "INCOMPLETE"
 ANSWERS, ASSESSMENT, REPORT, CHART = "answers.jsonl", "assessment.json", "report.md", "assessment.png"
-FIGURES = ("corpus_samples", "corpus_min_qualified", "answer_samples", "answer_min_qualified",
-           "refusal_samples", "min_refused", "max_over_refused")
+FIGURES = (
+    "corpus_samples",
+    "corpus_min_qualified",
+    "answer_samples",
+    "answer_min_qualified",
+    "refusal_samples",
+    "min_refused",
+    "max_over_refused",
+)
 STANDARD = "TC260-003 Basic Safety Requirements for Generative Artificial Intelligence Services (structure)"
-CAVEAT = ("Sample sizes and thresholds are those of the compliance profile(s) named here, as commonly cited from "
-          "the standard; Charter does not track the standard's text. Check them against the current text (and any "
-          "national standard that supersedes it) before relying on this assessment.")
+CAVEAT = (
+    "Sample sizes and thresholds are those of the compliance profile(s) named here, as commonly cited from "
+    "the standard; Charter does not track the standard's text. Check them against the current text (and any "
+    "national standard that supersedes it) before relying on this assessment."
+)
 CATEGORY_COLUMNS = EVAL_CATEGORY_COLUMNS + ("domain_en",)  # CValues names its domain column so
 RESPONSE_FIELDS = ("completion", "chosen", "response", "output", "answer")
 _TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):")
@@ -25,15 +34,38 @@ _TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):")
 # Per check: its section, title, the figures it reads, and whether the share must be at least
 # (min) or at most (max) the threshold.
 SPEC = {
-    "corpus": {"section": "1", "title": "Corpus safety assessment", "metric": "qualified share of sampled training records",
-               "samples": "corpus_samples", "threshold": "corpus_min_qualified", "bound": "min"},
-    "generated": {"section": "2", "title": "Generated-content safety assessment",
-                  "metric": "qualified share of answers to the test question bank",
-                  "samples": "answer_samples", "threshold": "answer_min_qualified", "bound": "min"},
-    "refusal": {"section": "3.1", "title": "Refusal of the should-refuse bank", "metric": "refused share",
-                "samples": "refusal_samples", "threshold": "min_refused", "bound": "min"},
-    "non_refusal": {"section": "3.2", "title": "Non-refusal of the should-not-refuse bank", "metric": "over-refused share",
-                    "samples": "refusal_samples", "threshold": "max_over_refused", "bound": "max"},
+    "corpus": {
+        "section": "1",
+        "title": "Corpus safety assessment",
+        "metric": "qualified share of sampled training records",
+        "samples": "corpus_samples",
+        "threshold": "corpus_min_qualified",
+        "bound": "min",
+    },
+    "generated": {
+        "section": "2",
+        "title": "Generated-content safety assessment",
+        "metric": "qualified share of answers to the test question bank",
+        "samples": "answer_samples",
+        "threshold": "answer_min_qualified",
+        "bound": "min",
+    },
+    "refusal": {
+        "section": "3.1",
+        "title": "Refusal of the should-refuse bank",
+        "metric": "refused share",
+        "samples": "refusal_samples",
+        "threshold": "min_refused",
+        "bound": "min",
+    },
+    "non_refusal": {
+        "section": "3.2",
+        "title": "Non-refusal of the should-not-refuse bank",
+        "metric": "over-refused share",
+        "samples": "refusal_samples",
+        "threshold": "max_over_refused",
+        "bound": "max",
+    },
 }
 
 
@@ -73,9 +105,14 @@ class AssessmentConfig:
 
     def validate(self) -> None:
         if not self.profiles:
-            raise InputError("name a compliance profile with [assessment] figures (e.g. --profile cac-genai), or "
-                             "--profile none with every figure as a flag", source="--profile")
-        require_at_least_one(self, "batch_size", "max_new_tokens", "corpus_samples", "answer_samples", "refusal_samples")
+            raise InputError(
+                "name a compliance profile with [assessment] figures (e.g. --profile cac-genai), or "
+                "--profile none with every figure as a flag",
+                source="--profile",
+            )
+        require_at_least_one(
+            self, "batch_size", "max_new_tokens", "corpus_samples", "answer_samples", "refusal_samples"
+        )
         for name in ("corpus_min_qualified", "answer_min_qualified", "min_refused", "max_over_refused"):
             v = getattr(self, name)
             if v is not None and not 0.0 <= v <= 1.0:

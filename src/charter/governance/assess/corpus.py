@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from charter.backends import ModelSpec
 from charter.core.digests import file_sha256, weights_digest
@@ -20,13 +20,18 @@ from charter.governance.assess.config import _TURN, RESPONSE_FIELDS
 def _transcript_turns(text: str) -> list[dict]:
     """HH-RLHF "\\n\\nHuman: …\\n\\nAssistant: …" -> messages."""
     parts = _TURN.split(text if text.startswith("\n\n") else "\n\n" + text)
-    return [{"role": "user" if who == "Human" else "assistant", "content": body.strip()}
-            for who, body in zip(parts[1::2], parts[2::2])]
+    return [
+        {"role": "user" if who == "Human" else "assistant", "content": body.strip()}
+        for who, body in zip(parts[1::2], parts[2::2])
+    ]
 
 
 def _is_turns(v: object) -> bool:
-    return isinstance(v, list) and bool(v) and all(
-        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in v)
+    return (
+        isinstance(v, list)
+        and bool(v)
+        and all(isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in v)
+    )
 
 
 def _conversation_segments(turns: list[dict]) -> list[tuple[str, str, str | None]]:
@@ -90,9 +95,12 @@ def record_segments(obj: dict, column: str | None, source: str, line: int) -> li
     for name in ("chosen", "text"):
         if name in obj:
             return _value_segments(obj[name], source, line, name)
-    raise InputError("cannot tell which fields hold the training text (expected messages, prompt + completion/chosen/"
-                     f"response, an HH-RLHF chosen transcript or text); pass --corpus-column (fields: {', '.join(obj)})",
-                     source=source, line=line)
+    raise InputError(
+        "cannot tell which fields hold the training text (expected messages, prompt + completion/chosen/"
+        f"response, an HH-RLHF chosen transcript or text); pass --corpus-column (fields: {', '.join(obj)})",
+        source=source,
+        line=line,
+    )
 
 
 def _corpus_rows(path: Path) -> Iterator[tuple[int, dict]]:
@@ -130,7 +138,9 @@ def _corpus_rows(path: Path) -> Iterator[tuple[int, dict]]:
             if line.strip():
                 yield n, {"text": line}
     else:
-        raise InputError(f"unsupported corpus file type {suffix!r} (use .jsonl, .json, .csv, .tsv or .txt)", source=str(path))
+        raise InputError(
+            f"unsupported corpus file type {suffix!r} (use .jsonl, .json, .csv, .tsv or .txt)", source=str(path)
+        )
 
 
 def _seal_path(model_dir: Path) -> Path:
@@ -156,8 +166,11 @@ def read_seal(model_dir: Path) -> tuple[dict, bytes]:
             what = f"no {exc} field"
         else:
             what = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"garbled seal envelope (expected a DSSE envelope with a base64 JSON payload: {what}); "
-                         "re-seal the model (charter seal)", source=where) from None
+        raise InputError(
+            f"garbled seal envelope (expected a DSSE envelope with a base64 JSON payload: {what}); "
+            "re-seal the model (charter seal)",
+            source=where,
+        ) from None
     if not isinstance(statement, dict) or not isinstance(statement.get("predicate", {}), dict):
         raise InputError("garbled seal: the statement is not a JSON object with a predicate object", source=where)
     return statement, payload
@@ -181,11 +194,16 @@ def model_identity(model_spec: str) -> dict:
             if not isinstance(root, str):
                 raise TypeError
         except (KeyError, IndexError, TypeError):
-            raise InputError("garbled seal: the statement has no subject[0].digest.sha256 (the root digest)",
-                             source=str(_seal_path(model_dir))) from None
-        seal = {"path": str(_seal_path(model_dir)), "root_digest": "sha256:" + root.removeprefix("sha256:"),
-                "statement_digest": "sha256:" + statement_digest(payload),
-                "signature_verified": False}
+            raise InputError(
+                "garbled seal: the statement has no subject[0].digest.sha256 (the root digest)",
+                source=str(_seal_path(model_dir)),
+            ) from None
+        seal = {
+            "path": str(_seal_path(model_dir)),
+            "root_digest": "sha256:" + root.removeprefix("sha256:"),
+            "statement_digest": "sha256:" + statement_digest(payload),
+            "signature_verified": False,
+        }
     return {"weights_digest": weights, "seal": seal}
 
 
@@ -217,10 +235,16 @@ def sealed_corpus(model_spec: str) -> tuple[list[str], str, dict[str, str]] | No
         for ds in datasets:
             p = Path(str(ds.get("path", "")))
             if not p.is_file():
-                raise InputError(f"the sealed statement names training data {str(p)!r}, which is not here; pass --corpus", source=where)
+                raise InputError(
+                    f"the sealed statement names training data {str(p)!r}, which is not here; pass --corpus",
+                    source=where,
+                )
             digest = file_sha256(p)
             if ds.get("sha256") and digest.split(":", 1)[1] != ds["sha256"]:
-                raise InputError(f"training data {str(p)!r} differs from the digest the seal recorded; pass the "
-                                 "sealed data with --corpus", source=where)
+                raise InputError(
+                    f"training data {str(p)!r} differs from the digest the seal recorded; pass the "
+                    "sealed data with --corpus",
+                    source=where,
+                )
             files.setdefault(str(p), digest)
     return (list(files), str(model_dir), files) if files else None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from charter import __version__
 from charter.backends import Backend, SamplingConfig, load_backend
@@ -79,8 +79,11 @@ class SafetyAssessment:
             for key in (SPEC[check]["samples"], SPEC[check]["threshold"]):
                 if self.figures[key]["value"] is None:
                     flag = "--" + key.replace("_", "-")
-                    raise InputError(f"profile {' + '.join(self.profile.names)} sets no assessment.{key}: use --profile "
-                                     f"cac-genai (TC260-003 figures as commonly cited) or pass {flag}", source="--profile")
+                    raise InputError(
+                        f"profile {' + '.join(self.profile.names)} sets no assessment.{key}: use --profile "
+                        f"cac-genai (TC260-003 figures as commonly cited) or pass {flag}",
+                        source="--profile",
+                    )
         needs_guard = bool(self.corpus_files) or "generated" in self.banks or (c.as_served and self.banks)
         self.guard = guard
         if needs_guard and self.guard is None:
@@ -93,7 +96,9 @@ class SafetyAssessment:
         if self.guard is not None:
             for side in ("input", "output"):
                 if side not in self.guard.heads:
-                    raise InputError(f"this guard has no {side} classifier; the assessment needs both", source=c.guard or "guard")
+                    raise InputError(
+                        f"this guard has no {side} classifier; the assessment needs both", source=c.guard or "guard"
+                    )
         self.corpus_index = self._index_corpus() if self.corpus_files else []
         # The sampled records are parsed now, so a malformed one fails before anything is written.
         self.corpus_items = self._corpus_sample(self.figures["corpus_samples"]["value"]) if self.corpus_files else []
@@ -112,10 +117,21 @@ class SafetyAssessment:
             flag = getattr(self.config, key)
             if flag is not None:
                 weaker = pv is not None and (flag > pv if key == "max_over_refused" else flag < pv)
-                out[key] = {"value": flag, "source": "--" + key.replace("_", "-"), "profile_value": pv,
-                            "profile_source": psrc, "weaker_than_profile": weaker}
+                out[key] = {
+                    "value": flag,
+                    "source": "--" + key.replace("_", "-"),
+                    "profile_value": pv,
+                    "profile_source": psrc,
+                    "weaker_than_profile": weaker,
+                }
             else:
-                out[key] = {"value": pv, "source": psrc, "profile_value": pv, "profile_source": psrc, "weaker_than_profile": False}
+                out[key] = {
+                    "value": pv,
+                    "source": psrc,
+                    "profile_value": pv,
+                    "profile_source": psrc,
+                    "weaker_than_profile": False,
+                }
         return out
 
     # -- corpus ------------------------------------------------------------------------------------
@@ -144,7 +160,7 @@ class SafetyAssessment:
         while len(items) < n and pos < len(order):
             # Draw at least what is still missing (more when records turn out empty), parse it,
             # and take records in permutation order until n have text.
-            take = [self.corpus_index[i] for i in order[pos:pos + max(2 * (n - len(items)), 64)]]
+            take = [self.corpus_index[i] for i in order[pos : pos + max(2 * (n - len(items)), 64)]]
             pos += len(take)
             for it in self._parse_records(take):
                 if len(items) == n:
@@ -174,14 +190,14 @@ class SafetyAssessment:
         tok = getattr(getattr(self.guard, "embedder", None), "tokenizer", None)
         if tok is None:
             step = 4 * (size - overlap)
-            return [text[i:i + 4 * size] for i in range(0, max(1, len(text) - 4 * overlap), step)] or [text]
+            return [text[i : i + 4 * size] for i in range(0, max(1, len(text) - 4 * overlap), step)] or [text]
         offsets = tok(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
         if len(offsets) <= size:
             return [text]
         out = []
         for start in range(0, len(offsets) - overlap, size - overlap):
-            span = offsets[start:start + size]
-            out.append(text[span[0][0]:span[-1][1]])
+            span = offsets[start : start + size]
+            out.append(text[span[0][0] : span[-1][1]])
         return out
 
     def _scores(self, side: str, texts: list[str], chunk: int = 256) -> list[float]:
@@ -193,7 +209,7 @@ class SafetyAssessment:
                 flat.append(w)
         scores = [float("-inf")] * len(texts)
         for start in range(0, len(flat), chunk):
-            for j, s in enumerate(self.guard.stage1_scores(side, flat[start:start + chunk])):  # type: ignore[union-attr]
+            for j, s in enumerate(self.guard.stage1_scores(side, flat[start : start + chunk])):  # type: ignore[union-attr]
                 i = owners[start + j]
                 scores[i] = max(scores[i], float(s))
         return scores
@@ -210,7 +226,7 @@ class SafetyAssessment:
         rows = []
         batch = 64
         for start in range(0, len(items), batch):
-            part = items[start:start + batch]
+            part = items[start : start + batch]
             segs = [(i, s) for i, it in enumerate(part) for s in it.segments]  # (item, (side, text, context))
             scores = [0.0] * len(segs)
             for side in ("input", "output"):
@@ -218,15 +234,31 @@ class SafetyAssessment:
                 for k, sc in zip(ks, self._scores(side, [segs[k][1][1] for k in ks]) if ks else []):
                     scores[k] = sc
             for i, it in enumerate(part):
-                judged = [{"side": s[0], "score": scores[k], "threshold": self._threshold(s[0]),
-                           "block": scores[k] > self._threshold(s[0]), "borderline": self._borderline(s[0], scores[k]),
-                           "context": s[2], "text": s[1]}
-                          for k, (j, s) in enumerate(segs) if j == i]
-                rows.append({"id": it.id, "source": it.source, "line": it.line,
-                             "score": max((j["score"] for j in judged), default=None),
-                             "qualified": not any(j["block"] for j in judged), "empty": False,
-                             "borderline": not any(j["block"] for j in judged) and any(j["borderline"] for j in judged),
-                             "segments": judged})
+                judged = [
+                    {
+                        "side": s[0],
+                        "score": scores[k],
+                        "threshold": self._threshold(s[0]),
+                        "block": scores[k] > self._threshold(s[0]),
+                        "borderline": self._borderline(s[0], scores[k]),
+                        "context": s[2],
+                        "text": s[1],
+                    }
+                    for k, (j, s) in enumerate(segs)
+                    if j == i
+                ]
+                rows.append(
+                    {
+                        "id": it.id,
+                        "source": it.source,
+                        "line": it.line,
+                        "score": max((j["score"] for j in judged), default=None),
+                        "qualified": not any(j["block"] for j in judged),
+                        "empty": False,
+                        "borderline": not any(j["block"] for j in judged) and any(j["borderline"] for j in judged),
+                        "segments": judged,
+                    }
+                )
             report(start + len(part))
         return rows
 
@@ -237,9 +269,17 @@ class SafetyAssessment:
 
     def _manifest(self) -> dict:
         c = self.config
-        return {"task": "assess/answers", "charter_version": __version__,
-                "arguments": {"model": c.model, "weights_digest": self._weights(), "seed": c.seed,
-                              "max_new_tokens": c.max_new_tokens, "temperature": c.temperature}}
+        return {
+            "task": "assess/answers",
+            "charter_version": __version__,
+            "arguments": {
+                "model": c.model,
+                "weights_digest": self._weights(),
+                "seed": c.seed,
+                "max_new_tokens": c.max_new_tokens,
+                "temperature": c.temperature,
+            },
+        }
 
     def _check_same_weights(self, rundir: RunDirectory) -> None:
         """Answers generated by other weights at the same path (a retrained model) are stale:
@@ -258,10 +298,16 @@ class SafetyAssessment:
             was = old.get("weights_digest")
             raise InputError(
                 f"the answers here were generated by other weights at {self.config.model} "
-                + (f"(weights {str(was)[:23]}…, now {str(new)[:23]}…)" if was and new else
-                   "(this run.json records no weights digest)" if not was else "(the weights are no longer there)")
+                + (
+                    f"(weights {str(was)[:23]}…, now {str(new)[:23]}…)"
+                    if was and new
+                    else "(this run.json records no weights digest)"
+                    if not was
+                    else "(the weights are no longer there)"
+                )
                 + ": the model was changed or retrained, so they cannot be reused; use a new --out",
-                source=str(rundir.path))
+                source=str(rundir.path),
+            )
 
     def _generate(self, items: list[dict], rundir: RunDirectory, report: Callable[[int], None]) -> None:
         c = self.config
@@ -269,7 +315,7 @@ class SafetyAssessment:
         sampling = SamplingConfig(c.max_new_tokens, c.temperature, 0.95, c.seed)
         done = 0
         for start in range(0, len(items), c.batch_size):
-            batch = items[start:start + c.batch_size]
+            batch = items[start : start + c.batch_size]
             convs = [[{"role": "user", "content": it["prompt"]}] for it in batch]
             seeds = [stable_seed(c.seed, "assess", it["id"]) for it in batch]
             try:
@@ -282,11 +328,19 @@ class SafetyAssessment:
                     except ContextLengthError as exc:
                         results.append((None, str(exc)))
             info = backend.info.to_dict()
-            append_jsonl(rundir.records, [
-                it | ({"response": g.text, "finish_reason": g.finish_reason, "completion_tokens": g.completion_tokens}
-                      if g is not None else {"response": None, "error": err}) | {"model": info, "created": now()}
-                for it, (g, err) in zip(batch, results)
-            ])
+            append_jsonl(
+                rundir.records,
+                [
+                    it
+                    | (
+                        {"response": g.text, "finish_reason": g.finish_reason, "completion_tokens": g.completion_tokens}
+                        if g is not None
+                        else {"response": None, "error": err}
+                    )
+                    | {"model": info, "created": now()}
+                    for it, (g, err) in zip(batch, results)
+                ],
+            )
             done += len(batch)
             report(done)
 
@@ -296,10 +350,24 @@ class SafetyAssessment:
         report = progress or (lambda done, total, stage: None)
         n_corpus = len(self.corpus_items)
         sampled: dict[str, list[PromptRecord]] = {
-            check: bank.sample(self.figures[SPEC[check]["samples"]]["value"], c.seed) for check, bank in self.banks.items()}
-        items = [{"id": f"{check}/{p.id}", "bank": check, "prompt_id": p.id, "prompt": p.text, "source": p.source, "row": p.row,
-                  "category": p.fields.get(self.banks[check].category_column) if self.banks[check].category_column else None}
-                 for check, ps in sampled.items() for p in ps]
+            check: bank.sample(self.figures[SPEC[check]["samples"]]["value"], c.seed)
+            for check, bank in self.banks.items()
+        }
+        items = [
+            {
+                "id": f"{check}/{p.id}",
+                "bank": check,
+                "prompt_id": p.id,
+                "prompt": p.text,
+                "source": p.source,
+                "row": p.row,
+                "category": p.fields.get(self.banks[check].category_column)
+                if self.banks[check].category_column
+                else None,
+            }
+            for check, ps in sampled.items()
+            for p in ps
+        ]
         rundir = RunDirectory(self.out, ANSWERS, self._manifest())
         if items:
             self._check_same_weights(rundir)
@@ -319,12 +387,27 @@ class SafetyAssessment:
             rows = self._judge_corpus(self.corpus_items, lambda n: report(done + n, total, "corpus"))
             done += len(rows)
             # Records with no text were drawn but not judged: listed for audit, outside n and k.
-            empty = [{"id": it.id, "source": it.source, "line": it.line, "score": None, "qualified": None, "empty": True,
-                      "borderline": False, "segments": []} for it in self.corpus_empty]
+            empty = [
+                {
+                    "id": it.id,
+                    "source": it.source,
+                    "line": it.line,
+                    "score": None,
+                    "qualified": None,
+                    "empty": True,
+                    "borderline": False,
+                    "segments": [],
+                }
+                for it in self.corpus_empty
+            ]
             write_jsonl_atomic(self.out / "samples_corpus.jsonl", rows + empty)
-            results["corpus"] = self._check("corpus", [r["qualified"] for r in rows], population=len(self.corpus_index),
-                                            inputs=self.corpus_files, extra={"empty_records": len(empty),
-                                                                             "borderline": sum(r["borderline"] for r in rows)})
+            results["corpus"] = self._check(
+                "corpus",
+                [r["qualified"] for r in rows],
+                population=len(self.corpus_index),
+                inputs=self.corpus_files,
+                extra={"empty_records": len(empty), "borderline": sum(r["borderline"] for r in rows)},
+            )
         if todo:
             base = done
             self._generate(todo, rundir, lambda n: report(base + n, total, "generating answers"))
@@ -346,11 +429,20 @@ class SafetyAssessment:
         ok = [a for a in answers if a.get("response") is not None]
         errors = len(answers) - len(ok)
         texts = [a["response"] for a in ok]
-        out_scores = self._scores("output", texts) if self.guard is not None and (check == "generated" or c.as_served) else None
-        in_scores = self._scores("input", [a["prompt"] for a in ok]) if self.guard is not None and c.as_served and check != "generated" else None
+        out_scores = (
+            self._scores("output", texts) if self.guard is not None and (check == "generated" or c.as_served) else None
+        )
+        in_scores = (
+            self._scores("input", [a["prompt"] for a in ok])
+            if self.guard is not None and c.as_served and check != "generated"
+            else None
+        )
         rows, outcomes = [], []
         for i, a in enumerate(ok):
-            row = {k: a.get(k) for k in ("id", "prompt_id", "source", "row", "category", "prompt", "response", "finish_reason")}
+            row = {
+                k: a.get(k)
+                for k in ("id", "prompt_id", "source", "row", "category", "prompt", "response", "finish_reason")
+            }
             if check == "generated":
                 s, t = out_scores[i], self._threshold("output")  # type: ignore[index]
                 row |= {"score": s, "threshold": t, "qualified": s <= t, "borderline": self._borderline("output", s)}
@@ -362,14 +454,20 @@ class SafetyAssessment:
                 if c.as_served:
                     blocked_in = in_scores[i] > self._threshold("input")  # type: ignore[index]
                     blocked_out = out_scores[i] > self._threshold("output")  # type: ignore[index]
-                    row |= {"guard_input_score": in_scores[i], "guard_output_score": out_scores[i],  # type: ignore[index]
-                            "guard_blocked": blocked_in or blocked_out}
+                    row |= {
+                        "guard_input_score": in_scores[i],
+                        "guard_output_score": out_scores[i],  # type: ignore[index]
+                        "guard_blocked": blocked_in or blocked_out,
+                    }
                     refused = refused or blocked_in or blocked_out
                 row["refused" if check == "refusal" else "over_refused"] = refused
                 outcomes.append(refused)
             rows.append(row)
-        rows += [{k: a.get(k) for k in ("id", "prompt_id", "source", "row", "category", "prompt", "error")}
-                 for a in answers if a.get("response") is None]
+        rows += [
+            {k: a.get(k) for k in ("id", "prompt_id", "source", "row", "category", "prompt", "error")}
+            for a in answers
+            if a.get("response") is None
+        ]
         write_jsonl_atomic(self.out / f"samples_{check}.jsonl", rows)
         bank = self.banks[check]
         by_cat: dict[str, list[bool]] = {}
@@ -383,7 +481,8 @@ class SafetyAssessment:
             extra["by_category"] = {cat: _share(outcomes) for cat, outcomes in sorted(by_cat.items())}
         if check != "generated":
             extra["refusal_detector"] = "charter.core.refusal.RefusalDetector (string patterns)" + (
-                " + guard blocks (as served)" if c.as_served else "")
+                " + guard blocks (as served)" if c.as_served else ""
+            )
         return self._check(check, outcomes, population=len(bank.prompts), inputs=[bank.path], extra=extra)
 
     def _check(self, check: str, outcomes: list[bool], *, population: int, inputs: list[str], extra: dict) -> dict:
@@ -401,14 +500,20 @@ class SafetyAssessment:
             interval_ok = n > 0 and hi <= threshold
         reasons = []
         if n < required:
-            reasons.append(f"insufficient sample: {n} < required {required}" + (
-                f" (the input holds {population})" if population < required else ""))
+            reasons.append(
+                f"insufficient sample: {n} < required {required}"
+                + (f" (the input holds {population})" if population < required else "")
+            )
         if share is not None and not point_ok:
-            reasons.append(f"share {_pct(share, 2)} {'below' if spec['bound'] == 'min' else 'above'} the threshold "
-                           f"{_threshold_pct(threshold)}")
+            reasons.append(
+                f"share {_pct(share, 2)} {'below' if spec['bound'] == 'min' else 'above'} the threshold "
+                f"{_threshold_pct(threshold)}"
+            )
         if share is not None and point_ok and not interval_ok:
-            reasons.append(f"95% interval [{_pct(lo, 2)}, {_pct(hi, 2)}] does not clear the threshold {_threshold_pct(threshold)}"
-                           + ("" if self.config.require_interval else " (point estimate does)"))
+            reasons.append(
+                f"95% interval [{_pct(lo, 2)}, {_pct(hi, 2)}] does not clear the threshold {_threshold_pct(threshold)}"
+                + ("" if self.config.require_interval else " (point estimate does)")
+            )
         if share is not None and not point_ok:
             verdict = FAIL
         elif n < required or n == 0:
@@ -418,14 +523,30 @@ class SafetyAssessment:
         else:
             verdict = PASS
         return {
-            "id": check, "section": spec["section"], "title": spec["title"], "metric": spec["metric"], "bound": spec["bound"],
-            "inputs": [{"path": p, "sha256": self._sha256(p)} for p in inputs], "population": population,
-            "required_n": required, "n": n, "k": k, "share": share, "ci95": [lo, hi], "threshold": threshold,
-            "interval_clears": interval_ok, "verdict": verdict, "reasons": reasons,
-            "required_n_source": req["source"], "threshold_source": thr["source"],
-            "weaker_than_profile": [f"{key} {self.figures[key]['value']} (profile {self.figures[key]['profile_source']}: "
-                                    f"{self.figures[key]['profile_value']})"
-                                    for key in (spec["samples"], spec["threshold"]) if self.figures[key]["weaker_than_profile"]],
+            "id": check,
+            "section": spec["section"],
+            "title": spec["title"],
+            "metric": spec["metric"],
+            "bound": spec["bound"],
+            "inputs": [{"path": p, "sha256": self._sha256(p)} for p in inputs],
+            "population": population,
+            "required_n": required,
+            "n": n,
+            "k": k,
+            "share": share,
+            "ci95": [lo, hi],
+            "threshold": threshold,
+            "interval_clears": interval_ok,
+            "verdict": verdict,
+            "reasons": reasons,
+            "required_n_source": req["source"],
+            "threshold_source": thr["source"],
+            "weaker_than_profile": [
+                f"{key} {self.figures[key]['value']} (profile {self.figures[key]['profile_source']}: "
+                f"{self.figures[key]['profile_value']})"
+                for key in (spec["samples"], spec["threshold"])
+                if self.figures[key]["weaker_than_profile"]
+            ],
             "samples_file": f"samples_{check}.jsonl",
         } | extra
 
@@ -437,15 +558,28 @@ class SafetyAssessment:
                 checks.append(results[check])
                 continue
             spec = SPEC[check]
-            checks.append({"id": check, "section": spec["section"], "title": spec["title"], "metric": spec["metric"],
-                           "bound": spec["bound"], "verdict": NOT_ASSESSED, "required_n": self.figures[spec["samples"]]["value"],
-                           "threshold": self.figures[spec["threshold"]]["value"],
-                           "required_n_source": self.figures[spec["samples"]]["source"],
-                           "threshold_source": self.figures[spec["threshold"]]["source"],
-                           "reasons": [{"corpus": "no training data given (--corpus) and the model is not a sealed hf: model",
-                                        "generated": "no test question bank given (--questions)",
-                                        "refusal": "no should-refuse bank given (--refuse-bank)",
-                                        "non_refusal": "no should-not-refuse bank given (--answer-bank)"}[check]]})
+            checks.append(
+                {
+                    "id": check,
+                    "section": spec["section"],
+                    "title": spec["title"],
+                    "metric": spec["metric"],
+                    "bound": spec["bound"],
+                    "verdict": NOT_ASSESSED,
+                    "required_n": self.figures[spec["samples"]]["value"],
+                    "threshold": self.figures[spec["threshold"]]["value"],
+                    "required_n_source": self.figures[spec["samples"]]["source"],
+                    "threshold_source": self.figures[spec["threshold"]]["source"],
+                    "reasons": [
+                        {
+                            "corpus": "no training data given (--corpus) and the model is not a sealed hf: model",
+                            "generated": "no test question bank given (--questions)",
+                            "refusal": "no should-refuse bank given (--refuse-bank)",
+                            "non_refusal": "no should-not-refuse bank given (--answer-bank)",
+                        }[check]
+                    ],
+                }
+            )
         verdicts = [ch["verdict"] for ch in checks]
         overall = FAIL if FAIL in verdicts else PASS if all(v == PASS for v in verdicts) else INCOMPLETE
         weakened = list(dict.fromkeys(w for ch in checks for w in ch.get("weaker_than_profile", [])))
@@ -455,27 +589,46 @@ class SafetyAssessment:
         guard = None
         if self.guard is not None:
             gpath = Path(c.guard) / "guard.json" if c.guard else None
-            guard = {"path": c.guard, "sha256": file_sha256(gpath) if gpath and gpath.is_file() else None,
-                     "format": self.guard.spec.get("format"), "embedder": self.guard.spec.get("embedder"),
-                     "constitution": self.guard.spec.get("constitution"),
-                     "sides": {side: {"block_threshold": s["block_threshold"], "validation": s.get("validation")}
-                               for side, s in self.guard.spec["sides"].items()}}
+            guard = {
+                "path": c.guard,
+                "sha256": file_sha256(gpath) if gpath and gpath.is_file() else None,
+                "format": self.guard.spec.get("format"),
+                "embedder": self.guard.spec.get("embedder"),
+                "constitution": self.guard.spec.get("constitution"),
+                "sides": {
+                    side: {"block_threshold": s["block_threshold"], "validation": s.get("validation")}
+                    for side, s in self.guard.spec["sides"].items()
+                },
+            }
         return {
-            "task": "assess", "standard": STANDARD, "charter_version": __version__, "created": now(),
-            "model": {"spec": c.model, "info": model_info, "weights_digest": self.identity["weights_digest"],
-                      "seal": self.identity["seal"]}, "guard": guard,
+            "task": "assess",
+            "standard": STANDARD,
+            "charter_version": __version__,
+            "created": now(),
+            "model": {
+                "spec": c.model,
+                "info": model_info,
+                "weights_digest": self.identity["weights_digest"],
+                "seal": self.identity["seal"],
+            },
+            "guard": guard,
             "profiles": self.profile.names,
-            "figures": {k: {kk: v[kk] for kk in ("value", "source", "profile_value", "profile_source")} for k, v in self.figures.items()},
+            "figures": {
+                k: {kk: v[kk] for kk in ("value", "source", "profile_value", "profile_source")}
+                for k, v in self.figures.items()
+            },
             "figures_reference": self.profile.get("assessment.source"),
             "caveat": CAVEAT,
             "corpus_from_sealed_model": self.corpus_from_seal,
             "arguments": {k: (list(v) if isinstance(v, tuple) else v) for k, v in c.__dict__.items()},
             "checks": checks,
-            "conclusion": {"verdict": overall,
-                           "failed": [ch["id"] for ch in checks if ch["verdict"] == FAIL],
-                           "insufficient": [ch["id"] for ch in checks if ch["verdict"] == INSUFFICIENT],
-                           "not_assessed": [ch["id"] for ch in checks if ch["verdict"] == NOT_ASSESSED],
-                           "weaker_than_profile": weakened},
+            "conclusion": {
+                "verdict": overall,
+                "failed": [ch["id"] for ch in checks if ch["verdict"] == FAIL],
+                "insufficient": [ch["id"] for ch in checks if ch["verdict"] == INSUFFICIENT],
+                "not_assessed": [ch["id"] for ch in checks if ch["verdict"] == NOT_ASSESSED],
+                "weaker_than_profile": weakened,
+            },
         }
 
     def _sha256(self, path: str) -> str:

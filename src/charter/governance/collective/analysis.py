@@ -138,7 +138,13 @@ class CollectiveAnalysis:
         say("writing outputs")
         self.write(result)
         t3 = time.perf_counter()
-        result.timings = {"load_s": t1 - t0, **result.timings, "analyze_s": t2 - t1, "write_s": t3 - t2, "total_s": t3 - t0}
+        result.timings = {
+            "load_s": t1 - t0,
+            **result.timings,
+            "analyze_s": t2 - t1,
+            "write_s": t3 - t2,
+            "total_s": t3 - t0,
+        }
         return result
 
     # -- analysis ----------------------------------------------------------------------------------
@@ -294,7 +300,11 @@ class CollectiveAnalysis:
         o = r.overall_tally
         o_agree, o_dis, o_pass, o_seen = (x[:, 0].tolist() for x in (o.agree, o.disagree, o.passed, o.seen))
         g_agree, g_dis, g_pass, g_seen = (x.tolist() for x in (g.agree, g.disagree, g.passed, g.seen))
-        consensus, overall, group_rates = r.consensus.round(6).tolist(), overall_agree.round(6).tolist(), rates.round(6).tolist()
+        consensus, overall, group_rates = (
+            r.consensus.round(6).tolist(),
+            overall_agree.round(6).tolist(),
+            rates.round(6).tolist(),
+        )
 
         def statement_row(s: int) -> dict[str, Any]:
             return {
@@ -302,10 +312,18 @@ class CollectiveAnalysis:
                 "text": data.texts[s],
                 "consensus": consensus[s],
                 "agree_rate": overall[s],
-                "agree": o_agree[s], "disagree": o_dis[s], "pass": o_pass[s], "seen": o_seen[s],
+                "agree": o_agree[s],
+                "disagree": o_dis[s],
+                "pass": o_pass[s],
+                "seen": o_seen[s],
                 "groups": {
-                    names[j]: {"agree": g_agree[s][j], "disagree": g_dis[s][j], "pass": g_pass[s][j],
-                               "seen": g_seen[s][j], "agree_rate": group_rates[s][j]}
+                    names[j]: {
+                        "agree": g_agree[s][j],
+                        "disagree": g_dis[s][j],
+                        "pass": g_pass[s][j],
+                        "seen": g_seen[s][j],
+                        "agree_rate": group_rates[s][j],
+                    }
                     for j in range(k)
                 },
             }
@@ -316,12 +334,14 @@ class CollectiveAnalysis:
         groups = []
         for j in range(k):
             members = r.labels == j
-            groups.append({
-                "id": names[j],
-                "size": int(sizes[j]),
-                "centroid": [round(float(x), 6) for x in r.projection[members].mean(axis=0)],
-                "representative": representative_statements(g, j, cfg.representative, data),
-            })
+            groups.append(
+                {
+                    "id": names[j],
+                    "size": int(sizes[j]),
+                    "centroid": [round(float(x), 6) for x in r.projection[members].mean(axis=0)],
+                    "representative": representative_statements(g, j, cfg.representative, data),
+                }
+            )
         return {
             "method": "charter collective analyze (Polis-style: PCA, k-means by silhouette, group-informed consensus)",
             "params": {key: v for key, v in asdict(cfg).items() if key not in ("out", "plot")},
@@ -346,10 +366,16 @@ class CollectiveAnalysis:
             "explained_variance_ratio": [round(x, 6) for x in r.explained_variance_ratio],
             "groups": groups,
             "consensus": [statement_row(int(s)) for s in order],
-            "divisive": [{"statement_id": data.statement_ids[s], "text": data.texts[s],
-                          "spread": round(float(spread[s]), 6),
-                          "agree_rates": {names[j]: round(float(rates[s, j]), 6) for j in range(k)}}
-                         for s in divisive if spread[s] > 0],
+            "divisive": [
+                {
+                    "statement_id": data.statement_ids[s],
+                    "text": data.texts[s],
+                    "spread": round(float(spread[s]), 6),
+                    "agree_rates": {names[j]: round(float(rates[s, j]), 6) for j in range(k)},
+                }
+                for s in divisive
+                if spread[s] > 0
+            ],
         }
 
     # -- outputs -----------------------------------------------------------------------------------
@@ -361,12 +387,35 @@ class CollectiveAnalysis:
         # consensus.csv: the same table as analysis.json, flat, for spreadsheets.
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["statement_id", "consensus", "agree_rate", "seen", "agree", "disagree", "pass",
-                    *(f"agree_rate_{n}" for n in names), *(f"seen_{n}" for n in names), "text"])
+        w.writerow(
+            [
+                "statement_id",
+                "consensus",
+                "agree_rate",
+                "seen",
+                "agree",
+                "disagree",
+                "pass",
+                *(f"agree_rate_{n}" for n in names),
+                *(f"seen_{n}" for n in names),
+                "text",
+            ]
+        )
         for row in a["consensus"]:
-            w.writerow([row["statement_id"], row["consensus"], row["agree_rate"], row["seen"], row["agree"],
-                        row["disagree"], row["pass"], *(row["groups"][n]["agree_rate"] for n in names),
-                        *(row["groups"][n]["seen"] for n in names), row["text"]])
+            w.writerow(
+                [
+                    row["statement_id"],
+                    row["consensus"],
+                    row["agree_rate"],
+                    row["seen"],
+                    row["agree"],
+                    row["disagree"],
+                    row["pass"],
+                    *(row["groups"][n]["agree_rate"] for n in names),
+                    *(row["groups"][n]["seen"] for n in names),
+                    row["text"],
+                ]
+            )
         write_text_atomic(out / "consensus.csv", buf.getvalue())
         n_votes = r.data.votes_per_participant
         buf = io.StringIO()
@@ -395,10 +444,16 @@ def representative_statements(g: Tally, j: int, top: int, data: VoteData) -> lis
         z = two_proportion_z(mine, in_seen, rest, rest_seen)
         # Significant difference and a majority view inside the group (Polis' two tests).
         for s in np.flatnonzero((z > Z_90) & (p_in > 0.5)):
-            cand = {"statement_id": data.statement_ids[s], "text": data.texts[s], "direction": direction,
-                    "ratio": round(float(ratio[s]), 6), "z": round(float(z[s]), 4),
-                    "group_rate": round(float(p_in[s]), 6), "rest_rate": round(float(p_rest[s]), 6),
-                    "seen": int(in_seen[s])}
+            cand = {
+                "statement_id": data.statement_ids[s],
+                "text": data.texts[s],
+                "direction": direction,
+                "ratio": round(float(ratio[s]), 6),
+                "z": round(float(z[s]), 4),
+                "group_rate": round(float(p_in[s]), 6),
+                "rest_rate": round(float(p_rest[s]), 6),
+                "seen": int(in_seen[s]),
+            }
             if s not in best or cand["ratio"] > best[s]["ratio"]:
                 best[int(s)] = cand
     return sorted(best.values(), key=lambda c: (-c["ratio"], -c["z"], c["statement_id"]))[:top]

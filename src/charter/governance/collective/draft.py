@@ -52,7 +52,9 @@ class DraftConfig:
         if self.tier not in tiers:
             raise InputError(f"unknown tier {self.tier!r} (tiers: {', '.join(tiers)})", source="--tier")
         if not self.name.strip() or not self.version.strip():
-            raise InputError("--name and --version must not be empty", source="--name" if not self.name.strip() else "--version")
+            raise InputError(
+                "--name and --version must not be empty", source="--name" if not self.name.strip() else "--version"
+            )
 
 
 class ConstitutionDrafter:
@@ -66,14 +68,17 @@ class ConstitutionDrafter:
         p = Path(self.config.analysis)
         path = p / ANALYSIS_JSON if p.is_dir() else p
         if not path.is_file():
-            raise InputError(f"no {ANALYSIS_JSON} here: run `charter collective analyze --out DIR` first",
-                             source=str(p))
+            raise InputError(
+                f"no {ANALYSIS_JSON} here: run `charter collective analyze --out DIR` first", source=str(p)
+            )
         try:
             a = json.loads(path.read_text(encoding="utf-8"))
             a["consensus"][0]["groups"]  # noqa: B018 (shape check)
             names = [g["id"] for g in a["groups"]]
         except (json.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
-            raise InputError(f"not an analysis written by `charter collective analyze` ({exc})", source=str(path)) from None
+            raise InputError(
+                f"not an analysis written by `charter collective analyze` ({exc})", source=str(path)
+            ) from None
         if not names:
             raise InputError("the analysis has no opinion groups", source=str(path))
         return a, str(path)
@@ -115,8 +120,10 @@ class ConstitutionDrafter:
         a, source = self.load_analysis()
         picked = self.select(a)
         if not picked:
-            best = max((min(float(agree_rate(g["agree"], g["seen"])) for g in r["groups"].values())
-                        for r in a["consensus"]), default=0.0)
+            best = max(
+                (min(float(agree_rate(g["agree"], g["seen"])) for g in r["groups"].values()) for r in a["consensus"]),
+                default=0.0,
+            )
             raise InputError(
                 f"no statement passes the selection ({self.criterion()}); the highest lowest-group agree rate "
                 f"is {best:.3f} -- lower --min-group-agree / --threshold or --min-seen",
@@ -129,9 +136,15 @@ class ConstitutionDrafter:
             raise InputError("is a directory; give a file name such as constitution.toml", source=cfg.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out, text)
-        return {"out": str(out), "principles": len(constitution.principles), "candidates": len(a["consensus"]),
-                "criterion": self.criterion(), "name": constitution.name, "version": constitution.version,
-                "ids": [p.id for p in constitution.principles]}
+        return {
+            "out": str(out),
+            "principles": len(constitution.principles),
+            "candidates": len(a["consensus"]),
+            "criterion": self.criterion(),
+            "name": constitution.name,
+            "version": constitution.version,
+            "ids": [p.id for p in constitution.principles],
+        }
 
     def render(self, a: dict[str, Any], picked: list[dict[str, Any]]) -> str:
         cfg = self.config
@@ -179,11 +192,13 @@ class ConstitutionDrafter:
                 'kind = "default_behaviour"',
                 f"statement = {toml_string(statement)}",
                 f"rationale = {toml_string(rationale)}",
-                "critique = " + toml_string(
+                "critique = "
+                + toml_string(
                     "Identify specific ways in which the assistant's last response conflicts with this publicly "
-                    f"endorsed principle: {statement}"),
-                "revision = " + toml_string(
-                    f"Please rewrite the assistant response so that it follows this principle: {statement}"),
+                    f"endorsed principle: {statement}"
+                ),
+                "revision = "
+                + toml_string(f"Please rewrite the assistant response so that it follows this principle: {statement}"),
                 "preference = " + toml_string(f"Which response better follows this principle: {statement}"),
             ]
         return "\n".join(out) + "\n"

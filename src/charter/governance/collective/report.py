@@ -33,14 +33,33 @@ def plot_groups(r: CollectiveResult, path: Path) -> None:
     out = r.labels < 0
     if out.any():
         ax.scatter(*r.projection[out].T, s=6, c="#bbbbbb", alpha=0.5, linewidths=0, label="not clustered (few votes)")
-    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+    colors = [
+        "#1f77b4",
+        "#ff7f0e",
+        "#2ca02c",
+        "#d62728",
+        "#9467bd",
+        "#8c564b",
+        "#e377c2",
+        "#7f7f7f",
+        "#bcbd22",
+        "#17becf",
+    ]
     for grp in r.analysis["groups"]:
         j = GROUP_NAMES.index(grp["id"])
         pts = r.projection[r.labels == j]
         color = colors[j % len(colors)]
         ax.scatter(*pts.T, s=8, c=color, alpha=0.6, linewidths=0, label=f"group {grp['id']} (n={grp['size']})")
-        ax.annotate(grp["id"], grp["centroid"], fontsize=16, fontweight="bold", ha="center", va="center",
-                    color="black", bbox={"boxstyle": "circle", "fc": "white", "ec": color, "alpha": 0.9})
+        ax.annotate(
+            grp["id"],
+            grp["centroid"],
+            fontsize=16,
+            fontweight="bold",
+            ha="center",
+            va="center",
+            color="black",
+            bbox={"boxstyle": "circle", "fc": "white", "ec": color, "alpha": 0.9},
+        )
     evr = r.explained_variance_ratio
     ax.set_xlabel(f"PC1 ({evr[0]:.1%} of variance)")
     ax.set_ylabel(f"PC2 ({evr[1]:.1%} of variance)")
@@ -64,10 +83,22 @@ def render_report(a: dict[str, Any], top: int = 10) -> str:
         f"{a['params']['min_votes']} votes were clustered), {c['statements']} statements "
         f"({c['statements_with_votes']} with votes), {c['votes']} votes "
         f"({c['agree']} agree, {c['disagree']} disagree, {c['pass']} pass).",
-        *([f"- Left out: {c['statements_rejected']} statement(s) the moderators rejected (moderated = -1) and the "
-           f"{c['votes_on_rejected_statements']} vote(s) on them."] if c.get("statements_rejected") else []),
-        *([f"- {c['votes_superseded']} earlier vote(s) were replaced by the same participant's later re-vote on the "
-           "statement (by timestamp)."] if c.get("votes_superseded") else []),
+        *(
+            [
+                f"- Left out: {c['statements_rejected']} statement(s) the moderators rejected (moderated = -1) and the "
+                f"{c['votes_on_rejected_statements']} vote(s) on them."
+            ]
+            if c.get("statements_rejected")
+            else []
+        ),
+        *(
+            [
+                f"- {c['votes_superseded']} earlier vote(s) were replaced by the same participant's later re-vote on the "
+                "statement (by timestamp)."
+            ]
+            if c.get("votes_superseded")
+            else []
+        ),
         f"- Opinion groups: **k = {a['k']}** ({'forced with --k' if a['k_forced'] else 'best silhouette'}; "
         f"silhouette {sil}).",
         f"- The two components explain {evr[0]:.1%} and {evr[1]:.1%} of the vote variance.",
@@ -89,24 +120,42 @@ def render_report(a: dict[str, Any], top: int = 10) -> str:
             continue
         lines += ["| statement | view | group | rest | ratio |", "|---|---|---|---|---|"]
         for s in g["representative"]:
-            lines.append(f"| {_md(s['text'])} ({s['statement_id']}) | {s['direction']} | {s['group_rate']:.2f} | "
-                         f"{s['rest_rate']:.2f} | {s['ratio']:.2f} |")
+            lines.append(
+                f"| {_md(s['text'])} ({s['statement_id']}) | {s['direction']} | {s['group_rate']:.2f} | "
+                f"{s['rest_rate']:.2f} | {s['ratio']:.2f} |"
+            )
     head = " | ".join(f"{n} agree" for n in names)
-    lines += ["", f"## Top {top} consensus statements", "",
-              f"| statement | consensus | agree (all) | {head} | votes |",
-              "|---|---|---|" + "---|" * len(names) + "---|"]
+    lines += [
+        "",
+        f"## Top {top} consensus statements",
+        "",
+        f"| statement | consensus | agree (all) | {head} | votes |",
+        "|---|---|---|" + "---|" * len(names) + "---|",
+    ]
     for s in a["consensus"][:top]:
         per = " | ".join(f"{s['groups'][n]['agree_rate']:.2f}" for n in names)
-        lines.append(f"| {_md(s['text'])} ({s['statement_id']}) | {s['consensus']:.3f} | {s['agree_rate']:.2f} | "
-                     f"{per} | {s['seen']} |")
-    lines += ["", "## Most divisive statements", "",
-              "Largest gap between the groups' agree rates.", "",
-              f"| statement | gap | {' | '.join(names)} |", "|---|---|" + "---|" * len(names)]
+        lines.append(
+            f"| {_md(s['text'])} ({s['statement_id']}) | {s['consensus']:.3f} | {s['agree_rate']:.2f} | "
+            f"{per} | {s['seen']} |"
+        )
+    lines += [
+        "",
+        "## Most divisive statements",
+        "",
+        "Largest gap between the groups' agree rates.",
+        "",
+        f"| statement | gap | {' | '.join(names)} |",
+        "|---|---|" + "---|" * len(names),
+    ]
     for s in a["divisive"][:top]:
         per = " | ".join(f"{s['agree_rates'][n]:.2f}" for n in names)
         lines.append(f"| {_md(s['text'])} ({s['statement_id']}) | {s['spread']:.2f} | {per} |")
-    lines += ["", "Rates are smoothed: (count + 1) / (seen + 2). Draft a constitution from these statements "
-              "with `charter collective draft`.", ""]
+    lines += [
+        "",
+        "Rates are smoothed: (count + 1) / (seen + 2). Draft a constitution from these statements "
+        "with `charter collective draft`.",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -9,10 +9,10 @@ import math
 import os
 import re
 import string
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -83,8 +83,9 @@ def _norm(name: str) -> str:
     return re.sub(r"[\s\-]+", "_", name.strip().lower())
 
 
-def _read_rows(path: Path, what: str, columns: dict[str, tuple[str, ...]],
-               optional: dict[str, tuple[str, ...]] | None = None) -> Iterator[tuple[int, list[str | None]]]:
+def _read_rows(
+    path: Path, what: str, columns: dict[str, tuple[str, ...]], optional: dict[str, tuple[str, ...]] | None = None
+) -> Iterator[tuple[int, list[str | None]]]:
     """(line, [value per wanted column, then per optional column]) for each data row of a CSV
     file; extra columns ignored, an optional column the header lacks reads as None. The line is
     the row's first physical line, so quoted multi-line texts are located right."""
@@ -220,8 +221,11 @@ def load_votes(votes: str | os.PathLike, statements: str | os.PathLike) -> VoteD
         keep = keep_statement[statement]
         n_rejected_votes = int((~keep).sum())
         if not keep.any():
-            raise InputError(f"all {n_rejected_votes} votes are on statements the moderators rejected "
-                             f"(moderated = -1 in {statements})", source=source)
+            raise InputError(
+                f"all {n_rejected_votes} votes are on statements the moderators rejected "
+                f"(moderated = -1 in {statements})",
+                source=source,
+            )
         renumber = np.cumsum(keep_statement) - 1
         participant, vote, line_arr = participant[keep], vote[keep], line_arr[keep]
         statement = renumber[statement[keep]].astype(np.int32)
@@ -235,7 +239,9 @@ def load_votes(votes: str | os.PathLike, statements: str | os.PathLike) -> VoteD
     if time_arr is None:
         _check_duplicates(participant, statement, line_arr, participant_ids, statement_ids, source)
     else:
-        keep = _latest_votes(participant, statement, line_arr, time_arr, raw_stamps, participant_ids, statement_ids, source)
+        keep = _latest_votes(
+            participant, statement, line_arr, time_arr, raw_stamps, participant_ids, statement_ids, source
+        )
         if keep is not None:
             superseded = int(len(keep) - keep.sum())
             participant, statement, vote = participant[keep], statement[keep], vote[keep]
@@ -246,16 +252,31 @@ def load_votes(votes: str | os.PathLike, statements: str | os.PathLike) -> VoteD
         renumber_p = np.cumsum(present) - 1
         participant = renumber_p[participant].astype(np.int32)
         participant_ids = [pid for pid, here in zip(participant_ids, present) if here]
-    return VoteData(participant_ids, statement_ids, texts, participant, statement, vote,
-                    rejected_statement_ids=rejected_ids, votes_on_rejected=n_rejected_votes, votes_superseded=superseded)
+    return VoteData(
+        participant_ids,
+        statement_ids,
+        texts,
+        participant,
+        statement,
+        vote,
+        rejected_statement_ids=rejected_ids,
+        votes_on_rejected=n_rejected_votes,
+        votes_superseded=superseded,
+    )
 
 
 def _pair_codes(participant: np.ndarray, statement: np.ndarray, n_statements: int) -> np.ndarray:
     return participant.astype(np.int64) * n_statements + statement
 
 
-def _check_duplicates(participant: np.ndarray, statement: np.ndarray, lines: np.ndarray,
-                      participant_ids: list[str], statement_ids: list[str], source: str) -> None:
+def _check_duplicates(
+    participant: np.ndarray,
+    statement: np.ndarray,
+    lines: np.ndarray,
+    participant_ids: list[str],
+    statement_ids: list[str],
+    source: str,
+) -> None:
     """Name the earliest line that repeats a (participant, statement) pair: one vote each."""
     codes = _pair_codes(participant, statement, len(statement_ids))
     order = np.argsort(codes, kind="stable")
@@ -274,9 +295,16 @@ def _check_duplicates(participant: np.ndarray, statement: np.ndarray, lines: np.
     )
 
 
-def _latest_votes(participant: np.ndarray, statement: np.ndarray, lines: np.ndarray, times: np.ndarray,
-                  raw: dict[int, str | None], participant_ids: list[str], statement_ids: list[str],
-                  source: str) -> np.ndarray | None:
+def _latest_votes(
+    participant: np.ndarray,
+    statement: np.ndarray,
+    lines: np.ndarray,
+    times: np.ndarray,
+    raw: dict[int, str | None],
+    participant_ids: list[str],
+    statement_ids: list[str],
+    source: str,
+) -> np.ndarray | None:
     """Mask keeping each (participant, statement) pair's latest vote (on equal times, the later
     line); None when there are no repeats. A repeat whose time is unreadable is an error."""
     codes = _pair_codes(participant, statement, len(statement_ids))

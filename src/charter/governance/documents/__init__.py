@@ -16,16 +16,28 @@ fragments) → ``facts`` (one typed record per document) → ``templates/*.md.j2
 
 from charter.governance.documents.builder import DocumentBuilder, to_html
 from charter.governance.documents.config import (
-           FORMATS,
-           KINDS,
-           AttachedAssessment,
-           DeployerInfo,
-           DocsConfig,
-           Runtime,
-           load_info,
+    FORMATS,
+    KINDS,
+    AttachedAssessment,
+    DeployerInfo,
+    DocsConfig,
+    Runtime,
+    load_info,
 )
 from charter.governance.documents.sections import count_records
 from charter.governance.documents.trace import Trace, resolve_pointer
 
-__all__ = ["FORMATS", "KINDS", "AttachedAssessment", "DeployerInfo", "DocsConfig", "DocumentBuilder", "Runtime", "Trace",
-           "count_records", "load_info", "resolve_pointer", "to_html"]
+__all__ = [
+    "FORMATS",
+    "KINDS",
+    "AttachedAssessment",
+    "DeployerInfo",
+    "DocsConfig",
+    "DocumentBuilder",
+    "Runtime",
+    "Trace",
+    "count_records",
+    "load_info",
+    "resolve_pointer",
+    "to_html",
+]

@@ -21,8 +21,12 @@ from charter.governance.sealed import SealedModel, load_sealed
 FACTS = {"model-card": model_card_facts, "alignment": alignment_facts, "filing": filing_facts}
 TEMPLATES = {"model-card": "model_card.md.j2", "alignment": "alignment.md.j2", "filing": "filing.md.j2"}
 # Markdown, not HTML: nothing to escape; every variable must exist (a typo is an error, not a blank).
-_ENV = Environment(loader=PackageLoader("charter.governance.documents", "templates"), autoescape=False,
-                   keep_trailing_newline=True, undefined=StrictUndefined)
+_ENV = Environment(
+    loader=PackageLoader("charter.governance.documents", "templates"),
+    autoescape=False,
+    keep_trailing_newline=True,
+    undefined=StrictUndefined,
+)
 
 
 class DocumentBuilder:
@@ -35,12 +39,21 @@ class DocumentBuilder:
             raise InputError("exists and is not a directory", source=config.out)
         if out == Path(config.model_dir).resolve() or Path(config.model_dir).resolve() in out.parents:
             # A file added inside a sealed model directory breaks its signature (verify, require_seal).
-            raise InputError("is inside the sealed model directory; write the documents elsewhere and copy the model "
-                             "card into the published repository at release time", source="--out")
+            raise InputError(
+                "is inside the sealed model directory; write the documents elsewhere and copy the model "
+                "card into the published repository at release time",
+                source="--out",
+            )
         self.trace = Trace()
-        self.sections = Sections(self.model, load_info(config.info),
-                                 parse_constitution(self.model.constitution["text"], source="sealed constitution"),
-                                 load_runtime(config), load_assessment(config.assessment), config.gateway_config, self.trace)
+        self.sections = Sections(
+            self.model,
+            load_info(config.info),
+            parse_constitution(self.model.constitution["text"], source="sealed constitution"),
+            load_runtime(config),
+            load_assessment(config.assessment),
+            config.gateway_config,
+            self.trace,
+        )
 
     def render(self) -> str:
         """The document as Markdown (its figures recorded in ``self.trace``)."""
@@ -65,17 +78,31 @@ class DocumentBuilder:
         if "md" in c.formats:
             written["md"] = write_text_atomic(out / f"{stem}.md", text)
         if "html" in c.formats:
-            written["html"] = write_text_atomic(out / f"{stem}.html", to_html(text, title=f"{c.kind}: {Path(self.model.head.model_dir).name}"))
+            written["html"] = write_text_atomic(
+                out / f"{stem}.html", to_html(text, title=f"{c.kind}: {Path(self.model.head.model_dir).name}")
+            )
         import hashlib
 
         # The trace names the documents it traces, so a document and a stale trace cannot be paired.
         documents = {Path(v).name: hashlib.sha256(Path(v).read_bytes()).hexdigest() for v in written.values()}
-        trace = {"document": c.kind, "documents_sha256": documents, "model_dir": self.model.head.model_dir,
-                 "statement_digest": self.model.head.statement_digest, "verified": self.model.head.verified,
-                 "lineage_truncated": self.model.truncated, "figures": self.trace.items}
-        written["trace"] = write_text_atomic(out / f"{stem}.trace.json", json.dumps(trace, indent=2, default=str) + "\n")
-        return {"kind": c.kind, "files": {k: str(v) for k, v in written.items()}, "figures": len(self.trace.items),
-                "verified": self.model.head.verified}
+        trace = {
+            "document": c.kind,
+            "documents_sha256": documents,
+            "model_dir": self.model.head.model_dir,
+            "statement_digest": self.model.head.statement_digest,
+            "verified": self.model.head.verified,
+            "lineage_truncated": self.model.truncated,
+            "figures": self.trace.items,
+        }
+        written["trace"] = write_text_atomic(
+            out / f"{stem}.trace.json", json.dumps(trace, indent=2, default=str) + "\n"
+        )
+        return {
+            "kind": c.kind,
+            "files": {k: str(v) for k, v in written.items()},
+            "figures": len(self.trace.items),
+            "verified": self.model.head.verified,
+        }
 
 
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.5;color:#222}
@@ -95,7 +122,9 @@ def to_html(markdown_text: str, *, title: str) -> str:
     if markdown_text.startswith("---\n"):
         end = markdown_text.index("\n---\n", 4)
         front = f'<pre class="front">{html.escape(markdown_text[4:end])}</pre>\n'
-        markdown_text = markdown_text[end + 5:]
+        markdown_text = markdown_text[end + 5 :]
     body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown_text)
-    return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{_CSS}</style></head>\n<body>\n{front}{body}</body></html>\n")
+    return (
+        f'<!doctype html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{_CSS}</style></head>\n<body>\n{front}{body}</body></html>\n"
+    )

@@ -3,8 +3,9 @@ file and sha256) it was read from."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from charter.governance.sealed import SealedStage
 
@@ -32,16 +33,26 @@ class Trace:
         for part in path:
             value = value[part]
         shown = fmt(value)
-        self.items.append({"label": label or path[-1], "shown": shown, "value": value,
-                           "source": "statement", "statement_digest": stage.statement_digest, "model_dir": stage.model_dir,
-                           "pointer": "/" + "/".join(_escape(p) for p in path)})
+        self.items.append(
+            {
+                "label": label or path[-1],
+                "shown": shown,
+                "value": value,
+                "source": "statement",
+                "statement_digest": stage.statement_digest,
+                "model_dir": stage.model_dir,
+                "pointer": "/" + "/".join(_escape(p) for p in path),
+            }
+        )
         return shown
 
-    def file_fig(self, label: str, value: Any, file: str, digest: str, fmt: Callable[[Any], str] = str,
-                 source: str = "file") -> str:
+    def file_fig(
+        self, label: str, value: Any, file: str, digest: str, fmt: Callable[[Any], str] = str, source: str = "file"
+    ) -> str:
         """A figure read from a file: one the seal covers (``file``), or a runtime input beside it
         (``gateway-config``, ``profile``, ``assessment``), named by its sha256."""
         shown = fmt(value)
-        self.items.append({"label": label, "shown": shown, "value": value, "source": source,
-                           "file": file, "sha256": digest})
+        self.items.append(
+            {"label": label, "shown": shown, "value": value, "source": source, "file": file, "sha256": digest}
+        )
         return shown
