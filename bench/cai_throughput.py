@@ -290,7 +290,8 @@ def plot(results: dict, path: Path) -> Path:
         ax.invert_yaxis()
     cfg = results["config"]
     fig.suptitle(
-        f"SL-CAI throughput, embedded SmolLM2-135M, {cfg['n']} prompts, {cfg['max_new_tokens']} new tokens/turn (grey: baselines)",
+        f"SL-CAI throughput, embedded SmolLM2-135M, {cfg['n']} prompts, "
+        f"{cfg['max_new_tokens']} new tokens/turn (grey: baselines)",
         fontsize=10,
     )
     fig.tight_layout()

@@ -4,7 +4,8 @@ Both runs go through `charter eval run` (EvalRun) on the harmlessness suite with
 and judge objects, in one process: "one at a time" is --batch-size 1, "batched" is --batch-size N.
 Each item = one response generated (greedy) + judged (P(harmful), both option orders).
 
-    .venv/bin/python bench/eval_throughput.py [--model embedded:hf] [--n 32] [--serial-n 8] [--batch-size 32] [--max-new-tokens 64]
+    .venv/bin/python bench/eval_throughput.py [--model embedded:hf] [--n 32] [--serial-n 8] [--batch-size 32]
+        [--max-new-tokens 64]
 """
 
 from __future__ import annotations

@@ -194,8 +194,10 @@ def main() -> None:
             )
     print_table(rows, ["what", "p50_ms", "p99_ms", "fraction"])
     print(
-        f"8 concurrent clients, ONNX fp32: {plain_tps:.0f} checks/s one by one, {batched_tps:.0f} checks/s micro-batched "
-        f"({batched_tps / plain_tps:.2f}x; {batched.finetuned.logits.batches} batches for {batched.finetuned.logits.jobs} calls)"
+        f"8 concurrent clients, ONNX fp32: {plain_tps:.0f} checks/s one by one, "
+        f"{batched_tps:.0f} checks/s micro-batched "
+        f"({batched_tps / plain_tps:.2f}x; {batched.finetuned.logits.batches} batches "
+        f"for {batched.finetuned.logits.jobs} calls)"
     )
     print("targets: stage-1 p50 <= 5 ms; cascade <= 0.05 of the generation")
     path = write_results(
@@ -204,9 +206,18 @@ def main() -> None:
             "settings": {
                 "model": args.model,
                 "texts": len(mix),
-                "baseline": "llama.cpp via load_backend('embedded'), greedy, up to 256 new tokens, batch 1, time scaled to 256 tokens, median of 3",
-                "onnx": "onnxruntime CPUExecutionProvider, default threads (all cores), fp32 (default) and dynamic int8 weights",
-                "torch": f"torch {__import__('torch').__version__}, {__import__('torch').get_num_threads()} threads, fp32, inference_mode",
+                "baseline": (
+                    "llama.cpp via load_backend('embedded'), greedy, up to 256 new tokens, batch 1, "
+                    "time scaled to 256 tokens, median of 3"
+                ),
+                "onnx": (
+                    "onnxruntime CPUExecutionProvider, default threads (all cores), "
+                    "fp32 (default) and dynamic int8 weights"
+                ),
+                "torch": (
+                    f"torch {__import__('torch').__version__}, "
+                    f"{__import__('torch').get_num_threads()} threads, fp32, inference_mode"
+                ),
                 "concurrency": "8 client threads, 400 checks",
             },
             "generated_tokens": [n for _, n in gen_times],

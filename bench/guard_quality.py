@@ -259,7 +259,8 @@ def main() -> None:
     ap.add_argument(
         "--written-pairs",
         action="store_true",
-        help="add bench/data/written_pairs.jsonl to the training pairs (ablation: it lowered pairwise accuracy, guard_pairwise.py)",
+        help="add bench/data/written_pairs.jsonl to the training pairs "
+        "(ablation: it lowered pairwise accuracy, guard_pairwise.py)",
     )
     ap.add_argument(
         "--answer-rule", default="form", choices=["form", "any"], help="as charter guard synth --answer-rule"

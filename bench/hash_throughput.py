@@ -103,7 +103,8 @@ def main() -> None:
         print(f"{total / (1 << 30):.2f} GiB in {len(files)} files, cores: {os.cpu_count()}")
         print_table(rows, ["run", "seconds", "MiB_per_s", "vs_sha256sum", "vs_openssl"])
         print(
-            f"parallel speed-up with 2 workers: seal {speedup['seal']}x, verify {speedup['verify']}x (target single worker >= 0.9x sha256sum)"
+            f"parallel speed-up with 2 workers: seal {speedup['seal']}x, verify {speedup['verify']}x "
+            "(target single worker >= 0.9x sha256sum)"
         )
         path = write_results(
             "hash_throughput",

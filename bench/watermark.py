@@ -1,5 +1,6 @@
 """Green-list watermark (Kirchenbauer et al.; transformers' WatermarkingConfig) on the embedded
-model, with Charter's keyed green lists (HMAC-SHA256 of a 256-bit secret per context token), in one run: detection rate at z >= 4 after 50, 100 and 200 generated tokens, the false-
+model, with Charter's keyed green lists (HMAC-SHA256 of a 256-bit secret per context token), in one run:
+detection rate at z >= 4 after 50, 100 and 200 generated tokens, the false-
 positive rate on unwatermarked generations of the same prompts, and the perplexity of watermarked
 vs plain generations scored by the same model (the quality cost of the mark). Sampling at
 temperature 0.7; greenlist ratio 0.25; bias 2.0 (the profile default) and 4.0.

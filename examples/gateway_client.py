@@ -59,7 +59,8 @@ def main() -> int:
             )
         print(
             f"\n[{label} request] {prompt!r}\n  finish_reason={r.choices[0].finish_reason} "
-            f"X-Charter-Guard={raw.headers['x-charter-guard']} statement={raw.headers['x-charter-statement-digest'][:23]}…"
+            f"X-Charter-Guard={raw.headers['x-charter-guard']} "
+            f"statement={raw.headers['x-charter-statement-digest'][:23]}…"
             f"\n  receipt verified (request {r.id})\n  answer: {text[:300]!r}"
         )
     if outcomes["allowed"][1] != "allowed":

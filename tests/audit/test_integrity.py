@@ -62,7 +62,8 @@ def _write(log, e: Entry):
 def _insert(log, e: Entry):
     _sql(
         log,
-        "INSERT INTO audit_entries (seq, time, tenant, kind, request_id, body, prev_hash, entry_hash, purged, body_sha256) "
+        "INSERT INTO audit_entries "
+        "(seq, time, tenant, kind, request_id, body, prev_hash, entry_hash, purged, body_sha256) "
         "VALUES (:s, :t, :tenant, :k, :r, :b, :p, :h, :purged, :d)",
         s=e.seq,
         t=e.time,
@@ -410,7 +411,8 @@ def test_checkpoints_from_before_chaining_still_verify_and_the_next_one_links_to
     env = sign_envelope(canonical_json(old).encode(), CHECKPOINT_TYPE, key)
     _sql(
         log,
-        "INSERT INTO audit_checkpoints (tree_size, root_hash, time, key_id, public_key, envelope) VALUES (4, :r, :t, :k, :p, :e)",
+        "INSERT INTO audit_checkpoints (tree_size, root_hash, time, key_id, public_key, envelope) "
+        "VALUES (4, :r, :t, :k, :p, :e)",
         r=old["root_hash"],
         t=old["time"],
         k=key_id(pub),

@@ -52,7 +52,8 @@ def test_constitution_validate_show_diff(tmp_path):
 def test_validate_error_names_file_line_and_field(tmp_path):
     f = tmp_path / "bad.toml"
     f.write_text(
-        'name = "x"\nversion = "1"\n\n[[principles]]\nid = "a"\ntier = "nope"\nstatement = "s"\ncritique = "c"\nrevision = "r"\n'
+        'name = "x"\nversion = "1"\n\n[[principles]]\nid = "a"\ntier = "nope"\n'
+        'statement = "s"\ncritique = "c"\nrevision = "r"\n'
     )
     line = _one_error_line(invoke("constitution", "validate", f))
     assert f"{f}:6:" in line and "principles[0].tier" in line

@@ -45,7 +45,8 @@ def test_added_removed_changed_moved_and_hard_constraints():
         .replace('kind = "hard_constraint"\n', "")
         .replace('version = "1"', 'version = "2"')
         .replace('description = "Weapons."', 'description = "Weapons of any kind."')
-        + '\n[[principles]]\nid = "oversight"\ntier = "broadly_safe"\nkind = "hard constraint"\nstatement = "s"\ncritique = "c"\nrevision = "r"\n'
+        + '\n[[principles]]\nid = "oversight"\ntier = "broadly_safe"\nkind = "hard constraint"\n'
+        'statement = "s"\ncritique = "c"\nrevision = "r"\n'
     )
     d = diff_constitutions(parse_constitution(BASE), parse_constitution(new))
     assert not d.identical

@@ -96,7 +96,10 @@ def test_digest_changes_with_any_meaningful_edit(data, draw):
 
 def test_spelling_out_a_default_does_not_change_the_digest():
     base = load_constitution("default")
-    text = 'name = "x"\nversion = "1"\n[[principles]]\nid = "a"\ntier = "guidelines"\nstatement = "s"\ncritique = "c"\nrevision = "r"\n'
+    text = (
+        'name = "x"\nversion = "1"\n[[principles]]\nid = "a"\ntier = "guidelines"\n'
+        'statement = "s"\ncritique = "c"\nrevision = "r"\n'
+    )
     explicit = text + 'depth = "middle"\nkind = "default_behaviour"\n'
     assert constitution_digest(parse_constitution(text)) == constitution_digest(parse_constitution(explicit))
     assert constitution_digest(base).startswith("sha256:") and len(constitution_digest(base)) == 71

@@ -35,7 +35,10 @@ def test_preferences_are_order_symmetric_and_follow_the_calibrated_scores(finetu
 
 def test_on_a_benign_prompt_the_answer_beats_the_refusal(finetuned_guard):
     judge = GuardPreferenceJudge(Guard.load(finetuned_guard[0]))
-    answer = "Bread needs flour, water, salt and yeast. Knead it for ten minutes, let it rise, then bake at 220 C for 30 minutes."
+    answer = (
+        "Bread needs flour, water, salt and yeast. "
+        "Knead it for ten minutes, let it rise, then bake at 220 C for 30 minutes."
+    )
     refusal = "I'm sorry, but I can't help with that."
     v = judge.judge(
         [

@@ -311,7 +311,8 @@ def verify_checkpoints(
         if cp.tree_size > n:
             return (
                 n,
-                f"the log holds {n} entries but checkpoint {cp.id} signed {cp.tree_size}: entries from {n} on were deleted",
+                f"the log holds {n} entries but checkpoint {cp.id} signed {cp.tree_size}: "
+                f"entries from {n} on were deleted",
             )
         if tree.root(cp.tree_size).hex() != cp.root_hash:
             return lo, (

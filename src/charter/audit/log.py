@@ -370,7 +370,8 @@ class AuditLog:
             if e.prev_hash != prev:
                 return bad(
                     e.seq,
-                    f"entry {e.seq} does not follow entry {e.seq - 1} (an entry was inserted, deleted or reordered here)",
+                    f"entry {e.seq} does not follow entry {e.seq - 1} "
+                    "(an entry was inserted, deleted or reordered here)",
                 )
             prev, expected = e.entry_hash, expected + 1
             leaves.append(bytes.fromhex(e.entry_hash))

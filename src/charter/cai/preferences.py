@@ -302,7 +302,8 @@ class PreferenceLabeller:
             self._policy = self._policy or load_backend(c.policy)
             guard_path = self.guard_dir or self.ensemble_dir
             if guard_path is not None:
-                # The classifier reads the constitution's categories: the judge (guard:DIR) or pooled with one (--guard).
+                # The classifier reads the constitution's categories: the judge (guard:DIR) or pooled with
+                # one (--guard).
                 from charter.guard.feedback import GuardPreferenceJudge
                 from charter.guard.model import Guard
 

@@ -13,7 +13,8 @@ from charter.cli._common import console, handle_errors, run_with_progress
 def align(
     recipe: str = typer.Argument(
         ...,
-        help="Recipe TOML file, or a bundled recipe: demo (minutes, the embedded model) or standard (the efficacy benchmark's scale).",
+        help="Recipe TOML file, or a bundled recipe: demo (minutes, the embedded model) "
+        "or standard (the efficacy benchmark's scale).",
     ),
     out: Path = typer.Option(
         ..., "--out", "-o", help="Output directory: one subdirectory per stage and align.json (the run's ledger)."

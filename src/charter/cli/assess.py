@@ -157,7 +157,8 @@ def assess(
             markup=False,
         )
     console.print(
-        f"report: {out / 'report.md'}  (thresholds are the profile's: check them against the current text of the standard)",
+        f"report: {out / 'report.md'}  "
+        "(thresholds are the profile's: check them against the current text of the standard)",
         highlight=False,
         markup=False,
         soft_wrap=True,

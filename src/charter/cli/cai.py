@@ -29,7 +29,9 @@ def critique_revise(
     critic: Optional[str] = typer.Option(
         None,
         "--critic",
-        help="Model that writes critiques and revisions (default: the policy model), or guard:DIR: the constitutional classifier picks among the policy's candidates (rejection sampling) and composes a principled refusal when none passes.",
+        help="Model that writes critiques and revisions (default: the policy model), or guard:DIR: "
+        "the constitutional classifier picks among the policy's candidates (rejection sampling) "
+        "and composes a principled refusal when none passes.",
     ),
     column: Optional[str] = typer.Option(
         None, "--column", help="Column/field holding the prompt (default: prompt, goal, question, ...)."
@@ -47,7 +49,8 @@ def critique_revise(
     few_shot_scope: str = typer.Option(
         "critique",
         "--few-shot-scope",
-        help="critique: few-shot dialogues before critique/revision turns only (paper); chain: before the whole conversation (H4 recipe, faster with a prompt cache).",
+        help="critique: few-shot dialogues before critique/revision turns only (paper); "
+        "chain: before the whole conversation (H4 recipe, faster with a prompt cache).",
     ),
     batch_size: int = typer.Option(
         8, "--batch-size", help="Prompts in flight at once (each moves to its next stage as soon as it can)."
@@ -61,7 +64,8 @@ def critique_revise(
     guard: Optional[Path] = typer.Option(
         None,
         "--guard",
-        help="Ensemble: this guard checks the LM critic's final revisions; one that still fails on a harmful prompt becomes a principled refusal.",
+        help="Ensemble: this guard checks the LM critic's final revisions; "
+        "one that still fails on a harmful prompt becomes a principled refusal.",
     ),
 ) -> None:
     """Critique -> revision data (SL-CAI): chains.jsonl plus TRL-format sft.jsonl. Resumable."""
@@ -106,7 +110,8 @@ def preferences(
     judge: Optional[str] = typer.Option(
         None,
         "--judge",
-        help="Model that reads the constitution and compares (default: the policy; pass a stronger one), or guard:DIR for the constitutional classifier.",
+        help="Model that reads the constitution and compares (default: the policy; pass a stronger one), "
+        "or guard:DIR for the constitutional classifier.",
     ),
     column: Optional[str] = typer.Option(None, "--column", help="Column/field holding the prompt."),
     samples: int = typer.Option(2, "--samples", help="Responses sampled per prompt; every pair is judged."),
@@ -130,7 +135,8 @@ def preferences(
     revisions: Optional[Path] = typer.Option(
         None,
         "--revisions",
-        help="An SL-CAI chains.jsonl of the same constitution: each chain adds a pair (revision over initial answer; a helpfulness answer over the principled refusal).",
+        help="An SL-CAI chains.jsonl of the same constitution: each chain adds a pair "
+        "(revision over initial answer; a helpfulness answer over the principled refusal).",
     ),
     revision_p: float = typer.Option(
         0.9, "--revision-p", help="Soft label (p_chosen) of the pairs from --revisions, in (0.5, 1]."
@@ -164,7 +170,8 @@ def preferences(
     summary = run_with_progress(PreferenceLabeller(config), "preferences")
     console.print(
         f"{summary['prompts']} prompts, {summary['pairs']} pairs judged, {summary['kept']} kept, "
-        f"{summary['dropped_near_ties']} near-ties dropped, {summary['revision_pairs']} from revisions: {out}/prefs.jsonl",
+        f"{summary['dropped_near_ties']} near-ties dropped, {summary['revision_pairs']} from revisions: "
+        f"{out}/prefs.jsonl",
         highlight=False,
     )
 

@@ -33,12 +33,15 @@ def analyze(
     votes: Path = typer.Option(
         ...,
         "--votes",
-        help="CSV: participant_id, statement_id, vote (1 agree, -1 disagree, 0 pass). Polis names (voter-id, comment-id) work too. With a timestamp column, a re-vote replaces the earlier vote.",
+        help="CSV: participant_id, statement_id, vote (1 agree, -1 disagree, 0 pass). "
+        "Polis names (voter-id, comment-id) work too. "
+        "With a timestamp column, a re-vote replaces the earlier vote.",
     ),
     statements: Path = typer.Option(
         ...,
         "--statements",
-        help="CSV: statement_id, text (Polis: comment-id, comment-body); statements with moderated = -1 (rejected by the moderators) are left out.",
+        help="CSV: statement_id, text (Polis: comment-id, comment-body); "
+        "statements with moderated = -1 (rejected by the moderators) are left out.",
     ),
     out: Path = typer.Option(
         ..., "--out", help="Directory for analysis.json, consensus.csv, participants.csv, groups.png, report.md."
@@ -58,12 +61,14 @@ def analyze(
     weight: bool = typer.Option(
         True,
         "--weight/--no-weight",
-        help="Weight participants and statements by 1/sqrt(votes + mean votes) in the PCA, so prolific voters and popular statements do not dominate the components (Polis: --no-weight).",
+        help="Weight participants and statements by 1/sqrt(votes + mean votes) in the PCA, "
+        "so prolific voters and popular statements do not dominate the components (Polis: --no-weight).",
     ),
     scale: str = typer.Option(
         "full",
         "--scale",
-        help="Projection x (statements / own votes): 'full' (power 1: where they would sit having voted on everything), 'sqrt' (Polis) or 'none'.",
+        help="Projection x (statements / own votes): "
+        "'full' (power 1: where they would sit having voted on everything), 'sqrt' (Polis) or 'none'.",
     ),
     representative: int = typer.Option(5, "--representative", help="Representative statements reported per group."),
     silhouette_sample: int = typer.Option(
@@ -72,7 +77,8 @@ def analyze(
     seed: int = typer.Option(0, "--seed", help="Seed for PCA (ARPACK start vector), k-means and silhouette sampling."),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write groups.png."),
 ) -> None:
-    """Opinion groups (PCA + k-means, k by silhouette), group-informed consensus, representative statements, a plot and a report."""
+    """Opinion groups (PCA + k-means, k by silhouette), group-informed consensus, representative statements,
+    a plot and a report."""
     config = CollectiveConfig(
         votes=str(votes),
         statements=str(statements),
@@ -140,12 +146,14 @@ def draft(
     threshold: float | None = typer.Option(
         None,
         "--threshold",
-        help="Keep statements whose group-informed consensus (product over groups of (agree+1)/(seen+2)) is at least this. Its scale shrinks with the number of groups.",
+        help="Keep statements whose group-informed consensus (product over groups of (agree+1)/(seen+2)) "
+        "is at least this. Its scale shrinks with the number of groups.",
     ),
     min_group_agree: float | None = typer.Option(
         None,
         "--min-group-agree",
-        help=f"Keep statements every group agrees with at this rate, (agree+1)/(seen+2). Default {DEFAULT_MIN_GROUP_AGREE} when --threshold is not given.",
+        help="Keep statements every group agrees with at this rate, (agree+1)/(seen+2). "
+        f"Default {DEFAULT_MIN_GROUP_AGREE} when --threshold is not given.",
     ),
     min_seen: int = typer.Option(5, "--min-seen", help="Votes each group must have cast on a statement."),
     max_principles: int | None = typer.Option(

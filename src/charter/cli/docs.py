@@ -94,13 +94,15 @@ app.command("model-card")(_command("model-card", "Hugging Face model card (READM
 app.command("alignment")(
     _command(
         "alignment",
-        "Alignment documentation: constitution, per-principle training evidence, RLAIF pipeline, evaluations, provenance.",
+        "Alignment documentation: constitution, per-principle training evidence, RLAIF pipeline, "
+        "evaluations, provenance.",
     )
 )
 app.command("filing")(
     _command(
         "filing",
-        "Algorithm-filing dossier: basic principle, data, labelling rules, strategy, safety layers, retention, incidents.",
+        "Algorithm-filing dossier: basic principle, data, labelling rules, strategy, safety layers, "
+        "retention, incidents.",
     )
 )
 

@@ -44,7 +44,8 @@ def _print_summary(s: dict) -> None:
     else:
         for p in s.get("pairs", []):
             console.print(
-                f"  {p['model']} vs {p['against']}: {p['wins']}W {p['ties']}T {p['losses']}L, win rate {fmt(p['win_rate'])}",
+                f"  {p['model']} vs {p['against']}: {p['wins']}W {p['ties']}T {p['losses']}L, "
+                f"win rate {fmt(p['win_rate'])}",
                 highlight=False,
             )
         if s.get("elo"):
@@ -124,7 +125,8 @@ def report(
     judge: Optional[str] = typer.Option(
         None,
         "--judge",
-        help="Summarise this judge's verdicts (default: the latest); a judge without verdicts there judges the stored responses first.",
+        help="Summarise this judge's verdicts (default: the latest); "
+        "a judge without verdicts there judges the stored responses first.",
     ),
     constitution: str = typer.Option(
         "default", "--constitution", "-c", help="Constitution the judge reads (when judging)."

@@ -55,7 +55,8 @@ def synth(
     answer_rule: str = typer.Option(
         "form",
         "--answer-rule",
-        help="form: an answer to a harmful request is harmful only when shaped like the task (steps, list, code), others go to unlabelled_answers.jsonl; any: every non-refusal is harmful.",
+        help="form: an answer to a harmful request is harmful only when shaped like the task (steps, list, code), "
+        "others go to unlabelled_answers.jsonl; any: every non-refusal is harmful.",
     ),
     translator: Optional[str] = typer.Option(
         None, "--translator", help="Model that translates requests (adds translated variants)."
@@ -128,7 +129,8 @@ def synth(
     )
     if summary["answers_left_unlabelled"]:
         console.print(
-            f"{summary['answers_left_unlabelled']} answers to harmful requests left out (no rule labels them): label them in "
+            f"{summary['answers_left_unlabelled']} answers to harmful requests left out "
+            "(no rule labels them): label them in "
             f"{out / 'unlabelled_answers.jsonl'} and pass it with --labelled-outputs",
             highlight=False,
         )
@@ -150,7 +152,8 @@ def train(
     stage1: str = typer.Option(
         "finetuned",
         "--stage1",
-        help="finetuned (MiniLM trained end to end, served by ONNX Runtime) or frozen (logistic head on frozen MiniLM).",
+        help="finetuned (MiniLM trained end to end, served by ONNX Runtime) "
+        "or frozen (logistic head on frozen MiniLM).",
     ),
     output_reads: str = typer.Option(
         "response",
@@ -194,7 +197,8 @@ def train(
     metrics = run_with_progress(GuardTrainer(cfg), "guard train")
     for side, m in metrics.items():
         console.print(
-            f"{side}: AUROC {m['auroc']:.3f}, TPR {m['tpr_at_1pct_fpr']:.3f} at 1% FPR, {m['tpr_at_5pct_fpr']:.3f} at 5%; "
+            f"{side}: AUROC {m['auroc']:.3f}, TPR {m['tpr_at_1pct_fpr']:.3f} at 1% FPR, "
+            f"{m['tpr_at_5pct_fpr']:.3f} at 5%; "
             f"calibrated threshold: TPR {m['tpr']:.3f}, FPR {m['fpr']:.3f}"
             + (f"; pairwise {m['pairwise_accuracy']:.3f}" if "pairwise_accuracy" in m else "")
             + f" (validation: {m['n_harmful']} harmful, {m['n_benign']} benign)",

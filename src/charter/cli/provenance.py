@@ -1,4 +1,5 @@
-"""``charter seal``, ``charter verify``, ``charter lineage``, ``charter sign-receipt`` and ``charter verify-receipt``."""
+"""``charter seal``, ``charter verify``, ``charter lineage``, ``charter sign-receipt`` and
+``charter verify-receipt``."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def seal(
     guard: Optional[Path] = typer.Option(
         None,
         "--guard",
-        help="The guard (charter guard train OUT) served with this model: its digest and thresholds go into the statement.",
+        help="The guard (charter guard train OUT) served with this model: "
+        "its digest and thresholds go into the statement.",
     ),
     workers: Optional[int] = typer.Option(None, "--workers", help="Files hashed in parallel (default: one per core)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Seal again over an existing seal."),
@@ -70,7 +72,8 @@ def verify(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the verified statement as JSON."),
 ) -> None:
-    """Check every file digest, both signatures and their binding, and an adapter's base model (offline). Exit 1 names what failed."""
+    """Check every file digest, both signatures and their binding, and an adapter's base model (offline).
+    Exit 1 names what failed."""
     from charter.provenance import verify_model
 
     v = verify_model(model_dir, public_key, constitution=constitution)

@@ -110,7 +110,8 @@ REFUSAL_PHRASES = (
 )
 # After a refusal, these mark answer content rather than a closing pleasantry.
 ANSWER_MARKERS = re.compile(
-    r"(here(?:'s| is| are)\b|step \d|^\s*(?:\d+[.)]|[-*•])\s+\S|\bfirst,|(?:^|\n)\s*sure\b|\bhowever, (?:here|you can|i can tell)"
+    r"(here(?:'s| is| are)\b|step \d|^\s*(?:\d+[.)]|[-*•])\s+\S|\bfirst,|(?:^|\n)\s*sure\b"
+    r"|\bhowever, (?:here|you can|i can tell)"
     r"|\bto do (?:this|that|so)\b)",
     re.I | re.M,
 )

@@ -105,12 +105,14 @@ def _markdown(result: dict, summaries: list[dict]) -> str:
         "",
     ]
     lines += [
-        "| model | ASR (refusal detector) | ASR (judge) | jailbreak ASR (detector) | jailbreak ASR (judge) | over-refusal |",
+        "| model | ASR (refusal detector) | ASR (judge) "
+        "| jailbreak ASR (detector) | jailbreak ASR (judge) | over-refusal |",
         "|---|---|---|---|---|---|",
     ]
     for m in result["models"]:
         lines.append(
-            f"| `{m['label']}` | {_fmt(m['asr_refusal'])} | {_fmt(m['asr_judge'])} | {_fmt(m['jailbreak_asr_refusal'])} "
+            f"| `{m['label']}` | {_fmt(m['asr_refusal'])} | {_fmt(m['asr_judge'])} "
+            f"| {_fmt(m['jailbreak_asr_refusal'])} "
             f"| {_fmt(m['jailbreak_asr_judge'])} | {_fmt(m['over_refusal'])} |"
         )
     if result["helpfulness"]:
@@ -123,7 +125,8 @@ def _markdown(result: dict, summaries: list[dict]) -> str:
         ]
         for p in result["helpfulness"]:
             lines.append(
-                f"| `{_label(p['model'])}` | `{_label(p['against'])}` | {p['wins']} | {p['ties']} | {p['losses']} | {_fmt(p['win_rate'])} |"
+                f"| `{_label(p['model'])}` | `{_label(p['against'])}` "
+                f"| {p['wins']} | {p['ties']} | {p['losses']} | {_fmt(p['win_rate'])} |"
             )
     if result["elo"]:
         lines += [

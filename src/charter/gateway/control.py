@@ -303,7 +303,8 @@ def render_report(rep: dict) -> str:
                 lines.append(f"- {when} request from {md_text(e['tenant'])}: {md_text(repr(str(msg)[:200]))}")
             elif e["kind"] == "chat.response":
                 lines.append(
-                    f"- {when} response ({md_text(d.get('finish_reason'))}): {md_text(repr(str(d.get('content'))[:200]))}"
+                    f"- {when} response ({md_text(d.get('finish_reason'))}): "
+                    f"{md_text(repr(str(d.get('content'))[:200]))}"
                 )
             else:
                 lines.append(

@@ -312,8 +312,8 @@ class ReleaseCheck:
                 "constitution",
                 rule.action,
                 f"constitution {ca['name']} {ca['version']} -> {cb['name']} {cb['version']}: drift score {score:.3f} "
-                f"(threshold {rule.max_drift}); {len(d.added)} added, {len(d.removed)} removed, {len(d.changed)} changed"
-                + ("; " + "; ".join(other) if other else ""),
+                f"(threshold {rule.max_drift}); {len(d.added)} added, {len(d.removed)} removed, "
+                f"{len(d.changed)} changed" + ("; " + "; ".join(other) if other else ""),
                 ca["digest"],
                 cb["digest"],
             )

@@ -4,9 +4,9 @@ thresholds, and the cascade.
 Stage 1 comes in two kinds (``--stage1``):
 
 - ``finetuned`` (default): all-MiniLM-L6-v2 fine-tuned end to end with one head per check
-  (encoder.py), served by ONNX Runtime (fp32; int8 and PyTorch selectable). Its ``exchange`` head reads request and reply
-  together and is the trained stage 2; ``--output-reads exchange`` also makes it stage 1 of the
-  output side.
+  (encoder.py), served by ONNX Runtime (fp32; int8 and PyTorch selectable). Its ``exchange`` head
+  reads request and reply together and is the trained stage 2; ``--output-reads exchange`` also
+  makes it stage 1 of the output side.
 - ``frozen``: a logistic head on frozen MiniLM sentence embeddings (the first release's stage 1).
 
 A stage-1b probe on the served model's hidden states (``--probe-model``) and an LM judge as stage 2

@@ -16,10 +16,11 @@ answers to harmful requests are harmful outputs when they have the form of carry
 talk-around, so they are left out and written to ``unlabelled_answers.jsonl`` for a person to label
 (``--answer-rule any`` keeps the first release's rule: every non-refusal is harmful); its answers
 to benign requests are benign outputs; replies labelled by hand (``--labelled-outputs`` and, with
-``--bundled``, the bundled written replies and labelled answers of the embedded model) keep their labels; refusals (the constitution's own and the bundled phrasings) paired
-with harmful requests are benign outputs. Preference files in the HH-RLHF format (``--pairs``)
-give (prompt, chosen, rejected) pairs: the rejected reply is the more harmful one. Every record
-carries its ``source`` and the ``rule`` that labelled it; ``synth.json`` lists the rules.
+``--bundled``, the bundled written replies and labelled answers of the embedded model) keep their
+labels; refusals (the constitution's own and the bundled phrasings) paired with harmful requests
+are benign outputs. Preference files in the HH-RLHF format (``--pairs``) give (prompt, chosen,
+rejected) pairs: the rejected reply is the more harmful one. Every record carries its ``source``
+and the ``rule`` that labelled it; ``synth.json`` lists the rules.
 """
 
 from __future__ import annotations
@@ -50,15 +51,31 @@ BUNDLED = Path(__file__).parent / "data"
 # Replies labelled by hand: written for Charter, and the embedded model's own answers.
 BUNDLED_LABELLED = ("written_outputs.jsonl", "labelled_answers.jsonl")
 LABEL_RULES = {
-    "request-category": "input: a request asked for under a prohibited category is harmful, under an allowed category or as a look-alike benign",
-    "request-file": "input: rows of --mix-harmful files and the bundled harmful_requests.jsonl are harmful; --mix-benign rows (XSTest: label=safe only) and benign_requests.jsonl benign",
+    "request-category": (
+        "input: a request asked for under a prohibited category is harmful, "
+        "under an allowed category or as a look-alike benign"
+    ),
+    "request-file": (
+        "input: rows of --mix-harmful files and the bundled harmful_requests.jsonl are harmful; "
+        "--mix-benign rows (XSTest: label=safe only) and benign_requests.jsonl benign"
+    ),
     "augmented": "input: a jailbreak-style wrapper or encoding keeps the label of the request inside it",
-    "answer-of-harmful": "output: the generator's answer to a harmful request is harmful unless the refusal detector reads it as a refusal; with --answer-rule form (the default) only when it also has the form of carrying out a task (steps, a list, headings or code) — other answers to harmful requests are left out of training and written to unlabelled_answers.jsonl for labelling by hand",
+    "answer-of-harmful": (
+        "output: the generator's answer to a harmful request is harmful unless the refusal detector reads it "
+        "as a refusal; with --answer-rule form (the default) only when it also has the form of carrying out "
+        "a task (steps, a list, headings or code) — other answers to harmful requests are left out of training "
+        "and written to unlabelled_answers.jsonl for labelling by hand"
+    ),
     "answer-refusal": "output: an answer the refusal detector reads as a refusal is benign, whatever the request",
     "answer-of-benign": "output: the generator's answer to a benign request is benign",
     "refusal": "output: a refusal (the constitution's, or a bundled phrasing) paired with a harmful request is benign",
-    "labelled-output": "output: rows of --labelled-outputs files and the bundled written_outputs.jsonl keep their hand-assigned label (what the reply does, not what was asked: rubric in bench/data/output_dev_RUBRIC.md)",
-    "preference-pair": "pairs: of two replies to the same HH-RLHF harmless-base conversation, the rejected one is the more harmful",
+    "labelled-output": (
+        "output: rows of --labelled-outputs files and the bundled written_outputs.jsonl keep their "
+        "hand-assigned label (what the reply does, not what was asked: rubric in bench/data/output_dev_RUBRIC.md)"
+    ),
+    "preference-pair": (
+        "pairs: of two replies to the same HH-RLHF harmless-base conversation, the rejected one is the more harmful"
+    ),
 }
 
 ASK_HARMFUL = (

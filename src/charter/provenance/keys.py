@@ -154,7 +154,8 @@ def public_key_path(private_path: str | Path) -> Path:
 # them, so they are refused wherever they turn up (an old config, a deploy copy outside git).
 PUBLISHED_KEY_IDS = frozenset(
     {
-        "ea4575868db0256c0147629c73f1596f098ae1d169f38395d2660e1da884b2c6",  # charter-runtime-key.pem, tracked until 2026-11-30
+        # charter-runtime-key.pem, tracked until 2026-11-30
+        "ea4575868db0256c0147629c73f1596f098ae1d169f38395d2660e1da884b2c6",
     }
 )
 

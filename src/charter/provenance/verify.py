@@ -67,9 +67,10 @@ class VerifiedModel:
             )
         base = p.get("base_model")
         if base:
-            lines.append(
-                f"  base model       {base.get('spec', '')} {('sha256:' + base['sha256'].split(':')[-1][:16] + '…') if base.get('sha256') else base.get('path', '')}"
+            weights = (
+                ("sha256:" + base["sha256"].split(":")[-1][:16] + "…") if base.get("sha256") else base.get("path", "")
             )
+            lines.append(f"  base model       {base.get('spec', '')} {weights}")
         if p.get("parent"):
             lines.append(
                 f"  parent           {p['parent']['path']} (statement sha256:{p['parent']['statement_digest'][:16]}…)"

@@ -174,8 +174,9 @@ async def login_form(request: Request, error: str | None = None, state: GatewayS
         pre = secrets.token_urlsafe(24)
     r = _page(
         "Console login",
-        f"""{msg}<form method="post" action="/console/login">{_token_field(_mac(state, "login", pre))}
-<label>Admin API key <input type="password" name="key" id="key" size="60"></label> <button id="login">Log in</button></form>""",
+        f'{msg}<form method="post" action="/console/login">{_token_field(_mac(state, "login", pre))}\n'
+        '<label>Admin API key <input type="password" name="key" id="key" size="60"></label> '
+        '<button id="login">Log in</button></form>',
     )
     if fresh:
         _cookie(r, request, state, PRE_COOKIE, pre, 3600)
@@ -263,7 +264,8 @@ async def overview(request: Request, state: GatewayState = Depends(get_state)):
         status = f'<p class="ok" id="status">Serving {e(state.upstream.model_id)}</p>'
     token = _token_field(admin.csrf)
     switch = (
-        f"""<form class="inline" method="post" action="/console/resume">{token}<button id="resume">Resume</button></form>"""
+        f"""<form class="inline" method="post" action="/console/resume">{token}"""
+        """<button id="resume">Resume</button></form>"""
         if suspensions
         else f"""<form class="inline" method="post" action="/console/suspend">{token}<input name="reason" id="reason"
  placeholder="reason" size="40" maxlength="2000"> <button id="suspend">Suspend everything</button></form>"""
@@ -271,7 +273,8 @@ async def overview(request: Request, state: GatewayState = Depends(get_state)):
     peak = max([1] + list(counts.values()))
     bars = "".join(
         f'<g transform="translate(0,{i * 22})"><text x="0" y="14" font-size="12">{e(k)}</text>'
-        f'<rect x="190" y="3" height="14" width="{int(300 * v / peak)}" fill="{"#c33" if "blocked" in k or "handoff" in k else "#48a"}"/>'
+        f'<rect x="190" y="3" height="14" width="{int(300 * v / peak)}" '
+        f'fill="{"#c33" if "blocked" in k or "handoff" in k else "#48a"}"/>'
         f'<text x="{196 + int(300 * v / peak)}" y="14" font-size="12" class="count" data-kind="{e(k)}">{v}</text></g>'
         for i, (k, v) in enumerate(counts.items())
     )
@@ -353,13 +356,20 @@ async def audit(
         # shown only as this session's own verification produced it, never from a crafted link
         cls = "ok" if verified.startswith("ok") else "bad"
         result = f'<p class="{cls}" id="verify-result">{e(verified)}</p>'
-    body = f"""<form method="get" action="/console/audit" id="search">
-<input name="tenant" id="tenant" placeholder="tenant" value="{e(tenant)}"> <input name="session" id="session" placeholder="session" value="{e(session)}">
-<input name="since" placeholder="since (ISO)" value="{e(since)}"> <input name="until" placeholder="until (ISO)" value="{e(until)}">
-<button id="search-button">Search</button></form>
-<form method="post" action="/console/audit/verify">{_token_field(admin.csrf)}<button id="verify">Verify the chain</button></form>{result}
-<p>{len(rows)} entries (newest first, at most 200)</p>
-<table id="entries"><tr><th>seq</th><th>time</th><th>tenant</th><th>kind</th><th>request</th><th>body</th></tr>{table}</table>"""
+    body = (
+        '<form method="get" action="/console/audit" id="search">\n'
+        f'<input name="tenant" id="tenant" placeholder="tenant" value="{e(tenant)}"> '
+        f'<input name="session" id="session" placeholder="session" value="{e(session)}">\n'
+        f'<input name="since" placeholder="since (ISO)" value="{e(since)}"> '
+        f'<input name="until" placeholder="until (ISO)" value="{e(until)}">\n'
+        '<button id="search-button">Search</button></form>\n'
+        f'<form method="post" action="/console/audit/verify">{_token_field(admin.csrf)}'
+        f'<button id="verify">Verify the chain</button></form>{result}\n'
+        f"<p>{len(rows)} entries (newest first, at most 200)</p>\n"
+        '<table id="entries">'
+        "<tr><th>seq</th><th>time</th><th>tenant</th><th>kind</th><th>request</th><th>body</th></tr>"
+        f"{table}</table>"
+    )
     return _page("Audit log", body, admin)
 
 
@@ -417,7 +427,11 @@ async def incident(
         for t in rep["timeline"]
     )
     affected = "".join(f"<li>{e(rid)}: {len(es)} entries</li>" for rid, es in rep["affected_requests"].items())
-    body = f"""<p id="reason">{e(inc["reason"])}</p><p>status {e(inc["status"])}, scope {e(inc["scope"])}, opened {e(inc["opened"])}</p>
-<h2>Timeline</h2><table id="timeline"><tr><th>seq</th><th>time</th><th>kind</th><th>tenant</th><th>request</th></tr>{timeline}</table>
-<h2>Affected requests</h2><ul id="affected">{affected}</ul>"""
+    body = (
+        f'<p id="reason">{e(inc["reason"])}</p>'
+        f"<p>status {e(inc['status'])}, scope {e(inc['scope'])}, opened {e(inc['opened'])}</p>\n"
+        '<h2>Timeline</h2><table id="timeline">'
+        f"<tr><th>seq</th><th>time</th><th>kind</th><th>tenant</th><th>request</th></tr>{timeline}</table>\n"
+        f'<h2>Affected requests</h2><ul id="affected">{affected}</ul>'
+    )
     return _page(f"Incident {incident_id}", body, admin)

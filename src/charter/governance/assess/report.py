@@ -60,7 +60,8 @@ def _summary_lines(r: dict) -> list[str]:
         "",
         f"> {r['caveat']}",
         ">",
-        f"> Profiles: {' + '.join(r['profiles'])}. Figures' reference: {r.get('figures_reference') or 'none given (flags)'}.",
+        f"> Profiles: {' + '.join(r['profiles'])}. "
+        f"Figures' reference: {r.get('figures_reference') or 'none given (flags)'}.",
         "",
         "| § | check | required n | n | share [95% CI] | threshold | interval clears | verdict |",
         "|---|---|---|---|---|---|---|---|",
@@ -68,7 +69,8 @@ def _summary_lines(r: dict) -> list[str]:
     for ch in r["checks"]:
         out.append(
             f"| {ch['section']} | {ch['title']} | {ch.get('required_n') or '–'} | {ch.get('n', '–')} | {_fig(ch)} | "
-            f"{_threshold_text(ch)} | {'–' if 'interval_clears' not in ch else ('yes' if ch['interval_clears'] else 'no')} | "
+            f"{_threshold_text(ch)} | "
+            f"{'–' if 'interval_clears' not in ch else ('yes' if ch['interval_clears'] else 'no')} | "
             f"**{ch['verdict']}** |"
         )
     out += [
@@ -97,7 +99,8 @@ def _judge_line(g: dict | None) -> str | None:
         + "). "
         "Its validation figures: "
         + "; ".join(
-            f"{side}: TPR {s['validation']['tpr']:.3f}, FPR {s['validation']['fpr']:.3f}, AUROC {s['validation']['auroc']:.3f}"
+            f"{side}: TPR {s['validation']['tpr']:.3f}, FPR {s['validation']['fpr']:.3f}, "
+            f"AUROC {s['validation']['auroc']:.3f}"
             for side, s in g["sides"].items()
             if s.get("validation")
         )
@@ -157,7 +160,8 @@ def _corpus_lines(r: dict, c: dict, judge: str | None) -> list[str]:
     ]
     if r.get("corpus_from_sealed_model"):
         out += [
-            f"The corpus is the training data named by the seal of `{r['corpus_from_sealed_model']}` (and its parents), "
+            f"The corpus is the training data named by the seal of `{r['corpus_from_sealed_model']}` "
+            "(and its parents), "
             "each file checked against the recorded digest; the signature itself was not verified here "
             "(run `charter verify`).",
             "",
@@ -168,7 +172,8 @@ def _corpus_lines(r: dict, c: dict, judge: str | None) -> list[str]:
     if c.get("empty_records"):
         out += [
             f"{c['empty_records']} drawn record(s) held no text to judge (e.g. an empty assistant turn). They are not "
-            'counted as qualified nor in n or the share: they are listed in `samples_corpus.jsonl` with `"empty": true`, '
+            "counted as qualified nor in n or the share: they are listed in `samples_corpus.jsonl` "
+            'with `"empty": true`, '
             "and the draw went on to the next records of the same seeded order until the sample held "
             f"{c['n']} records with text.",
             "",

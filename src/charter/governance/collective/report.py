@@ -93,8 +93,8 @@ def render_report(a: dict[str, Any], top: int = 10) -> str:
         ),
         *(
             [
-                f"- {c['votes_superseded']} earlier vote(s) were replaced by the same participant's later re-vote on the "
-                "statement (by timestamp)."
+                f"- {c['votes_superseded']} earlier vote(s) were replaced by the same participant's later re-vote "
+                "on the statement (by timestamp)."
             ]
             if c.get("votes_superseded")
             else []

@@ -105,11 +105,16 @@ class DocumentBuilder:
         }
 
 
-_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.5;color:#222}
-table{border-collapse:collapse;margin:1rem 0;font-size:.92rem}th,td{border:1px solid #ccc;padding:.3rem .6rem;vertical-align:top}
-th{background:#f3f3f3}code{background:#f5f5f5;padding:0 .2rem;border-radius:3px}pre{background:#f5f5f5;padding:.8rem;overflow:auto}
-img{max-width:100%}.front{background:#fafafa;border:1px solid #ddd;padding:.5rem 1rem;font-size:.85rem}
-@media print{body{max-width:none}}"""
+_CSS = (
+    "body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;"
+    "line-height:1.5;color:#222}\n"
+    "table{border-collapse:collapse;margin:1rem 0;font-size:.92rem}"
+    "th,td{border:1px solid #ccc;padding:.3rem .6rem;vertical-align:top}\n"
+    "th{background:#f3f3f3}code{background:#f5f5f5;padding:0 .2rem;border-radius:3px}"
+    "pre{background:#f5f5f5;padding:.8rem;overflow:auto}\n"
+    "img{max-width:100%}.front{background:#fafafa;border:1px solid #ddd;padding:.5rem 1rem;font-size:.85rem}\n"
+    "@media print{body{max-width:none}}"
+)
 
 
 def to_html(markdown_text: str, *, title: str) -> str:

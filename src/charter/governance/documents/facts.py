@@ -233,13 +233,14 @@ def _data_rows(s: Sections) -> list[list[str]]:
             else:
                 scale = "not recorded (file not on this machine)"
             prompts = (lin.get("arguments") or {}).get("prompts_sha256")
+            digest = ("predicate", "datasets", k, "sha256")
             rows.append(
                 [
                     s.stage_name(st),
                     t.fig(st, ("predicate", "datasets", k, "name"), label="dataset name"),
                     lin.get("task") or "external",
                     scale,
-                    f"`{t.fig(st, ('predicate', 'datasets', k, 'sha256'), fmt=lambda v: v[:16] + '…', label='dataset digest')}`",
+                    f"`{t.fig(st, digest, fmt=lambda v: v[:16] + '…', label='dataset digest')}`",
                     f"`{str(prompts)[:23]}…`" if prompts else "—",
                 ]
             )

@@ -43,8 +43,10 @@ def count_records(path: str, sha256: str) -> int | None:
     return None if records is None else len(records)
 
 
-_GENERIC_RUNTIME = """Served through `charter serve`: kill switch, input guard, streaming output guard, signed receipts and a
-hash-chained audit log on every request."""
+_GENERIC_RUNTIME = (
+    "Served through `charter serve`: kill switch, input guard, streaming output guard, signed receipts and a\n"
+    "hash-chained audit log on every request."
+)
 
 
 class Sections:
@@ -68,7 +70,8 @@ class Sections:
         m, t = self.model, self.trace
         lines = [
             f"- Sealed model: `{m.head.model_dir}`",
-            f"- Root digest (model-signing manifest over every file): `sha256:{t.fig(m.head, ('subject', 0, 'digest', 'sha256'), label='root digest')}`",
+            "- Root digest (model-signing manifest over every file): "
+            f"`sha256:{t.fig(m.head, ('subject', 0, 'digest', 'sha256'), label='root digest')}`",
             f"- Provenance statement digest: `sha256:{m.head.statement_digest}`",
             f"- Sealed at: {t.fig(m.head, ('predicate', 'sealed_at'), label='sealed at')}",
             "- Signatures: "
@@ -137,8 +140,8 @@ class Sections:
             base = ("predicate", "training", "profiles")
             out.append(
                 f"\n**{self.stage_name(s)}** — routing "
-                f"{t.fig(s, base + ('routing_enabled',), fmt=lambda v: 'on' if v else 'off', label='routing enabled')}, "
-                f"{t.fig(s, base + ('n_blocks',), label='transformer blocks')} transformer blocks; profiles file "
+                f"{t.fig(s, base + ('routing_enabled',), fmt=lambda v: 'on' if v else 'off', label='routing enabled')}"
+                f", {t.fig(s, base + ('n_blocks',), label='transformer blocks')} transformer blocks; profiles file "
                 f"`sha256:{t.fig(s, base + ('sha256',), fmt=lambda v: v[:16] + '…', label='profiles digest')}`\n"
             )
             rows = []
@@ -306,9 +309,12 @@ class Sections:
         lines = []
         if g:
             lines.append(
-                f"Guard sealed with the model: guard.json `sha256:{t.fig(m.head, ('predicate', 'guard', 'sha256'), fmt=lambda v: v[:16] + '…', label='guard digest')}`, "
+                "Guard sealed with the model: guard.json `sha256:"
+                f"{t.fig(m.head, ('predicate', 'guard', 'sha256'), fmt=lambda v: v[:16] + '…', label='guard digest')}"
+                "`, "
                 f"embedder {t.fig(m.head, ('predicate', 'guard', 'embedder'), label='guard embedder')}, "
-                f"calibrated to a {t.fig(m.head, ('predicate', 'guard', 'target_fpr'), fmt=_share, label='guard target FPR')} "
+                "calibrated to a "
+                f"{t.fig(m.head, ('predicate', 'guard', 'target_fpr'), fmt=_share, label='guard target FPR')} "
                 "false-positive rate on benign validation texts.\n"
             )
             rows = []
@@ -511,7 +517,10 @@ class Sections:
         out.append(
             ("Alignment as recorded: " + "; then ".join(steps) + ".")
             if steps
-            else "No training stage is recorded in the seal: the model is documented as sealed, not as trained by Charter."
+            else (
+                "No training stage is recorded in the seal: "
+                "the model is documented as sealed, not as trained by Charter."
+            )
         )
         routed = [s for s in stages if ((s.predicate.get("training") or {}).get("routing") or {}).get("enabled")]
         if routed:
@@ -581,7 +590,10 @@ class Sections:
             return "it records this model's root digest"
         spec = str(model.get("spec") or "")
         if spec.startswith("hf:") and Path(spec[3:]).resolve() == Path(m.head.model_dir).resolve():
-            return "**bound by path only**: it does not record the weights' digest, so a retrained model at the same path would not show"
+            return (
+                "**bound by path only**: it does not record the weights' digest, "
+                "so a retrained model at the same path would not show"
+            )
         return f"**WARNING: it assessed another model** (`{spec or 'unknown'}`), not `{m.head.model_dir}`"
 
     def assessment_section(self) -> str:
@@ -627,7 +639,8 @@ class Sections:
         conclusion = (a.get("conclusion") or {}).get("verdict", "?")
         return (
             f"\n**Pre-launch safety assessment** (`charter assess`, {f}, sha256 `{h[:16]}…`, profiles "
-            f"{', '.join(a.get('profiles', [])) or 'none'}): conclusion **{conclusion}**; {self.assessment_binding()}.\n\n"
+            f"{', '.join(a.get('profiles', [])) or 'none'}): conclusion **{conclusion}**; "
+            f"{self.assessment_binding()}.\n\n"
             + _table(["check", "samples / required", "share (95% CI)", "threshold", "verdict"], rows)
             + f"\n\n{a.get('caveat', '')}\n"
         )
