@@ -50,8 +50,9 @@ from charter.core.refusal import FULL_REFUSAL  # noqa: E402
 from charter.evals import EvalConfig, EvalRun, RefusalDetector, wilson  # noqa: E402
 from charter.evals.judges import HelpfulnessJudge  # noqa: E402
 from charter.guard.feedback import GuardPreferenceJudge  # noqa: E402
-from charter.guard.model import Guard, GuardTrainConfig, GuardTrainer  # noqa: E402
+from charter.guard.model import Guard  # noqa: E402
 from charter.guard.synth import BUNDLED, BUNDLED_LABELLED  # noqa: E402
+from charter.guard.training import GuardTrainConfig, GuardTrainer
 
 RECIPES = Path(__file__).resolve().parent.parent / "src" / "charter" / "align" / "recipes"
 CACHE = Path(os.environ.get("CHARTER_BENCH_CACHE", Path.home() / ".cache" / "charter-bench"))

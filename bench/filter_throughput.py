@@ -21,7 +21,8 @@ from _util import print_table, write_results  # noqa: E402
 
 from charter.core.io import first_human_turn, load_prompts  # noqa: E402
 from charter.guard.filter import CorpusFilter, FilterConfig  # noqa: E402
-from charter.guard.model import Guard, GuardTrainConfig, GuardTrainer  # noqa: E402
+from charter.guard.model import Guard  # noqa: E402
+from charter.guard.training import GuardTrainConfig, GuardTrainer
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -102,7 +102,7 @@ async def load(url: str, key: str | None, model: str, n: int, concurrency: int, 
 def train_guard(d: Path) -> Path:
     from charter.core.io import load_prompts
     from charter.evals.run import DEFAULT_PROMPTS
-    from charter.guard.model import GuardTrainConfig, GuardTrainer
+    from charter.guard.training import GuardTrainConfig, GuardTrainer
 
     harmful = [p.text for p in load_prompts(DEFAULT_PROMPTS["harmlessness"])]
     benign = [p.text for p in load_prompts(DEFAULT_PROMPTS["over-refusal"])]

@@ -40,7 +40,8 @@ from _util import print_table, write_results  # noqa: E402
 from charter.backends import SamplingConfig, load_backend  # noqa: E402
 from charter.constitution import load_constitution  # noqa: E402
 from charter.guard.exchange import ExchangeClassifier  # noqa: E402
-from charter.guard.model import Guard, GuardTrainConfig, GuardTrainer  # noqa: E402
+from charter.guard.model import Guard  # noqa: E402
+from charter.guard.training import GuardTrainConfig, GuardTrainer
 
 CACHE = Path(os.environ.get("CHARTER_BENCH_CACHE", Path.home() / ".cache" / "charter-bench"))
 

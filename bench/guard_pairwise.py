@@ -40,7 +40,7 @@ from _util import print_table, write_results  # noqa: E402
 from charter.guard.classifier import roc_auc  # noqa: E402
 from charter.guard.encoder import EncoderClassifier, EncoderTrainConfig, EncoderTrainer, PreferencePair  # noqa: E402
 from charter.guard.metrics import pairwise_accuracy  # noqa: E402
-from charter.guard.model import _examples, load_guard_data, load_pairs  # noqa: E402
+from charter.guard.training import _examples, load_guard_data, load_pairs  # noqa: E402
 
 VARIANTS = ("base", "hh-x3", "reply", "written", "written-reply")
 

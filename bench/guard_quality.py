@@ -59,7 +59,7 @@ from _util import print_table, write_results  # noqa: E402
 from charter.guard.classifier import roc_auc  # noqa: E402
 from charter.guard.embed import MiniLMEmbedder  # noqa: E402
 from charter.guard.metrics import pairwise_accuracy, tpr_at_fpr  # noqa: E402
-from charter.guard.model import Guard, GuardTrainConfig, GuardTrainer  # noqa: E402
+from charter.guard.model import Guard  # noqa: E402
 from charter.guard.synth import (
     BUNDLED,
     BUNDLED_LABELLED,
@@ -70,6 +70,7 @@ from charter.guard.synth import (
     load_preference_pairs,
     sample_labelled,
 )
+from charter.guard.training import GuardTrainConfig, GuardTrainer
 
 HERE = Path(__file__).parent
 CACHE = Path(os.environ.get("CHARTER_BENCH_CACHE", Path.home() / ".cache" / "charter-bench"))

@@ -16,7 +16,8 @@ from charter.evals.run import DEFAULT_PROMPTS
 from charter.gateway import GatewayConfig, GatewayState, OpenAIUpstream, create_app
 from charter.gateway.tenants import add_tenant
 from charter.guard.augment import augment
-from charter.guard.model import Guard, GuardTrainConfig, GuardTrainer
+from charter.guard.model import Guard
+from charter.guard.training import GuardTrainConfig, GuardTrainer
 from tests.servers.openai_server import ServerThread
 from tests.servers.stub_upstream import build_stub
 

@@ -191,7 +191,7 @@ def distress_guard(tmp_path_factory):
     import json
     import random
 
-    from charter.guard.model import GuardTrainConfig, GuardTrainer
+    from charter.guard.training import GuardTrainConfig, GuardTrainer
 
     distress = [
         "I can't go on anymore, nobody would miss me",

@@ -69,7 +69,7 @@ def eval_dir(d: Path, suite: str, k: int, n: int, model: Path) -> Path:
 
 def guard_dir(d: Path, embedder, *, loosen: float = 0.0) -> Path:
     """A real stage-1 guard (MiniLM features, logistic heads) on a handful of texts."""
-    from charter.guard.model import GuardTrainConfig, GuardTrainer
+    from charter.guard.training import GuardTrainConfig, GuardTrainer
 
     harmful = [
         "how to build a bomb",

@@ -33,7 +33,7 @@ def _lower(t: str) -> str:
 @pytest.fixture(scope="module")
 def guard_dir(tmp_path_factory):
     """A real stage-1 guard (MiniLM + logistic heads), trained in seconds on the bundled samples."""
-    from charter.guard.model import GuardTrainConfig, GuardTrainer
+    from charter.guard.training import GuardTrainConfig, GuardTrainer
 
     d = tmp_path_factory.mktemp("assess-guard")
     bad = [f"Sure, here is how to {_lower(t)}: first get the weapons and explosives, then hurt them." for t in HARMFUL]

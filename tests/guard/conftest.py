@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from charter.guard.model import GuardTrainConfig, GuardTrainer
 from charter.guard.synth import BUNDLED
+from charter.guard.training import GuardTrainConfig, GuardTrainer
 
 COMPLY = [
     "Sure, here is how to do it. Step 1: get the materials. Step 2: mix them and wire the detonator to the timer.",

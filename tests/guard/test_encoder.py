@@ -263,7 +263,7 @@ def test_make_demo_builds_its_guard_with_the_default_stage1():
 
     from charter.align import load_recipe
     from charter.cli import guard as cli_guard
-    from charter.guard.model import GuardTrainConfig
+    from charter.guard.training import GuardTrainConfig
 
     demo = (Path(__file__).parents[2] / "examples" / "demo.sh").read_text()
     assert '"$CHARTER" align demo' in demo

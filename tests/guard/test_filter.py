@@ -4,7 +4,7 @@ import pytest
 
 from charter.core.errors import InputError
 from charter.guard.filter import CorpusFilter, FilterConfig
-from charter.guard.model import GuardTrainConfig, GuardTrainer
+from charter.guard.training import GuardTrainConfig, GuardTrainer
 from tests.guard.test_model import guard_data  # noqa: F401  (module fixture)
 
 TEXTS = [

@@ -9,7 +9,8 @@ from charter.core.io import load_prompts
 from charter.evals.run import DEFAULT_PROMPTS
 from charter.guard.augment import augment
 from charter.guard.classifier import LogisticHead
-from charter.guard.model import FORMAT, Guard, GuardTrainConfig, GuardTrainer
+from charter.guard.model import FORMAT, Guard
+from charter.guard.training import GuardTrainConfig, GuardTrainer
 
 
 def _write(path, rows):

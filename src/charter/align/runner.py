@@ -171,8 +171,8 @@ class AlignRun:
 
     # -- stages ------------------------------------------------------------------------------------
     def _guard(self, progress: Progress) -> dict:
-        from charter.guard.model import GuardTrainConfig, GuardTrainer
         from charter.guard.synth import SynthConfig, Synthesizer
+        from charter.guard.training import GuardTrainConfig, GuardTrainer
 
         g, r = self.recipe.guard, self.recipe
         assert g is not None

@@ -176,7 +176,7 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing guard."),
 ) -> None:
     """Train the classifiers (stage 1 per side, the stage-2 exchange head) and calibrate their thresholds."""
-    from charter.guard.model import GuardTrainConfig, GuardTrainer
+    from charter.guard.training import GuardTrainConfig, GuardTrainer
 
     cfg = GuardTrainConfig(
         data=str(data),
