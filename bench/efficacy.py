@@ -150,6 +150,11 @@ def build_guard(args, work: Path) -> Path:
     return out
 
 
+def _given(value, default):
+    """A flag the user gave, else the standard recipe's setting (the recipe is what is measured)."""
+    return default if value is None else value
+
+
 def recipe_for(files: dict, guard: Path, args, ablation: str | None = None):
     recipe, base = load_recipe("standard")
     sl = recipe.sl_cai.model_copy(
@@ -158,13 +163,16 @@ def recipe_for(files: dict, guard: Path, args, ablation: str | None = None):
             "helpful": files["train_benign"],
             "column": "prompt",
             "helpful_column": "prompt",
-            "candidates": args.candidates,
+            "candidates": _given(args.candidates, recipe.sl_cai.candidates),
         }
     )
     sft = recipe.sft.model_copy(
-        update={"epochs": args.sft_epochs, "learning_rate": args.sft_lr or recipe.sft.learning_rate}
+        update={
+            "epochs": _given(args.sft_epochs, recipe.sft.epochs),
+            "learning_rate": _given(args.sft_lr, recipe.sft.learning_rate),
+        }
     )
-    dpo = recipe.dpo.model_copy(update={"epochs": args.dpo_epochs})
+    dpo = recipe.dpo.model_copy(update={"epochs": _given(args.dpo_epochs, recipe.dpo.epochs)})
     prefs = recipe.preferences.model_copy(update={"prompts": files["preferences"], "column": "prompt"})
     if ablation == "hard-labels":
         dpo = dpo.model_copy(update={"labels": "hard"})
@@ -352,11 +360,11 @@ def main() -> None:
     ap.add_argument("--benign-train", type=int, default=407)
     ap.add_argument("--pref-prompts", type=int, default=80)
     ap.add_argument("--harmful-eval", type=int, default=100)
-    ap.add_argument("--candidates", type=int, default=1)
-    ap.add_argument("--sft-epochs", type=float, default=1.0)
+    ap.add_argument("--candidates", type=int, default=None, help="default: the standard recipe's")
+    ap.add_argument("--sft-epochs", type=float, default=None, help="default: the standard recipe's")
     ap.add_argument("--sft-lr", type=float, default=None, help="default: the standard recipe's")
     ap.add_argument("--revision-p", type=float, default=0.9, help="revision-pairs ablation: soft label of the pairs")
-    ap.add_argument("--dpo-epochs", type=float, default=1.0)
+    ap.add_argument("--dpo-epochs", type=float, default=None, help="default: the standard recipe's")
     ap.add_argument("--guard-stage1", default="frozen", choices=("frozen", "finetuned"))
     ap.add_argument("--guard-epochs", type=int, default=3)
     ap.add_argument(
@@ -450,6 +458,7 @@ def main() -> None:
     plot.parent.mkdir(parents=True, exist_ok=True)
     frontier_plot(rows, plot)
     ledger = json.loads((runs["main"] / "align.json").read_text())
+    used, _ = recipe_for(files, guard_dir, args)  # the settings as run: flags, else the recipe's
     path = write_results(
         "efficacy",
         {
@@ -457,11 +466,11 @@ def main() -> None:
             "seed": 0,
             "settings": {
                 "recipe": "standard",
-                "candidates": args.candidates,
+                "candidates": used.sl_cai.candidates,
                 "guard_answers": args.guard_answers,
-                "sft_epochs": args.sft_epochs,
-                "sft_lr": args.sft_lr,
-                "dpo_epochs": args.dpo_epochs,
+                "sft_epochs": used.sft.epochs,
+                "sft_lr": used.sft.learning_rate,
+                "dpo_epochs": used.dpo.epochs,
                 "revision_p": args.revision_p,
                 "guard_stage1": args.guard_stage1,
                 "guard_epochs": args.guard_epochs,
