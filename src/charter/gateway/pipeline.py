@@ -331,8 +331,9 @@ class ExchangePipeline:
             outcome,
             dress,
             receipt,
-            {"reason": reason} if reason else {},
+            {},
             schemas.usage(result.prompt_tokens, result.completion_tokens),
+            tail={"reason": reason} if reason else {},
         )
 
     async def _close_stream(
@@ -427,9 +428,15 @@ class ExchangePipeline:
         usage: dict,
         *,
         timing: bool = False,
+        tail: dict | None = None,
     ) -> Answer:
+        # Key order as clients have always seen it: guard, request_id, info, dressing, receipt, tail.
         fields = (
-            {"guard": outcome, "request_id": ex.rid} | info | dress.fields | ({"receipt": receipt} if receipt else {})
+            {"guard": outcome, "request_id": ex.rid}
+            | info
+            | dress.fields
+            | ({"receipt": receipt} if receipt else {})
+            | (tail or {})
         )
         headers = (
             dress.headers | {"X-Charter-Guard": outcome} | ({"X-Charter-Receipt": _b64(receipt)} if receipt else {})

@@ -210,10 +210,12 @@ def model_identity(model_spec: str) -> dict:
 def sealed_corpus(model_spec: str) -> tuple[list[str], str, dict[str, str]] | None:
     """Training data files named by a sealed ``hf:DIR`` model's statement and its parents' (an SFT
     model's data under a DPO model's), each checked against the digest the statement recorded; with
-    those digests (path -> ``sha256:hex``), so the files are not hashed again. The seals are walked as
-    ``charter lineage`` walks them (``provenance.walk_seals``: recorded path or a sibling, each
-    parent's statement checked against the digest its child recorded)."""
-    from charter.provenance import walk_seals
+    those digests (path -> ``sha256:hex``), so the files are not hashed again. Parents are found and
+    checked as ``charter lineage`` finds them (recorded path or a sibling; the recorded digest). Its own
+    walk rather than ``provenance.walk_seals``: a garbled parent must be a one-line input error naming
+    that parent's seal, which walk_seals does not give yet."""
+    from charter.provenance.statement import statement_digest
+    from charter.provenance.verify import resolve_parent
 
     spec = ModelSpec.parse(model_spec)
     if spec.kind != "hf":
@@ -221,15 +223,18 @@ def sealed_corpus(model_spec: str) -> tuple[list[str], str, dict[str, str]] | No
     model_dir = Path(spec.target)
     if not _seal_path(model_dir).is_file():
         return None
-    read_seal(model_dir)  # a garbled seal is a one-line error naming it, before the walk
-    try:
-        links, _ = walk_seals(model_dir)  # a parent not on this machine ends the walk, as before
-    except CharterError as exc:
-        raise InputError(" ".join(str(exc).split()), source=str(_seal_path(model_dir))) from None
     files: dict[str, str] = {}
-    for link in links:
-        where = str(_seal_path(link.model_dir))
-        datasets = link.statement.get("predicate", {}).get("datasets", []) or []
+    d: Path | None = model_dir
+    expected: str | None = None
+    seen: set[str] = set()
+    while d is not None:
+        statement, payload = read_seal(d)
+        where = str(_seal_path(d))
+        if expected and statement_digest(payload) != expected:
+            raise InputError(
+                "this parent's statement is not the one its child recorded (re-sealed or replaced)", source=where
+            )
+        datasets = statement.get("predicate", {}).get("datasets", []) or []
         if not isinstance(datasets, list) or not all(isinstance(ds, dict) for ds in datasets):
             raise InputError("garbled seal: predicate.datasets is not a list of objects", source=where)
         for ds in datasets:
@@ -247,4 +252,10 @@ def sealed_corpus(model_spec: str) -> tuple[list[str], str, dict[str, str]] | No
                     source=where,
                 )
             files.setdefault(str(p), digest)
+        parent = statement.get("predicate", {}).get("parent") or {}
+        path = parent.get("path") if isinstance(parent, dict) else None
+        if not path or path in seen:
+            break
+        seen.add(path)
+        d, expected = resolve_parent(d, str(path)), parent.get("statement_digest")
     return (list(files), str(model_dir), files) if files else None
