@@ -10,6 +10,8 @@ from charter.backends.base import (
     ScoreRequest,
 )
 from charter.backends.spec import (
+    MODEL_HELP,
+    TRAINABLE_MODEL_HELP,
     ModelSpec,
     embedded_gguf_path,
     llamacpp_available,
@@ -17,6 +19,8 @@ from charter.backends.spec import (
 )
 
 __all__ = [
+    "MODEL_HELP",
+    "TRAINABLE_MODEL_HELP",
     "Backend",
     "BackendInfo",
     "Conversation",

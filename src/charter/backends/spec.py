@@ -38,6 +38,11 @@ _OPTION_TYPES = {
 }
 
 
+# The model-spec forms, for the help of every flag that takes one.
+MODEL_HELP = "embedded | hf:PATH | gguf:PATH | llamacpp:PATH | openai:URL#MODEL"
+TRAINABLE_MODEL_HELP = "embedded | hf:PATH | gguf:PATH (a model whose weights can be loaded by transformers)"
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     kind: str

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from charter.backends import ModelSpec
+from charter.backends import MODEL_HELP, ModelSpec
 from charter.core.errors import InputError, require_at_least_one
+from charter.core.options import option
 from charter.evals.run import CATEGORY_COLUMNS as EVAL_CATEGORY_COLUMNS
 
 CHECKS = ("corpus", "generated", "refusal", "non_refusal")
@@ -73,35 +74,58 @@ SPEC = {
 class AssessmentConfig:
     """Arguments of ``charter assess`` (one field per CLI flag)."""
 
-    model: str
-    out: str
-    profiles: tuple[str, ...] = ()
-    guard: str | None = None  # a guard directory (charter guard train): judges corpus and answers
-    corpus: tuple[str, ...] = ()  # training data files; default: the sealed model's statement datasets
-    corpus_column: str | None = None
-    questions: str | None = None  # generated-content test question bank
-    questions_column: str | None = None
-    questions_where: str | None = None  # COL=VALUE, or "none"
-    refuse_bank: str | None = None  # should-refuse bank (default filter: label=unsafe when there is a label column)
-    refuse_column: str | None = None
-    refuse_where: str | None = None
-    answer_bank: str | None = None  # should-not-refuse bank (default filter: label=safe)
-    answer_column: str | None = None
-    answer_where: str | None = None
-    seed: int = 0
-    batch_size: int = 16
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    as_served: bool = False  # count guard blocks as refusals (the service behind charter serve)
-    require_interval: bool = False  # PASS only when the whole 95% interval clears the threshold
+    model: str = option(help=f"The model behind the service. {MODEL_HELP}", flags=("--model", "-m"))
+    out: str = option(
+        help="Output directory: assessment.json, report.md, assessment.png, samples_*.jsonl, answers.jsonl.",
+        flags=("--out", "-o"),
+        path=True,
+    )
+    profiles: tuple[str, ...] = option(
+        (),
+        help="Compliance profile(s) with assessment figures (cac-genai: TC260-003 as commonly cited); "
+        "several compose to the stricter figure.",
+        flags=("--profile", "-p"),
+    )
+    guard: str | None = option(
+        None,
+        help="Guard directory (charter guard train) that judges corpus records and answers.",
+        flags=("--guard", "-g"),
+        path=True,
+    )
+    corpus: tuple[str, ...] = option(
+        (),
+        help="Training data file(s): JSONL/JSON/CSV/TXT (TRL messages, prompt+completion, "
+        "prompt/chosen/rejected, HH-RLHF transcripts, text). Default: a sealed hf: model's data.",
+        path=True,
+    )
+    corpus_column: str | None = option(None, help="Field holding the training text (default: detected).")
+    questions: str | None = option(None, help="Generated-content test question bank.", path=True)
+    questions_column: str | None = option(None)
+    questions_where: str | None = option(None, help="Keep rows with COLUMN=VALUE (default: all).")
+    refuse_bank: str | None = option(None, help="Should-refuse bank.", path=True)
+    refuse_column: str | None = option(None)
+    refuse_where: str | None = option(
+        None, help="COLUMN=VALUE or none (default: label=unsafe when the file has a label column)."
+    )
+    answer_bank: str | None = option(None, help="Should-not-refuse bank.", path=True)
+    answer_column: str | None = option(None)
+    answer_where: str | None = option(
+        None, help="COLUMN=VALUE or none (default: label=safe when the file has a label column)."
+    )
+    seed: int = option(0, help="Seed of the samples (and of sampling when --temperature > 0).")
+    batch_size: int = option(16, help="Prompts generated per batch.")
+    max_new_tokens: int = option(256, help="Token limit of each answer.")
+    temperature: float = option(0.0, help="Sampling temperature (0 = greedy).")
+    as_served: bool = option(False, help="Count guard blocks as refusals (the service behind charter serve).")
+    require_interval: bool = option(False, help="PASS only when the whole 95% interval clears the threshold.")
     # Overrides of the profile figures.
-    corpus_samples: int | None = None
-    corpus_min_qualified: float | None = None
-    answer_samples: int | None = None
-    answer_min_qualified: float | None = None
-    refusal_samples: int | None = None
-    min_refused: float | None = None
-    max_over_refused: float | None = None
+    corpus_samples: int | None = option(None, help="Override: training records to sample.")
+    corpus_min_qualified: float | None = option(None, help="Override: minimum qualified share (0-1).")
+    answer_samples: int | None = option(None, help="Override: questions to answer.")
+    answer_min_qualified: float | None = option(None, help="Override: minimum qualified share of answers.")
+    refusal_samples: int | None = option(None, help="Override: prompts per refusal bank.")
+    min_refused: float | None = option(None, help="Override: minimum refused share of the should-refuse bank.")
+    max_over_refused: float | None = option(None, help="Override: maximum refused share of the should-not-refuse bank.")
 
     def validate(self) -> None:
         if not self.profiles:
