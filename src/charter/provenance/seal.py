@@ -111,8 +111,6 @@ class Sealer:
     passphrase: bytes | None = field(default=None, repr=False)
 
     def seal(self) -> dict:
-        import model_signing
-
         c = self.config
         model_dir = Path(c.model_dir)
         if not model_dir.is_dir():
@@ -129,29 +127,13 @@ class Sealer:
         )
         training = training_entry(training_dir) if training_dir else None
         evaluations = [self._evaluation(Path(e), model_dir) for e in c.evals]
-        guard = guard_entry(Path(c.guard)) if c.guard else None
-        bound = (guard or {}).get("constitution") or {}
-        if bound.get("digest") and bound["digest"] != constitution_digest(constitution):
-            # A guard trained from another constitution's categories does not enforce this one.
-            raise InputError(
-                f"the guard was trained for constitution {bound.get('name')!r} ({bound['digest'][:23]}…), "
-                f"not the one being sealed ({constitution_digest(constitution)[:23]}…)",
-                source=c.guard,
-            )
+        guard = self._guard_for(constitution)
         parent = self._parent(Path(c.parent)) if c.parent else None
         base = (training or {}).get("config", {}).get("base_model")
         adapter_base = self._adapter_base(model_dir, base)
 
         seal_dir.mkdir(parents=True, exist_ok=True)
-        sig_path = seal_dir / MODEL_SIGNATURE
-        tmp_sig = seal_dir / (MODEL_SIGNATURE + ".tmp")
-        (
-            model_signing.signing.Config()
-            .set_hashing_config(hashing_config(c.max_workers))
-            .use_elliptic_key_signer(private_key=c.key, password=self.passphrase)
-            .sign(model_dir, tmp_sig)
-        )
-        os.replace(tmp_sig, sig_path)
+        sig_path = self._sign_model_files(model_dir, seal_dir)
         root = bundle_root_digest(sig_path)
 
         statement = build_statement(
@@ -183,6 +165,36 @@ class Sealer:
             "datasets": len(datasets),
             "parent": parent["path"] if parent else None,
         }
+
+    def _guard_for(self, constitution) -> dict | None:
+        """The configured guard's entry (None without one), refused when it was trained for another constitution."""
+        c = self.config
+        guard = guard_entry(Path(c.guard)) if c.guard else None
+        bound = (guard or {}).get("constitution") or {}
+        if bound.get("digest") and bound["digest"] != constitution_digest(constitution):
+            # A guard trained from another constitution's categories does not enforce this one.
+            raise InputError(
+                f"the guard was trained for constitution {bound.get('name')!r} ({bound['digest'][:23]}…), "
+                f"not the one being sealed ({constitution_digest(constitution)[:23]}…)",
+                source=c.guard,
+            )
+        return guard
+
+    def _sign_model_files(self, model_dir: Path, seal_dir: Path) -> Path:
+        """model-signing's signature over every model file (the seal directory left out), written
+        atomically to ``seal_dir``; returns its path."""
+        import model_signing
+
+        sig_path = seal_dir / MODEL_SIGNATURE
+        tmp_sig = seal_dir / (MODEL_SIGNATURE + ".tmp")
+        (
+            model_signing.signing.Config()
+            .set_hashing_config(hashing_config(self.config.max_workers))
+            .use_elliptic_key_signer(private_key=self.config.key, password=self.passphrase)
+            .sign(model_dir, tmp_sig)
+        )
+        os.replace(tmp_sig, sig_path)
+        return sig_path
 
     @staticmethod
     def _adapter_base(model_dir: Path, trained_from: dict | None) -> dict | None:

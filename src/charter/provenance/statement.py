@@ -117,43 +117,7 @@ def guard_entry(guard_dir: Path) -> dict:
             source=str(path),
         )
     encoder = spec.get("encoder") if isinstance(spec.get("encoder"), dict) else None
-
-    def head_digest(state) -> str:
-        return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
-
-    sides = {}
-    for side, s in spec["sides"].items():
-        # A fine-tuned guard's head is a named output of its encoder: the digest covers the name,
-        # the calibration and the encoder's file digests (guard.json lists them; Guard.load checks them).
-        head = (
-            s.get("head")
-            if encoder is None
-            else {"head": s.get("head"), "platt": s.get("platt"), "files": encoder.get("files")}
-        )
-        entry = {
-            "block_threshold": s.get("block_threshold"),
-            "escalation_threshold": s.get("escalation_threshold"),
-            "validation": s.get("validation"),
-            "head_sha256": head_digest(head),
-        }
-        stage2 = s.get("stage2")
-        if isinstance(stage2, dict) and encoder is not None:
-            entry["stage2"] = {
-                "block_threshold": stage2.get("block_threshold"),
-                "validation": stage2.get("validation"),
-                "head_sha256": head_digest(
-                    {"head": stage2.get("head"), "platt": stage2.get("platt"), "files": encoder.get("files")}
-                ),
-            }
-        probe = s.get("probe")
-        if isinstance(probe, dict):
-            entry["probe"] = {
-                k: probe.get(k) for k in ("block_threshold", "escalation_threshold", "validation", "layer", "model")
-            }
-            entry["probe"]["head_sha256"] = head_digest(
-                {k: probe.get(k) for k in ("head", "mean", "std", "layer", "model")}
-            )
-        sides[side] = entry
+    sides = {side: _guard_side_entry(s, encoder) for side, s in spec["sides"].items()}
     return {
         "dir": str(guard_dir.resolve()),
         "sha256": file_sha256(path).split(":", 1)[1],
@@ -167,6 +131,46 @@ def guard_entry(guard_dir: Path) -> dict:
         "categories": sorted(spec.get("categories") or {}),
         "sides": sides,
     }
+
+
+def _head_digest(state) -> str:
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
+
+
+def _guard_side_entry(s: dict, encoder: dict | None) -> dict:
+    """One side of a guard (guard.json's ``sides``): its thresholds, validation figures and head
+    digests (stage 1a, and the stage-2 head and stage-1b probe when present)."""
+    # A fine-tuned guard's head is a named output of its encoder: the digest covers the name,
+    # the calibration and the encoder's file digests (guard.json lists them; Guard.load checks them).
+    head = (
+        s.get("head")
+        if encoder is None
+        else {"head": s.get("head"), "platt": s.get("platt"), "files": encoder.get("files")}
+    )
+    entry = {
+        "block_threshold": s.get("block_threshold"),
+        "escalation_threshold": s.get("escalation_threshold"),
+        "validation": s.get("validation"),
+        "head_sha256": _head_digest(head),
+    }
+    stage2 = s.get("stage2")
+    if isinstance(stage2, dict) and encoder is not None:
+        entry["stage2"] = {
+            "block_threshold": stage2.get("block_threshold"),
+            "validation": stage2.get("validation"),
+            "head_sha256": _head_digest(
+                {"head": stage2.get("head"), "platt": stage2.get("platt"), "files": encoder.get("files")}
+            ),
+        }
+    probe = s.get("probe")
+    if isinstance(probe, dict):
+        entry["probe"] = {
+            k: probe.get(k) for k in ("block_threshold", "escalation_threshold", "validation", "layer", "model")
+        }
+        entry["probe"]["head_sha256"] = _head_digest(
+            {k: probe.get(k) for k in ("head", "mean", "std", "layer", "model")}
+        )
+    return entry
 
 
 # -- an adapter's base model ---------------------------------------------------------------------
