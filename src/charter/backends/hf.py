@@ -261,13 +261,7 @@ class HFBackend(Backend):
         the same. Returns the token counts as the generator's return value."""
         import threading
 
-        from transformers import (
-            GenerationConfig,
-            LogitsProcessorList,
-            StoppingCriteria,
-            StoppingCriteriaList,
-            TextIteratorStreamer,
-        )
+        from transformers import TextIteratorStreamer
 
         stop = stop or threading.Event()
         prompt = self._encode(self.render(conversation))
@@ -278,36 +272,15 @@ class HFBackend(Backend):
                 f"the model's {limit} positions",
                 source=self.info.spec,
             )
-
-        class _Stop(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kw):
-                return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
-
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
-        processors = LogitsProcessorList()
-        if not config.greedy:
-            processors.append(_SeededSampler([seed], config.temperature, config.top_p))
-        gen_config = GenerationConfig(
-            max_new_tokens=config.max_new_tokens,
-            do_sample=False,
-            eos_token_id=self._eos_ids,
-            pad_token_id=self.tokenizer.pad_token_id,
-            watermarking_config=watermark,
-        )  # a transformers watermarking config
         ids = torch.tensor([prompt], device=self.device)
+        kwargs = self._stream_generate_kwargs(ids, config, seed, stop, watermark, streamer)
         result = {}
 
         def run():
             try:
                 with torch.inference_mode():
-                    out = self.model.generate(
-                        input_ids=ids,
-                        attention_mask=torch.ones_like(ids),
-                        generation_config=gen_config,
-                        logits_processor=processors,
-                        streamer=streamer,
-                        stopping_criteria=StoppingCriteriaList([_Stop()]),
-                    )
+                    out = self.model.generate(**kwargs)
                 result["completion_tokens"] = int(out.shape[1] - ids.shape[1])
             except BaseException as exc:  # surfaced to the consumer below
                 result["error"] = exc
@@ -325,6 +298,34 @@ class HFBackend(Backend):
         if "error" in result:
             raise result["error"]
         return {"prompt_tokens": len(prompt), "completion_tokens": result.get("completion_tokens", 0)}
+
+    def _stream_generate_kwargs(self, ids, config: SamplingConfig, seed: int, stop, watermark, streamer) -> dict:
+        """``model.generate``'s arguments for ``stream``: one conversation, feeding ``streamer``,
+        stopped once the ``threading.Event`` ``stop`` is set."""
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+
+        class _Stop(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kw):
+                return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
+
+        processors = LogitsProcessorList()
+        if not config.greedy:
+            processors.append(_SeededSampler([seed], config.temperature, config.top_p))
+        gen_config = GenerationConfig(
+            max_new_tokens=config.max_new_tokens,
+            do_sample=False,
+            eos_token_id=self._eos_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
+            watermarking_config=watermark,
+        )  # a transformers watermarking config
+        return {
+            "input_ids": ids,
+            "attention_mask": torch.ones_like(ids),
+            "generation_config": gen_config,
+            "logits_processor": processors,
+            "streamer": streamer,
+            "stopping_criteria": StoppingCriteriaList([_Stop()]),
+        }
 
     # -- scoring ---------------------------------------------------------------------------------
     @torch.inference_mode()

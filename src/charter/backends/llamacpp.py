@@ -106,27 +106,13 @@ class LlamaCppBackend(Backend):
             raise BackendError("llama.cpp could not load this file as a model", source=str(src))
         self.vocab = L.llama_model_get_vocab(self.model)
         self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
-        cp = L.llama_context_default_params()
-        cp.n_ctx = self.n_ctx_per_seq * self.n_parallel
-        cp.n_batch = 2048
-        cp.n_ubatch = 512
-        cp.n_seq_max = self.n_parallel
-        cp.n_outputs_max = cp.n_batch
-        cp.n_outputs_max_per_seq = cp.n_batch
-        cp.kv_unified = True  # one shared KV pool: short and long sequences balance out
-        cp.n_threads = cp.n_threads_batch = threads
+        cp = self._context_params(threads)
         self.ctx = L.llama_init_from_model(self.model, cp)
         if not self.ctx:
             raise BackendError("llama.cpp could not create a context", source=str(src))
         self.mem = L.llama_get_memory(self.ctx)
         self.n_batch = cp.n_batch
-        self._kv_tokens: list[list[int]] = [[] for _ in range(self.n_parallel)]
-        self._pending: deque[_Job] = deque()
-        self._slots: dict[int, _Job] = {}
-        self._free = list(range(self.n_parallel))[::-1]
-        self._finished: list[_Job] = []
-        self.cached_tokens = 0  # prompt tokens served from the KV cache instead of prefilled
-        self._batch = L.llama_batch_init(self.n_batch, 0, 1)
+        self._init_scheduler()
         template = L.llama_model_chat_template(self.model, None)
         self._template = _compile_template(template.decode() if template else None)
         self._bos = self._piece(L.llama_vocab_bos(self.vocab), special=True)
@@ -143,6 +129,29 @@ class LlamaCppBackend(Backend):
                 "extra_buffers": bool(mp.use_extra_bufts),
             },
         )
+
+    def _context_params(self, threads: int):
+        """llama.cpp context parameters: ``n_parallel`` sequences of ``n_ctx_per_seq`` tokens each."""
+        cp = self._L.llama_context_default_params()
+        cp.n_ctx = self.n_ctx_per_seq * self.n_parallel
+        cp.n_batch = 2048
+        cp.n_ubatch = 512
+        cp.n_seq_max = self.n_parallel
+        cp.n_outputs_max = cp.n_batch
+        cp.n_outputs_max_per_seq = cp.n_batch
+        cp.kv_unified = True  # one shared KV pool: short and long sequences balance out
+        cp.n_threads = cp.n_threads_batch = threads
+        return cp
+
+    def _init_scheduler(self) -> None:
+        """The continuous-batching state: per-slot KV contents, queued/active/finished jobs, the batch."""
+        self._kv_tokens: list[list[int]] = [[] for _ in range(self.n_parallel)]
+        self._pending: deque[_Job] = deque()
+        self._slots: dict[int, _Job] = {}
+        self._free = list(range(self.n_parallel))[::-1]
+        self._finished: list[_Job] = []
+        self.cached_tokens = 0  # prompt tokens served from the KV cache instead of prefilled
+        self._batch = self._L.llama_batch_init(self.n_batch, 0, 1)
 
     # -- tokens ----------------------------------------------------------------------------------
     def tokenize(self, text: str, special: bool = True) -> list[int]:
@@ -204,6 +213,31 @@ class LlamaCppBackend(Backend):
         """
         L = self._L
         slots, free = self._slots, self._free
+        self._admit_pending(slots, free)
+        if not slots:
+            return []
+        n, wanted = self._fill_batch(slots)
+        self._batch.n_tokens = n
+        rc = L.llama_decode(self.ctx, self._batch)
+        if rc == 1 and self._evict_idle(slots):
+            rc = L.llama_decode(self.ctx, self._batch)  # retry after freeing cached prefixes
+        if rc != 0:
+            self._reset()  # the batch's bookkeeping was advanced: start clean for the next call
+            raise BackendError(f"llama_decode failed (code {rc}); try a larger n_ctx", source=self.info.spec)
+        self._consume_logits(wanted, slots)
+        done = [
+            s
+            for s, j in slots.items()
+            if j.fed >= len(j.tokens) and (j.score_from is not None or len(j.out) >= j.max_new)
+        ]
+        finished = []
+        for seq in done:
+            finished.append(slots.pop(seq))
+            free.append(seq)
+        return finished
+
+    def _admit_pending(self, slots: dict[int, _Job], free: list[int]) -> None:
+        """Give free slots to queued jobs (in order)."""
         deferred = []
         while self._pending and free:
             job = self._pending.popleft()
@@ -214,10 +248,12 @@ class LlamaCppBackend(Backend):
             free.remove(seq)
             slots[seq] = job
         self._pending.extendleft(reversed(deferred))
-        if not slots:
-            return []
+
+    def _fill_batch(self, slots: dict[int, _Job]) -> tuple[int, list[tuple[int, int, int]]]:
+        """Add the active slots' tokens to the batch; returns how many and the positions whose
+        logits are wanted as (batch position, seq, token position)."""
         n = 0
-        wanted: list[tuple[int, int, int]] = []  # (batch position, seq, token position)
+        wanted: list[tuple[int, int, int]] = []
         # Decoding sequences first (1 token each), then prompt chunks fill the rest.
         for seq, job in sorted(slots.items(), key=lambda kv: kv[1].fed < len(kv[1].tokens)):
             if job.fed < len(job.tokens):
@@ -241,13 +277,11 @@ class LlamaCppBackend(Backend):
                 self._kv_tokens[seq].append(job.out[-1])
                 wanted.append((n, seq, pos))
                 n += 1
-        self._batch.n_tokens = n
-        rc = L.llama_decode(self.ctx, self._batch)
-        if rc == 1 and self._evict_idle(slots):
-            rc = L.llama_decode(self.ctx, self._batch)  # retry after freeing cached prefixes
-        if rc != 0:
-            self._reset()  # the batch's bookkeeping was advanced: start clean for the next call
-            raise BackendError(f"llama_decode failed (code {rc}); try a larger n_ctx", source=self.info.spec)
+        return n, wanted
+
+    def _consume_logits(self, wanted: list[tuple[int, int, int]], slots: dict[int, _Job]) -> None:
+        """After a decode: add each scored token's log-probability, or sample each generating job's next token."""
+        L = self._L
         for i, seq, pos in wanted:
             job = slots[seq]
             logits = np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, i), shape=(self.n_vocab,))
@@ -262,16 +296,6 @@ class LlamaCppBackend(Backend):
                 job.max_new = len(job.out)  # done
             else:
                 job.out.append(token)
-        done = [
-            s
-            for s, j in slots.items()
-            if j.fed >= len(j.tokens) and (j.score_from is not None or len(j.out) >= j.max_new)
-        ]
-        finished = []
-        for seq in done:
-            finished.append(slots.pop(seq))
-            free.append(seq)
-        return finished
 
     # -- incremental API (continuous batching across pipeline stages) ----------------------------
     continuous_batching = True

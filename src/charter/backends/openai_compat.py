@@ -176,25 +176,7 @@ class OpenAIBackend(Backend):
                 }
                 async with sem:
                     data = await self._post(client, "/completions", body)
-                start, end = len(context), len(context) + len(cont)
-                try:
-                    lp = data["choices"][0]["logprobs"]
-                    offsets, values = lp["text_offset"], lp["token_logprobs"]
-                    tokens = lp.get("tokens") or [""] * len(offsets)
-                    total = 0.0
-                    for offset, value, tok in zip(offsets, values, tokens):
-                        # A token counts when it covers continuation text: one that straddles the
-                        # boundary (" Yes" after "Answer:") belongs to the continuation; tokens
-                        # past the end (a server that generated anyway) do not.
-                        if offset < end and offset + max(len(tok), 1) > start and value is not None:
-                            total += float(value)
-                    return total
-                except (KeyError, IndexError, TypeError) as exc:
-                    raise BackendError(
-                        f"server gave no prompt logprobs for scoring ({type(exc).__name__}: {exc}); "
-                        "it needs /completions with echo and logprobs",
-                        source=self.info.spec,
-                    ) from None
+                return self._continuation_logprob(data, len(context), len(context) + len(cont))
 
             async def chat(req: ScoreRequest) -> list[float]:
                 firsts = [c.lstrip() for c in req.continuations]
@@ -208,23 +190,7 @@ class OpenAIBackend(Backend):
                 }
                 async with sem:
                     data = await self._post(client, "/chat/completions", body)
-                try:
-                    top = data["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
-                except (KeyError, IndexError, TypeError) as exc:
-                    raise BackendError(
-                        f"server gave no top_logprobs for scoring ({type(exc).__name__}: {exc})",
-                        source=self.info.spec,
-                    ) from None
-                scores = []
-                for cont in firsts:
-                    # The candidate token that covers the longest prefix of this continuation.
-                    best = None
-                    for entry in top:
-                        tok = entry["token"].strip()
-                        if tok and cont.startswith(tok) and (best is None or len(tok) > len(best[0])):
-                            best = (tok, float(entry["logprob"]))
-                    scores.append(best[1] if best else float("-inf"))
-                return scores
+                return self._first_token_scores(data, firsts)
 
             async def one(req: ScoreRequest) -> list[float]:
                 if isinstance(req.context, str):
@@ -232,6 +198,47 @@ class OpenAIBackend(Backend):
                 return await chat(req)
 
             return list(await asyncio.gather(*(one(r) for r in requests)))
+
+    def _continuation_logprob(self, data: dict, start: int, end: int) -> float:
+        """From an echoed /completions response: the summed logprob of the text in [start, end)."""
+        try:
+            lp = data["choices"][0]["logprobs"]
+            offsets, values = lp["text_offset"], lp["token_logprobs"]
+            tokens = lp.get("tokens") or [""] * len(offsets)
+            total = 0.0
+            for offset, value, tok in zip(offsets, values, tokens):
+                # A token counts when it covers continuation text: one that straddles the
+                # boundary (" Yes" after "Answer:") belongs to the continuation; tokens
+                # past the end (a server that generated anyway) do not.
+                if offset < end and offset + max(len(tok), 1) > start and value is not None:
+                    total += float(value)
+            return total
+        except (KeyError, IndexError, TypeError) as exc:
+            raise BackendError(
+                f"server gave no prompt logprobs for scoring ({type(exc).__name__}: {exc}); "
+                "it needs /completions with echo and logprobs",
+                source=self.info.spec,
+            ) from None
+
+    def _first_token_scores(self, data: dict, firsts: list[str]) -> list[float]:
+        """From a one-token /chat/completions response: each continuation's score, the logprob of
+        the top candidate token covering the longest prefix of it (-inf when none does)."""
+        try:
+            top = data["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise BackendError(
+                f"server gave no top_logprobs for scoring ({type(exc).__name__}: {exc})",
+                source=self.info.spec,
+            ) from None
+        scores = []
+        for cont in firsts:
+            best = None
+            for entry in top:
+                tok = entry["token"].strip()
+                if tok and cont.startswith(tok) and (best is None or len(tok) > len(best[0])):
+                    best = (tok, float(entry["logprob"]))
+            scores.append(best[1] if best else float("-inf"))
+        return scores
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
         return self._run(self.ascore(requests))
