@@ -117,45 +117,9 @@ def load_prompts(
     extras: dict[int, dict] = {}  # line number -> the row's other columns
     wanted = tuple(keep) + tuple(where or {})
     if suffix == ".csv" or suffix == ".tsv":
-        # newline="" keeps line breaks inside quoted fields (multi-line prompts) intact.
-        reader = csv.DictReader(io.StringIO(raw, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
-        columns = list(reader.fieldnames or [])
-        if not columns:
-            raise InputError("CSV file has no header row", source=source)
-        col = _pick_column(columns, column, source)
-        _check_columns(wanted, columns, source)
-        try:
-            for i, row in enumerate(reader, start=2):
-                if None in row:
-                    raise InputError(
-                        f"row has more fields than the header ({len(columns)})", source=source, line=reader.line_num
-                    )
-                rows.append((i, row.get(col) or ""))
-                extras[i] = {k: row.get(k) for k in wanted}
-        except csv.Error as exc:
-            raise InputError(f"malformed CSV: {exc}", source=source, line=reader.line_num) from None
+        rows, extras = _table_rows(raw, suffix, column, wanted, source)
     elif suffix in (".jsonl", ".ndjson", ".json"):
-        objects = json_records(raw, source, json_array=suffix == ".json")
-        if all(isinstance(o, str) for _, o in objects):
-            if column is not None:
-                raise InputError(f"--column {column!r} given but the file holds plain strings", source=source)
-            _check_columns(wanted, [], source)
-            rows = [(n, o) for n, o in objects]  # type: ignore[misc]
-        else:
-            first_bad = next(((n, o) for n, o in objects if not isinstance(o, dict)), None)
-            if first_bad:
-                raise InputError(
-                    "every record must be a JSON object (or every one a string)", source=source, line=first_bad[0]
-                )
-            columns = list(dict.fromkeys(k for _, o in objects for k in o))  # type: ignore[union-attr]
-            col = _pick_column(columns, column, source)
-            _check_columns(wanted, columns, source)
-            for n, o in objects:
-                value = o.get(col)  # type: ignore[union-attr]
-                if value is not None and not isinstance(value, str):
-                    raise InputError(f"field {col!r} is not a string", source=source, line=n)
-                rows.append((n, value or ""))
-                extras[n] = {k: o.get(k) for k in wanted}  # type: ignore[union-attr]
+        rows, extras = _json_rows(raw, suffix, column, wanted, source)
     elif suffix in (".txt", ""):
         _check_columns(wanted, [], source)
         rows = [(n, line) for n, line in enumerate(raw.splitlines(), start=1)]
@@ -186,6 +150,60 @@ def load_prompts(
         why = " after filtering" if where or skip else " (all rows empty)"
         raise InputError(f"no prompts found{why}", source=source)
     return out
+
+
+# (line number, prompt text) per row, and line number -> the row's ``wanted`` columns.
+_Rows = tuple[list[tuple[int, str]], dict[int, dict]]
+
+
+def _table_rows(raw: str, suffix: str, column: str | None, wanted: tuple[str, ...], source: str) -> _Rows:
+    """The prompt column (and ``wanted`` columns) of a CSV/TSV file's rows."""
+    rows: list[tuple[int, str]] = []
+    extras: dict[int, dict] = {}
+    # newline="" keeps line breaks inside quoted fields (multi-line prompts) intact.
+    reader = csv.DictReader(io.StringIO(raw, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
+    columns = list(reader.fieldnames or [])
+    if not columns:
+        raise InputError("CSV file has no header row", source=source)
+    col = _pick_column(columns, column, source)
+    _check_columns(wanted, columns, source)
+    try:
+        for i, row in enumerate(reader, start=2):
+            if None in row:
+                raise InputError(
+                    f"row has more fields than the header ({len(columns)})", source=source, line=reader.line_num
+                )
+            rows.append((i, row.get(col) or ""))
+            extras[i] = {k: row.get(k) for k in wanted}
+    except csv.Error as exc:
+        raise InputError(f"malformed CSV: {exc}", source=source, line=reader.line_num) from None
+    return rows, extras
+
+
+def _json_rows(raw: str, suffix: str, column: str | None, wanted: tuple[str, ...], source: str) -> _Rows:
+    """The prompts of a JSONL/JSON file: its records when all are strings, else the prompt field
+    (and ``wanted`` fields) of each record, which must then all be objects."""
+    rows: list[tuple[int, str]] = []
+    extras: dict[int, dict] = {}
+    objects = json_records(raw, source, json_array=suffix == ".json")
+    if all(isinstance(o, str) for _, o in objects):
+        if column is not None:
+            raise InputError(f"--column {column!r} given but the file holds plain strings", source=source)
+        _check_columns(wanted, [], source)
+        return [(n, o) for n, o in objects], extras  # type: ignore[misc]
+    first_bad = next(((n, o) for n, o in objects if not isinstance(o, dict)), None)
+    if first_bad:
+        raise InputError("every record must be a JSON object (or every one a string)", source=source, line=first_bad[0])
+    columns = list(dict.fromkeys(k for _, o in objects for k in o))  # type: ignore[union-attr]
+    col = _pick_column(columns, column, source)
+    _check_columns(wanted, columns, source)
+    for n, o in objects:
+        value = o.get(col)  # type: ignore[union-attr]
+        if value is not None and not isinstance(value, str):
+            raise InputError(f"field {col!r} is not a string", source=source, line=n)
+        rows.append((n, value or ""))
+        extras[n] = {k: o.get(k) for k in wanted}  # type: ignore[union-attr]
+    return rows, extras
 
 
 def _check_columns(wanted: tuple[str, ...], columns: list[str], source: str) -> None:
