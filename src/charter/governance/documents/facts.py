@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from charter.governance.documents.sections import Sections, _table, count_records
+from charter.governance.documents.markdown import _table
+from charter.governance.documents.sections import Sections, count_records
 from charter.governance.sealed import base_description
 
 # The embedded default model, named as the Hub knows it (the GGUF is a quantised copy of it).
@@ -100,50 +101,11 @@ class FilingFacts:
 def model_card_facts(s: Sections) -> ModelCardFacts:
     import yaml
 
-    m, info, t = s.model, s.info, s.trace
+    m, info = s.model, s.info
     base = m.base_model or {}
     # The embedded model is a GGUF copy of this Hub model: named only when its sealed digest says embedded.
     hf_base = info.base_model_hf_id or (EMBEDDED_HF_ID if (base.get("spec") == "embedded") else None)
-    metrics = []
-    for k, e in enumerate(m.head.predicate.get("evaluations", [])):
-        for metric in ("asr_refusal", "asr_judge", "over_refusal"):
-            r = (e.get("figures") or {}).get(metric)
-            if isinstance(r, dict) and r.get("rate") is not None:
-                value = float(
-                    t.fig(
-                        m.head,
-                        ("predicate", "evaluations", k, "figures", metric, "rate"),
-                        fmt=lambda v: str(round(v, 4)),
-                        label=f"model-index {e.get('suite')} {metric}",
-                    )
-                )
-                metrics.append({"type": metric, "value": value, "name": f"{metric} ({e.get('suite')}, n={r['n']})"})
-    methods = [st.method for st in m.stages_oldest_first() if st.method]
-    tags = ["charter", "constitutional-ai", "sealed"] + [x for x in ("sft", "dpo") if x in methods]
-    if any(((d.get("lineage") or {}).get("task") == "rlaif/preferences") for d in m.datasets()):
-        tags.append("rlaif")
-    meta: dict = {
-        "library_name": "peft" if m.is_adapter else "transformers",
-        "pipeline_tag": "text-generation",
-        "license": info.license or "other",
-        "language": info.languages,
-        "tags": tags,
-    }
-    if hf_base:
-        meta["base_model"] = hf_base
-    if metrics:
-        meta["model-index"] = [
-            {
-                "name": info.model_name or Path(m.head.model_dir).name,
-                "results": [
-                    {
-                        "task": {"type": "text-generation"},
-                        "dataset": {"name": "Charter evaluation suites", "type": "charter-eval"},
-                        "metrics": metrics,
-                    }
-                ],
-            }
-        ]
+    meta = _card_metadata(s, hf_base)
     chain = " → ".join((st.method or "?").upper() for st in m.stages_oldest_first())
     return ModelCardFacts(
         front_matter=yaml.safe_dump(meta, sort_keys=False, allow_unicode=True),
@@ -174,6 +136,60 @@ def model_card_facts(s: Sections) -> ModelCardFacts:
         seal=s.seal(),
         model_dir=m.head.model_dir,
     )
+
+
+def _card_metadata(s: Sections, hf_base: str | None) -> dict:
+    """The model card's Hugging Face metadata: library, licence, languages, tags, base model and
+    a model-index of the head stage's sealed evaluation rates."""
+    m, info = s.model, s.info
+    metrics = _model_index_metrics(s)
+    methods = [st.method for st in m.stages_oldest_first() if st.method]
+    tags = ["charter", "constitutional-ai", "sealed"] + [x for x in ("sft", "dpo") if x in methods]
+    if any(((d.get("lineage") or {}).get("task") == "rlaif/preferences") for d in m.datasets()):
+        tags.append("rlaif")
+    meta: dict = {
+        "library_name": "peft" if m.is_adapter else "transformers",
+        "pipeline_tag": "text-generation",
+        "license": info.license or "other",
+        "language": info.languages,
+        "tags": tags,
+    }
+    if hf_base:
+        meta["base_model"] = hf_base
+    if metrics:
+        meta["model-index"] = [
+            {
+                "name": info.model_name or Path(m.head.model_dir).name,
+                "results": [
+                    {
+                        "task": {"type": "text-generation"},
+                        "dataset": {"name": "Charter evaluation suites", "type": "charter-eval"},
+                        "metrics": metrics,
+                    }
+                ],
+            }
+        ]
+    return meta
+
+
+def _model_index_metrics(s: Sections) -> list[dict]:
+    """The head stage's sealed evaluation rates, as model-index metrics (each traced)."""
+    m, t = s.model, s.trace
+    metrics = []
+    for k, e in enumerate(m.head.predicate.get("evaluations", [])):
+        for metric in ("asr_refusal", "asr_judge", "over_refusal"):
+            r = (e.get("figures") or {}).get(metric)
+            if isinstance(r, dict) and r.get("rate") is not None:
+                value = float(
+                    t.fig(
+                        m.head,
+                        ("predicate", "evaluations", k, "figures", metric, "rate"),
+                        fmt=lambda v: str(round(v, 4)),
+                        label=f"model-index {e.get('suite')} {metric}",
+                    )
+                )
+                metrics.append({"type": metric, "value": value, "name": f"{metric} ({e.get('suite')}, n={r['n']})"})
+    return metrics
 
 
 def alignment_facts(s: Sections) -> AlignmentFacts:
