@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -293,79 +294,30 @@ class CollectiveAnalysis:
         cfg, data, g, k = self.config, r.data, r.group_tally, r.k
         names = GROUP_NAMES[:k]
         sizes = np.bincount(r.labels[r.labels >= 0], minlength=k)
-        overall_agree = agree_rate(r.overall_tally.agree[:, 0], r.overall_tally.seen[:, 0])
         rates = agree_rate(g.agree, g.seen)
-
-        # Plain Python lists once: indexing numpy scalars 10^5 times is the slow part otherwise.
-        o = r.overall_tally
-        o_agree, o_dis, o_pass, o_seen = (x[:, 0].tolist() for x in (o.agree, o.disagree, o.passed, o.seen))
-        g_agree, g_dis, g_pass, g_seen = (x.tolist() for x in (g.agree, g.disagree, g.passed, g.seen))
-        consensus, overall, group_rates = (
-            r.consensus.round(6).tolist(),
-            overall_agree.round(6).tolist(),
-            rates.round(6).tolist(),
-        )
-
-        def statement_row(s: int) -> dict[str, Any]:
-            return {
-                "statement_id": data.statement_ids[s],
-                "text": data.texts[s],
-                "consensus": consensus[s],
-                "agree_rate": overall[s],
-                "agree": o_agree[s],
-                "disagree": o_dis[s],
-                "pass": o_pass[s],
-                "seen": o_seen[s],
-                "groups": {
-                    names[j]: {
-                        "agree": g_agree[s][j],
-                        "disagree": g_dis[s][j],
-                        "pass": g_pass[s][j],
-                        "seen": g_seen[s][j],
-                        "agree_rate": group_rates[s][j],
-                    }
-                    for j in range(k)
-                },
-            }
-
         order = np.lexsort((-r.overall_tally.seen[:, 0], -r.consensus))
         spread = rates.max(axis=1) - rates.min(axis=1)
         divisive = np.lexsort((-r.overall_tally.seen[:, 0], -spread))[:10]
-        groups = []
-        for j in range(k):
-            members = r.labels == j
-            groups.append(
-                {
-                    "id": names[j],
-                    "size": int(sizes[j]),
-                    "centroid": [round(float(x), 6) for x in r.projection[members].mean(axis=0)],
-                    "representative": representative_statements(g, j, cfg.representative, data),
-                }
-            )
+        groups = [
+            {
+                "id": names[j],
+                "size": int(sizes[j]),
+                "centroid": [round(float(x), 6) for x in r.projection[r.labels == j].mean(axis=0)],
+                "representative": representative_statements(g, j, cfg.representative, data),
+            }
+            for j in range(k)
+        ]
         return {
             "method": "charter collective analyze (Polis-style: PCA, k-means by silhouette, group-informed consensus)",
             "params": {key: v for key, v in asdict(cfg).items() if key not in ("out", "plot")},
-            "counts": {
-                "participants": data.n_participants,
-                "participants_clustered": int(sizes.sum()),
-                "statements": data.n_statements,
-                "statements_with_votes": int((r.overall_tally.seen[:, 0] > 0).sum()),
-                "statements_rejected": len(data.rejected_statement_ids),
-                "votes": data.n_votes,
-                "votes_on_rejected_statements": data.votes_on_rejected,
-                "votes_superseded": data.votes_superseded,
-                "agree": int((data.vote == 1).sum()),
-                "disagree": int((data.vote == -1).sum()),
-                "pass": int((data.vote == 0).sum()),
-                "median_votes_per_participant": float(np.median(n_votes)),
-            },
+            "counts": _counts(r, sizes, n_votes),
             "rejected_statements": list(data.rejected_statement_ids),
             "k": k,
             "k_forced": cfg.k is not None,
             "silhouette": {str(key): (None if v is None else round(v, 6)) for key, v in r.silhouette.items()},
             "explained_variance_ratio": [round(x, 6) for x in r.explained_variance_ratio],
             "groups": groups,
-            "consensus": [statement_row(int(s)) for s in order],
+            "consensus": _consensus_rows(r, names, rates, order),
             "divisive": [
                 {
                     "statement_id": data.statement_ids[s],
@@ -457,3 +409,60 @@ def representative_statements(g: Tally, j: int, top: int, data: VoteData) -> lis
             if s not in best or cand["ratio"] > best[s]["ratio"]:
                 best[int(s)] = cand
     return sorted(best.values(), key=lambda c: (-c["ratio"], -c["z"], c["statement_id"]))[:top]
+
+
+def _counts(r: CollectiveResult, sizes: np.ndarray, n_votes: np.ndarray) -> dict[str, Any]:
+    """The analysis's head counts: participants, statements and votes."""
+    data = r.data
+    return {
+        "participants": data.n_participants,
+        "participants_clustered": int(sizes.sum()),
+        "statements": data.n_statements,
+        "statements_with_votes": int((r.overall_tally.seen[:, 0] > 0).sum()),
+        "statements_rejected": len(data.rejected_statement_ids),
+        "votes": data.n_votes,
+        "votes_on_rejected_statements": data.votes_on_rejected,
+        "votes_superseded": data.votes_superseded,
+        "agree": int((data.vote == 1).sum()),
+        "disagree": int((data.vote == -1).sum()),
+        "pass": int((data.vote == 0).sum()),
+        "median_votes_per_participant": float(np.median(n_votes)),
+    }
+
+
+def _consensus_rows(r: CollectiveResult, names: Sequence[str], rates: np.ndarray, order: np.ndarray) -> list[dict]:
+    """One row per statement, in ``order``: its consensus, overall tally and each group's tally."""
+    data, g, k, o = r.data, r.group_tally, r.k, r.overall_tally
+    overall_agree = agree_rate(o.agree[:, 0], o.seen[:, 0])
+    # Plain Python lists once: indexing numpy scalars 10^5 times is the slow part otherwise.
+    o_agree, o_dis, o_pass, o_seen = (x[:, 0].tolist() for x in (o.agree, o.disagree, o.passed, o.seen))
+    g_agree, g_dis, g_pass, g_seen = (x.tolist() for x in (g.agree, g.disagree, g.passed, g.seen))
+    consensus, overall, group_rates = (
+        r.consensus.round(6).tolist(),
+        overall_agree.round(6).tolist(),
+        rates.round(6).tolist(),
+    )
+
+    def statement_row(s: int) -> dict[str, Any]:
+        return {
+            "statement_id": data.statement_ids[s],
+            "text": data.texts[s],
+            "consensus": consensus[s],
+            "agree_rate": overall[s],
+            "agree": o_agree[s],
+            "disagree": o_dis[s],
+            "pass": o_pass[s],
+            "seen": o_seen[s],
+            "groups": {
+                names[j]: {
+                    "agree": g_agree[s][j],
+                    "disagree": g_dis[s][j],
+                    "pass": g_pass[s][j],
+                    "seen": g_seen[s][j],
+                    "agree_rate": group_rates[s][j],
+                }
+                for j in range(k)
+            },
+        }
+
+    return [statement_row(int(s)) for s in order]

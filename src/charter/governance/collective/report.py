@@ -113,7 +113,22 @@ def render_report(a: dict[str, Any], top: int = 10) -> str:
         f"everyone else (two-proportion z > {Z_90}) and most of the group holds that view; ranked by the "
         "ratio of the group's rate to the rest's.",
     ]
-    for g in a["groups"]:
+    lines += _group_lines(a["groups"])
+    lines += _consensus_lines(a, names, top)
+    lines += _divisive_lines(a, names, top)
+    lines += [
+        "",
+        "Rates are smoothed: (count + 1) / (seen + 2). Draft a constitution from these statements "
+        "with `charter collective draft`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _group_lines(groups: list[dict]) -> list[str]:
+    """One subsection per group: its representative statements as a table."""
+    lines = []
+    for g in groups:
         lines += ["", f"### Group {g['id']} — {g['size']} participants", ""]
         if not g["representative"]:
             lines.append("No statement separates this group significantly.")
@@ -124,8 +139,13 @@ def render_report(a: dict[str, Any], top: int = 10) -> str:
                 f"| {_md(s['text'])} ({s['statement_id']}) | {s['direction']} | {s['group_rate']:.2f} | "
                 f"{s['rest_rate']:.2f} | {s['ratio']:.2f} |"
             )
+    return lines
+
+
+def _consensus_lines(a: dict[str, Any], names: list[str], top: int) -> list[str]:
+    """The ``top`` consensus statements, with each group's agree rate."""
     head = " | ".join(f"{n} agree" for n in names)
-    lines += [
+    lines = [
         "",
         f"## Top {top} consensus statements",
         "",
@@ -138,7 +158,12 @@ def render_report(a: dict[str, Any], top: int = 10) -> str:
             f"| {_md(s['text'])} ({s['statement_id']}) | {s['consensus']:.3f} | {s['agree_rate']:.2f} | "
             f"{per} | {s['seen']} |"
         )
-    lines += [
+    return lines
+
+
+def _divisive_lines(a: dict[str, Any], names: list[str], top: int) -> list[str]:
+    """The ``top`` statements the groups disagree about most."""
+    lines = [
         "",
         "## Most divisive statements",
         "",
@@ -150,13 +175,7 @@ def render_report(a: dict[str, Any], top: int = 10) -> str:
     for s in a["divisive"][:top]:
         per = " | ".join(f"{s['agree_rates'][n]:.2f}" for n in names)
         lines.append(f"| {_md(s['text'])} ({s['statement_id']}) | {s['spread']:.2f} | {per} |")
-    lines += [
-        "",
-        "Rates are smoothed: (count + 1) / (seen + 2). Draft a constitution from these statements "
-        "with `charter collective draft`.",
-        "",
-    ]
-    return "\n".join(lines)
+    return lines
 
 
 def _md(text: str) -> str:

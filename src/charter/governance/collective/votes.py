@@ -174,73 +174,21 @@ def load_votes(votes: str | os.PathLike, statements: str | os.PathLike) -> VoteD
     and the earlier ones are counted in ``votes_superseded``. Without one, a repeat is an error."""
     all_ids, all_texts, rejected = load_statements(statements)
     s_index = {sid: i for i, sid in enumerate(all_ids)}
-    p = Path(votes)
-    source = str(p)
-    p_index: dict[str, int] = {}
-    rows: list[int] = []
-    cols: list[int] = []
-    vals: list[int] = []
-    lines: list[int] = []
-    stamps: list[float] = []
-    raw_stamps: dict[int, str | None] = {}  # line -> value, for the unreadable ones only
-    has_time = False
-    for line, (pid, sid, value, stamp) in _read_rows(p, "votes", VOTE_COLUMNS, VOTE_OPTIONAL):
-        if not pid:
-            raise InputError("empty participant id", source=source, line=line)
-        s = s_index.get(sid)
-        if s is None:
-            raise InputError(f"vote names unknown statement {sid!r} (not in {statements})", source=source, line=line)
-        v = VOTE_VALUES.get(value)
-        if v is None:
-            raise InputError(f"vote must be -1, 0 or 1, got {value!r}", source=source, line=line)
-        rows.append(p_index.setdefault(pid, len(p_index)))
-        cols.append(s)
-        vals.append(v)
-        lines.append(line)
-        if stamp is not None:
-            has_time = True
-            t = _timestamp(stamp)
-            if math.isnan(t):
-                raw_stamps[line] = stamp
-            stamps.append(t)
-    if not rows:
-        raise InputError("no votes (only a header)", source=source)
-    participant = np.asarray(rows, dtype=np.int32)
-    statement = np.asarray(cols, dtype=np.int32)
-    vote = np.asarray(vals, dtype=np.int8)
-    line_arr = np.asarray(lines)
-    time_arr = np.asarray(stamps, dtype=np.float64) if has_time else None
-
-    # Rejected statements: drop them and the votes on them, and renumber the rest.
-    is_rejected = np.asarray(rejected, dtype=bool)
-    n_rejected_votes = 0
-    if is_rejected.any():
-        keep_statement = ~is_rejected
-        if not keep_statement.any():
-            raise InputError("every statement was rejected by the moderators (moderated = -1)", source=str(statements))
-        keep = keep_statement[statement]
-        n_rejected_votes = int((~keep).sum())
-        if not keep.any():
-            raise InputError(
-                f"all {n_rejected_votes} votes are on statements the moderators rejected "
-                f"(moderated = -1 in {statements})",
-                source=source,
-            )
-        renumber = np.cumsum(keep_statement) - 1
-        participant, vote, line_arr = participant[keep], vote[keep], line_arr[keep]
-        statement = renumber[statement[keep]].astype(np.int32)
-        time_arr = time_arr[keep] if time_arr is not None else None
+    source = str(Path(votes))
+    v = _read_votes(Path(votes), s_index, statements)
+    n_rejected_votes = _drop_rejected(v, rejected, statements, source)
     statement_ids = [sid for sid, r in zip(all_ids, rejected) if not r]
     texts = [t for t, r in zip(all_texts, rejected) if not r]
     rejected_ids = [sid for sid, r in zip(all_ids, rejected) if r]
 
-    participant_ids = list(p_index)
+    participant_ids = v.participant_ids
+    participant, statement, vote = v.participant, v.statement, v.vote
     superseded = 0
-    if time_arr is None:
-        _check_duplicates(participant, statement, line_arr, participant_ids, statement_ids, source)
+    if v.time is None:
+        _check_duplicates(participant, statement, v.line, participant_ids, statement_ids, source)
     else:
         keep = _latest_votes(
-            participant, statement, line_arr, time_arr, raw_stamps, participant_ids, statement_ids, source
+            participant, statement, v.line, v.time, v.raw_stamps, participant_ids, statement_ids, source
         )
         if keep is not None:
             superseded = int(len(keep) - keep.sum())
@@ -263,6 +211,85 @@ def load_votes(votes: str | os.PathLike, statements: str | os.PathLike) -> VoteD
         votes_on_rejected=n_rejected_votes,
         votes_superseded=superseded,
     )
+
+
+@dataclass
+class _VoteRows:
+    """The votes file as read: one entry per row (participant and statement as indices)."""
+
+    participant_ids: list[str]
+    participant: np.ndarray
+    statement: np.ndarray
+    vote: np.ndarray
+    line: np.ndarray  # the row's line in the file, for error messages
+    time: np.ndarray | None  # the row's timestamp (NaN when unreadable); None without a timestamp column
+    raw_stamps: dict[int, str | None]  # line -> value, for the unreadable timestamps only
+
+
+def _read_votes(p: Path, s_index: dict[str, int], statements: str | os.PathLike) -> _VoteRows:
+    """Every row of the votes file, checked: a participant id, a known statement, a valid vote."""
+    source = str(p)
+    p_index: dict[str, int] = {}
+    rows: list[int] = []
+    cols: list[int] = []
+    vals: list[int] = []
+    lines: list[int] = []
+    stamps: list[float] = []
+    raw_stamps: dict[int, str | None] = {}
+    has_time = False
+    for line, (pid, sid, value, stamp) in _read_rows(p, "votes", VOTE_COLUMNS, VOTE_OPTIONAL):
+        if not pid:
+            raise InputError("empty participant id", source=source, line=line)
+        s = s_index.get(sid)
+        if s is None:
+            raise InputError(f"vote names unknown statement {sid!r} (not in {statements})", source=source, line=line)
+        v = VOTE_VALUES.get(value)
+        if v is None:
+            raise InputError(f"vote must be -1, 0 or 1, got {value!r}", source=source, line=line)
+        rows.append(p_index.setdefault(pid, len(p_index)))
+        cols.append(s)
+        vals.append(v)
+        lines.append(line)
+        if stamp is not None:
+            has_time = True
+            t = _timestamp(stamp)
+            if math.isnan(t):
+                raw_stamps[line] = stamp
+            stamps.append(t)
+    if not rows:
+        raise InputError("no votes (only a header)", source=source)
+    return _VoteRows(
+        list(p_index),
+        np.asarray(rows, dtype=np.int32),
+        np.asarray(cols, dtype=np.int32),
+        np.asarray(vals, dtype=np.int8),
+        np.asarray(lines),
+        np.asarray(stamps, dtype=np.float64) if has_time else None,
+        raw_stamps,
+    )
+
+
+def _drop_rejected(v: _VoteRows, rejected: list[bool], statements: str | os.PathLike, source: str) -> int:
+    """Drop the votes on statements the moderators rejected and renumber the other statements (in
+    place); returns how many votes were dropped."""
+    is_rejected = np.asarray(rejected, dtype=bool)
+    if not is_rejected.any():
+        return 0
+    keep_statement = ~is_rejected
+    if not keep_statement.any():
+        raise InputError("every statement was rejected by the moderators (moderated = -1)", source=str(statements))
+    keep = keep_statement[v.statement]
+    n_rejected_votes = int((~keep).sum())
+    if not keep.any():
+        raise InputError(
+            f"all {n_rejected_votes} votes are on statements the moderators rejected (moderated = -1 in {statements})",
+            source=source,
+        )
+    renumber = np.cumsum(keep_statement) - 1
+    v.participant, v.vote, v.line = v.participant[keep], v.vote[keep], v.line[keep]
+    v.statement = renumber[v.statement[keep]].astype(np.int32)
+    v.time = v.time[keep] if v.time is not None else None
+    return n_rejected_votes
 
 
 def _pair_codes(participant: np.ndarray, statement: np.ndarray, n_statements: int) -> np.ndarray:
