@@ -27,25 +27,14 @@ from charter.constitution import Constitution, constitution_digest, diff_constit
 from charter.constitution.model import Principle
 from charter.core.errors import CharterError, InputError
 from charter.core.io import save_figure_atomic, write_text_atomic
-
-# Change kinds, in the order a reviewer reads them (most consequential first).
-KINDS = (
-    "hard_constraint_relaxed",
-    "hard_constraint_added",
-    "hard_constraint_reworded",
-    "removed",
-    "added",
-    "tier_down",
-    "tier_changed",
-    "tier_up",
-    "reworded",
-    "renamed",
-    "kind_changed",
-    "depth_moved",
-    "edited",
-    "rationale_changed",
-    "examples_changed",
-    "requests_changed",
+from charter.governance.drift_classify import (
+    KINDS,
+    PrincipleDrift,
+    _tier_rank,
+    classify_pair,
+    document_similarity,
+    pair_by_meaning,
+    unmatched_drift,
 )
 
 
@@ -69,26 +58,6 @@ class DriftConfig:
                 raise InputError(f"must be in (0, 1], got {v}", source="--" + name.replace("_", "-"))
         if self.hard_weight < 1.0:
             raise InputError(f"must be at least 1, got {self.hard_weight}", source="--hard-weight")
-
-
-@dataclass
-class PrincipleDrift:
-    old_id: str | None
-    new_id: str | None
-    kinds: list[str]
-    similarity: float | None  # cosine similarity of the statements (None for added/removed)
-    matched_by: str | None  # "id", "meaning" or None
-    old_tier: str | None = None
-    new_tier: str | None = None
-    magnitude: float = 0.0
-    weight: float = 1.0
-    detail: str = ""
-
-    @property
-    def label(self) -> str:
-        if self.old_id and self.new_id and self.old_id != self.new_id:
-            return f"{self.old_id} -> {self.new_id}"
-        return self.new_id or self.old_id or "?"
 
 
 @dataclass
@@ -184,17 +153,9 @@ class DriftAuditor:
         right = [p for i, p in news.items() if i not in olds]
         texts = [p.statement for p in old.principles] + [p.statement for p in new.principles]
         vec = dict(zip(texts, self._vectors(texts))) if texts else {}
-
         if left and right:
-            from scipy.optimize import linear_sum_assignment
-
-            sim = np.stack([vec[p.statement] for p in left]) @ np.stack([vec[p.statement] for p in right]).T
-            rows, cols = linear_sum_assignment(-sim)
-            paired = [(r, c) for r, c in zip(rows, cols) if sim[r, c] >= cfg.match_threshold]
-            pairs += [(left[r], right[c], "meaning") for r, c in paired]
-            taken_l, taken_r = {r for r, _ in paired}, {c for _, c in paired}
-            left = [p for k, p in enumerate(left) if k not in taken_l]
-            right = [p for k, p in enumerate(right) if k not in taken_r]
+            by_meaning, left, right = pair_by_meaning(left, right, vec, cfg.match_threshold)
+            pairs += by_meaning
 
         old_rank = _tier_rank(old)
         new_rank = _tier_rank(new)
@@ -206,46 +167,30 @@ class DriftAuditor:
         drifts: list[PrincipleDrift] = []
         for a, b, how in pairs:
             s = float(np.clip(vec[a.statement] @ vec[b.statement], -1.0, 1.0))
-            drifts.append(self._classify(a, b, how, s, old_rank, new_rank, old_common, new_common))
-        for p in left:
+            weight = max(self._weight(a, old_rank), self._weight(b, new_rank))
             drifts.append(
-                PrincipleDrift(
-                    p.id,
-                    None,
-                    ["hard_constraint_relaxed", "removed"] if p.is_hard_constraint else ["removed"],
-                    None,
-                    None,
-                    old_tier=p.tier,
-                    magnitude=1.0,
-                    weight=self._weight(p, old_rank),
-                    detail=_short(p.statement),
+                classify_pair(
+                    a,
+                    b,
+                    how,
+                    s,
+                    reword_threshold=cfg.reword_threshold,
+                    old_common=old_common,
+                    new_common=new_common,
+                    weight=weight,
                 )
             )
-        for p in right:
-            drifts.append(
-                PrincipleDrift(
-                    None,
-                    p.id,
-                    ["hard_constraint_added", "added"] if p.is_hard_constraint else ["added"],
-                    None,
-                    None,
-                    new_tier=p.tier,
-                    magnitude=1.0,
-                    weight=self._weight(p, new_rank),
-                    detail=_short(p.statement),
-                )
-            )
+        drifts += [unmatched_drift(p, removed=True, weight=self._weight(p, old_rank)) for p in left]
+        drifts += [unmatched_drift(p, removed=False, weight=self._weight(p, new_rank)) for p in right]
         order = {p.id: k for k, p in enumerate(new.principles)} | {p.id: 1000 + k for k, p in enumerate(old.principles)}
         drifts.sort(key=lambda d: order.get(d.new_id or d.old_id, 10**6))
+        return self._report(old, new, structural, drifts, document_similarity(old, new, vec))
 
+    def _report(self, old: Constitution, new: Constitution, structural, drifts: list[PrincipleDrift], doc_sim: float):
+        """The report over the classified principles (``structural``: ``diff_constitutions``'s result)."""
         total = sum(d.weight for d in drifts)
         score = sum(d.weight * d.magnitude for d in drifts) / total if total else 0.0
         counts = {k: sum(k in d.kinds for d in drifts) for k in KINDS}
-        doc_sim = 1.0
-        if old.principles and new.principles:
-            mo = np.mean([vec[p.statement] for p in old.principles], axis=0)
-            mn = np.mean([vec[p.statement] for p in new.principles], axis=0)
-            doc_sim = float(mo @ mn / max(float(np.linalg.norm(mo) * np.linalg.norm(mn)), 1e-9))
         return DriftReport(
             old=_identity(old),
             new=_identity(new),
@@ -260,109 +205,13 @@ class DriftAuditor:
                 "changed": structural.categories_changed,
             },
             document_similarity=round(doc_sim, 6),
-            config=asdict(cfg),
+            config=asdict(self.config),
         )
 
     def _weight(self, p: Principle, rank: dict[str, float]) -> float:
         # Higher tiers weigh more (top tier 2, bottom tier 1); hard constraints hard_weight times more.
         w = 1.0 + rank.get(p.tier, 0.0)
         return w * (self.config.hard_weight if p.is_hard_constraint else 1.0)
-
-    def _classify(
-        self, a: Principle, b: Principle, how: str, sim: float, old_rank, new_rank, old_common, new_common
-    ) -> PrincipleDrift:
-        cfg = self.config
-        kinds, details = [], []
-        reworded = a.statement != b.statement and sim < cfg.reword_threshold
-        if a.id != b.id:
-            kinds.append("renamed")
-        if reworded:
-            kinds.append("reworded")
-        elif a.statement != b.statement:
-            kinds.append("edited")  # same meaning (similarity above the reword threshold): typo or punctuation
-        ra, rb = old_common.get(a.tier), new_common.get(b.tier)
-        tier_shift = 0.0
-        if ra is not None and rb is not None:
-            if abs(rb - ra) > 1e-9:
-                kinds.append("tier_up" if rb > ra else "tier_down")
-                tier_shift = abs(rb - ra)
-                details.append(f"tier {a.tier} -> {b.tier}" if a.tier != b.tier else f"tier {a.tier} reordered")
-        elif a.tier != b.tier:
-            # A tier only one version has: the move cannot be ranked, so it is flagged as such.
-            kinds.append("tier_changed")
-            tier_shift = 0.5
-            details.append(f"tier {a.tier} -> {b.tier} (not comparable: a tier only one version has)")
-        hard_shift = 0.0
-        if a.is_hard_constraint and not b.is_hard_constraint:
-            kinds.insert(0, "hard_constraint_relaxed")
-            details.append(f"kind hard constraint -> {b.kind.replace('_', ' ')}")
-            hard_shift = 1.0
-        elif b.is_hard_constraint and not a.is_hard_constraint:
-            kinds.insert(0, "hard_constraint_added")
-            details.append(f"kind {a.kind.replace('_', ' ')} -> hard constraint")
-            hard_shift = 1.0
-        elif a.is_hard_constraint and b.is_hard_constraint:
-            # Conservative: a move that cannot be ranked may be a demotion.
-            if "tier_down" in kinds or "tier_changed" in kinds:
-                kinds.insert(0, "hard_constraint_relaxed")
-            elif reworded:
-                kinds.insert(0, "hard_constraint_reworded")
-        elif a.kind != b.kind:
-            kinds.append("kind_changed")
-            details.append(f"kind {a.kind} -> {b.kind}")
-        if a.depth_fractions != b.depth_fractions:
-            kinds.append("depth_moved")
-            details.append(f"depth {_depth(a)} -> {_depth(b)}")
-        if a.rationale != b.rationale:
-            kinds.append("rationale_changed")
-        if (a.examples, a.preference_examples) != (b.examples, b.preference_examples):
-            kinds.append("examples_changed")
-        if (a.critique, a.revision, a.preference) != (b.critique, b.revision, b.preference):
-            kinds.append("requests_changed")
-        # Magnitude: semantic distance of the statement, plus priority and kind shifts, capped at 1.
-        semantic = max(0.0, 1.0 - sim) if reworded else 0.0
-        minor = 0.05 * sum(
-            k in kinds
-            for k in (
-                "depth_moved",
-                "examples_changed",
-                "requests_changed",
-                "renamed",
-                "edited",
-                "rationale_changed",
-                "kind_changed",
-            )
-        )
-        magnitude = min(1.0, semantic + 0.5 * tier_shift + 0.5 * hard_shift + minor)
-        weight = max(self._weight(a, old_rank), self._weight(b, new_rank))
-        return PrincipleDrift(
-            a.id,
-            b.id,
-            kinds,
-            sim,
-            how,
-            old_tier=a.tier,
-            new_tier=b.tier,
-            magnitude=round(magnitude, 6),
-            weight=weight,
-            detail="; ".join(details),
-        )
-
-
-def _tier_rank(c: Constitution, only: set[str] | None = None) -> dict[str, float]:
-    """Priority of each tier as a fraction: 1.0 for the highest, 0.0 for the lowest (among ``only``)."""
-    ids = [t.id for t in c.tiers if only is None or t.id in only]
-    n = len(ids)
-    return {t: (1.0 if n == 1 else (n - 1 - k) / (n - 1)) for k, t in enumerate(ids)}
-
-
-def _depth(p: Principle) -> str:
-    return p.depth if isinstance(p.depth, str) else f"{p.depth[0]:.2f}-{p.depth[1]:.2f}"
-
-
-def _short(text: str, n: int = 80) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 # -- history ---------------------------------------------------------------------------------------------
