@@ -10,8 +10,6 @@ evaluation regressions) or ``ignore``. The CLI exits 1 when any finding is refil
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -21,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from charter.constitution import diff_constitutions, parse_constitution
 from charter.core.errors import InputError
 from charter.core.tomlinput import load_toml_model
-from charter.governance.sealed import SealedModel, base_identity, load_sealed, sealed_records
+from charter.governance.data_change import data_change
+from charter.governance.sealed import SealedModel, base_identity, load_sealed
 
 Action = Literal["refile", "review", "ignore"]
 
@@ -254,34 +253,7 @@ class ReleaseCheck:
         new = parse_constitution(cb["text"], source=f"{cand.head.model_dir} (sealed constitution)")
         rule = self.rules.constitution
         d = diff_constitutions(old, new)
-        if rule.semantic:
-            from charter.governance.drift import DriftAuditor
-
-            self._auditor = self._auditor or DriftAuditor()
-            report = self._auditor.compare(old, new)
-            score = report.score
-            # Hard constraints: added, relaxed (demoted, removed, made a default) or reworded.
-            hard = [
-                f"{p.label}: {', '.join(k.replace('_', ' ') for k in p.kinds)}"
-                for p in report.principles
-                if any(k.startswith("hard_constraint") for k in p.kinds)
-            ]
-            # Edits to a hard constraint that keep its meaning: a person should look, no filing needed.
-            hard_minor = [
-                f"{p.label}: {', '.join(k.replace('_', ' ') for k in p.kinds)}"
-                for p in report.principles
-                if p.kinds
-                and not any(k.startswith("hard_constraint") for k in p.kinds)
-                and any(x.is_hard_constraint for x in old.principles + new.principles if x.id in (p.old_id, p.new_id))
-            ]
-        else:
-            score = 1.0
-            hard = (
-                [f"{p}: hard constraint added" for p in d.hard_constraints_added]
-                + [f"{p}: hard constraint removed or relaxed" for p in d.hard_constraints_removed]
-                + [f"{p}: hard constraint changed" for p in d.hard_constraints_changed]
-            )
-            hard_minor = []
+        score, hard, hard_minor = self._hard_constraint_changes(old, new, d) if rule.semantic else _digest_only(d)
         if hard:
             self._add(
                 result,
@@ -292,19 +264,7 @@ class ReleaseCheck:
                 [p.id for p in new.hard_constraints],
             )
         result.measurements["constitution_drift"] = score
-        other = []
-        if d.categories_removed or d.categories_changed:
-            other.append(
-                "content categories removed/changed: " + ", ".join(d.categories_removed + d.categories_changed)
-            )
-        if d.categories_added:
-            other.append("content categories added: " + ", ".join(d.categories_added))
-        if d.tiers_changed:
-            other.append("tier order changed")
-        if d.metadata_changed:
-            other.append("metadata changed: " + ", ".join(d.metadata_changed))
-        if hard_minor:
-            other.append("hard constraints edited without a change of meaning: " + "; ".join(hard_minor))
+        other = _other_constitution_changes(d, hard_minor)
         # max_drift 0 means any change to the sealed text is reviewed, scored or not.
         if score > rule.max_drift or (rule.max_drift == 0.0 and (other or score > 0)):
             self._add(
@@ -317,6 +277,29 @@ class ReleaseCheck:
                 ca["digest"],
                 cb["digest"],
             )
+
+    def _hard_constraint_changes(self, old, new, d) -> tuple[float, list[str], list[str]]:
+        """The embedding drift score, the hard-constraint changes that matter (added, relaxed:
+        demoted, removed or made a default, or reworded) and the hard-constraint edits that keep
+        their meaning."""
+        from charter.governance.drift import DriftAuditor
+
+        self._auditor = self._auditor or DriftAuditor()
+        report = self._auditor.compare(old, new)
+        hard = [
+            f"{p.label}: {', '.join(k.replace('_', ' ') for k in p.kinds)}"
+            for p in report.principles
+            if any(k.startswith("hard_constraint") for k in p.kinds)
+        ]
+        # Edits to a hard constraint that keep its meaning: a person should look, no filing needed.
+        hard_minor = [
+            f"{p.label}: {', '.join(k.replace('_', ' ') for k in p.kinds)}"
+            for p in report.principles
+            if p.kinds
+            and not any(k.startswith("hard_constraint") for k in p.kinds)
+            and any(x.is_hard_constraint for x in old.principles + new.principles if x.id in (p.old_id, p.new_id))
+        ]
+        return report.score, hard, hard_minor
 
     def _guard(self, base: SealedModel, cand: SealedModel, result: CheckResult) -> None:
         rule = self.rules.guard
@@ -429,6 +412,33 @@ class ReleaseCheck:
             )
 
 
+def _digest_only(d) -> tuple[float, list[str], list[str]]:
+    """Without the semantic score: any change scores 1, and every hard-constraint change counts."""
+    hard = (
+        [f"{p}: hard constraint added" for p in d.hard_constraints_added]
+        + [f"{p}: hard constraint removed or relaxed" for p in d.hard_constraints_removed]
+        + [f"{p}: hard constraint changed" for p in d.hard_constraints_changed]
+    )
+    return 1.0, hard, []
+
+
+def _other_constitution_changes(d, hard_minor: list[str]) -> list[str]:
+    """The changes besides principles' that the constitution finding lists (categories, tier
+    order, metadata, hard constraints edited without a change of meaning)."""
+    other = []
+    if d.categories_removed or d.categories_changed:
+        other.append("content categories removed/changed: " + ", ".join(d.categories_removed + d.categories_changed))
+    if d.categories_added:
+        other.append("content categories added: " + ", ".join(d.categories_added))
+    if d.tiers_changed:
+        other.append("tier order changed")
+    if d.metadata_changed:
+        other.append("metadata changed: " + ", ".join(d.metadata_changed))
+    if hard_minor:
+        other.append("hard constraints edited without a change of meaning: " + "; ".join(hard_minor))
+    return other
+
+
 def _eval_rates(m: SealedModel) -> dict[str, float]:
     """suite:metric:judge -> rate, for the evaluations sealed with the model itself."""
     out = {}
@@ -456,93 +466,3 @@ def _require_related(a: SealedModel, b: SealedModel) -> None:
         "no shared seal); pass --allow-unrelated to compare them anyway",
         source=b.head.model_dir,
     )
-
-
-# -- training-data change -------------------------------------------------------------------------------
-
-
-def _record_hashes(path: Path, sha256: str) -> set[str] | None:
-    """Content hashes of a dataset's records, when the file is here and is the sealed one."""
-    records = sealed_records(path, sha256)
-    if records is None:
-        return None  # the file on disk is not the one sealed: fall back to the digest alone
-    out = set()
-    for line in records:
-        try:
-            # Canonical JSON, so re-serialised but identical records count as unchanged.
-            line = json.dumps(json.loads(line), sort_keys=True, separators=(",", ":")).encode()
-        except ValueError:
-            pass
-        out.add(hashlib.sha256(line).hexdigest())
-    return out
-
-
-def data_change(base: list[dict], cand: list[dict]) -> tuple[float, list[dict]]:
-    """Fraction of training records added or removed, over the union of both releases' records.
-
-    Identical files (same sha256) pair first, wherever and under whatever name they sit; the rest
-    pair by stage and name. Where both sealed files are on disk their records are compared by
-    canonical-JSON content hash; otherwise a changed dataset counts as wholly changed, at the record
-    count its seal recorded."""
-
-    def key(d: dict) -> tuple:
-        return (d.get("stage"), d.get("name"))
-
-    def size(d: dict, hashes: set[str] | None) -> int:
-        if hashes is not None:
-            return len(hashes)
-        return int(d.get("records") or 1)  # seals before record counts: one unit per dataset
-
-    left, right = list(base), list(cand)
-    pairs: list[tuple[dict | None, dict | None]] = []
-    for da in list(left):
-        match = next((db for db in right if db["sha256"] == da["sha256"]), None)
-        if match is not None:
-            pairs.append((da, match))
-            left.remove(da)
-            right.remove(match)
-    by_key = {key(d): d for d in right}
-    for da in left:
-        db = by_key.pop(key(da), None)
-        pairs.append((da, db))
-        if db is not None:
-            right.remove(db)
-    pairs += [(None, db) for db in right]
-
-    detail, changed_total, union_total = [], 0, 0
-    for da, db in pairs:
-        name = f"{(da or db).get('stage')}:{(da or db).get('name')}"
-        if da and db and da["sha256"] == db["sha256"]:
-            n = da.get("records")
-            if n is None:  # a seal from before record counts: count the file when it is the sealed one
-                hashes = _record_hashes(Path(da["path"]), da["sha256"])
-                n = len(hashes) if hashes is not None else 1
-            changed, union, how = 0, n, "identical"
-        else:
-            ha = _record_hashes(Path(da["path"]), da["sha256"]) if da else set()
-            hb = _record_hashes(Path(db["path"]), db["sha256"]) if db else set()
-            if da is None:
-                union = changed = size(db, hb)
-                how = "added"
-            elif db is None:
-                union = changed = size(da, ha)
-                how = "removed"
-            elif ha is not None and hb is not None:
-                union = len(ha | hb) or 1
-                changed = min(len(ha ^ hb), union)
-                how = f"{changed} of {union} records differ"
-            else:
-                union = changed = max(size(da, ha), size(db, hb))
-                how = "digest changed (files not here to compare records: counted as wholly changed)"
-        detail.append(
-            {
-                "dataset": name,
-                "changed_fraction": round(changed / union, 6) if union else 0.0,
-                "records_changed": changed,
-                "records_union": union,
-                "summary": f"{name} {how}",
-            }
-        )
-        changed_total += changed
-        union_total += union
-    return (round(changed_total / union_total, 6) if union_total else 0.0), detail
