@@ -100,11 +100,11 @@ def test_revoke_tenant_ends_console_sessions_and_the_key(make_gateway):
 def test_a_demoted_admin_loses_the_console_at_once(make_gateway):
     gw = make_gateway()
     c = _console_login(_base(gw), gw.keys["root"])
-    from charter.audit import db
+    from charter.gateway.store.schema import tenants
 
     engine = connect(gw.db_url)
     with engine.begin() as conn:
-        conn.execute(db.tenants.update().where(db.tenants.c.name == "root").values(admin=False))
+        conn.execute(tenants.update().where(tenants.c.name == "root").values(admin=False))
     assert c.get("/console").status_code == 303
 
 
@@ -173,9 +173,12 @@ def test_the_source_column_is_added_to_an_existing_database(tmp_path):
     con.execute("INSERT INTO tenants VALUES ('old', 'ab', 60, 0, '2025-01-01')")
     con.commit()
     con.close()
-    engine = connect(f"sqlite:///{path}")
-    connect(f"sqlite:///{path}")  # a second process starting: idempotent
     from sqlalchemy import inspect
+
+    from charter.gateway.store import connect as gateway_connect
+
+    engine = gateway_connect(f"sqlite:///{path}")
+    gateway_connect(f"sqlite:///{path}")  # a second process starting: idempotent
 
     assert "source" in {c["name"] for c in inspect(engine).get_columns("tenants")}
 

@@ -1,7 +1,9 @@
-"""The gateway's database: one SQLAlchemy Core schema on SQLite (embedded default) or PostgreSQL.
+"""The audit log's database: one SQLAlchemy Core schema on SQLite (embedded default) or PostgreSQL.
 
-Tables: the audit log and its signed checkpoints, tenants (API-key hashes), controls (the kill
-switch, shared by every gateway process on the same database) and incidents.
+Tables: the audit log, its signed checkpoints and the plain table the append benchmark compares
+against. Packages above keep their own tables in the same database (the gateway's: tenants,
+controls, incidents, sessions, console logins, in ``charter.gateway.store``) and create them with
+``metadata.create_all`` and ``add_missing_columns`` on the engine ``connect`` returns.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
-    Float,
     Integer,
     MetaData,
     String,
@@ -70,60 +71,6 @@ plain_entries = Table(
     Column("body", Text),
 )
 
-tenants = Table(
-    "tenants",
-    metadata,
-    Column("name", String(200), primary_key=True),
-    Column("key_hash", String(64), nullable=False, unique=True),  # sha256 of the API key
-    Column("rate_limit_rpm", Integer, nullable=False, default=60),
-    Column("admin", Boolean, nullable=False, default=False),
-    Column("created", String(40), nullable=False),
-    Column("source", String(20)),  # "config": declared in gateway.toml [[tenants]]; NULL: charter admin add-tenant
-)
-
-controls = Table(
-    "controls",
-    metadata,
-    Column("scope", String(200), primary_key=True),  # "*" = every model, else a model id
-    Column("suspended", Boolean, nullable=False),
-    Column("reason", Text),
-    Column("since", String(40)),
-    Column("incident_id", Integer),
-)
-
-incidents = Table(
-    "incidents",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("opened", String(40), nullable=False),
-    Column("closed", String(40)),
-    Column("status", String(20), nullable=False),
-    Column("scope", String(200), nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("trigger", Text),  # JSON: rule, count, window, request ids
-)
-
-
-sessions = Table(
-    "sessions",
-    metadata,  # end-user sessions for disclosures and dependency safeguards
-    Column("key", String(500), primary_key=True),  # tenant + session id
-    Column("started", String(40), nullable=False),
-    Column("last_seen", String(40), nullable=False),
-    Column("continuous_since", String(40), nullable=False),
-    Column("disclosed_at", String(40)),
-    Column("handed_off_at", String(40)),
-)
-
-
-console_sessions = Table(
-    "console_sessions",
-    metadata,  # web-console logins, shared by every gateway process
-    Column("token_hash", String(64), primary_key=True),  # sha256 of the cookie value
-    Column("tenant", String(200), nullable=False),
-    Column("expires", Float, nullable=False),  # unix time
-)
-
 
 def connect(url: str, *, durability: str = "normal") -> Engine:
     """An engine with the schema created. SQLite: WAL, a busy timeout, and BEGIN IMMEDIATE so that
@@ -148,7 +95,7 @@ def connect(url: str, *, durability: str = "normal") -> Engine:
             created = None
             engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
         metadata.create_all(engine)
-        _add_missing_columns(engine)
+        add_missing_columns(engine, LATER_COLUMNS)
         if created:
             _private_sidecars(created)
     except Exception as exc:  # driver and connection errors differ per backend
@@ -186,14 +133,16 @@ def _private_sidecars(path: str) -> None:
 
 
 # Columns added after a table's first release: (table, column, DDL type). create_all makes new
-# tables whole; existing ones get the column here (idempotent, and safe when processes race).
-_LATER_COLUMNS = [("tenants", "source", "VARCHAR(20)"), ("audit_entries", "body_sha256", "VARCHAR(64)")]
+# tables whole; existing ones get the column from add_missing_columns.
+LATER_COLUMNS = [("audit_entries", "body_sha256", "VARCHAR(64)")]
 
 
-def _add_missing_columns(engine: Engine) -> None:
+def add_missing_columns(engine: Engine, columns: list[tuple[str, str, str]]) -> None:
+    """Add each ``(table, column, DDL type)`` an existing table lacks (idempotent, and safe when
+    processes race)."""
     from sqlalchemy import inspect, text
 
-    for table, column, ddl in _LATER_COLUMNS:
+    for table, column, ddl in columns:
         if column in {c["name"] for c in inspect(engine).get_columns(table)}:
             continue
         try:

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 import httpx
 from sqlalchemy.engine import Engine
 
-from charter.audit import db
 from charter.core.clock import audit_time, parse_time, utc_clock  # noqa: F401 (utc_clock: the default clock, patched in tests)
+from charter.gateway.store import sessions
 from charter.policy.profiles import EffectiveProfile
 
 _iso = audit_time
@@ -72,26 +72,11 @@ class Compliance:
             if at_start:
                 notice.disclosure, notice.disclosure_reason = text, "session-start"
             return notice
-        key = f"{tenant}:{session}"
-        # On the driver connection, like audit appends: this runs on every request of a profiled
-        # deployment, and the statement layer would cost most of a millisecond.
-        with db.driver_transaction(self.engine, exclusive=True) as (cur, ph):
-            cur.execute(
-                f"INSERT INTO sessions (key, started, last_seen, continuous_since) VALUES ({ph}, {ph}, {ph}, {ph}) "
-                "ON CONFLICT (key) DO NOTHING",
-                (key, _iso(now), _iso(now), _iso(now)),
-            )
-            created = cur.rowcount == 1
-            cur.execute(
-                "SELECT last_seen, continuous_since, disclosed_at, handed_off_at FROM sessions "
-                f"WHERE key = {ph}" + ("" if db.is_sqlite(self.engine) else " FOR UPDATE"),
-                (key,),
-            )
-            last_seen, cont_since, disclosed_s, handed_s = cur.fetchone()
-            fresh = created or now - _parse(last_seen) > self.idle
-            since = now if fresh else _parse(cont_since)
-            disclosed_at = None if fresh or not disclosed_s else _parse(disclosed_s)
-            handed_off = None if fresh or not handed_s else _parse(handed_s)
+        with sessions.use(self.engine, f"{tenant}:{session}", _iso(now)) as row:
+            fresh = row.new or now - _parse(row.last_seen) > self.idle
+            since = now if fresh else _parse(row.continuous_since)
+            disclosed_at = None if fresh or not row.disclosed_at else _parse(row.disclosed_at)
+            handed_off = None if fresh or not row.handed_off_at else _parse(row.handed_off_at)
             if fresh and at_start:
                 notice.disclosure, notice.disclosure_reason = text, "session-start"
             elif every and now - (disclosed_at or since) >= timedelta(minutes=every):
@@ -107,17 +92,9 @@ class Compliance:
                 notice.handoff_reason = "continuous-use"
                 handed_off = now
             disclosed = now if notice.disclosure else disclosed_at
-            cur.execute(
-                f"UPDATE sessions SET last_seen = {ph}, continuous_since = {ph}, disclosed_at = {ph}, "
-                f"handed_off_at = {ph} WHERE key = {ph}",
-                (
-                    _iso(now),
-                    _iso(since),
-                    _iso(disclosed) if disclosed else None,
-                    _iso(handed_off) if handed_off else None,
-                    key,
-                ),
-            )
+            row.last_seen, row.continuous_since = _iso(now), _iso(since)
+            row.disclosed_at = _iso(disclosed) if disclosed else None
+            row.handed_off_at = _iso(handed_off) if handed_off else None
         return notice
 
     def check_distress(self, prompt: str) -> bool:
@@ -130,12 +107,7 @@ class Compliance:
     def mark_handoff(self, tenant: str, session: str | None) -> None:
         if session is None:
             return
-        with self.engine.begin() as conn:
-            conn.execute(
-                db.sessions.update()
-                .where(db.sessions.c.key == f"{tenant}:{session}")
-                .values(handed_off_at=_iso(self.clock()))
-            )
+        sessions.mark_handoff(self.engine, f"{tenant}:{session}", _iso(self.clock()))
 
     def call_webhook(self, payload: dict) -> dict:
         """POST the hand-off to the configured webhook (a human counsellor's queue). Returns what

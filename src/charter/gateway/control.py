@@ -10,13 +10,13 @@ import re
 import threading
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from charter.audit import db
 from charter.audit.log import AuditLog
 from charter.core.clock import audit_time_ago, utc_now
 from charter.core.errors import InputError
+from charter.gateway.store import controls as control_store
+from charter.gateway.store import incidents as incident_store
 
 ALL = "*"
 TENANT_PREFIX = "tenant:"  # a scope that suspends one tenant's access, not a model
@@ -56,13 +56,7 @@ class KillSwitch:
     # -- writes (admin CLI, admin API, trip rules) --------------------------------------------------
     def suspend(self, scope: str = ALL, *, reason: str, actor: str, incident_id: int | None = None) -> Suspension:
         s = Suspension(scope, reason, utc_now(), incident_id)
-        with self.engine.begin() as conn:
-            conn.execute(db.controls.delete().where(db.controls.c.scope == scope))
-            conn.execute(
-                db.controls.insert().values(
-                    scope=scope, suspended=True, reason=reason, since=s.since, incident_id=incident_id
-                )
-            )
+        control_store.suspend(self.engine, scope, reason=reason, since=s.since, incident_id=incident_id)
         self.log.append(
             "admin.suspend", {"scope": scope, "reason": reason, "actor": actor, "incident_id": incident_id}, tenant=None
         )
@@ -70,16 +64,14 @@ class KillSwitch:
         return s
 
     def resume(self, scope: str = ALL, *, actor: str) -> bool:
-        with self.engine.begin() as conn:
-            n = conn.execute(db.controls.delete().where(db.controls.c.scope == scope)).rowcount
-        self.log.append("admin.resume", {"scope": scope, "actor": actor, "was_suspended": bool(n)})
+        was = control_store.resume(self.engine, scope)
+        self.log.append("admin.resume", {"scope": scope, "actor": actor, "was_suspended": was})
         self.refresh()
-        return bool(n)
+        return was
 
     # -- reads -------------------------------------------------------------------------------------
     def refresh(self) -> dict[str, Suspension]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(db.controls).where(db.controls.c.suspended.is_(True))).all()
+        rows = control_store.suspended(self.engine)
         state = {r.scope: Suspension(r.scope, r.reason, r.since, r.incident_id) for r in rows}
         with self._lock:
             self._state = state
@@ -107,34 +99,23 @@ class Incidents:
         self.engine, self.log = engine, log
 
     def open(self, scope: str, reason: str, trigger: dict) -> int:
-        with self.engine.begin() as conn:
-            iid = conn.execute(
-                db.incidents.insert().values(
-                    opened=utc_now(), status="open", scope=scope, reason=reason, trigger=json.dumps(trigger)
-                )
-            ).inserted_primary_key[0]
+        iid = incident_store.open_incident(self.engine, opened=utc_now(), scope=scope, reason=reason, trigger=trigger)
         self.log.append("incident.opened", {"incident_id": iid, "scope": scope, "reason": reason, "trigger": trigger})
-        return int(iid)
+        return iid
 
     def close(self, iid: int, *, actor: str, note: str = "") -> None:
         self.get(iid)
-        with self.engine.begin() as conn:
-            conn.execute(
-                db.incidents.update().where(db.incidents.c.id == iid).values(status="closed", closed=utc_now())
-            )
+        incident_store.close_incident(self.engine, iid, closed=utc_now())
         self.log.append("incident.closed", {"incident_id": iid, "actor": actor, "note": note})
 
     def list(self) -> list[dict]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(db.incidents).order_by(db.incidents.c.id)).all()
-        return [_incident(r) for r in rows]
+        return incident_store.all_incidents(self.engine)
 
     def get(self, iid: int) -> dict:
-        with self.engine.connect() as conn:
-            r = conn.execute(select(db.incidents).where(db.incidents.c.id == iid)).first()
-        if r is None:
+        inc = incident_store.get(self.engine, iid)
+        if inc is None:
             raise InputError(f"no incident {iid}", source="incident")
-        return _incident(r)
+        return inc
 
     def report(self, iid: int) -> dict:
         """The incident, its timeline (audit entries from the start of the trigger window to its
@@ -184,12 +165,6 @@ class Incidents:
         }
 
 
-def _incident(r) -> dict:
-    d = dict(r._mapping)
-    d["trigger"] = json.loads(d["trigger"]) if d.get("trigger") else None
-    return d
-
-
 class TripWire:
     """Evaluates trip rules after a counted event: N matching audit entries within the window
     (across every process, since they share the log) suspend the scope and open an incident.
@@ -203,15 +178,8 @@ class TripWire:
         self._lock = threading.Lock()
 
     def count(self, kind: str, since: str, tenant: str | None = None) -> int:
-        e = db.entries
-        where = [e.c.kind == kind, e.c.time >= since] + ([e.c.tenant == tenant] if tenant is not None else [])
-        if kind == RULE_KINDS["violation_reports"]:
-            distinct = select(e.c.tenant, e.c.request_id).where(*where).distinct().subquery()
-            q = select(func.count()).select_from(distinct)
-        else:
-            q = select(func.count()).select_from(e).where(*where)
-        with self.engine.connect() as conn:
-            return int(conn.execute(q).scalar() or 0)
+        per_request = kind == RULE_KINDS["violation_reports"]
+        return incident_store.count_entries(self.engine, kind, since, tenant, per_request=per_request)
 
     def observe(self, kind: str, model_id: str, tenant: str | None = None) -> int | None:
         """Called after an entry of ``kind`` (of ``tenant``) was appended; returns an incident id

@@ -14,13 +14,14 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from charter.audit import AuditLog, GroupCommitWriter, Witness, connect
+from charter.audit import AuditLog, GroupCommitWriter, Witness
 from charter.constitution import constitution_digest, load_constitution
 from charter.core.clock import audit_time_ago
 from charter.core.errors import InputError
 from charter.gateway.compliance import Compliance, utc_clock
 from charter.gateway.config import GatewayConfig, TripRule
 from charter.gateway.control import Incidents, KillSwitch, TripWire
+from charter.gateway.store import connect
 from charter.gateway.tenants import RateLimiter, TenantDirectory, sync_config_tenants
 from charter.gateway.upstream import Upstream, load_upstream
 from charter.policy.profiles import compose
@@ -96,14 +97,7 @@ class GatewayState:
         self.writer = GroupCommitWriter(self.log)  # request entries: group commit under load
         self.killswitch = KillSwitch(self.engine, self.log)
         self.incidents = Incidents(self.engine, self.log)
-        c = config.compliance
-        self.profile = compose(
-            c.profiles,
-            {
-                "dependency.webhook": (c.handoff_webhook, "gateway.toml"),
-                "dependency.classifier": (c.distress_guard, "gateway.toml"),
-            },
-        )
+        self.profile = _profile(config)
         _check_retention(config, self.profile)
         rules = list(config.trip_rules) + [TripRule(**r) for r in self.profile.trip_rules()]
         self.tripwire = TripWire(rules, self.engine, self.log, self.killswitch, self.incidents)
@@ -112,7 +106,20 @@ class GatewayState:
         self.metrics = Metrics()
         sync_config_tenants(self.engine, self.log, config.tenants)  # and revoke those removed from the config
         self.constitution = load_constitution(config.constitution)
-        self.runtime_key = load_runtime_key(config.runtime_key_path())
+        self._load_runtime_key()
+        self.upstream = upstream or _load_upstream(config)
+        self.guard = guard if guard is not None else _load_guard(config)
+        self.refusal = _refusal(self.constitution, self.guard)
+        self.compliance = _compliance(config, self.profile, self.engine, clock)
+        self.attestation = _attest(self.upstream, config, self.constitution)
+        self.system_prompt = _system_prompt(config, self.constitution)
+        self._tasks: list[asyncio.Task] = []
+        self.killswitch.refresh()
+        self.log.append("gateway.start", self._start_entry())
+
+    def _load_runtime_key(self) -> None:
+        """The runtime signing key, its public half (PEM, key id) and the console's MAC secret."""
+        self.runtime_key = load_runtime_key(self.config.runtime_key_path())
         pub = self.runtime_key.public_key()
         self.runtime_public_pem = pub.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -122,33 +129,18 @@ class GatewayState:
         # process on the key, never published), domain-separated from its signing use.
         private = self.runtime_key.private_numbers().private_value.to_bytes(32, "big")
         self.console_secret = hashlib.sha256(b"charter console csrf v1\0" + private).digest()
-        u = config.upstream
-        self.upstream = upstream or load_upstream(
-            u.model,
-            model_id=u.model_id,
-            require_seal=config.path(u.require_seal) if u.require_seal else None,
-            timeout=u.timeout,
-            api_key=u.api_key,
-        )
-        self.guard = guard if guard is not None else _load_guard(config)
-        self.refusal = _refusal(self.constitution, self.guard)
-        self.compliance = _compliance(config, self.profile, self.engine, clock)
-        self.attestation = _attest(self.upstream, config, self.constitution)
-        self.system_prompt = _system_prompt(config, self.constitution)
-        self._tasks: list[asyncio.Task] = []
-        self.killswitch.refresh()
-        self.log.append(
-            "gateway.start",
-            {
-                "pid": os.getpid(),
-                "model": self.upstream.model_id,
-                "statement_digest": self.attestation.statement_digest,
-                "constitution": self.attestation.constitution,
-                "guard": self.guard.spec.get("digest") if self.guard is not None else None,
-                "runtime_key_id": self.runtime_key_id,
-                "profiles": self.profile.names,
-            },
-        )
+
+    def _start_entry(self) -> dict:
+        """The body of the ``gateway.start`` audit entry."""
+        return {
+            "pid": os.getpid(),
+            "model": self.upstream.model_id,
+            "statement_digest": self.attestation.statement_digest,
+            "constitution": self.attestation.constitution,
+            "guard": self.guard.spec.get("digest") if self.guard is not None else None,
+            "runtime_key_id": self.runtime_key_id,
+            "profiles": self.profile.names,
+        }
 
     def close(self) -> None:
         """Release what a state built only to validate the configuration holds."""
@@ -211,6 +203,29 @@ def audit_log(config: GatewayConfig, engine) -> AuditLog:
     )
     return AuditLog(
         engine, witness=witness, earlier_keys=[load_public_key(config.path(k)) for k in s.earlier_runtime_keys]
+    )
+
+
+def _profile(config: GatewayConfig):
+    """The composed compliance profile, with the webhook and distress classifier gateway.toml names."""
+    c = config.compliance
+    return compose(
+        c.profiles,
+        {
+            "dependency.webhook": (c.handoff_webhook, "gateway.toml"),
+            "dependency.classifier": (c.distress_guard, "gateway.toml"),
+        },
+    )
+
+
+def _load_upstream(config: GatewayConfig) -> Upstream:
+    u = config.upstream
+    return load_upstream(
+        u.model,
+        model_id=u.model_id,
+        require_seal=config.path(u.require_seal) if u.require_seal else None,
+        timeout=u.timeout,
+        api_key=u.api_key,
     )
 
 

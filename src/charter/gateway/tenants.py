@@ -9,12 +9,11 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from charter.audit import db
 from charter.core.clock import utc_now
 from charter.core.errors import InputError
+from charter.gateway.store import tenants as store
 
 KEY_PREFIX = "chk-"
 
@@ -37,14 +36,8 @@ def add_tenant(
     if not name or len(name) > 200:
         raise InputError("tenant name must be 1-200 characters", source="tenant")
     key = key or KEY_PREFIX + secrets.token_urlsafe(32)
-    with engine.begin() as conn:
-        if conn.execute(select(db.tenants.c.name).where(db.tenants.c.name == name)).first():
-            raise InputError(f"tenant {name!r} exists", source="tenant")
-        conn.execute(
-            db.tenants.insert().values(
-                name=name, key_hash=hash_key(key), rate_limit_rpm=rate_limit_rpm, admin=admin, created=utc_now()
-            )
-        )
+    if not store.insert(engine, name, hash_key(key), admin=admin, rate_limit_rpm=rate_limit_rpm, created=utc_now()):
+        raise InputError(f"tenant {name!r} exists", source="tenant")
     return key
 
 
@@ -54,31 +47,17 @@ CONFIG_SOURCE = "config"
 def upsert_tenant_hash(engine: Engine, name: str, key_sha256: str, *, admin: bool, rate_limit_rpm: int) -> None:
     """Tenants declared in gateway.toml (by key hash) are written at start-up, marked as coming
     from the config. A changed key or a withdrawn admin flag ends the tenant's console sessions."""
-    with engine.begin() as conn:
-        old = conn.execute(select(db.tenants).where(db.tenants.c.name == name)).first()
-        if old is not None and (old.key_hash != key_sha256 or (bool(old.admin) and not admin)):
-            conn.execute(db.console_sessions.delete().where(db.console_sessions.c.tenant == name))
-        conn.execute(db.tenants.delete().where(db.tenants.c.name == name))
-        conn.execute(
-            db.tenants.insert().values(
-                name=name,
-                key_hash=key_sha256,
-                rate_limit_rpm=rate_limit_rpm,
-                admin=admin,
-                created=old.created if old is not None else utc_now(),
-                source=CONFIG_SOURCE,
-            )
-        )
+    store.replace(
+        engine, name, key_sha256, admin=admin, rate_limit_rpm=rate_limit_rpm, source=CONFIG_SOURCE, now=utc_now()
+    )
 
 
 def revoke_tenant(engine: Engine, log, name: str, *, actor: str) -> dict:
     """Delete a tenant (its key stops working) and its console sessions, and log it."""
-    with engine.begin() as conn:
-        row = conn.execute(select(db.tenants).where(db.tenants.c.name == name)).first()
-        if row is None:
-            raise InputError(f"no tenant {name!r}", source="tenant")
-        conn.execute(db.tenants.delete().where(db.tenants.c.name == name))
-        n = conn.execute(db.console_sessions.delete().where(db.console_sessions.c.tenant == name)).rowcount
+    gone = store.delete(engine, name)
+    if gone is None:
+        raise InputError(f"no tenant {name!r}", source="tenant")
+    row, n = gone
     info = {
         "tenant": name,
         "admin": bool(row.admin),
@@ -97,12 +76,7 @@ def sync_config_tenants(engine: Engine, log, declared) -> list[str]:
     for t in declared:
         upsert_tenant_hash(engine, t.name, t.key_sha256, admin=t.admin, rate_limit_rpm=t.rate_limit_rpm)
     names = {t.name for t in declared}
-    with engine.connect() as conn:
-        stale = [
-            r.name
-            for r in conn.execute(select(db.tenants.c.name).where(db.tenants.c.source == CONFIG_SOURCE))
-            if r.name not in names
-        ]
+    stale = [n for n in store.names_from(engine, CONFIG_SOURCE) if n not in names]
     revoked = []
     for name in stale:
         try:
@@ -139,8 +113,7 @@ class TenantDirectory:
             if miss is not None and now - miss < self.ttl:
                 self._unknown.move_to_end(h)
                 return None
-        with self.engine.connect() as conn:
-            row = conn.execute(select(db.tenants).where(db.tenants.c.key_hash == h)).first()
+        row = store.by_key_hash(self.engine, h)
         tenant = Tenant(row.name, row.rate_limit_rpm, bool(row.admin)) if row else None
         with self._lock:
             self._known.pop(h, None)

@@ -24,13 +24,12 @@ from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from charter.audit import db
 from charter.gateway.control import ALL, iso_ago
 from charter.gateway.deps import get_state
 from charter.gateway.state import GatewayState
+from charter.gateway.store import console
 from charter.gateway.tenants import hash_key
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -122,17 +121,7 @@ async def _session(request: Request, state: GatewayState) -> Session | None:
     token = request.cookies.get(COOKIE)
     if not token:
         return None
-    cs, t = db.console_sessions, db.tenants
-
-    def look():
-        with state.engine.connect() as conn:
-            return conn.execute(
-                select(cs.c.tenant, cs.c.expires)
-                .select_from(cs.join(t, t.c.name == cs.c.tenant))
-                .where(cs.c.token_hash == hash_key(token), t.c.admin.is_(True))
-            ).first()
-
-    row = await run_in_threadpool(look)
+    row = await run_in_threadpool(console.admin_login, state.engine, hash_key(token))
     if row is None or row.expires <= time.time() or state.killswitch.tenant_suspended(row.tenant):
         return None
     return Session(row.tenant, _mac(state, "session", token))
@@ -195,18 +184,8 @@ async def login(request: Request, key: str = Form(""), csrf: str = Form(""), sta
         return RedirectResponse("/console/login?error=not-admin", status_code=303)
     if state.killswitch.tenant_suspended(tenant.name):
         return RedirectResponse("/console/login?error=suspended", status_code=303)
-    token = secrets.token_urlsafe(32)
-
-    def store():
-        with state.engine.begin() as conn:
-            conn.execute(db.console_sessions.delete().where(db.console_sessions.c.expires < time.time()))
-            conn.execute(
-                db.console_sessions.insert().values(
-                    token_hash=hash_key(token), tenant=tenant.name, expires=time.time() + TTL
-                )
-            )
-
-    await run_in_threadpool(store)
+    token, now = secrets.token_urlsafe(32), time.time()
+    await run_in_threadpool(console.start, state.engine, hash_key(token), tenant.name, expires=now + TTL, now=now)
     await run_in_threadpool(state.log.append, "admin.console_login", {"actor": f"tenant:{tenant.name}"})
     r = RedirectResponse("/console", status_code=303)
     _cookie(r, request, state, COOKIE, token, TTL)
@@ -220,12 +199,7 @@ async def logout(request: Request, csrf: str = Form(""), state: GatewayState = D
     if refused is not None:
         return refused
     token = request.cookies.get(COOKIE, "")
-
-    def end():
-        with state.engine.begin() as conn:
-            conn.execute(db.console_sessions.delete().where(db.console_sessions.c.token_hash == hash_key(token)))
-
-    await run_in_threadpool(end)
+    await run_in_threadpool(console.end, state.engine, hash_key(token))
     await run_in_threadpool(state.log.append, "admin.console_logout", {"actor": f"tenant:{admin.admin}"})
     r = _login_redirect()
     r.delete_cookie(COOKIE, path="/console", httponly=True, samesite="strict", secure=_secure(request, state))
