@@ -4,11 +4,12 @@ admit (kill switch, compliance: disclosure or hand-off) → screen the input (in
 generate under the streaming output guard and the kill switch → finalize (receipt, audit entries
 committed before the answer's last byte, metrics).
 
-The router (``routers/chat.py``) parses the request into an ``Exchange``, calls these steps and
-frames what they return: an ``Answer`` as a JSON body or two SSE chunks, a stream's ``Delta``s as
-SSE chunks. A blocked request is answered with the constitution's refusal (finish_reason
-``content_filter``), so clients keep working; ``Suspended`` and ``UpstreamFailed`` are the two
-outcomes the router turns into HTTP errors.
+The router (``routers/chat.py``) parses the request into an ``Exchange`` (``exchange.py`` holds
+what moves through the pipeline), calls these steps and frames what they return: an ``Answer``
+as a JSON body or two SSE chunks, a stream's ``Delta``s as SSE chunks. A blocked request is
+answered with the constitution's refusal (finish_reason ``content_filter``), so clients keep
+working; ``Suspended`` and ``UpstreamFailed`` are the two outcomes the router turns into HTTP
+errors.
 """
 
 from __future__ import annotations
@@ -18,99 +19,18 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import anyio
 from starlette.concurrency import run_in_threadpool
 
 from charter.gateway import schemas
-from charter.gateway.compliance import Notice
+from charter.gateway.exchange import Answer, Delta, Dressing, Exchange, StreamRun, Suspended, UpstreamFailed
 from charter.gateway.state import GatewayState
-from charter.gateway.upstream import GenParams, StreamResult, UpstreamError
+from charter.gateway.upstream import StreamResult, UpstreamError
 from charter.provenance.receipts import sign_receipt
 
 access = logging.getLogger("charter.gateway.access")
 log = logging.getLogger("charter.gateway")
-
-
-class Suspended(Exception):
-    """The kill switch is on for this model or tenant (audited before it is raised)."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-class UpstreamFailed(Exception):
-    """The upstream model failed before answering (the detail is logged and audited, not shown)."""
-
-
-@dataclass
-class Exchange:
-    """One request as it moves through the gateway."""
-
-    rid: str
-    tenant: str
-    model: str
-    messages: list[dict]
-    prompt: str  # the last user message: what the input guard and receipts are about
-    params: GenParams
-    t0: float
-    timings: dict = field(default_factory=dict)  # stage -> ms, sent as a Server-Timing header
-    notice: Notice | None = None  # the compliance layer's disclosure / hand-off for this request
-    session: str | None = None  # the end user's session id (X-Charter-Session or `user`)
-    input_decision: object | None = None  # the input guard's decision, when it ran
-
-    def timed(self, stage: str, since: float) -> None:
-        self.timings[stage] = self.timings.get(stage, 0.0) + (time.perf_counter() - since) * 1000
-
-    def server_timing(self) -> str:
-        parts = [f"{k};dur={v:.3f}" for k, v in self.timings.items()]
-        return ", ".join(parts + [f"gateway;dur={(time.perf_counter() - self.t0) * 1000:.3f}"])
-
-    def request_body(self) -> dict:
-        return {
-            "model": self.model,
-            "messages": self.messages,
-            "session": self.session,
-            "params": {
-                "max_tokens": self.params.max_tokens,
-                "temperature": self.params.temperature,
-                "top_p": self.params.top_p,
-                "seed": self.params.seed,
-                "stop": self.params.stop,
-            },
-        }
-
-
-@dataclass
-class Dressing:
-    """What the compliance profile adds to an answer: text before and after it (disclosure,
-    visible label), body fields and headers."""
-
-    prefix: str = ""
-    suffix: str = ""
-    fields: dict = field(default_factory=dict)
-    headers: dict = field(default_factory=dict)
-
-
-@dataclass
-class Answer:
-    """A finished answer: what the client is shown, and the body fields and headers that go with it."""
-
-    content: str
-    finish: str
-    outcome: str  # allowed | blocked-input | blocked-output | suspended | handoff | upstream-error | ...
-    fields: dict  # charter fields of the response body (guard, request_id, receipt, labels, ...)
-    headers: dict
-    usage: dict
-
-
-@dataclass
-class Delta:
-    """A piece of streamed text, released only after the output check that covers it."""
-
-    text: str
 
 
 class ExchangePipeline:
@@ -203,24 +123,7 @@ class ExchangePipeline:
     # -- generate ----------------------------------------------------------------------------------------
     async def complete(self, ex: Exchange) -> Answer:
         state, result = self.state, StreamResult()
-        t = time.perf_counter()
-        gen = asyncio.ensure_future(state.upstream.complete(ex.messages, ex.params, result))
-        suspension = await self._race_killswitch(ex, gen)
-        ex.timed("upstream", t)
-        if suspension is None:
-            try:
-                text = gen.result()
-            except UpstreamError as exc:  # the detail goes to the log and the audit entry, never to the client
-                log.warning("upstream error on %s: %s", ex.rid, exc)
-                await run_in_threadpool(
-                    state.log.append,
-                    "chat.error",
-                    ex.request_body() | {"error": str(exc)},
-                    tenant=ex.tenant,
-                    request_id=ex.rid,
-                )
-                self._finish(ex, "upstream_error", 502)
-                raise UpstreamFailed(str(exc)) from None
+        text, suspension = await self._generate(ex, result)
         out_dec, finish, outcome = None, result.finish_reason, "allowed"
         if suspension is not None:
             content, finish, outcome = state.refusal, "content_filter", "suspended"
@@ -261,6 +164,30 @@ class ExchangePipeline:
             timing=True,
         )
 
+    async def _generate(self, ex: Exchange, result: StreamResult):
+        """The upstream's whole answer, raced against the kill switch: ``(text, None)``, or
+        ``(None, suspension)`` when the switch tripped first; ``UpstreamFailed`` (audited) on an
+        upstream error."""
+        state, t = self.state, time.perf_counter()
+        gen = asyncio.ensure_future(state.upstream.complete(ex.messages, ex.params, result))
+        suspension = await self._race_killswitch(ex, gen)
+        ex.timed("upstream", t)
+        if suspension is not None:
+            return None, suspension
+        try:
+            return gen.result(), None
+        except UpstreamError as exc:  # the detail goes to the log and the audit entry, never to the client
+            log.warning("upstream error on %s: %s", ex.rid, exc)
+            await run_in_threadpool(
+                state.log.append,
+                "chat.error",
+                ex.request_body() | {"error": str(exc)},
+                tenant=ex.tenant,
+                request_id=ex.rid,
+            )
+            self._finish(ex, "upstream_error", 502)
+            raise UpstreamFailed(str(exc)) from None
+
     async def open_stream(self, ex: Exchange) -> Dressing:
         """Before the first byte of a stream: the request (and input decision) is audited."""
         await self.audit(ex, self.request_entries(ex))
@@ -271,94 +198,94 @@ class ExchangePipeline:
         it; the kill switch is looked at between chunks and while waiting for one (``poll_seconds``
         apart). Closed early (the client went away), the response is still audited."""
         state, result = self.state, StreamResult()
-        every, guarded = state.config.guard.stream_every, state.has_guard("output")
         agen = state.upstream.stream(ex.messages, ex.params, result).__aiter__()
-        text, pending, n = "", "", 0
-        finish, outcome, out_dec, reason, sent, receipt = None, "allowed", None, None, "", None
-        nxt = None
+        run = StreamRun(agen, result, state.config.guard.stream_every, state.has_guard("output"))
         try:
             yield Delta(dress.prefix)
-            sent = dress.prefix
-            while finish is None:
-                nxt = asyncio.ensure_future(agen.__anext__())
-                s = await self._race_killswitch(ex, nxt, check_first=True)
-                if s:
-                    finish, outcome, reason = "content_filter", "suspended", s.reason
-                    break
-                try:
-                    chunk = nxt.result()
-                except StopAsyncIteration:
-                    break
-                text, pending, n = text + chunk, pending + chunk, n + 1
-                if guarded and n % every == 0:
-                    out_dec = await self._check_output(ex, text)
-                    if out_dec.block:
-                        finish, outcome = "content_filter", "blocked-output"
-                        break
-                if not guarded or n % every == 0:
-                    sent += pending
-                    yield Delta(pending)
-                    pending = ""
-            if finish is None and guarded:
-                out_dec = await self._check_output(ex, text)
-                if out_dec.block:
-                    finish, outcome = "content_filter", "blocked-output"
-            if finish is None:
-                finish = result.finish_reason
-                if pending or dress.suffix:
-                    sent += pending + dress.suffix
-                    yield Delta(pending + dress.suffix)
-            else:
-                tail = ("\n\n" if sent != dress.prefix else "") + state.refusal + dress.suffix
-                sent += tail
+            run.sent = dress.prefix
+            while await self._read_chunk(ex, run):
+                if not run.guarded or run.n % run.every == 0:
+                    yield Delta(run.release())
+            tail = await self._stream_tail(ex, run, dress)
+            if tail is not None:
                 yield Delta(tail)
         except UpstreamError as exc:  # the detail goes to the log, not into the stream
             log.warning("upstream error on %s: %s", ex.rid, exc)
-            finish, outcome, reason = "error", "upstream-error", str(exc)  # audited; the client gets a generic reason
+            run.stop("error", "upstream-error", str(exc))  # audited; the client gets a generic reason
         finally:
             # Shielded: when the client disconnects, the server cancels the response, and anyio's
             # cancellation would otherwise abort every await here, losing the response entry.
             with anyio.CancelScope(shield=True):
-                if finish is None:  # the client went away mid-stream
-                    finish, outcome = "aborted", "client-disconnected"
-                receipt = await self._close_stream(ex, agen, nxt, sent, finish, outcome, out_dec, result, reason)
-        if outcome == "upstream-error":
-            reason = "the upstream model failed mid-stream (the detail is logged)"
+                if run.finish is None:  # the client went away mid-stream
+                    run.finish, run.outcome = "aborted", "client-disconnected"
+                receipt = await self._close_stream(ex, run)
+        if run.outcome == "upstream-error":
+            run.reason = "the upstream model failed mid-stream (the detail is logged)"
         yield self._answer(
             ex,
-            sent,
-            finish,
-            outcome,
+            run.sent,
+            run.finish,
+            run.outcome,
             dress,
             receipt,
             {},
             schemas.usage(result.prompt_tokens, result.completion_tokens),
-            tail={"reason": reason} if reason else {},
+            tail={"reason": run.reason} if run.reason else {},
         )
 
-    async def _close_stream(
-        self,
-        ex: Exchange,
-        agen,
-        nxt,
-        sent: str,
-        finish: str,
-        outcome: str,
-        out_dec,
-        result: StreamResult,
-        reason: str | None,
-    ) -> dict | None:
+    async def _read_chunk(self, ex: Exchange, run: StreamRun) -> bool:
+        """Read the next upstream chunk, racing the kill switch, and check the text so far every
+        ``stream_every`` chunks. False once the upstream is done or the stream was stopped."""
+        run.nxt = asyncio.ensure_future(run.agen.__anext__())
+        s = await self._race_killswitch(ex, run.nxt, check_first=True)
+        if s:
+            run.stop("content_filter", "suspended", s.reason)
+            return False
+        try:
+            chunk = run.nxt.result()
+        except StopAsyncIteration:
+            return False
+        run.text, run.pending, run.n = run.text + chunk, run.pending + chunk, run.n + 1
+        if run.guarded and run.n % run.every == 0:
+            run.out_dec = await self._check_output(ex, run.text)
+            if run.out_dec.block:
+                run.stop("content_filter", "blocked-output")
+                return False
+        return True
+
+    async def _stream_tail(self, ex: Exchange, run: StreamRun, dress: Dressing) -> str | None:
+        """After the last chunk: the final output check, then the text still to send (held back text
+        and the suffix, or the refusal after a stop), None when there is none."""
+        if run.finish is None and run.guarded:
+            run.out_dec = await self._check_output(ex, run.text)
+            if run.out_dec.block:
+                run.stop("content_filter", "blocked-output")
+        if run.finish is None:
+            run.finish = run.result.finish_reason
+            if not (run.pending or dress.suffix):
+                return None
+            tail = run.pending + dress.suffix
+        else:
+            tail = ("\n\n" if run.sent != dress.prefix else "") + self.state.refusal + dress.suffix
+        run.sent += tail
+        return tail
+
+    async def _close_stream(self, ex: Exchange, run: StreamRun) -> dict | None:
         """Stop the upstream stream, then receipt, audit and count what was sent; the receipt."""
+        nxt = run.nxt
         if nxt is not None and not nxt.done():  # a pending read holds the generator: stop it first
             nxt.cancel()
             await asyncio.gather(nxt, return_exceptions=True)
-        await agen.aclose()
-        receipt = self._receipt(ex, sent)
-        entries = ([_decision_entry("output", out_dec)] if out_dec else []) + [
-            ("chat.response", self._response_body(ex, sent, finish, outcome, result, receipt, reason))
+        await run.agen.aclose()
+        receipt = self._receipt(ex, run.sent)
+        entries = ([_decision_entry("output", run.out_dec)] if run.out_dec else []) + [
+            (
+                "chat.response",
+                self._response_body(ex, run.sent, run.finish, run.outcome, run.result, receipt, run.reason),
+            )
         ]
         await self.audit(ex, entries)
-        self._finish(ex, outcome, 200, result.completion_tokens)
+        self._finish(ex, run.outcome, 200, run.result.completion_tokens)
         return receipt
 
     async def _check_output(self, ex: Exchange, text: str):

@@ -1,6 +1,6 @@
 """POST /v1/chat/completions and GET /v1/models: parsing and framing only.
 
-The request is parsed into a ``pipeline.Exchange`` and run through ``pipeline.ExchangePipeline``
+The request is parsed into an ``exchange.Exchange`` and run through ``pipeline.ExchangePipeline``
 (kill switch → input guard → generation under the output guard → receipt and audit); this module
 turns its answers into OpenAI-format JSON bodies or SSE chunks and its two failures into errors.
 """
@@ -19,7 +19,8 @@ from pydantic import ValidationError
 from charter.gateway import schemas
 from charter.gateway.deps import get_state, require_tenant
 from charter.gateway.errors import APIError, validation_message
-from charter.gateway.pipeline import Answer, Delta, Exchange, ExchangePipeline, Suspended, UpstreamFailed
+from charter.gateway.exchange import Answer, Delta, Exchange, Suspended, UpstreamFailed
+from charter.gateway.pipeline import ExchangePipeline
 from charter.gateway.state import GatewayState
 from charter.gateway.tenants import Tenant
 from charter.gateway.upstream import GenParams
