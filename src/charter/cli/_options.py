@@ -22,6 +22,8 @@ def _cli_type(hint: Any, path: bool) -> tuple[Any, bool]:
         return (inner if many else Optional[inner]), many
     if origin is tuple:
         return list[Path if path else args[0]], True
+    if origin is typing.Literal:  # the config's validate() names the choices
+        return type(args[0]), False
     return (Path if path else hint), False
 
 
@@ -35,7 +37,10 @@ def _to_config(value: Any, many: bool, path: bool) -> Any:
 
 def config_command(config_cls: type):
     """Decorate ``fn(cfg, **extra)``: the command takes one option per CLI field of ``config_cls``
-    (in field order) followed by ``fn``'s own options, and calls ``fn`` with the built config."""
+    (in field order) followed by ``fn``'s own options, and calls ``fn`` with the built config.
+
+    ``fn``'s parameters before ``cfg`` (arguments, say) come before the config's options; ``cfg``
+    is the parameter annotated with ``config_cls``, else the first."""
     hints = typing.get_type_hints(config_cls)
     fields = [f for f in dataclasses.fields(config_cls) if f.metadata.get("cli", True)]
 
@@ -55,13 +60,16 @@ def config_command(config_cls: type):
             opt = typer.Option(default, *flags, help=meta.get("help") or None)
             params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=annotation))
             conv[f.name] = (many, path)
-        own = list(inspect.signature(fn, eval_str=True).parameters.values())[1:]
-        params += [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+        own = list(inspect.signature(fn, eval_str=True).parameters.values())
+        at = next((i for i, p in enumerate(own) if p.annotation is config_cls), 0)
+        cfg_name = own[at].name
+        before = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own[:at]]
+        params = before + params + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own[at + 1 :]]
 
         @functools.wraps(fn)
         def command(**kwargs):
             cfg = config_cls(**{name: _to_config(kwargs.pop(name), *conv[name]) for name in conv})
-            return fn(cfg, **kwargs)
+            return fn(**{cfg_name: cfg}, **kwargs)
 
         del command.__wrapped__  # typer must read the built signature, not fn's
         command.__signature__ = inspect.Signature(params)

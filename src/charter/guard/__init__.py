@@ -2,7 +2,30 @@
 head or hidden-state probe, then an exchange classifier), streaming output checks, evaluation and
 training-data filtering."""
 
-from charter.guard.model import Guard, check_output_stream
-from charter.guard.training import GuardTrainConfig, GuardTrainer
+from __future__ import annotations
 
-__all__ = ["Guard", "GuardTrainConfig", "GuardTrainer", "check_output_stream"]
+import importlib
+from typing import TYPE_CHECKING
+
+from charter.guard.config import GuardTrainConfig, SynthConfig
+
+if TYPE_CHECKING:
+    from charter.guard.model import Guard, check_output_stream
+    from charter.guard.training import GuardTrainer
+
+# The classifiers import torch: loaded on first use, so importing a config (the CLI does, to build
+# its options) stays light.
+_LAZY = {
+    "Guard": "charter.guard.model",
+    "check_output_stream": "charter.guard.model",
+    "GuardTrainer": "charter.guard.training",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["Guard", "GuardTrainConfig", "GuardTrainer", "SynthConfig", "check_output_stream"]

@@ -31,7 +31,6 @@ import re
 import shutil
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +45,7 @@ from charter.core.io import iter_jsonl, load_prompts, safe_label_filter
 from charter.core.refusal import RefusalDetector
 from charter.core.seeding import stable_seed
 from charter.guard.augment import KINDS, augment
+from charter.guard.config import SynthConfig
 
 BUNDLED = Path(__file__).parent / "data"
 # Replies labelled by hand: written for Charter, and the embedded model's own answers.
@@ -118,39 +118,6 @@ def sample_labelled(rows: list[dict], limit: int | None, seed: int) -> list[dict
     if limit is None or len(rows) <= limit:
         return rows
     return random.Random(seed).sample(rows, limit)
-
-
-@dataclass
-class SynthConfig:
-    """Arguments of ``charter guard synth`` (one field per CLI flag)."""
-
-    constitution: str
-    generator: str
-    out: str
-    per_category: int = 8
-    rounds: int = 1  # generations per category request, each with its own seed
-    outputs: bool = True
-    augmentations: bool = True
-    augmentations_per_request: int = 1  # this many augmentation kinds per request, drawn at random (seeded)
-    translator: str | None = None
-    languages: tuple[str, ...] = ("French", "Spanish")
-    mix_harmful: tuple[str, ...] = ()
-    mix_benign: tuple[str, ...] = ()
-    bundled: bool = True  # mix in the request sets written for Charter (charter/guard/data)
-    refusals: bool = True  # refusals paired with harmful requests as benign outputs
-    pairs: tuple[str, ...] = ()  # HH-RLHF-format chosen/rejected JSONL files
-    labelled_outputs: tuple[str, ...] = ()  # JSONL of {prompt, text, label: harmful|benign} replies labelled by hand
-    max_answers: int | None = None  # answer at most this many requests (half harmful, half benign)
-    answer_rule: str = "form"  # form | any: which answers to harmful requests count as harmful (LABEL_RULES)
-    labelled_limit: int | None = None  # use at most this many hand-labelled replies (seeded sample): caps training cost
-    categories: tuple[str, ...] = ()
-    val_fraction: float = 0.2
-    dedupe_threshold: float = 0.95
-    seed: int = 0
-    max_new_tokens: int = 256
-    temperature: float = 0.9
-    batch_size: int = 8
-    overwrite: bool = False
 
 
 def parse_lines(text: str) -> list[str]:

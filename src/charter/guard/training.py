@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ from charter import __version__
 from charter.core.errors import InputError
 from charter.core.io import iter_jsonl
 from charter.guard.classifier import LogisticHead, calibrate_threshold
+from charter.guard.config import GuardTrainConfig
 from charter.guard.metrics import side_metrics
 from charter.guard.model import (
     ENCODER_DIR,
@@ -52,27 +53,6 @@ def load_guard_data(path: Path) -> dict[str, list[dict]]:
     if not any(by_side.values()):
         raise InputError("guard data file holds no records", source=str(path))
     return by_side
-
-
-@dataclass
-class GuardTrainConfig:
-    """Arguments of ``charter guard train`` (one field per CLI flag)."""
-
-    data: str
-    out: str
-    target_fpr: float = 0.01
-    escalation_fpr: float = 0.05  # benign share sent to stage 2
-    stage1: str = "finetuned"  # finetuned | frozen
-    output_reads: str = "response"  # response | exchange: what the output side's stage 1 reads
-    epochs: int = 3
-    lr: float = 5e-5
-    batch_size: int = 32
-    max_length: int = 128
-    runtime: str = "onnx"  # how the fine-tuned encoder is served: onnx (fp32) | onnx-int8 | torch
-    l2: float = 1e-3  # frozen heads
-    probe_model: str | None = None  # stage 1b: also fit a probe on this local model's hidden states
-    seed: int = 0
-    overwrite: bool = False
 
 
 def load_pairs(path: Path) -> list[dict]:
