@@ -1,9 +1,36 @@
 """Training: SFT and DPO with TRL, depth-selective gradient routing, absorption profiles."""
 
-from charter.train.losses import soft_dpo_loss
-from charter.train.profiles import AbsorptionProfiler, centroid, entropy_bits
-from charter.train.routing import GradientRouter, RoutingPlan
-from charter.train.run import DPOTrainConfig, SFTTrainConfig, TrainConfig, TrainingRun
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from charter.train.config import DPOTrainConfig, SFTTrainConfig, TrainConfig
+
+if TYPE_CHECKING:
+    from charter.train.losses import soft_dpo_loss
+    from charter.train.profiles import AbsorptionProfiler, centroid, entropy_bits
+    from charter.train.routing import GradientRouter, RoutingPlan
+    from charter.train.run import TrainingRun
+
+# These import torch: loaded on first use, so importing a config (the CLI does, to build its
+# options) stays light.
+_LAZY = {
+    "soft_dpo_loss": "charter.train.losses",
+    "AbsorptionProfiler": "charter.train.profiles",
+    "centroid": "charter.train.profiles",
+    "entropy_bits": "charter.train.profiles",
+    "GradientRouter": "charter.train.routing",
+    "RoutingPlan": "charter.train.routing",
+    "TrainingRun": "charter.train.run",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AbsorptionProfiler",

@@ -9,14 +9,11 @@ checkpoints sit in ``OUT/checkpoints/``; a rerun with the same arguments resumes
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 
@@ -25,6 +22,7 @@ from charter.backends.spec import ModelSpec, embedded_gguf_path, local_model_dir
 from charter.constitution import constitution_digest, load_constitution
 from charter.core.digests import file_sha256, weights_digest
 from charter.core.errors import InputError
+from charter.train.config import DPOTrainConfig, TrainConfig
 from charter.train.data import TrainingData, load_preference_data, load_sft_data
 from charter.train.profiles import write_profiles
 from charter.train.routing import RoutingPlan, num_blocks
@@ -36,62 +34,6 @@ LOG = "train_log.jsonl"
 COMPLETE = "COMPLETE"
 CHECKPOINTS = "checkpoints"
 PROFILE_STATE = "charter_profiles.json"
-
-
-@dataclass
-class TrainConfig:
-    """Shared by ``charter train sft`` and ``charter train dpo``; fields mirror the CLI flags."""
-
-    data: str
-    out: str
-    model: str = "embedded"
-    constitution: str = "default"
-    lora: bool = True
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_targets: str = "q_proj,k_proj,v_proj,o_proj"
-    merge_lora: bool = True
-    routing: bool = True
-    epochs: float = 1.0
-    max_steps: int = -1
-    learning_rate: float | None = None  # None: a default that suits the method and LoRA vs full
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_length: int = 512
-    dtype: Literal["float32", "bfloat16"] = "float32"
-    seed: int = 0
-    save_steps: int = 25
-    gradient_checkpointing: bool = False  # off: on CPU it costs ~30% time and small models fit anyway
-    limit: int | None = None
-    overwrite: bool = False
-    keep_checkpoints: bool = False
-
-    method = "train"
-    # Flags that change how the run is stored, not what it learns: a resume may differ in them.
-    _NOT_IDENTITY = ("out", "overwrite", "keep_checkpoints")
-
-    def lr(self) -> float:
-        return self.learning_rate if self.learning_rate is not None else (2e-4 if self.lora else 2e-5)
-
-    def identity(self) -> dict:
-        d = dataclasses.asdict(self)
-        return {k: v for k, v in d.items() if k not in self._NOT_IDENTITY} | {"method": self.method}
-
-
-@dataclass
-class SFTTrainConfig(TrainConfig):
-    method = "sft"
-
-
-@dataclass
-class DPOTrainConfig(TrainConfig):
-    beta: float = 0.1
-    labels: Literal["soft", "hard"] = "soft"
-    precompute_ref: bool = False
-    method = "dpo"
-
-    def lr(self) -> float:
-        return self.learning_rate if self.learning_rate is not None else (5e-5 if self.lora else 5e-6)
 
 
 def resolve_trainable_model(spec: str) -> tuple[Path, dict]:
