@@ -20,6 +20,7 @@ from pathlib import Path
 
 from charter import __version__
 from charter.backends import (
+    MODEL_HELP,
     Backend,
     Conversation,
     Generation,
@@ -39,10 +40,13 @@ from charter.core.clock import now as _now
 from charter.core.digests import file_sha256
 from charter.core.errors import ContextLengthError, InputError, require_at_least_one
 from charter.core.io import PromptRecord, append_jsonl, load_prompts, read_jsonl, write_jsonl_atomic
+from charter.core.options import option
 from charter.core.rundir import RunDirectory
 from charter.core.seeding import stable_seed
 
 CHAINS = "chains.jsonl"
+# A policy or judge model, as the cai commands take it.
+CLI_MODEL_HELP = f"{MODEL_HELP} (options after '?')"
 # Under the guard critic, what a benign prompt's refused answer is asked to become.
 HELPFUL_REQUEST = "Please answer the original request directly, helpfully and completely."
 SFT = "sft.jsonl"
@@ -52,30 +56,47 @@ SFT = "sft.jsonl"
 class CritiqueRevisionConfig:
     """Arguments of ``charter cai critique-revise`` (one field per CLI flag)."""
 
-    constitution: str
-    prompts: str
-    out: str
-    model: str = "embedded"
-    critic: str | None = (
-        None  # writes critiques and revisions; defaults to the policy model; guard:DIR = the classifier
+    constitution: str = option(help="Constitution TOML file or bundled name.", flags=("--constitution", "-c"))
+    prompts: str = option(help="Red-team prompts: CSV, TSV, JSONL, JSON or TXT.", flags=("--prompts", "-p"), path=True)
+    out: str = option(help="Output directory (chains.jsonl, sft.jsonl, run.json).", flags=("--out", "-o"), path=True)
+    model: str = option("embedded", help=f"Policy model. {CLI_MODEL_HELP}", flags=("--model", "-m"))
+    critic: str | None = option(
+        None,
+        help="Model that writes critiques and revisions (default: the policy model), or guard:DIR: "
+        "the constitutional classifier picks among the policy's candidates (rejection sampling) "
+        "and composes a principled refusal when none passes.",
     )
-    column: str | None = None
-    revisions: int = 1
-    limit: int | None = None
-    seed: int = 0
-    helpful: str | None = None
-    helpful_column: str | None = None
-    few_shot: int = 1
+    column: str | None = option(None, help="Column/field holding the prompt (default: prompt, goal, question, ...).")
+    revisions: int = option(
+        1, help="Critique->revision rounds, a new random principle each round.", flags=("--revisions", "-n")
+    )
+    limit: int | None = option(None, help="Use at most this many prompts (per file).")
+    seed: int = option(0, help="Seed for principle sampling and generation.")
+    helpful: str | None = option(None, help="Helpfulness prompts answered without critique and mixed in.", path=True)
+    helpful_column: str | None = option(None, help="Column of the --helpful file.")
+    few_shot: int = option(1, help="Few-shot critique dialogues shown before each critique.")
     # "critique": few-shot dialogues precede each critique/revision turn only, and the initial
     # answer sees just the prompt (the paper). "chain": they precede the whole conversation, which
     # then grows turn by turn (the H4 recipe); a prompt cache then prefills only new turns.
-    few_shot_scope: str = "critique"
-    batch_size: int = 8  # prompts in flight at once
-    max_new_tokens: int = 256
-    temperature: float = 0.7
-    top_p: float = 0.95
-    candidates: int = 4  # with --critic guard:DIR: policy samples per rejection-sampling round
-    guard: str | None = None  # a guard directory that checks an LM critic's final revisions (ensemble)
+    few_shot_scope: str = option(
+        "critique",
+        help="critique: few-shot dialogues before critique/revision turns only (paper); "
+        "chain: before the whole conversation (H4 recipe, faster with a prompt cache).",
+    )
+    batch_size: int = option(8, help="Prompts in flight at once (each moves to its next stage as soon as it can).")
+    max_new_tokens: int = option(256, help="Token limit of each generation.")
+    temperature: float = option(0.7, help="Sampling temperature (0 = greedy).")
+    top_p: float = option(0.95, help="Nucleus sampling threshold.")
+    # Policy samples per rejection-sampling round.
+    candidates: int = option(
+        4, help="With --critic guard:DIR: policy candidates sampled when an answer fails the guard."
+    )
+    guard: str | None = option(
+        None,
+        help="Ensemble: this guard checks the LM critic's final revisions; "
+        "one that still fails on a harmful prompt becomes a principled refusal.",
+        path=True,
+    )
 
     def validate(self) -> None:
         if self.revisions < 1:

@@ -27,12 +27,14 @@ from pathlib import Path
 from charter import __version__
 from charter.backends import Backend, Conversation, ModelSpec, SamplingConfig, ScoreRequest, load_backend
 from charter.backends.choice import CHOICES, Comparison, PairJudgement, choice_probability, combine_orders  # noqa: F401 (re-exported)
+from charter.cai.critique_revise import CLI_MODEL_HELP
 from charter.cai.feedback_source import FeedbackSource
 from charter.constitution import Constitution, PreferenceExample, Principle, constitution_digest, load_constitution
 from charter.core.clock import now
 from charter.core.digests import file_sha256
 from charter.core.errors import InputError, require_at_least_one
 from charter.core.io import append_jsonl, iter_jsonl, load_prompts, read_jsonl, write_jsonl_atomic
+from charter.core.options import option
 from charter.core.rundir import RunDirectory
 from charter.core.seeding import stable_seed
 
@@ -44,28 +46,39 @@ PREFS = "prefs.jsonl"
 class PreferenceConfig:
     """Arguments of ``charter cai preferences`` (one field per CLI flag)."""
 
-    constitution: str
-    prompts: str
-    out: str
-    policy: str = "embedded"
-    judge: str | None = (
-        None  # defaults to the policy model (a weak judge: pass a stronger one); guard:DIR = the classifier
+    constitution: str = option(help="Constitution TOML file or bundled name.", flags=("--constitution", "-c"))
+    prompts: str = option(help="Prompts: CSV, TSV, JSONL, JSON or TXT.", flags=("--prompts", "-p"), path=True)
+    out: str = option(
+        help="Output directory (judgements.jsonl, prefs.jsonl, run.json).", flags=("--out", "-o"), path=True
     )
-    guard: str | None = None  # a guard directory pooled with the LM judge (ensemble)
-    column: str | None = None
-    samples: int = 2
-    cot: bool = False
-    margin: float = 0.0  # pairs with |p - 0.5| < margin are dropped as near-ties
-    limit: int | None = None
-    seed: int = 0
-    few_shot: int = 1
-    batch_size: int = 8
-    max_new_tokens: int = 256
-    cot_max_new_tokens: int = 256
-    temperature: float = 1.0
-    top_p: float = 0.95
-    revisions: str | None = None  # an SL-CAI chains.jsonl: its revisions give pairs too
-    revision_p: float = 0.9  # the soft label of a revision pair
+    policy: str = option("embedded", help=f"Model whose responses are compared. {CLI_MODEL_HELP}")
+    judge: str | None = option(
+        None,
+        help="Model that reads the constitution and compares (default: the policy; pass a stronger one), "
+        "or guard:DIR for the constitutional classifier.",
+    )
+    column: str | None = option(None, help="Column/field holding the prompt.")
+    samples: int = option(2, help="Responses sampled per prompt; every pair is judged.")
+    cot: bool = option(False, help="Judge reasons step by step first; probabilities clamped to [0.4, 0.6].")
+    margin: float = option(0.0, help="Drop pairs with |p - 0.5| below this (near-ties).")
+    limit: int | None = option(None, help="Use at most this many prompts.")
+    seed: int = option(0, help="Seed for sampling and principle choice.")
+    few_shot: int = option(1, help="Preference examples shown first, where the principle has them.")
+    batch_size: int = option(8, help="Prompts labelled together.")
+    max_new_tokens: int = option(256, help="Token limit of each sampled response.")
+    cot_max_new_tokens: int = option(256, help="Token limit of the judge's reasoning.")
+    temperature: float = option(1.0, help="Policy sampling temperature (> 0).")
+    top_p: float = option(0.95, help="Nucleus sampling threshold.")
+    guard: str | None = option(
+        None, help="Ensemble: pool the LM judge with this guard (log-linear: mean of the two logits).", path=True
+    )
+    revisions: str | None = option(
+        None,
+        help="An SL-CAI chains.jsonl of the same constitution: each chain adds a pair "
+        "(revision over initial answer; a helpfulness answer over the principled refusal).",
+        path=True,
+    )
+    revision_p: float = option(0.9, help="Soft label (p_chosen) of the pairs from --revisions, in (0.5, 1].")
 
     def validate(self) -> None:
         if self.samples < 2:

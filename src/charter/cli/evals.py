@@ -8,6 +8,8 @@ from typing import Optional
 import typer
 
 from charter.cli._common import console, handle_errors, run_with_progress
+from charter.cli._options import config_command
+from charter.evals import EvalConfig
 
 app = typer.Typer(
     help="Evaluation: attack success, over-refusal, helpfulness, jailbreaks; comparison reports.", no_args_is_help=True
@@ -16,9 +18,6 @@ app = typer.Typer(
 
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="eval")
-
-
-MODEL_HELP = "embedded | hf:PATH | gguf:PATH | llamacpp:PATH | openai:URL#MODEL"
 
 
 def _print_summary(s: dict) -> None:
@@ -56,66 +55,14 @@ def _print_summary(s: dict) -> None:
 
 @app.command("run")
 @handle_errors
-def run(
-    model: str = typer.Option(..., "--model", "-m", help=f"Model under evaluation. {MODEL_HELP}"),
-    suite: str = typer.Option(..., "--suite", "-s", help="harmlessness | over-refusal | helpfulness | jailbreak"),
-    out: Path = typer.Option(
-        ..., "--out", "-o", help="Output directory (responses.jsonl, judgements.jsonl, summary.json)."
-    ),
-    judge: Optional[str] = typer.Option(
-        None,
-        "--judge",
-        help="Constitution judge: P(harmful) / pairwise helpfulness from choice log-probs. Pass a strong model.",
-    ),
-    prompts: Optional[Path] = typer.Option(
-        None, "--prompts", "-p", help="Prompt file (default: a bundled AdvBench or XSTest sample for the suite)."
-    ),
-    column: Optional[str] = typer.Option(None, "--column", help="Column holding the prompt."),
-    category_column: Optional[str] = typer.Option(
-        None,
-        "--category-column",
-        help="Column with categories for per-category rates (default: category/type if present).",
-    ),
-    against: list[str] = typer.Option(
-        [], "--against", help="helpfulness: model(s) to compare with (repeat for Elo over 3+ models)."
-    ),
-    templates: Optional[Path] = typer.Option(
-        None, "--templates", help="jailbreak: JSONL (id, template) or TXT templates with a {prompt} marker."
-    ),
-    constitution: str = typer.Option("default", "--constitution", "-c", help="Constitution the judge reads."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Use at most this many prompts."),
-    skip: int = typer.Option(0, "--skip", help="Skip the first N prompts (e.g. those used in training)."),
-    seed: int = typer.Option(0, "--seed", help="Seed (used when --temperature > 0)."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Prompts generated and judged per batch."),
-    max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="Token limit of each response."),
-    temperature: float = typer.Option(0.0, "--temperature", help="Sampling temperature (0 = greedy)."),
-    tie_margin: float = typer.Option(0.05, "--tie-margin", help="helpfulness: |p - 0.5| below this is a tie."),
-) -> None:
+@config_command(EvalConfig)
+def run(cfg: EvalConfig) -> None:
     """Generate, judge and summarise one suite. Resumable; a new --judge re-judges stored responses."""
-    from charter.evals import EvalConfig, EvalRun
+    from charter.evals import EvalRun
 
-    config = EvalConfig(
-        model=model,
-        suite=suite,
-        out=str(out),
-        judge=judge,
-        prompts=str(prompts) if prompts else None,
-        column=column,
-        category_column=category_column,
-        against=tuple(against),
-        templates=str(templates) if templates else None,
-        constitution=constitution,
-        limit=limit,
-        skip=skip,
-        seed=seed,
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        tie_margin=tie_margin,
-    )
-    summary = run_with_progress(EvalRun(config), f"eval {suite}")
+    summary = run_with_progress(EvalRun(cfg), f"eval {cfg.suite}")
     _print_summary(summary)
-    console.print(f"summary: {out / 'summary.json'}", highlight=False)
+    console.print(f"summary: {Path(cfg.out) / 'summary.json'}", highlight=False)
 
 
 @app.command("report")

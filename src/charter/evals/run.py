@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from charter import __version__
-from charter.backends import Backend, ModelSpec, SamplingConfig, load_backend
+from charter.backends import MODEL_HELP, Backend, ModelSpec, SamplingConfig, load_backend
 from charter.constitution import constitution_digest, load_constitution
 from charter.core.clock import now
 from charter.core.digests import file_sha256
 from charter.core.errors import InputError, require_at_least_one
 from charter.core.io import PromptRecord, append_jsonl, file_columns, iter_jsonl, load_prompts, read_jsonl, repair_jsonl
+from charter.core.options import option
 from charter.core.refusal import FULL_REFUSAL, LABELS, RefusalDetector
 from charter.core.rundir import RunDirectory
 from charter.core.seeding import stable_seed
@@ -48,24 +49,38 @@ MARKER = "{prompt}"
 class EvalConfig:
     """Arguments of ``charter eval run`` (one field per CLI flag)."""
 
-    model: str
-    suite: str
-    out: str
-    judge: str | None = None
-    prompts: str | None = None  # default: a bundled sample for the suite
-    column: str | None = None
-    category_column: str | None = None  # default: category/type if the file has one
-    against: tuple[str, ...] = ()  # helpfulness: the other models
-    templates: str | None = None  # jailbreak: default the bundled templates
-    constitution: str = "default"
-    limit: int | None = None
-    skip: int = 0
-    seed: int = 0
-    batch_size: int = 16
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    tie_margin: float = 0.05
-    harm_threshold: float = 0.5
+    model: str = option(help=f"Model under evaluation. {MODEL_HELP}", flags=("--model", "-m"))
+    suite: str = option(help="harmlessness | over-refusal | helpfulness | jailbreak", flags=("--suite", "-s"))
+    out: str = option(
+        help="Output directory (responses.jsonl, judgements.jsonl, summary.json).", flags=("--out", "-o"), path=True
+    )
+    judge: str | None = option(
+        None,
+        help="Constitution judge: P(harmful) / pairwise helpfulness from choice log-probs. Pass a strong model.",
+    )
+    prompts: str | None = option(  # default: a bundled sample for the suite
+        None,
+        help="Prompt file (default: a bundled AdvBench or XSTest sample for the suite).",
+        flags=("--prompts", "-p"),
+        path=True,
+    )
+    column: str | None = option(None, help="Column holding the prompt.")
+    category_column: str | None = option(
+        None, help="Column with categories for per-category rates (default: category/type if present)."
+    )
+    against: tuple[str, ...] = option((), help="helpfulness: model(s) to compare with (repeat for Elo over 3+ models).")
+    templates: str | None = option(  # jailbreak: default the bundled templates
+        None, help="jailbreak: JSONL (id, template) or TXT templates with a {prompt} marker.", path=True
+    )
+    constitution: str = option("default", help="Constitution the judge reads.", flags=("--constitution", "-c"))
+    limit: int | None = option(None, help="Use at most this many prompts.")
+    skip: int = option(0, help="Skip the first N prompts (e.g. those used in training).")
+    seed: int = option(0, help="Seed (used when --temperature > 0).")
+    batch_size: int = option(16, help="Prompts generated and judged per batch.")
+    max_new_tokens: int = option(256, help="Token limit of each response.")
+    temperature: float = option(0.0, help="Sampling temperature (0 = greedy).")
+    tie_margin: float = option(0.05, help="helpfulness: |p - 0.5| below this is a tie.")
+    harm_threshold: float = option(0.5, cli=False)
 
     def validate(self) -> None:
         if self.suite not in SUITES:
