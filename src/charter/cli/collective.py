@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from charter.cli._common import console, err_console, handle_errors
+from charter.cli._options import config_command
 from charter.governance.collective import (
     DEFAULT_MIN_GROUP_AGREE,
     CollectiveAnalysis,
@@ -29,74 +30,17 @@ def register(root: typer.Typer) -> None:
 
 @app.command()
 @handle_errors
-def analyze(
-    votes: Path = typer.Option(
-        ...,
-        "--votes",
-        help="CSV: participant_id, statement_id, vote (1 agree, -1 disagree, 0 pass). "
-        "Polis names (voter-id, comment-id) work too. "
-        "With a timestamp column, a re-vote replaces the earlier vote.",
-    ),
-    statements: Path = typer.Option(
-        ...,
-        "--statements",
-        help="CSV: statement_id, text (Polis: comment-id, comment-body); "
-        "statements with moderated = -1 (rejected by the moderators) are left out.",
-    ),
-    out: Path = typer.Option(
-        ..., "--out", help="Directory for analysis.json, consensus.csv, participants.csv, groups.png, report.md."
-    ),
-    k: int | None = typer.Option(
-        None, "--k", help="Force the number of opinion groups (default: best silhouette in 2..--max-k)."
-    ),
-    max_k: int = typer.Option(5, "--max-k", help="Largest number of groups tried."),
-    min_votes: int = typer.Option(
-        7, "--min-votes", help="Participants with fewer votes are counted but not clustered (Polis: 7)."
-    ),
-    impute: str = typer.Option(
-        "mean",
-        "--impute",
-        help="Unseen votes for the PCA: 'mean' (the statement's mean vote, as Polis) or 'zero' (like a pass).",
-    ),
-    weight: bool = typer.Option(
-        True,
-        "--weight/--no-weight",
-        help="Weight participants and statements by 1/sqrt(votes + mean votes) in the PCA, "
-        "so prolific voters and popular statements do not dominate the components (Polis: --no-weight).",
-    ),
-    scale: str = typer.Option(
-        "full",
-        "--scale",
-        help="Projection x (statements / own votes): "
-        "'full' (power 1: where they would sit having voted on everything), 'sqrt' (Polis) or 'none'.",
-    ),
-    representative: int = typer.Option(5, "--representative", help="Representative statements reported per group."),
-    silhouette_sample: int = typer.Option(
-        3000, "--silhouette-sample", help="Above this many participants, silhouette is scored on a seeded sample."
-    ),
-    seed: int = typer.Option(0, "--seed", help="Seed for PCA (ARPACK start vector), k-means and silhouette sampling."),
-    plot: bool = typer.Option(True, "--plot/--no-plot", help="Write groups.png."),
-) -> None:
+@config_command(CollectiveConfig)
+def analyze(cfg: CollectiveConfig) -> None:
     """Opinion groups (PCA + k-means, k by silhouette), group-informed consensus, representative statements,
     a plot and a report."""
-    config = CollectiveConfig(
-        votes=str(votes),
-        statements=str(statements),
-        out=str(out),
-        k=k,
-        max_k=max_k,
-        min_votes=min_votes,
-        impute=impute,
-        weight=weight,
-        scale=scale,
-        representative=representative,  # type: ignore[arg-type]
-        silhouette_sample=silhouette_sample,
-        seed=seed,
-        plot=plot,
-    )
-    analysis = CollectiveAnalysis(config)
+    analysis = CollectiveAnalysis(cfg)
     with err_console.status("analysing votes") as status:
         result = analysis.run(lambda stage: status.update(stage))
+    _print_analysis(result, cfg)
+
+
+def _print_analysis(result, cfg: CollectiveConfig) -> None:
     a = result.analysis
     c = a["counts"]
     console.print(
@@ -130,7 +74,8 @@ def analyze(
     top = a["consensus"][0]
     console.print(f"top consensus {top['consensus']:.3f}: {top['text']}", highlight=False, markup=False, emoji=False)
     console.print(
-        f"wrote {out}/ (analysis.json, consensus.csv, participants.csv, {'groups.png, ' if plot else ''}report.md)",
+        f"wrote {Path(cfg.out)}/ (analysis.json, consensus.csv, participants.csv, "
+        f"{'groups.png, ' if cfg.plot else ''}report.md)",
         highlight=False,
         markup=False,
     )

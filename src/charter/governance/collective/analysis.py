@@ -15,6 +15,7 @@ import scipy.sparse as sp
 
 from charter.core.errors import InputError, require_at_least_one
 from charter.core.io import write_text_atomic
+from charter.core.options import option
 from charter.governance.collective.report import analysis_json, plot_groups, render_report
 from charter.governance.collective.votes import ANALYSIS_JSON, GROUP_NAMES, Z_90, Progress, VoteData, load_votes
 
@@ -25,19 +26,44 @@ from charter.governance.collective.votes import ANALYSIS_JSON, GROUP_NAMES, Z_90
 class CollectiveConfig:
     """Arguments of ``charter collective analyze`` (one field per CLI flag)."""
 
-    votes: str
-    statements: str
-    out: str
-    k: int | None = None  # force the number of opinion groups (default: chosen by silhouette)
-    max_k: int = 5
-    min_votes: int = 7  # Polis: participants with fewer votes are counted but not clustered
-    impute: Literal["mean", "zero"] = "mean"  # unseen cells: the statement's mean vote (Polis) or 0
-    weight: bool = True  # regularised degree weighting of rows and columns in the PCA (Polis: no)
-    scale: Literal["full", "sqrt", "none"] = "full"  # projection x (statements / own votes)^1, ^0.5 (Polis) or ^0
-    representative: int = 5  # representative statements reported per group
-    silhouette_sample: int = 3000  # silhouette on a seeded sample above this many participants (cost is quadratic)
-    seed: int = 0
-    plot: bool = True
+    votes: str = option(
+        help="CSV: participant_id, statement_id, vote (1 agree, -1 disagree, 0 pass). "
+        "Polis names (voter-id, comment-id) work too. "
+        "With a timestamp column, a re-vote replaces the earlier vote.",
+        path=True,
+    )
+    statements: str = option(
+        help="CSV: statement_id, text (Polis: comment-id, comment-body); "
+        "statements with moderated = -1 (rejected by the moderators) are left out.",
+        path=True,
+    )
+    out: str = option(
+        help="Directory for analysis.json, consensus.csv, participants.csv, groups.png, report.md.", path=True
+    )
+    k: int | None = option(None, help="Force the number of opinion groups (default: best silhouette in 2..--max-k).")
+    max_k: int = option(5, help="Largest number of groups tried.")
+    min_votes: int = option(7, help="Participants with fewer votes are counted but not clustered (Polis: 7).")
+    impute: Literal["mean", "zero"] = option(
+        "mean",
+        help="Unseen votes for the PCA: 'mean' (the statement's mean vote, as Polis) or 'zero' (like a pass).",
+    )
+    weight: bool = option(  # regularised degree weighting of rows and columns
+        True,
+        help="Weight participants and statements by 1/sqrt(votes + mean votes) in the PCA, "
+        "so prolific voters and popular statements do not dominate the components (Polis: --no-weight).",
+        flags=("--weight/--no-weight",),
+    )
+    scale: Literal["full", "sqrt", "none"] = option(  # projection x (statements / own votes)^1, ^0.5 or ^0
+        "full",
+        help="Projection x (statements / own votes): "
+        "'full' (power 1: where they would sit having voted on everything), 'sqrt' (Polis) or 'none'.",
+    )
+    representative: int = option(5, help="Representative statements reported per group.")
+    silhouette_sample: int = option(  # the cost of silhouette is quadratic
+        3000, help="Above this many participants, silhouette is scored on a seeded sample."
+    )
+    seed: int = option(0, help="Seed for PCA (ARPACK start vector), k-means and silhouette sampling.")
+    plot: bool = option(True, help="Write groups.png.", flags=("--plot/--no-plot",))
 
     def validate(self) -> None:
         if self.k is not None and not 2 <= self.k <= len(GROUP_NAMES):
