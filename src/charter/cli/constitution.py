@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from charter.cli._common import console, handle_errors
+from charter.cli._options import config_command
 from charter.constitution import (
     bundled_names,
     canonical_json,
@@ -17,6 +18,7 @@ from charter.constitution import (
     load_constitution,
 )
 from charter.core.errors import InputError
+from charter.governance.drift import DriftConfig
 
 app = typer.Typer(help="Validate, show and compare constitution files.", no_args_is_help=True)
 
@@ -110,6 +112,7 @@ def diff(
 
 @app.command()
 @handle_errors
+@config_command(DriftConfig)
 def drift(
     old: str = typer.Argument(None, help="The earlier constitution (file or bundled name)."),
     new: str = typer.Argument(None, help="The later constitution (file or bundled name)."),
@@ -117,78 +120,20 @@ def drift(
     out: Path = typer.Option(
         None, "--out", help="Write drift.json (and, with --history, history.json + history.png) here."
     ),
-    match_threshold: float = typer.Option(0.7, help="Min statement similarity to pair principles whose ids differ."),
-    reword_threshold: float = typer.Option(0.98, help="A same-id statement below this similarity counts as reworded."),
-    hard_weight: float = typer.Option(2.0, help="Weight of a hard constraint relative to a default behaviour."),
-    embedder: Path = typer.Option(
-        None, "--embedder", help="Sentence-embedding model directory (default: bundled MiniLM)."
-    ),
+    cfg: DriftConfig = None,  # type: ignore[assignment]
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Drift audit: principles matched by id and by meaning, each change classified, a drift score."""
-    from charter.governance.drift import DriftAuditor, DriftConfig, drift_history, plot_history, write_json
-
-    config = DriftConfig(
-        match_threshold=match_threshold,
-        reword_threshold=reword_threshold,
-        hard_weight=hard_weight,
-        embedder=str(embedder) if embedder else None,
-    )
     if history is not None:
         if old or new:
             raise InputError("give either two constitutions or --history FILE, not both", source="--history")
-        auditor = DriftAuditor(config)
-        from charter.cli._common import err_console, record_progress
-        from charter.governance.drift import is_shallow
-
-        if is_shallow(history):
-            err_console.print(
-                "warning: this is a shallow git clone, so earlier versions are missing; fetch the full "
-                "history (git fetch --unshallow, or actions/checkout with fetch-depth: 0)",
-                highlight=False,
-            )
-
-        with record_progress("versions") as update:
-            points = drift_history(history, auditor, lambda d, t: update(d, t, ""))
-        from dataclasses import asdict
-
-        rows = [asdict(p) for p in points]
-        if as_json:
-            typer.echo(json.dumps(rows, indent=2))
-        else:
-            table = Table()
-            for col in ("commit", "date", "version", "from previous", "from first", "changes"):
-                table.add_column(col)
-            prev_digest = None
-            for k, p in enumerate(points):
-                changes = p.error or ", ".join([f"{k2.replace('_', ' ')} {n}" for k2, n in p.counts.items()] + p.other)
-                if not changes:
-                    changes = (
-                        "first version"
-                        if k == 0
-                        else "same content (comments or formatting)"
-                        if p.digest == prev_digest
-                        else ""
-                    )
-                prev_digest = p.digest or prev_digest
-                table.add_row(
-                    p.commit[:10],
-                    p.date[:10],
-                    p.version or "-",
-                    "-" if p.drift_from_previous is None else f"{p.drift_from_previous:.3f}",
-                    "-" if p.drift_from_first is None else f"{p.drift_from_first:.3f}",
-                    changes,
-                )
-            console.print(table)
-        if out:
-            write_json(rows, out / "history.json")
-            png = plot_history(points, out / "history.png", f"constitution drift: {history}")
-            if not as_json:
-                console.print(f"wrote {out / 'history.json'} and {png}", highlight=False)
+        _drift_history(history, out, cfg, as_json)
         return
     if not old or not new:
         raise InputError("give two constitutions (OLD NEW) or --history FILE", source="charter constitution drift")
-    report = DriftAuditor(config).compare(load_constitution(old), load_constitution(new))
+    from charter.governance.drift import DriftAuditor, write_json
+
+    report = DriftAuditor(cfg).compare(load_constitution(old), load_constitution(new))
     if out:
         write_json(report.to_dict(), out / "drift.json")
     if as_json:
@@ -196,3 +141,31 @@ def drift(
         return
     for line in report.lines():
         console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+def _drift_history(history: Path, out: Path | None, cfg: DriftConfig, as_json: bool) -> None:
+    from charter.cli._common import err_console, record_progress
+    from charter.governance.drift import is_shallow
+    from charter.governance.drift_history import COLUMNS, audit_history, history_rows, history_table, write_history
+
+    if is_shallow(history):
+        err_console.print(
+            "warning: this is a shallow git clone, so earlier versions are missing; fetch the full "
+            "history (git fetch --unshallow, or actions/checkout with fetch-depth: 0)",
+            highlight=False,
+        )
+    with record_progress("versions") as update:
+        points = audit_history(history, cfg, lambda d, t: update(d, t, ""))
+    if as_json:
+        typer.echo(json.dumps(history_rows(points), indent=2))
+    else:
+        table = Table()
+        for col in COLUMNS:
+            table.add_column(col)
+        for row in history_table(points):
+            table.add_row(*row)
+        console.print(table)
+    if out:
+        json_path, png = write_history(points, out, history)
+        if not as_json:
+            console.print(f"wrote {json_path} and {png}", highlight=False)

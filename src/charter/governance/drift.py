@@ -27,6 +27,7 @@ from charter.constitution import Constitution, constitution_digest, diff_constit
 from charter.constitution.model import Principle
 from charter.core.errors import CharterError, InputError
 from charter.core.io import save_figure_atomic, write_text_atomic
+from charter.core.options import option
 from charter.governance.drift_classify import (
     KINDS,
     PrincipleDrift,
@@ -46,10 +47,10 @@ class Embedder(Protocol):
 class DriftConfig:
     """Arguments of ``charter constitution drift`` (one field per CLI flag)."""
 
-    match_threshold: float = 0.7  # min cosine similarity to pair principles whose ids differ
-    reword_threshold: float = 0.98  # a same-id statement below this similarity counts as reworded
-    hard_weight: float = 2.0  # a hard constraint weighs this many times a default behaviour
-    embedder: str | None = None  # path of a sentence-embedding model directory (default: bundled MiniLM)
+    match_threshold: float = option(0.7, help="Min statement similarity to pair principles whose ids differ.")
+    reword_threshold: float = option(0.98, help="A same-id statement below this similarity counts as reworded.")
+    hard_weight: float = option(2.0, help="Weight of a hard constraint relative to a default behaviour.")
+    embedder: str | None = option(None, help="Sentence-embedding model directory (default: bundled MiniLM).", path=True)
 
     def validate(self) -> None:
         for name in ("match_threshold", "reword_threshold"):
