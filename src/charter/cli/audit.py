@@ -15,7 +15,7 @@ from charter.cli._gateway import audit_db as _audit_db
 from charter.cli._gateway import open_db as _db
 from charter.cli._gateway import public_keys as _public_keys
 from charter.cli._gateway import runtime_key as _runtime_key
-from charter.core.clock import audit_time, audit_time_ago, parse_time
+from charter.core.clock import audit_time, parse_time
 from charter.core.errors import InputError, VerificationError
 
 app = typer.Typer(help="The tamper-evident audit log: verify, export, prove, checkpoint, purge.", no_args_is_help=True)
@@ -189,13 +189,10 @@ def audit_purge(
 ) -> None:
     """Retention: drop the content of old entries, keeping their hashes so the log stays verifiable.
     The purge is itself an entry, signed with the runtime key (who, cutoff, reason)."""
+    from charter.audit.retention import retention_cutoff
+
     cfg, _, log = _audit_db(config, database)
-    days = older_than_days or cfg.server.retention_days
-    if not days:
-        raise InputError(
-            "no retention period: pass --older-than-days or set [server] retention_days", source="--older-than-days"
-        )
-    cutoff = audit_time_ago(days * 86400)
+    cutoff = retention_cutoff(older_than_days or cfg.server.retention_days)
     n = log.purge(cutoff, _runtime_key(cfg), actor="cli", reason=reason)
     console.print(f"purged the content of {n} entries older than {cutoff}", highlight=False)
 

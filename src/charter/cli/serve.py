@@ -33,11 +33,7 @@ def serve(
     ),
 ) -> None:
     """Serve the OpenAI-compatible, guarded, audited gateway (FastAPI + uvicorn)."""
-    import uvicorn
-
-    from charter.gateway import create_app
-    from charter.gateway.app import configure_json_logging
-    from charter.gateway.state import GatewayState
+    from charter.gateway.serving import serve as serve_gateway
 
     cfg = _config(
         config,
@@ -51,32 +47,18 @@ def serve(
             "server.workers": workers,
         },
     )
-    configure_json_logging()
-    with console.status(f"loading {cfg.upstream.model}" + (" and the guard" if cfg.guard.path else "")):
-        state = GatewayState(cfg)
-    a = state.attestation
-    err_console.print(
-        f"serving {state.upstream.model_id} on http://{cfg.server.host}:{cfg.server.port}/v1 "
-        f"({'sealed, verified' if a.verified else 'sealed, not verified' if a.sealed else 'unsealed'}; "
-        f"guard {'on' if state.guard is not None else 'off'}; audit {cfg.server.database})",
-        highlight=False,
-    )
-    common = dict(
-        host=cfg.server.host, port=cfg.server.port, log_config=None, access_log=False, timeout_graceful_shutdown=5
-    )
-    if cfg.server.workers == 1:
-        uvicorn.run(create_app(cfg, state=state), **common)
-        return
-    # Several processes: each worker builds its own state from the validated configuration; they
-    # share the database (one audit chain, one kill switch) and the runtime key file.
-    import os
 
-    from charter.gateway.app import CONFIG_ENV
+    def ready(state) -> None:
+        a = state.attestation
+        err_console.print(
+            f"serving {state.upstream.model_id} on http://{cfg.server.host}:{cfg.server.port}/v1 "
+            f"({'sealed, verified' if a.verified else 'sealed, not verified' if a.sealed else 'unsealed'}; "
+            f"guard {'on' if state.guard is not None else 'off'}; audit {cfg.server.database})",
+            highlight=False,
+        )
 
-    state.close()
-    del state  # the parent only supervises: free its copy of the model and guard for the workers
-    os.environ[CONFIG_ENV] = cfg.model_dump_json()
-    uvicorn.run("charter.gateway.app:app_from_environment", factory=True, workers=cfg.server.workers, **common)
+    loading = f"loading {cfg.upstream.model}" + (" and the guard" if cfg.guard.path else "")
+    serve_gateway(cfg, loading=lambda: console.status(loading), ready=ready)
 
 
 # -- admin ----------------------------------------------------------------------------------------
