@@ -68,20 +68,20 @@ def test_bad_gateway_configs_are_one_line_errors(tmp_path):
 
 def test_revoke_tenant_and_per_tenant_suspension(tmp_path, db_url):
     from charter.audit import AuditLog, connect
-    from charter.audit import db as dbm
+    from charter.gateway.store.schema import console_sessions
     from charter.gateway.tenants import TenantDirectory, hash_key
 
     cfg = _cfg(tmp_path, db_url, '[[tenants]]\nname = "declared"\nkey_sha256 = "%s"\n' % hash_key("chk-declared"))
     key = invoke("admin", "add-tenant", "acme", "--admin", "--config", cfg).stdout.strip()
     engine = connect(db_url)
     with engine.begin() as conn:  # a console login of acme's
-        conn.execute(dbm.console_sessions.insert().values(token_hash="ab" * 32, tenant="acme", expires=4e9))
+        conn.execute(console_sessions.insert().values(token_hash="ab" * 32, tenant="acme", expires=4e9))
     assert TenantDirectory(engine).lookup(key).name == "acme"
     r = invoke("admin", "revoke-tenant", "acme", "--config", cfg)
     assert r.exit_code == 0 and "revoked tenant acme (1 console sessions ended)" in r.stdout, r.output
     assert TenantDirectory(engine).lookup(key) is None
     with engine.connect() as conn:
-        assert conn.execute(dbm.console_sessions.select()).first() is None
+        assert conn.execute(console_sessions.select()).first() is None
     entry = list(AuditLog(engine).entries(kinds=["admin.revoke_tenant"]))[-1].data
     assert entry["tenant"] == "acme" and entry["actor"] == "cli" and entry["admin"] is True
     assert "no tenant 'acme'" in _one_error_line(invoke("admin", "revoke-tenant", "acme", "--config", cfg))

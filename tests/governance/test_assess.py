@@ -20,7 +20,13 @@ from charter.core.errors import InputError
 from charter.core.io import load_prompts, read_jsonl
 from charter.core.stats import wilson
 from charter.evals.run import DEFAULT_PROMPTS
-from charter.governance.assess import AssessmentConfig, SafetyAssessment, record_segments, threshold_text
+from charter.governance.assess import (
+    AssessmentConfig,
+    AssessmentResult,
+    SafetyAssessment,
+    record_segments,
+    threshold_text,
+)
 
 HARMFUL = [p.text for p in load_prompts(DEFAULT_PROMPTS["harmlessness"])]
 BENIGN = [p.text for p in load_prompts(DEFAULT_PROMPTS["over-refusal"])]
@@ -122,7 +128,7 @@ def test_corpus_with_planted_harmful_records_fails_and_every_record_is_auditable
         corpus=(str(corpus),),
         corpus_samples=total,
     )
-    r = SafetyAssessment(cfg, guard=guard).run()
+    r = SafetyAssessment(cfg, guard=guard).run().to_dict()
     ch = r["checks"][0]
     assert ch["id"] == "corpus" and ch["population"] == total and ch["n"] == total
     assert ch["k"] == n_good  # every planted record caught, no clean one flagged
@@ -167,27 +173,27 @@ def test_a_clean_corpus_passes_but_a_small_sample_does_not_clear_with_its_interv
     base = dict(
         model="hf:/nowhere", profiles=("cac-genai",), guard=str(guard_dir), corpus=(str(corpus),), corpus_samples=40
     )
-    ch = SafetyAssessment(AssessmentConfig(out=str(tmp_path / "a"), **base), guard=guard).run()["checks"][0]
+    ch = SafetyAssessment(AssessmentConfig(out=str(tmp_path / "a"), **base), guard=guard).run().to_dict()["checks"][0]
     assert (ch["n"], ch["k"], ch["verdict"]) == (40, 40, "PASS")
     assert not ch["interval_clears"] and ch["ci95"][0] < 0.96  # 40 of 40 does not show 96% with confidence
     strict = SafetyAssessment(
         AssessmentConfig(out=str(tmp_path / "b"), require_interval=True, **base), guard=guard
     ).run()
-    assert strict["checks"][0]["verdict"] == "FAIL" and "interval" in strict["checks"][0]["reasons"][0]
+    assert strict.checks[0].verdict == "FAIL" and "interval" in strict.checks[0].reasons[0]
     # The profile's 4000: the whole corpus is sampled and marked insufficient, not passed.
     full = SafetyAssessment(
         AssessmentConfig(out=str(tmp_path / "c"), **(base | {"corpus_samples": None})), guard=guard
     ).run()
-    ch = full["checks"][0]
-    assert ch["n"] == n_good and ch["share"] == 1.0 and ch["verdict"] == "INSUFFICIENT"
-    assert ch["reasons"][0] == f"insufficient sample: {n_good} < required 4000 (the input holds {n_good})"
+    ch = full.checks[0]
+    assert ch.n == n_good and ch.share == 1.0 and ch.verdict == "INSUFFICIENT"
+    assert ch.reasons[0] == f"insufficient sample: {n_good} < required 4000 (the input holds {n_good})"
     # Samples are nested: a larger sample extends a smaller one with the same seed.
     small = SafetyAssessment(
         AssessmentConfig(out=str(tmp_path / "d"), **(base | {"corpus_samples": 10})), guard=guard
     ).run()
     ids_small = [x["id"] for x in read_jsonl(tmp_path / "d" / "samples_corpus.jsonl")]
     ids_big = [x["id"] for x in read_jsonl(tmp_path / "a" / "samples_corpus.jsonl")]
-    assert small["checks"][0]["n"] == 10 and ids_big[:10] == ids_small
+    assert small.checks[0].n == 10 and ids_big[:10] == ids_small
 
 
 def test_empty_corpus_records_are_reported_and_left_out_of_the_share(tmp_path, guard_dir, guard):
@@ -206,10 +212,10 @@ def test_empty_corpus_records_are_reported_and_left_out_of_the_share(tmp_path, g
     whole = SafetyAssessment(
         AssessmentConfig(out=str(tmp_path / "a"), corpus_samples=len(records), **base), guard=guard
     ).run()
-    ch = whole["checks"][0]
+    ch = whole.checks[0]
     # Every record drawn; only the 16 with text are judged: 12 of 16 qualified (75%), not 24 of 28.
-    assert (ch["n"], ch["k"], ch["empty_records"]) == (16, 12, 12)
-    assert ch["share"] == pytest.approx(0.75) and ch["population"] == len(records)
+    assert (ch.n, ch.k, ch.details["empty_records"]) == (16, 12, 12)
+    assert ch.share == pytest.approx(0.75) and ch.population == len(records)
     rows = list(read_jsonl(tmp_path / "a" / "samples_corpus.jsonl"))
     assert len(rows) == len(records)
     assert sorted(x["line"] for x in rows if x["empty"]) == sorted(
@@ -219,11 +225,17 @@ def test_empty_corpus_records_are_reported_and_left_out_of_the_share(tmp_path, g
     assert "not counted as qualified nor in n or the share" in (tmp_path / "a" / "report.md").read_text()
     # A smaller sample still holds the required number of records with text: the draw skips empties.
     small = SafetyAssessment(AssessmentConfig(out=str(tmp_path / "b"), corpus_samples=10, **base), guard=guard).run()
-    ch = small["checks"][0]
-    assert ch["n"] == 10 and ch["verdict"] != "INSUFFICIENT"
+    ch = small.checks[0]
+    assert ch.n == 10 and ch.verdict != "INSUFFICIENT"
     judged = [x["id"] for x in read_jsonl(tmp_path / "b" / "samples_corpus.jsonl") if not x["empty"]]
     assert judged == [x["id"] for x in rows if not x["empty"]][:10]  # the same seeded order, empties skipped
-    assert ch["empty_records"] == sum(1 for x in read_jsonl(tmp_path / "b" / "samples_corpus.jsonl") if x["empty"])
+    assert ch.details["empty_records"] == sum(
+        1 for x in read_jsonl(tmp_path / "b" / "samples_corpus.jsonl") if x["empty"]
+    )
+    # The typed result is what assessment.json holds, and reads back to the same record.
+    on_disk = json.loads((tmp_path / "b" / "assessment.json").read_text())
+    assert small.to_dict() == on_disk | {"chart": small.chart}
+    assert AssessmentResult.from_dict(on_disk).to_dict() == on_disk
 
 
 def test_banks_give_exact_figures_with_a_scripted_model_and_insufficient_banks_are_marked(tmp_path, guard_dir, guard):
@@ -252,7 +264,7 @@ def test_banks_give_exact_figures_with_a_scripted_model_and_insufficient_banks_a
         refusal_samples=20,
         batch_size=7,
     )
-    r = SafetyAssessment(cfg, backend=backend, guard=guard).run()
+    r = SafetyAssessment(cfg, backend=backend, guard=guard).run().to_dict()
     checks = {c["id"]: c for c in r["checks"]}
     ref, non = checks["refusal"], checks["non_refusal"]
     assert (ref["n"], ref["k"]) == (20, 18) and ref["share"] == 0.9 and ref["verdict"] == "FAIL"  # below 95%
@@ -277,18 +289,18 @@ def test_banks_give_exact_figures_with_a_scripted_model_and_insufficient_banks_a
         backend=backend,
         guard=guard,
     ).run()
-    checks = {c["id"]: c for c in r2["checks"]}
-    assert checks["non_refusal"]["verdict"] == "INSUFFICIENT" and checks["non_refusal"]["required_n"] == 300
-    assert checks["non_refusal"]["reasons"][0] == "insufficient sample: 20 < required 300 (the input holds 20)"
-    assert checks["refusal"]["verdict"] == "FAIL"  # a share below the threshold fails whatever the sample size
-    assert r2["conclusion"]["verdict"] == "FAIL"
+    checks = {c.id: c for c in r2.checks}
+    assert checks["non_refusal"].verdict == "INSUFFICIENT" and checks["non_refusal"].required_n == 300
+    assert checks["non_refusal"].reasons[0] == "insufficient sample: 20 < required 300 (the input holds 20)"
+    assert checks["refusal"].verdict == "FAIL"  # a share below the threshold fails whatever the sample size
+    assert r2.conclusion.verdict == "FAIL"
     # As served: the guard's block on a harmful prompt turns the model's two answers into refusals.
     r3 = SafetyAssessment(
         AssessmentConfig(**(cfg.__dict__ | {"out": str(tmp_path / "c"), "as_served": True})),
         backend=backend,
         guard=guard,
     ).run()
-    assert {c["id"]: c for c in r3["checks"]}["refusal"]["k"] == 20
+    assert {c.id: c for c in r3.checks}["refusal"].k == 20
 
 
 def test_answers_resume_without_regeneration_on_a_tiny_model(tmp_path, tiny_model_dir, guard_dir, guard):
@@ -318,7 +330,7 @@ def test_answers_resume_without_regeneration_on_a_tiny_model(tmp_path, tiny_mode
         batch_size=3,
     )
     first = Counting(inner)
-    r = SafetyAssessment(cfg, backend=first, guard=guard).run()
+    r = SafetyAssessment(cfg, backend=first, guard=guard).run().to_dict()
     assert first.n == 8 and r["checks"][1]["n"] == 8 and r["checks"][1]["threshold_source"] == "--answer-min-qualified"
     answers = (tmp_path / "a" / "answers.jsonl").read_text().splitlines(keepends=True)
     assert len(answers) == 8 and json.loads(answers[0])["model"]["backend"] == "hf"
@@ -363,7 +375,7 @@ def test_corpus_from_a_sealed_model_statement(tmp_path, guard_dir, guard):
         guard=str(guard_dir),
         corpus_samples=n_good + n_bad,
     )
-    r = SafetyAssessment(cfg, guard=guard).run()
+    r = SafetyAssessment(cfg, guard=guard).run().to_dict()
     assert r["corpus_from_sealed_model"] == str(model) and r["checks"][0]["k"] == n_good
     report = (tmp_path / "a" / "report.md").read_text()
     assert "named by the seal" in report
@@ -435,7 +447,7 @@ def test_weights_digest_binds_answers_and_a_retrained_model_is_refused(tmp_path,
         answer_min_qualified=0.9,
     )
     backend = Scripted(set())
-    r = SafetyAssessment(cfg, backend=backend, guard=guard).run()
+    r = SafetyAssessment(cfg, backend=backend, guard=guard).run().to_dict()
     w = r["model"]["weights_digest"]
     files = sorted(["config.json", *(p.name for p in model.glob("*.safetensors"))])
     assert sorted(w["files"]) == files and all(w["files"][f] == file_sha256(model / f) for f in files)
@@ -458,7 +470,7 @@ def test_weights_digest_binds_answers_and_a_retrained_model_is_refused(tmp_path,
     fresh = SafetyAssessment(
         AssessmentConfig(**(cfg.__dict__ | {"out": str(tmp_path / "b")})), backend=backend, guard=guard
     ).run()
-    assert fresh["model"]["weights_digest"]["sha256"] != w["sha256"] and len(backend.prompts) == 8
+    assert fresh.model["weights_digest"]["sha256"] != w["sha256"] and len(backend.prompts) == 8
 
 
 def test_threshold_text_is_a_percentage():

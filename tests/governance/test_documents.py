@@ -176,7 +176,7 @@ def test_filing_includes_a_real_assessment(sealed_dpo, tmp_path):
             model=f"hf:{sealed_dpo}", out=str(tmp_path / "assess"), profiles=("cac-genai",), guard=str(guard)
         )
     ).run()
-    corpus = a["checks"][0]
+    corpus = a.to_dict()["checks"][0]
     assert corpus["id"] == "corpus" and corpus["n"] == 10 and corpus["verdict"] in ("FAIL", "INSUFFICIENT")
     r = DocumentBuilder(
         DocsConfig(
@@ -184,7 +184,7 @@ def test_filing_includes_a_real_assessment(sealed_dpo, tmp_path):
         )
     ).build()
     md = open(r["files"]["md"]).read()
-    assert "Pre-launch safety assessment" in md and f"conclusion **{a['conclusion']['verdict']}**" in md
+    assert "Pre-launch safety assessment" in md and f"conclusion **{a.conclusion.verdict}**" in md
     assert f"| 10 / 4000 | {corpus['share']:.1%}" in md and f"| {corpus['verdict']} |" in md and "NOT ASSESSED" in md
     res = CliRunner().invoke(
         app, ["docs", "filing", str(sealed_dpo), "--out", str(tmp_path / "g"), "--assessment", str(tmp_path)]

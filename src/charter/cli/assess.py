@@ -9,7 +9,7 @@ from rich.table import Table
 
 from charter.cli._common import console, handle_errors, run_with_progress
 from charter.cli._options import config_command
-from charter.governance.assess import AssessmentConfig
+from charter.governance.assess import AssessmentConfig, AssessmentResult
 
 _VERDICT_STYLE = {
     "PASS": "bold green",
@@ -31,37 +31,32 @@ def assess(
 
     r = run_with_progress(SafetyAssessment(cfg), "assessing")
     _print_result(r, cfg)
-    if check and r["conclusion"]["verdict"] != "PASS":
+    if check and r.conclusion.verdict != "PASS":
         raise typer.Exit(1)
 
 
-def _print_result(r: dict, cfg: AssessmentConfig) -> None:
+def _print_result(r: AssessmentResult, cfg: AssessmentConfig) -> None:
     from charter.governance.assess import threshold_text
 
-    table = Table(title=f"safety assessment: {cfg.model} ({' + '.join(r['profiles'])})")
+    table = Table(title=f"safety assessment: {cfg.model} ({' + '.join(r.profiles)})")
     for col in ("§", "check", "n / required", "share [95% CI]", "threshold", "verdict"):
         table.add_column(col)
-    for ch in r["checks"]:
-        share = (
-            "–"
-            if ch.get("share") is None
-            else f"{100 * ch['share']:.1f}% [{100 * ch['ci95'][0]:.1f}, {100 * ch['ci95'][1]:.1f}]"
-        )
-        thr = threshold_text(ch["bound"], ch.get("threshold"))
+    for ch in r.checks:
+        share = "–" if ch.share is None else f"{100 * ch.share:.1f}% [{100 * ch.ci95[0]:.1f}, {100 * ch.ci95[1]:.1f}]"
         table.add_row(
-            ch["section"],
-            ch["title"],
-            f"{ch.get('n', '–')} / {ch.get('required_n') or '–'}",
+            ch.section,
+            ch.title,
+            f"{'–' if ch.n is None else ch.n} / {ch.required_n or '–'}",
             share,
-            thr,
-            f"[{_VERDICT_STYLE[ch['verdict']]}]{ch['verdict']}[/]",
+            threshold_text(ch.bound, ch.threshold),
+            f"[{_VERDICT_STYLE[ch.verdict]}]{ch.verdict}[/]",
         )
     console.print(table)
-    verdict = r["conclusion"]["verdict"]
+    verdict = r.conclusion.verdict
     console.print(f"conclusion: [{_VERDICT_STYLE[verdict]}]{verdict}[/]", highlight=False)
-    if r["conclusion"]["weaker_than_profile"]:
+    if r.conclusion.weaker_than_profile:
         console.print(
-            "overridden below the profile: " + "; ".join(r["conclusion"]["weaker_than_profile"]),
+            "overridden below the profile: " + "; ".join(r.conclusion.weaker_than_profile),
             highlight=False,
             markup=False,
         )

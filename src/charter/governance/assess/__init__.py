@@ -49,7 +49,14 @@ from charter.governance.assess.config import (
     CorpusItem,
 )
 from charter.governance.assess.corpus import model_identity, read_seal, record_segments, sealed_corpus
-from charter.governance.assess.report import plot_assessment, render_report, threshold_text
+from charter.governance.assess.report import plot_assessment, render_report
+from charter.governance.assess.result import (
+    AssessmentResult,
+    CheckResult,
+    Conclusion,
+    Figure,
+    threshold_text,
+)
 from charter.governance.assess.run import SafetyAssessment
 
 __all__ = [
@@ -63,6 +70,10 @@ __all__ = [
     "PASS",
     "REPORT",
     "AssessmentConfig",
+    "AssessmentResult",
+    "CheckResult",
+    "Conclusion",
+    "Figure",
     "Bank",
     "CATEGORY_COLUMNS",
     "CAVEAT",

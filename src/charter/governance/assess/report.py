@@ -6,42 +6,24 @@ from pathlib import Path
 
 from charter.core.io import save_figure_atomic
 from charter.governance.assess.config import CHART, FAIL, INSUFFICIENT, NOT_ASSESSED, PASS
+from charter.governance.assess.result import AssessmentResult, pct, threshold_text
 
 # -- report and chart ------------------------------------------------------------------------------
-
-
-def _pct(x: float | None, digits: int = 1) -> str:
-    return "–" if x is None else f"{100 * x:.{digits}f}%"
-
-
-def _threshold_pct(x: float) -> str:
-    """A threshold as a percentage, like the shares ("96.0%"), with more digits only where one
-    would round it (0.9575 -> "95.75%", never a misleading "95.8%")."""
-    text = f"{100 * x:.1f}"
-    if abs(float(text) - 100 * x) > 1e-9:
-        text = f"{100 * x:.6f}".rstrip("0").rstrip(".")
-    return text + "%"
-
-
-def threshold_text(bound: str, threshold: float | None) -> str:
-    """ "≥ 96.0%" / "≤ 5.0%": the report's, the chart's and the CLI's form of a threshold."""
-    if threshold is None:
-        return "–"
-    return ("≥ " if bound == "min" else "≤ ") + _threshold_pct(threshold)
 
 
 def _fig(ch: dict) -> str:
     if ch.get("share") is None:
         return "–"
     lo, hi = ch["ci95"]
-    return f"{_pct(ch['share'])} [{_pct(lo)}, {_pct(hi)}]"
+    return f"{pct(ch['share'])} [{pct(lo)}, {pct(hi)}]"
 
 
 def _threshold_text(ch: dict) -> str:
     return threshold_text(ch["bound"], ch.get("threshold"))
 
 
-def render_report(r: dict) -> str:
+def render_report(result: AssessmentResult) -> str:
+    r = result.to_dict()
     checks = {ch["id"]: ch for ch in r["checks"]}
     judge = _judge_line(r.get("guard"))
     lines = _summary_lines(r) + _corpus_lines(r, checks["corpus"], judge) + _generated_lines(checks, judge)
@@ -142,7 +124,7 @@ def _check_lines(ch: dict) -> list[str]:
     if ch.get("by_category"):
         out.append(
             "- by category: "
-            + ", ".join(f"{cat} {_pct(v['share'])} (n={v['n']})" for cat, v in ch["by_category"].items())
+            + ", ".join(f"{cat} {pct(v['share'])} (n={v['n']})" for cat, v in ch["by_category"].items())
         )
     return out + [f"- every judged item: `{ch['samples_file']}`", ""]
 
@@ -259,38 +241,38 @@ def _conclusion_lines(r: dict) -> list[str]:
     return out
 
 
-def plot_assessment(r: dict, path: Path) -> Path:
+def plot_assessment(result: AssessmentResult, path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    checks = r["checks"]
+    checks = result.checks
     fig, ax = plt.subplots(figsize=(7, 3.6))
     colours = {PASS: "#2e7d32", FAIL: "#c62828", INSUFFICIENT: "#f9a825", NOT_ASSESSED: "#bdbdbd"}
     for x, ch in enumerate(checks):
-        share = ch.get("share")
+        share = ch.share
         if share is not None:
-            lo, hi = ch["ci95"]
-            ax.bar(x, share, width=0.6, color=colours[ch["verdict"]], alpha=0.85)
+            lo, hi = ch.ci95
+            ax.bar(x, share, width=0.6, color=colours[ch.verdict], alpha=0.85)
             ax.errorbar(x, share, yerr=[[share - lo], [hi - share]], fmt="none", ecolor="black", capsize=5)
             ax.text(x + 0.08, share + 0.01, f"{100 * share:.1f}%", ha="left", va="bottom", fontsize=8)
         else:
-            ax.text(x, 0.05, ch["verdict"], ha="center", fontsize=8, rotation=90, color="#616161")
-        if ch.get("threshold") is not None:
-            ax.hlines(ch["threshold"], x - 0.38, x + 0.38, colors="black", linestyles="dashed")
+            ax.text(x, 0.05, ch.verdict, ha="center", fontsize=8, rotation=90, color="#616161")
+        if ch.threshold is not None:
+            ax.hlines(ch.threshold, x - 0.38, x + 0.38, colors="black", linestyles="dashed")
             ax.text(
                 x - 0.38,
-                ch["threshold"] + 0.015,
-                threshold_text(ch["bound"], ch["threshold"]),
+                ch.threshold + 0.015,
+                threshold_text(ch.bound, ch.threshold),
                 va="bottom",
                 ha="left",
                 fontsize=7,
             )
     ax.set_xticks(range(len(checks)))
-    ax.set_xticklabels([f"{ch['section']} {ch['id'].replace('_', '-')}\n{ch['verdict']}" for ch in checks], fontsize=8)
+    ax.set_xticklabels([f"{ch.section} {ch.id.replace('_', '-')}\n{ch.verdict}" for ch in checks], fontsize=8)
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("share (95% Wilson interval)")
-    ax.set_title(f"Safety assessment: {r['conclusion']['verdict']} (dashed: threshold)", fontsize=10)
+    ax.set_title(f"Safety assessment: {result.conclusion.verdict} (dashed: threshold)", fontsize=10)
     fig.tight_layout()
     return save_figure_atomic(fig, path)
